@@ -1,0 +1,102 @@
+//! The app registry: every app's id, key, secret, flags and limits.
+//!
+//! Built once at startup from [`crate::config::Config`] and shared read-only by
+//! every shard behind an `Arc`; nothing in it changes while the server runs.
+//! Apps are addressed inside the server by [`AppIdx`], their position here.
+
+use std::collections::HashMap;
+
+/// Position of an app in the [`AppRegistry`]; cheap to copy and to send between shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AppIdx(pub u32);
+
+/// Per-app limits on what clients and backends may send.
+#[derive(Debug, Clone)]
+pub struct AppLimits {
+    /// Connections allowed for the app across all shards; `None` means no limit.
+    pub max_connections: Option<u32>,
+    pub max_event_payload_bytes: usize,
+    pub max_channels_per_event: usize,
+    pub max_batch_size: usize,
+    pub max_event_name_length: usize,
+    pub max_channel_name_length: usize,
+}
+
+impl Default for AppLimits {
+    fn default() -> Self {
+        AppLimits {
+            max_connections: None,
+            max_event_payload_bytes: 100 * 1024,
+            max_channels_per_event: 100,
+            max_batch_size: 10,
+            max_event_name_length: 200,
+            max_channel_name_length: 200,
+        }
+    }
+}
+
+/// One app as configured.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+    pub enabled: bool,
+    pub enable_client_messages: bool,
+    pub enable_user_authentication: bool,
+    pub limits: AppLimits,
+}
+
+impl App {
+    pub fn new(id: String, key: String, secret: String) -> App {
+        App {
+            id,
+            key,
+            secret,
+            enabled: true,
+            enable_client_messages: false,
+            enable_user_authentication: false,
+            limits: AppLimits::default(),
+        }
+    }
+}
+
+/// All apps, looked up by id (HTTP API) or key (WebSocket path).
+#[derive(Debug)]
+pub struct AppRegistry {
+    apps: Vec<App>,
+    by_id: HashMap<String, AppIdx>,
+    by_key: HashMap<String, AppIdx>,
+}
+
+impl AppRegistry {
+    pub fn new(apps: Vec<App>) -> AppRegistry {
+        let mut by_id = HashMap::new();
+        let mut by_key = HashMap::new();
+        for (i, app) in apps.iter().enumerate() {
+            by_id.insert(app.id.clone(), AppIdx(i as u32));
+            by_key.insert(app.key.clone(), AppIdx(i as u32));
+        }
+        AppRegistry { apps, by_id, by_key }
+    }
+
+    pub fn get(&self, idx: AppIdx) -> &App {
+        &self.apps[idx.0 as usize]
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<AppIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    pub fn by_key(&self, key: &str) -> Option<AppIdx> {
+        self.by_key.get(key).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.apps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty()
+    }
+}

@@ -1,0 +1,473 @@
+//! Startup configuration: the command line, the optional TOML file and the
+//! environment, resolved once into an immutable [`Config`].
+//!
+//! Two layers, as in ripgrep's flags pipeline: [`Cli`] and [`FileConfig`] are
+//! the raw inputs (every key optional, unknown keys rejected by serde with the
+//! key's name), and [`Config`] is the validated result the runtime reads.
+//! Precedence: CLI flag, then file, then built-in default. Without a file the
+//! server runs one development app whose credentials come from
+//! `SHARDCAST_APP_ID`, `SHARDCAST_APP_KEY`, `SHARDCAST_APP_SECRET`.
+
+use crate::apps::{App, AppLimits};
+use crate::errors::ConfigError;
+use clap::Parser;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The command line.
+#[derive(Debug, Parser, Default)]
+#[command(name = "shardcast", version, about = "A thread-per-core Pusher Channels server")]
+pub struct Cli {
+    /// TOML configuration file (see shardcast.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// Port for WebSocket and HTTP API (0 picks a free one) [default: 6001].
+    #[arg(long, value_name = "P")]
+    pub port: Option<u16>,
+    /// CPUs to run one pinned shard each on, e.g. `0,2-3` [default: every CPU
+    /// this process may run on]. A CPU listed twice runs two shards.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+}
+
+/// The TOML file as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub apps: Vec<AppSection>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub cpus: Option<String>,
+    pub activity_timeout: Option<u32>,
+    pub pong_timeout: Option<u32>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_frame_kb: Option<u32>,
+    pub max_write_queue_kb: Option<u32>,
+    pub max_request_body_kb: Option<u32>,
+    pub max_request_head_kb: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+    pub enabled: Option<bool>,
+    pub enable_client_messages: Option<bool>,
+    pub enable_user_authentication: Option<bool>,
+    pub max_connections: Option<u32>,
+    pub max_event_payload_kb: Option<u32>,
+    pub max_channels_per_event: Option<u32>,
+    pub max_batch_size: Option<u32>,
+    pub max_event_name_length: Option<u32>,
+    pub max_channel_name_length: Option<u32>,
+}
+
+/// Server-wide limits that protect the process, not a particular app.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Largest inbound WebSocket message (after reassembly); larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Bytes queued for one socket before it is closed as a slow consumer (4100).
+    pub max_write_queue_bytes: usize,
+    /// Hard cap on an HTTP request body (413 above it).
+    pub max_request_body_bytes: usize,
+    /// Hard cap on an HTTP request head (431 above it).
+    pub max_request_head_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_frame_bytes: 64 * 1024,
+            max_write_queue_bytes: 4 * 1024 * 1024,
+            max_request_body_bytes: 4 * 1024 * 1024,
+            max_request_head_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// The validated configuration every shard reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// One entry per shard: the CPU it is pinned to.
+    pub cpus: Vec<usize>,
+    /// Seconds of client silence before the server pings (advertised to clients).
+    pub activity_timeout: u32,
+    /// Seconds to wait for a pong after a server ping before closing with 4201.
+    pub pong_timeout: u32,
+    pub limits: ServerLimits,
+    pub apps: Vec<App>,
+    /// True when no config file named any app and the built-in one is served.
+    pub dev_app: bool,
+}
+
+pub const DEFAULT_PORT: u16 = 6001;
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+
+impl Config {
+    /// Resolves CLI, file and environment into a validated configuration.
+    /// `allowed_cpus` is the process affinity, used when no CPU list is given.
+    pub fn resolve(
+        cli: &Cli,
+        env: &dyn Fn(&str) -> Option<String>,
+        allowed_cpus: &[usize],
+    ) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source: e,
+                })?;
+                parse_file(&text)?
+            }
+            None => FileConfig::default(),
+        };
+        let server = &file.server;
+        let host = cli
+            .host
+            .clone()
+            .or_else(|| server.host.clone())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let port = cli.port.or(server.port).unwrap_or(DEFAULT_PORT);
+        let cpus = match cli.cpus.as_deref().or(server.cpus.as_deref()) {
+            Some(list) => {
+                let key = if cli.cpus.is_some() { "--cpus" } else { "server.cpus" };
+                parse_cpu_list(list).map_err(|why| ConfigError::Invalid {
+                    key: key.into(),
+                    why,
+                })?
+            }
+            None => allowed_cpus.to_vec(),
+        };
+        if cpus.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "cpus".into(),
+                why: "no CPU to run on".into(),
+            });
+        }
+        let activity_timeout = positive(server.activity_timeout, 120, "server.activity_timeout")?;
+        let pong_timeout = positive(server.pong_timeout, 30, "server.pong_timeout")?;
+        let limits = resolve_limits(&server.limits)?;
+
+        let dev_app = file.apps.is_empty();
+        let apps = if dev_app {
+            vec![App::new(
+                env("SHARDCAST_APP_ID").unwrap_or_else(|| "app-id".into()),
+                env("SHARDCAST_APP_KEY").unwrap_or_else(|| "app-key".into()),
+                env("SHARDCAST_APP_SECRET").unwrap_or_else(|| "app-secret".into()),
+            )]
+        } else {
+            file.apps
+                .iter()
+                .enumerate()
+                .map(|(i, a)| resolve_app(i, a))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        check_unique(&apps)?;
+        Ok(Config {
+            host,
+            port,
+            cpus,
+            activity_timeout,
+            pong_timeout,
+            limits,
+            apps,
+            dev_app,
+        })
+    }
+}
+
+/// Parses the TOML text; serde names unknown keys and mistyped values.
+pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))
+}
+
+/// Parses `0,2-3` into `[0, 2, 3]`; order is kept and repeats are allowed.
+pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("empty entry in CPU list `{list}`"));
+        }
+        let num = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{s}` is not a CPU number (in `{list}`)"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("range `{part}` runs backwards"));
+                }
+                if b - a >= 4096 {
+                    return Err(format!("range `{part}` is too large"));
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(num(part)?),
+        }
+    }
+    Ok(cpus)
+}
+
+fn positive(value: Option<u32>, default: u32, key: &str) -> Result<u32, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError::Invalid {
+            key: key.into(),
+            why: "must be greater than 0".into(),
+        }),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+fn resolve_limits(l: &LimitsSection) -> Result<ServerLimits, ConfigError> {
+    let d = ServerLimits::default();
+    let kb = |v: Option<u32>, default: usize, key: &str| -> Result<usize, ConfigError> {
+        match v {
+            Some(kb) => Ok(positive(Some(kb), 1, key)? as usize * 1024),
+            None => Ok(default),
+        }
+    };
+    Ok(ServerLimits {
+        max_frame_bytes: kb(l.max_frame_kb, d.max_frame_bytes, "server.limits.max_frame_kb")?,
+        max_write_queue_bytes: kb(
+            l.max_write_queue_kb,
+            d.max_write_queue_bytes,
+            "server.limits.max_write_queue_kb",
+        )?,
+        max_request_body_bytes: kb(
+            l.max_request_body_kb,
+            d.max_request_body_bytes,
+            "server.limits.max_request_body_kb",
+        )?,
+        max_request_head_bytes: kb(
+            l.max_request_head_kb,
+            d.max_request_head_bytes,
+            "server.limits.max_request_head_kb",
+        )?,
+    })
+}
+
+fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
+    let key_of = |field: &str| format!("apps[{index}].{field}");
+    for (field, value) in [("id", &a.id), ("key", &a.key), ("secret", &a.secret)] {
+        if value.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: key_of(field),
+                why: "must not be empty".into(),
+            });
+        }
+    }
+    if !a.key.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?') {
+        return Err(ConfigError::Invalid {
+            key: key_of("key"),
+            why: "must be printable ASCII without `/` or `?`".into(),
+        });
+    }
+    if !a.id.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?') {
+        return Err(ConfigError::Invalid {
+            key: key_of("id"),
+            why: "must be printable ASCII without `/` or `?`".into(),
+        });
+    }
+    let d = AppLimits::default();
+    let pos = |v: Option<u32>, default: u32, field: &str| positive(v.or(Some(default)), default, &key_of(field));
+    let mut app = App::new(a.id.clone(), a.key.clone(), a.secret.clone());
+    app.enabled = a.enabled.unwrap_or(true);
+    app.enable_client_messages = a.enable_client_messages.unwrap_or(false);
+    app.enable_user_authentication = a.enable_user_authentication.unwrap_or(false);
+    app.limits = AppLimits {
+        max_connections: match a.max_connections {
+            Some(0) => {
+                return Err(ConfigError::Invalid {
+                    key: key_of("max_connections"),
+                    why: "must be greater than 0 (leave it out for no limit)".into(),
+                })
+            }
+            v => v,
+        },
+        max_event_payload_bytes: pos(
+            a.max_event_payload_kb,
+            (d.max_event_payload_bytes / 1024) as u32,
+            "max_event_payload_kb",
+        )? as usize
+            * 1024,
+        max_channels_per_event: pos(
+            a.max_channels_per_event,
+            d.max_channels_per_event as u32,
+            "max_channels_per_event",
+        )? as usize,
+        max_batch_size: pos(a.max_batch_size, d.max_batch_size as u32, "max_batch_size")? as usize,
+        max_event_name_length: pos(
+            a.max_event_name_length,
+            d.max_event_name_length as u32,
+            "max_event_name_length",
+        )? as usize,
+        max_channel_name_length: pos(
+            a.max_channel_name_length,
+            d.max_channel_name_length as u32,
+            "max_channel_name_length",
+        )? as usize,
+    };
+    Ok(app)
+}
+
+fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
+    for (i, a) in apps.iter().enumerate() {
+        for b in &apps[..i] {
+            if a.id == b.id {
+                return Err(ConfigError::Invalid {
+                    key: format!("apps[{i}].id"),
+                    why: format!("`{}` is used by another app", a.id),
+                });
+            }
+            if a.key == b.key {
+                return Err(ConfigError::Invalid {
+                    key: format!("apps[{i}].key"),
+                    why: format!("`{}` is used by another app", a.key),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(cli: Cli, file: Option<&str>) -> Result<Config, ConfigError> {
+        let mut cli = cli;
+        let dir = std::env::temp_dir().join(format!("shardcast-cfg-{}", std::process::id()));
+        if let Some(text) = file {
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(format!("{:x}.toml", text.len() ^ text.as_ptr() as usize));
+            std::fs::write(&path, text).unwrap();
+            cli.config = Some(path);
+        }
+        Config::resolve(&cli, &|_| None, &[0, 1])
+    }
+
+    #[test]
+    fn defaults_serve_the_dev_app_on_every_cpu() {
+        let c = resolve(Cli::default(), None).unwrap();
+        assert_eq!(c.port, 6001);
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.cpus, vec![0, 1]);
+        assert_eq!(c.activity_timeout, 120);
+        assert!(c.dev_app);
+        assert_eq!(c.apps.len(), 1);
+        assert_eq!(c.apps[0].id, "app-id");
+        assert_eq!(c.apps[0].key, "app-key");
+        assert_eq!(c.apps[0].secret, "app-secret");
+        assert_eq!(c.apps[0].limits.max_event_payload_bytes, 100 * 1024);
+        assert_eq!(c.apps[0].limits.max_channels_per_event, 100);
+        assert_eq!(c.apps[0].limits.max_batch_size, 10);
+    }
+
+    #[test]
+    fn env_overrides_dev_credentials() {
+        let env = |k: &str| match k {
+            "SHARDCAST_APP_KEY" => Some("k2".to_string()),
+            _ => None,
+        };
+        let c = Config::resolve(&Cli::default(), &env, &[0]).unwrap();
+        assert_eq!(c.apps[0].key, "k2");
+        assert_eq!(c.apps[0].id, "app-id");
+    }
+
+    #[test]
+    fn cpu_lists_parse_ranges_and_repeats() {
+        assert_eq!(parse_cpu_list("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert_eq!(parse_cpu_list("1,1").unwrap(), vec![1, 1]);
+        assert!(parse_cpu_list("a").unwrap_err().contains("`a`"));
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("1,,2").is_err());
+    }
+
+    #[test]
+    fn cli_overrides_file() {
+        let cli = Cli {
+            port: Some(7000),
+            cpus: Some("1".into()),
+            ..Cli::default()
+        };
+        let c = resolve(cli, Some("[server]\nport = 9000\ncpus = \"0-1\"\nhost = \"127.0.0.1\"\n")).unwrap();
+        assert_eq!(c.port, 7000);
+        assert_eq!(c.cpus, vec![1]);
+        assert_eq!(c.host, "127.0.0.1");
+    }
+
+    #[test]
+    fn file_apps_replace_the_dev_app() {
+        let c = resolve(
+            Cli::default(),
+            Some(
+                "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nenable_client_messages = true\nmax_connections = 5\nmax_event_payload_kb = 10\n",
+            ),
+        )
+        .unwrap();
+        assert!(!c.dev_app);
+        assert_eq!(c.apps[0].id, "1");
+        assert!(c.apps[0].enable_client_messages);
+        assert_eq!(c.apps[0].limits.max_connections, Some(5));
+        assert_eq!(c.apps[0].limits.max_event_payload_bytes, 10 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = resolve(Cli::default(), Some("[server]\nprot = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        let err = resolve(
+            Cli::default(),
+            Some("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nmax_conections = 1\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = resolve(Cli::default(), Some("[server]\nport = \"x\"\n")).unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+        let err = resolve(Cli::default(), Some("[server]\nactivity_timeout = 0\n")).unwrap_err();
+        assert!(err.to_string().contains("server.activity_timeout"), "{err}");
+        let err = resolve(
+            Cli::default(),
+            Some("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nmax_batch_size = 0\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("apps[0].max_batch_size"), "{err}");
+        let err = resolve(
+            Cli::default(),
+            Some("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n[[apps]]\nid = \"1\"\nkey = \"k2\"\nsecret = \"s\"\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("apps[1].id"), "{err}");
+        let err = resolve(Cli::default(), Some("[[apps]]\nid = \"1\"\nkey = \"k\"\n")).unwrap_err();
+        assert!(err.to_string().contains("secret"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! HTTP on the main port: request heads parsed with httparse, the signed
+//! Pusher HTTP API, health checks, and the hand-off of WebSocket upgrades.
+
+mod api;
+mod request;
+mod response;
+mod server;
+mod trigger;
+
+pub use request::{parse_query, percent_decode};
+pub use server::serve;
+pub use trigger::{parse_batch, parse_event, TriggerEvent};

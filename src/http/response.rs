@@ -1,0 +1,82 @@
+//! Building HTTP responses: JSON bodies, status lines, keep-alive.
+
+use crate::errors::ApiError;
+
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+        }
+    }
+
+    pub fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// `{"error": "..."}` with the refusal's status.
+    pub fn error(e: &ApiError) -> Response {
+        let mut body = b"{\"error\":".to_vec();
+        crate::pusher::messages::push_json_str(&mut body, &e.to_string());
+        body.push(b'}');
+        Response::json(e.status(), body)
+    }
+
+    /// Appends the encoded response to `out`.
+    pub fn encode(&self, keep_alive: bool, out: &mut Vec<u8>) {
+        let head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len(),
+            if keep_alive { "" } else { "Connection: close\r\n" },
+        );
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&self.body);
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_errors_as_json() {
+        let mut out = Vec::new();
+        Response::error(&ApiError::NotFound("no app \"x\"".into())).encode(false, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\n{\"error\":\"no app \\\"x\\\"\"}"));
+    }
+}

@@ -1,0 +1,65 @@
+//! Bounded JSON parsing for everything clients and backends send.
+//!
+//! simd-json builds values recursively, so a deeply nested document could
+//! overflow the stack. [`parse`] first scans the bytes (skipping strings) and
+//! refuses anything nested deeper than [`MAX_DEPTH`], then parses in place.
+
+use simd_json::BorrowedValue;
+
+/// Deepest nesting of arrays and objects accepted anywhere.
+pub const MAX_DEPTH: usize = 64;
+
+/// Parses `bytes` in place after checking the nesting depth.
+pub fn parse(bytes: &mut [u8]) -> Result<BorrowedValue<'_>, String> {
+    if depth_exceeds(bytes, MAX_DEPTH) {
+        return Err(format!("JSON is nested deeper than {MAX_DEPTH} levels"));
+    }
+    simd_json::to_borrowed_value(bytes).map_err(|e| e.to_string())
+}
+
+/// True when arrays/objects nest deeper than `max` (outside strings).
+fn depth_exceeds(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_deep_nesting_and_accepts_reasonable_json() {
+        let mut deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
+        assert!(parse(&mut deep).unwrap_err().contains("nested deeper"));
+        let mut ok = format!("{}1{}", "[".repeat(64), "]".repeat(64)).into_bytes();
+        assert!(parse(&mut ok).is_ok());
+        // Brackets inside strings do not count.
+        let mut s = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(1000), "{".repeat(1000)).into_bytes();
+        assert!(parse(&mut s).is_ok());
+    }
+}

@@ -1,0 +1,49 @@
+//! shardcast: a Pusher Channels (protocol 7) server, thread-per-core on glommio.
+//!
+//! # Architecture
+//!
+//! One pinned glommio executor per configured CPU runs one shard
+//! ([`runtime::Shard`]). A shard owns its SO_REUSEPORT listener, its
+//! connections ([`pusher::conns::ConnTable`]) and its channels
+//! ([`pusher::channels::ChannelTable`]); nothing mutable is shared between
+//! cores. Shards talk only through a full mesh of bounded lock-free mailboxes
+//! carrying one enum, [`runtime::ShardMsg`]. The app registry
+//! ([`apps::AppRegistry`]) and [`config::Config`] are read-only after start.
+//!
+//! # Data flow, from accept to delivery
+//!
+//! ```text
+//!  client / backend
+//!        │ TCP (kernel spreads accepts over shards: SO_REUSEPORT)
+//!        ▼
+//!  net::Listener ──► http::serve ── httparse head
+//!        │                 │
+//!        │   GET /app/{key} (Upgrade)        POST /apps/{id}/events
+//!        ▼                                    ▼
+//!  ws::conn::serve                        http::api ── auth::verify_api_request
+//!   handshake, pusher::session::open          │         (key, timestamp, body_md5, HMAC)
+//!   ConnTask: read ─► ws::frame::Decoder      │ trigger body (simd-json) ─► one Frame
+//!             ─► pusher::session               ▼          per (event, channel)
+//!             (subscribe → ChannelTable)   pusher::broadcast::publish
+//!                                              │ deliver_local: each subscriber's
+//!                                              │   queue gets the same Frame (skip except)
+//!                                              │ ShardMsg::Publish(Arc) ─► every other shard
+//!                                              ▼   (mailbox; peer runs deliver_local)
+//!  ConnTask: write ◄── Conn.out queue ◄────────┘
+//!   one vectored sendmsg per drain (frames coalesced)
+//! ```
+//!
+//! Layers: [`net`] and [`runtime`] hold every glommio type; [`http`] and
+//! [`ws`] speak the wire protocols; [`pusher`] holds protocol state and
+//! logic; [`auth`], [`config`], [`apps`] and [`errors`] are single concerns.
+
+pub mod apps;
+pub mod auth;
+pub mod config;
+pub mod errors;
+pub mod http;
+pub mod json;
+pub mod net;
+pub mod pusher;
+pub mod runtime;
+pub mod ws;

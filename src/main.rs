@@ -1,0 +1,34 @@
+//! The `shardcast` binary: parse flags, load the config, run the shards.
+
+use clap::Parser;
+use shardcast::config::{Cli, Config};
+use shardcast::runtime;
+
+/// mimalloc: fast thread-local allocation for the per-core shards.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let allowed = runtime::env_check::allowed_cpus();
+    let config = match Config::resolve(&cli, &|k| std::env::var(k).ok(), &allowed) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shardcast: {e}");
+            std::process::exit(1);
+        }
+    };
+    if config.dev_app {
+        log::warn!(
+            "no apps configured: serving the development app id={} key={} with its default \
+             secret; these are development credentials, set apps in a config file for production",
+            config.apps[0].id,
+            config.apps[0].key
+        );
+    }
+    if let Err(e) = runtime::run(config) {
+        eprintln!("shardcast: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,12 @@
+//! Sockets: the per-shard SO_REUSEPORT listener and the connected [`Socket`].
+//!
+//! Together with `runtime/`, the only place glommio's types appear. A
+//! [`Socket`] exposes just what the HTTP and WebSocket layers need: polled
+//! reads, a vectored non-blocking write that sends every queued frame of a
+//! connection in one syscall, and a way to wait until the socket is writable.
+
+mod listener;
+mod socket;
+
+pub use listener::{bind_reuseport, probe_port, Listener};
+pub use socket::Socket;

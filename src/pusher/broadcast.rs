@@ -1,0 +1,50 @@
+//! Broadcast: deliver pre-built frames to a channel's subscribers on every
+//! shard, skipping the one excluded socket.
+//!
+//! A [`Publication`] is built once (each frame encoded once), delivered to
+//! the local subscribers, and the same `Arc` is handed to every other shard
+//! once through the mailboxes; each shard runs [`deliver_local`] itself.
+
+use crate::apps::AppIdx;
+use crate::pusher::socket_id::SocketId;
+use crate::runtime::{Shard, ShardMsg};
+use crate::ws::frame::Frame;
+use std::sync::Arc;
+
+/// Frames for one or more channels of one app, from one trigger or batch.
+pub struct Publication {
+    pub app: AppIdx,
+    /// The connection that must not receive these frames.
+    pub except: Option<SocketId>,
+    /// (channel name, encoded frame), delivered in this order.
+    pub frames: Vec<(Box<str>, Frame)>,
+}
+
+/// Delivers on this shard and hands the publication to every other shard.
+pub async fn publish(shard: &Shard, publication: Publication) {
+    let publication = Arc::new(publication);
+    deliver_local(shard, &publication);
+    for peer in shard.peers() {
+        shard.send_to(peer, ShardMsg::Publish(publication.clone())).await;
+    }
+}
+
+/// Queues each frame for this shard's subscribers of its channel.
+pub fn deliver_local(shard: &Shard, publication: &Publication) {
+    let channels = shard.channels.borrow();
+    let mut conns = shard.conns.borrow_mut();
+    let excluded = publication
+        .except
+        .filter(|id| id.nonce == shard.nonce && id.shard == shard.id)
+        .filter(|id| conns.get(id.slot).is_some_and(|c| c.serial == id.serial))
+        .map(|id| id.slot);
+    let cap = shard.config.limits.max_write_queue_bytes;
+    let now = shard.now();
+    for (channel, frame) in &publication.frames {
+        for &key in channels.subscribers(publication.app, channel) {
+            if Some(key) != excluded {
+                conns.enqueue(key, frame, cap, now);
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! `ConnTable`: a shard's WebSocket connections, indexed by slab slot.
+//!
+//! A [`Conn`] holds what other code on the shard needs to reach a socket
+//! without owning it: its app and subscriptions, its outbound queue of
+//! shared [`Frame`]s, the waker of the task that writes them, and its
+//! activity clock. The socket itself belongs to that task (`ws::conn`).
+//! An idle connection owns no buffers: an empty `VecDeque` allocates nothing.
+
+use crate::apps::AppIdx;
+use crate::errors::ClientError;
+use crate::pusher::messages;
+use crate::ws::frame::Frame;
+use bytes::Bytes;
+use slab::Slab;
+use smallvec::SmallVec;
+use std::collections::VecDeque;
+use std::task::Waker;
+
+/// Slot of a connection in its shard's [`ConnTable`].
+pub type ConnKey = u32;
+/// Slot of a channel in its shard's `ChannelTable`.
+pub type ChannelId = u32;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Open,
+    /// A close frame is queued; nothing more is accepted. `since` is the
+    /// shard clock when closing began, to bound how long it may take.
+    Closing { since: u32 },
+    /// Give up on a clean close and drop the socket now.
+    Abort,
+}
+
+pub struct Conn {
+    pub serial: u32,
+    pub app: AppIdx,
+    pub subs: SmallVec<[ChannelId; 4]>,
+    /// Frames waiting to be written, oldest first.
+    pub out: VecDeque<Bytes>,
+    /// Bytes in `out` not yet written.
+    pub out_bytes: usize,
+    /// How much of the front frame is already written.
+    pub out_offset: usize,
+    pub waker: Option<Waker>,
+    /// Shard clock (seconds) of the last frame from the client.
+    pub last_seen: u32,
+    /// Shard clock when the server pinged and still awaits an answer.
+    pub ping_sent: Option<u32>,
+    pub phase: Phase,
+}
+
+impl Conn {
+    fn wake(&mut self) {
+        if let Some(w) = &self.waker {
+            w.wake_by_ref();
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ConnTable {
+    slab: Slab<Conn>,
+    next_serial: u32,
+}
+
+impl ConnTable {
+    /// Adds a connection and returns its slot and serial.
+    pub fn insert(&mut self, app: AppIdx, now: u32) -> (ConnKey, u32) {
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1);
+        let key = self.slab.insert(Conn {
+            serial,
+            app,
+            subs: SmallVec::new(),
+            out: VecDeque::new(),
+            out_bytes: 0,
+            out_offset: 0,
+            waker: None,
+            last_seen: now,
+            ping_sent: None,
+            phase: Phase::Open,
+        });
+        (key as ConnKey, serial)
+    }
+
+    pub fn remove(&mut self, key: ConnKey) -> Option<Conn> {
+        self.slab.try_remove(key as usize)
+    }
+
+    pub fn get(&self, key: ConnKey) -> Option<&Conn> {
+        self.slab.get(key as usize)
+    }
+
+    pub fn get_mut(&mut self, key: ConnKey) -> Option<&mut Conn> {
+        self.slab.get_mut(key as usize)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    pub fn keys(&self) -> Vec<ConnKey> {
+        self.slab.iter().map(|(k, _)| k as ConnKey).collect()
+    }
+
+    /// Queues a frame for a connection. A connection whose queue passes
+    /// `cap` bytes is a slow consumer: its queue is dropped and it is closed
+    /// with 4100, so it never holds up anyone else.
+    pub fn enqueue(&mut self, key: ConnKey, frame: &Frame, cap: usize, now: u32) {
+        let Some(conn) = self.slab.get_mut(key as usize) else { return };
+        if conn.phase != Phase::Open {
+            return;
+        }
+        if conn.out_bytes + frame.len() > cap {
+            Self::drop_queue(conn);
+            Self::begin_close(conn, &ClientError::SlowConsumer(cap), now);
+            return;
+        }
+        Self::push(conn, frame.bytes().clone());
+    }
+
+    fn push(conn: &mut Conn, bytes: Bytes) {
+        let was_empty = conn.out.is_empty();
+        conn.out_bytes += bytes.len();
+        conn.out.push_back(bytes);
+        if was_empty {
+            conn.wake();
+        }
+    }
+
+    /// Drops what is queued, keeping a partly written front frame so the
+    /// stream stays well-formed.
+    fn drop_queue(conn: &mut Conn) {
+        let keep = if conn.out_offset > 0 { 1 } else { 0 };
+        while conn.out.len() > keep {
+            let b = conn.out.pop_back().expect("len checked");
+            conn.out_bytes -= b.len();
+        }
+        if keep == 0 {
+            conn.out = VecDeque::new();
+        }
+    }
+
+    /// Refuses or ends a connection: `pusher:error` with the code, then a
+    /// close frame with the same code; the connection's task finishes the close.
+    pub fn close(&mut self, key: ConnKey, why: &ClientError, now: u32) {
+        if let Some(conn) = self.slab.get_mut(key as usize) {
+            if conn.phase == Phase::Open {
+                Self::begin_close(conn, why, now);
+            }
+        }
+    }
+
+    fn begin_close(conn: &mut Conn, why: &ClientError, now: u32) {
+        let message = why.to_string();
+        let code = why.code();
+        Self::push(conn, messages::error(Some(code), &message).bytes().clone());
+        Self::push(conn, Frame::close(code, &message).bytes().clone());
+        conn.phase = Phase::Closing { since: now };
+        conn.wake();
+    }
+
+    /// Closes with a bare WebSocket close frame (RFC 6455 protocol errors).
+    pub fn close_ws(&mut self, key: ConnKey, code: u16, reason: &str, now: u32) {
+        if let Some(conn) = self.slab.get_mut(key as usize) {
+            if conn.phase == Phase::Open {
+                Self::push(conn, Frame::close(code, reason).bytes().clone());
+                conn.phase = Phase::Closing { since: now };
+                conn.wake();
+            }
+        }
+    }
+
+    /// Queues a frame regardless of the slow-consumer cap (small replies).
+    pub fn reply(&mut self, key: ConnKey, frame: &Frame) {
+        if let Some(conn) = self.slab.get_mut(key as usize) {
+            if conn.phase == Phase::Open {
+                Self::push(conn, frame.bytes().clone());
+            }
+        }
+    }
+
+    /// The periodic sweep: ping connections silent for `activity_timeout`,
+    /// close with 4201 those that did not answer within `pong_timeout`, and
+    /// abort closes that take longer than `close_timeout`.
+    pub fn sweep(&mut self, now: u32, activity_timeout: u32, pong_timeout: u32, close_timeout: u32) {
+        let ping = messages::ping();
+        for (_, conn) in self.slab.iter_mut() {
+            match conn.phase {
+                Phase::Open => match conn.ping_sent {
+                    Some(at) if now.saturating_sub(at) >= pong_timeout => {
+                        Self::begin_close(conn, &ClientError::PongTimeout(pong_timeout), now);
+                    }
+                    None if now.saturating_sub(conn.last_seen) >= activity_timeout => {
+                        conn.ping_sent = Some(now);
+                        Self::push(conn, ping.bytes().clone());
+                    }
+                    _ => {}
+                },
+                Phase::Closing { since } if now.saturating_sub(since) >= close_timeout => {
+                    conn.phase = Phase::Abort;
+                    conn.wake();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Marks client activity: any frame counts, and answers a server ping.
+    pub fn touch(&mut self, key: ConnKey, now: u32) {
+        if let Some(conn) = self.slab.get_mut(key as usize) {
+            conn.last_seen = now;
+            conn.ping_sent = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Frame {
+        Frame::text(&vec![b'x'; n])
+    }
+
+    #[test]
+    fn slow_consumer_is_closed_with_4100_and_its_queue_dropped() {
+        let mut t = ConnTable::default();
+        let (k, _) = t.insert(AppIdx(0), 0);
+        t.enqueue(k, &frame(100), 1000, 0);
+        assert_eq!(t.get(k).unwrap().out.len(), 1);
+        for _ in 0..20 {
+            t.enqueue(k, &frame(100), 1000, 0);
+        }
+        let c = t.get(k).unwrap();
+        assert_eq!(c.phase, Phase::Closing { since: 0 });
+        // Only the error and close frames remain.
+        assert_eq!(c.out.len(), 2);
+        let close = c.out.back().unwrap();
+        assert_eq!(&close[..4], &[0x88, close[1], 0x10, 0x04]); // 4100
+        assert!(c.out_bytes < 200);
+    }
+
+    #[test]
+    fn sweep_pings_then_closes_with_4201() {
+        let mut t = ConnTable::default();
+        let (k, _) = t.insert(AppIdx(0), 0);
+        t.sweep(5, 10, 3, 2);
+        assert!(t.get(k).unwrap().out.is_empty());
+        t.sweep(10, 10, 3, 2);
+        assert_eq!(t.get(k).unwrap().ping_sent, Some(10));
+        assert_eq!(t.get(k).unwrap().out.len(), 1);
+        t.sweep(12, 10, 3, 2);
+        assert_eq!(t.get(k).unwrap().phase, Phase::Open);
+        t.sweep(13, 10, 3, 2);
+        assert_eq!(t.get(k).unwrap().phase, Phase::Closing { since: 13 });
+        t.sweep(15, 10, 3, 2);
+        assert_eq!(t.get(k).unwrap().phase, Phase::Abort);
+    }
+
+    #[test]
+    fn activity_resets_the_ping() {
+        let mut t = ConnTable::default();
+        let (k, _) = t.insert(AppIdx(0), 0);
+        t.sweep(10, 10, 3, 2);
+        t.touch(k, 11);
+        t.sweep(14, 10, 3, 2);
+        assert_eq!(t.get(k).unwrap().phase, Phase::Open);
+        assert_eq!(t.get(k).unwrap().ping_sent, None);
+    }
+
+    #[test]
+    fn serials_differ_for_reused_slots() {
+        let mut t = ConnTable::default();
+        let (k1, s1) = t.insert(AppIdx(0), 0);
+        t.remove(k1);
+        let (k2, s2) = t.insert(AppIdx(0), 0);
+        assert_eq!(k1, k2);
+        assert_ne!(s1, s2);
+    }
+}

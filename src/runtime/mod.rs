@@ -1,0 +1,17 @@
+//! The thread-per-core runtime: one pinned glommio executor per configured
+//! CPU, each running one [`Shard`], joined by a full mesh of bounded
+//! lock-free mailboxes that carry [`ShardMsg`] and nothing else.
+//!
+//! Everything glommio-specific lives here and in `net/`; the protocol layers
+//! call [`spawn`], [`sleep`] and the [`Shard`] methods.
+
+mod boot;
+pub mod env_check;
+mod mailbox;
+mod shard;
+mod tasks;
+
+pub use boot::run;
+pub use mailbox::{Reply, Request, ShardMsg};
+pub use shard::{Shard, ShardId};
+pub use tasks::{sleep, spawn, yield_now, Signal};

@@ -1,0 +1,292 @@
+//! `Shard`: everything one core owns, and the loop that runs it.
+//!
+//! # Invariants
+//! - Shard state is never `Send`: it lives in an `Rc<Shard>` on its own
+//!   executor thread. The only values that cross cores are [`ShardMsg`]s in
+//!   the mailboxes, the read-only `Arc<Config>` / `Arc<AppRegistry>`, and the
+//!   process-wide shutdown flag set by the signal handler.
+//! - No `RefCell` borrow is held across an `.await`.
+//! - Each connection has exactly one task that owns its socket and writes its
+//!   queue; frames are immutable once built and shared between recipients.
+//! - A publication's `except` socket is skipped by slot on the shard that owns
+//!   it (the shard is encoded in the socket_id); other shards skip nothing.
+//! - Order: FIFO per (source shard → destination shard) ring and per socket
+//!   queue, so events from one HTTP connection reach each subscriber in order.
+//! - Per-app connection counts are authoritative on the app's owner shard
+//!   (`app index % shard count`); others ask it before admitting.
+
+use super::mailbox::{Mailboxes, Reply, Request, ShardMsg};
+use super::tasks::{sleep, spawn, Signal};
+use crate::apps::{AppIdx, AppRegistry};
+use crate::config::Config;
+use crate::net::Listener;
+use crate::pusher::broadcast;
+use crate::pusher::channels::ChannelTable;
+use crate::pusher::conns::ConnTable;
+use crate::errors::ClientError;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use slab::Slab;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Index of a shard in the configured CPU list (not glommio's executor id).
+pub type ShardId = u16;
+
+/// How long a client may take to finish a close before its socket is dropped.
+const CLOSE_TIMEOUT_SECS: u32 = 3;
+/// How long draining may take before the shard stops regardless.
+const DRAIN_DEADLINE: Duration = Duration::from_millis(4500);
+/// Size of the shared read buffer every connection reads into.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+#[derive(Default)]
+struct PendingReply {
+    reply: Option<Reply>,
+    waker: Option<Waker>,
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    pub count: u16,
+    /// Per-process nonce encoded in every socket_id.
+    pub nonce: u32,
+    pub config: Arc<Config>,
+    pub apps: Arc<AppRegistry>,
+    pub conns: RefCell<ConnTable>,
+    pub channels: RefCell<ChannelTable>,
+    /// Read buffer shared by all connections of the shard, so an idle socket
+    /// owns none. Borrowed only between two awaits.
+    pub scratch: RefCell<Vec<u8>>,
+    /// Raised when the shard starts draining for shutdown.
+    pub draining: Signal,
+    /// HTTP API requests being handled right now.
+    pub http_in_flight: Cell<u32>,
+    mailboxes: Mailboxes,
+    pending: RefCell<Slab<PendingReply>>,
+    /// Open connections per app; meaningful for apps this shard owns.
+    app_connections: RefCell<Vec<u32>>,
+    started: Instant,
+}
+
+impl Shard {
+    pub(super) fn new(
+        id: ShardId,
+        count: u16,
+        nonce: u32,
+        config: Arc<Config>,
+        apps: Arc<AppRegistry>,
+        mailboxes: Mailboxes,
+    ) -> Shard {
+        let app_count = apps.len();
+        Shard {
+            id,
+            count,
+            nonce,
+            config,
+            channels: RefCell::new(ChannelTable::new(app_count)),
+            apps,
+            conns: RefCell::new(ConnTable::default()),
+            scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
+            draining: Signal::default(),
+            http_in_flight: Cell::new(0),
+            mailboxes,
+            pending: RefCell::new(Slab::new()),
+            app_connections: RefCell::new(vec![0; app_count]),
+            started: Instant::now(),
+        }
+    }
+
+    /// Seconds since the shard started: the coarse clock of activity timers.
+    pub fn now(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
+    }
+
+    /// Every other shard's id.
+    pub fn peers(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.count as usize).filter(move |&p| p != self.id as usize)
+    }
+
+    /// Sends a message to another shard, waiting while its mailbox is full.
+    pub async fn send_to(&self, peer: usize, msg: ShardMsg) {
+        self.mailboxes.send(peer, msg).await
+    }
+
+    /// Asks `peer` a question and waits for its answer.
+    async fn request(&self, peer: usize, body: Request) -> Reply {
+        let id = self.pending.borrow_mut().insert(PendingReply::default()) as u32;
+        self.send_to(peer, ShardMsg::Request { from: self.id, id, body }).await;
+        futures_lite::future::poll_fn(|cx| {
+            let mut pending = self.pending.borrow_mut();
+            let slot = &mut pending[id as usize];
+            match slot.reply.take() {
+                Some(reply) => {
+                    pending.remove(id as usize);
+                    Poll::Ready(reply)
+                }
+                None => {
+                    slot.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    fn owner_of(&self, app: AppIdx) -> usize {
+        app.0 as usize % self.count as usize
+    }
+
+    /// Reserves a connection slot for `app` against its `max_connections`,
+    /// asking the app's owner shard when that is another one.
+    pub async fn admit_connection(self: &Rc<Self>, app: AppIdx) -> bool {
+        if self.apps.get(app).limits.max_connections.is_none() {
+            return true;
+        }
+        let owner = self.owner_of(app);
+        if owner == self.id as usize {
+            return self.count_connection(app);
+        }
+        matches!(self.request(owner, Request::AdmitConnection { app }).await, Reply::Admitted(true))
+    }
+
+    /// Gives back the slot taken by [`Shard::admit_connection`].
+    pub fn release_connection(self: &Rc<Self>, app: AppIdx) {
+        if self.apps.get(app).limits.max_connections.is_none() {
+            return;
+        }
+        let owner = self.owner_of(app);
+        if owner == self.id as usize {
+            self.uncount_connection(app);
+        } else {
+            let shard = self.clone();
+            spawn(async move { shard.send_to(owner, ShardMsg::ConnectionClosed { app }).await });
+        }
+    }
+
+    fn count_connection(&self, app: AppIdx) -> bool {
+        let max = self.apps.get(app).limits.max_connections.unwrap_or(u32::MAX);
+        let mut counts = self.app_connections.borrow_mut();
+        let count = &mut counts[app.0 as usize];
+        if *count >= max {
+            false
+        } else {
+            *count += 1;
+            true
+        }
+    }
+
+    fn uncount_connection(&self, app: AppIdx) {
+        let mut counts = self.app_connections.borrow_mut();
+        let count = &mut counts[app.0 as usize];
+        *count = count.saturating_sub(1);
+    }
+
+    /// Handles one message from another shard.
+    fn handle_msg(self: &Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Publish(publication) => broadcast::deliver_local(self, &publication),
+            ShardMsg::Request { from, id, body } => {
+                let reply = match body {
+                    Request::AdmitConnection { app } => Reply::Admitted(self.count_connection(app)),
+                };
+                let shard = self.clone();
+                spawn(async move { shard.send_to(from as usize, ShardMsg::Reply { id, body: reply }).await });
+            }
+            ShardMsg::Reply { id, body } => {
+                if let Some(slot) = self.pending.borrow_mut().get_mut(id as usize) {
+                    slot.reply = Some(body);
+                    if let Some(w) = slot.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            ShardMsg::ConnectionClosed { app } => self.uncount_connection(app),
+        }
+    }
+
+    /// Runs the shard until it has drained after a shutdown signal.
+    pub(super) async fn run(
+        self: Rc<Self>,
+        receivers: Vec<ConnectedReceiver<ShardMsg>>,
+        listener: Listener,
+        shutdown: Arc<AtomicBool>,
+    ) {
+        for rx in receivers {
+            let shard = self.clone();
+            spawn(async move {
+                while let Some(msg) = rx.recv().await {
+                    shard.handle_msg(msg);
+                }
+            });
+        }
+        let shard = self.clone();
+        spawn(async move { shard.accept_loop(listener).await });
+
+        // The housekeeping tick: activity sweep once a second, shutdown flag
+        // checked every 100 ms.
+        let mut last_sweep = 0;
+        while !shutdown.load(Ordering::Relaxed) {
+            sleep(Duration::from_millis(100)).await;
+            let now = self.now();
+            if now != last_sweep {
+                last_sweep = now;
+                let c = &self.config;
+                self.conns
+                    .borrow_mut()
+                    .sweep(now, c.activity_timeout, c.pong_timeout, CLOSE_TIMEOUT_SECS);
+            }
+        }
+        self.drain().await;
+    }
+
+    async fn accept_loop(self: Rc<Self>, listener: Listener) {
+        loop {
+            let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                self.draining.wait().await;
+                None
+            })
+            .await;
+            match accepted {
+                None => return, // dropping the listener stops accepting
+                Some(Ok(socket)) => {
+                    let shard = self.clone();
+                    spawn(async move { crate::http::serve(shard, socket).await });
+                }
+                Some(Err(e)) => {
+                    log::warn!("shard {}: accept failed: {e}", self.id);
+                    // Out of file descriptors or similar: back off briefly.
+                    sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, tell every client to reconnect
+    /// (4200), let in-flight HTTP requests finish, within the deadline.
+    async fn drain(&self) {
+        self.draining.raise();
+        let now = self.now();
+        {
+            let mut conns = self.conns.borrow_mut();
+            for key in conns.keys() {
+                conns.close(key, &ClientError::ShuttingDown, now);
+            }
+        }
+        let deadline = Instant::now() + DRAIN_DEADLINE;
+        while Instant::now() < deadline {
+            if self.conns.borrow().is_empty() && self.http_in_flight.get() == 0 {
+                break;
+            }
+            let c = &self.config;
+            self.conns
+                .borrow_mut()
+                .sweep(self.now(), c.activity_timeout, c.pong_timeout, CLOSE_TIMEOUT_SECS);
+            sleep(Duration::from_millis(20)).await;
+        }
+        log::info!("shard {} drained", self.id);
+    }
+}

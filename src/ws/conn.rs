@@ -1,0 +1,276 @@
+//! The task that drives one WebSocket connection.
+//!
+//! [`ConnTask`] is a hand-written future, one per connection, that does both
+//! jobs on its socket: it reads into the shard's shared scratch buffer and
+//! decodes frames (keeping only an incomplete frame's bytes, so an idle
+//! socket owns no buffer), and it writes the connection's queue with one
+//! vectored `sendmsg` per drain, so frames that piled up go out together.
+//! Other code reaches the connection only through its queue and waker in
+//! the shard's `ConnTable`.
+
+use crate::errors::ClientError;
+use crate::net::Socket;
+use crate::pusher::conns::{ConnKey, Phase};
+use crate::pusher::session;
+use crate::runtime::Shard;
+use crate::ws::frame::{Decoder, Frame, Inbound};
+use crate::ws::handshake;
+use smallvec::SmallVec;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Frames gathered into one `sendmsg`.
+const MAX_IOVECS: usize = 64;
+/// Reads handled per poll before yielding to other tasks.
+const READ_BUDGET: usize = 16;
+
+/// Answers an accepted upgrade and runs the connection until it closes.
+/// `leftover` holds bytes the client sent right after its request head.
+pub async fn serve(shard: Rc<Shard>, mut socket: Socket, upgrade: handshake::Upgrade, leftover: Vec<u8>) {
+    let admitted = match handshake::admit(&shard.apps, &upgrade) {
+        Ok(_) if shard.draining.is_raised() => Err(ClientError::ShuttingDown),
+        Ok(app) => {
+            if shard.admit_connection(app).await {
+                Ok(app)
+            } else {
+                Err(ClientError::OverQuota)
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let response = handshake::accept_response(&upgrade.ws_key);
+    let app = match admitted {
+        Ok(app) => app,
+        Err(why) => return refuse(socket, response, why).await,
+    };
+    if socket.write_all(&response).await.is_err() {
+        shard.release_connection(app);
+        return;
+    }
+    let (key, _) = session::open(&shard, app);
+    let mut task = ConnTask {
+        shard,
+        socket,
+        key,
+        partial: Vec::new(),
+        decoder: Decoder::default(),
+        write_closed: false,
+    };
+    if !leftover.is_empty() {
+        task.take_input(leftover.len(), Some(leftover));
+    }
+    task.await
+}
+
+/// Completes the handshake only to say why the connection is refused:
+/// `pusher:error` with the code, then a close frame with the same code.
+async fn refuse(mut socket: Socket, mut response: Vec<u8>, why: ClientError) {
+    let message = why.to_string();
+    response.extend_from_slice(crate::pusher::messages::error(Some(why.code()), &message).bytes());
+    response.extend_from_slice(Frame::close(why.code(), &message).bytes());
+    if socket.write_all(&response).await.is_ok() {
+        socket.shutdown_write();
+        // Wait briefly for the client's close so it reads our frames before
+        // the socket goes away.
+        let mut sink = [0u8; 512];
+        let linger = async {
+            while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        futures_lite::future::or(linger, crate::runtime::sleep(Duration::from_secs(2))).await;
+    }
+}
+
+struct ConnTask {
+    shard: Rc<Shard>,
+    socket: Socket,
+    key: ConnKey,
+    /// Bytes of an incomplete frame, kept between reads; usually empty.
+    partial: Vec<u8>,
+    decoder: Decoder,
+    /// The close frame went out and FIN was sent; only waiting for the peer.
+    write_closed: bool,
+}
+
+enum Step {
+    Continue,
+    Pending,
+    Done,
+}
+
+impl Future for ConnTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        {
+            let mut conns = this.shard.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(this.key) else { return Poll::Ready(()) };
+            if conn.phase == Phase::Abort {
+                return Poll::Ready(());
+            }
+            if !conn.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                conn.waker = Some(cx.waker().clone());
+            }
+        }
+        for _ in 0..READ_BUDGET {
+            if this.flush(cx).is_err() {
+                return Poll::Ready(());
+            }
+            if !this.write_closed && this.closing_and_flushed() {
+                this.socket.shutdown_write();
+                this.write_closed = true;
+            }
+            match this.read(cx) {
+                Step::Continue => {}
+                Step::Pending => return Poll::Pending,
+                Step::Done => return Poll::Ready(()),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Drop for ConnTask {
+    fn drop(&mut self) {
+        session::close(&self.shard, self.key);
+    }
+}
+
+impl ConnTask {
+    fn closing_and_flushed(&self) -> bool {
+        let conns = self.shard.conns.borrow();
+        conns
+            .get(self.key)
+            .is_some_and(|c| matches!(c.phase, Phase::Closing { .. }) && c.out.is_empty())
+    }
+
+    /// Writes as much of the queue as the socket takes, oldest first.
+    fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let mut conns = self.shard.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(self.key) else { return Ok(()) };
+        while !conn.out.is_empty() {
+            let written = {
+                let mut slices: SmallVec<[IoSlice<'_>; MAX_IOVECS]> = SmallVec::new();
+                for (i, bytes) in conn.out.iter().take(MAX_IOVECS).enumerate() {
+                    let skip = if i == 0 { conn.out_offset } else { 0 };
+                    slices.push(IoSlice::new(&bytes[skip..]));
+                }
+                match self.socket.try_write_vectored(&slices) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Wait for room; glommio may also write some right away.
+                        match self.socket.poll_write(cx, &slices[0]) {
+                            Poll::Ready(Ok(n)) => n,
+                            Poll::Ready(Err(e)) => return Err(e),
+                            Poll::Pending => return Ok(()),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            conn.out_bytes -= written;
+            let mut done = conn.out_offset + written;
+            while let Some(front) = conn.out.front() {
+                if done < front.len() {
+                    break;
+                }
+                done -= front.len();
+                conn.out.pop_front();
+            }
+            conn.out_offset = done;
+        }
+        // Give the queue's memory back while the connection is idle.
+        conn.out = Default::default();
+        Ok(())
+    }
+
+    /// Reads once and handles what arrived.
+    fn read(&mut self, cx: &mut Context<'_>) -> Step {
+        let shard = self.shard.clone();
+        let mut scratch = shard.scratch.borrow_mut();
+        match self.socket.poll_read(cx, &mut scratch) {
+            Poll::Pending => Step::Pending,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Step::Done,
+            Poll::Ready(Ok(_)) if self.write_closed => Step::Continue,
+            Poll::Ready(Ok(n)) => {
+                self.take_input_from(&mut scratch[..n]);
+                Step::Continue
+            }
+        }
+    }
+
+    fn take_input(&mut self, n: usize, owned: Option<Vec<u8>>) {
+        let mut owned = owned.unwrap_or_default();
+        self.take_input_from(&mut owned[..n]);
+    }
+
+    /// Decodes and handles every complete frame in `fresh` (after any bytes
+    /// kept from before), keeping an incomplete tail for the next read.
+    fn take_input_from(&mut self, fresh: &mut [u8]) {
+        let max = self.shard.config.limits.max_frame_bytes;
+        let mut kept = std::mem::take(&mut self.partial);
+        let buf: &mut [u8] = if kept.is_empty() {
+            fresh
+        } else {
+            kept.extend_from_slice(fresh);
+            &mut kept[..]
+        };
+        let mut pos = 0;
+        loop {
+            let decoded = self.decoder.decode(&mut buf[pos..], max);
+            match decoded {
+                Ok(None) => break,
+                Ok(Some((message, used))) => {
+                    pos += used;
+                    if !handle(&self.shard, self.key, message) {
+                        pos = buf.len();
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let now = self.shard.now();
+                    self.shard.conns.borrow_mut().close_ws(self.key, e.code, e.reason, now);
+                    pos = buf.len();
+                    break;
+                }
+            }
+        }
+        if pos < buf.len() {
+            self.partial = buf[pos..].to_vec();
+        }
+    }
+}
+
+/// Handles one decoded message; false when the connection stops reading.
+fn handle(shard: &Shard, key: ConnKey, message: Inbound<'_>) -> bool {
+    let now = shard.now();
+    let open = {
+        let mut conns = shard.conns.borrow_mut();
+        conns.touch(key, now);
+        conns.get(key).is_some_and(|c| c.phase == Phase::Open)
+    };
+    if !open {
+        return false;
+    }
+    match message {
+        Inbound::Text(text) => session::handle_text(shard, key, text),
+        Inbound::Ping(payload) => shard.conns.borrow_mut().reply(key, &Frame::pong(payload)),
+        Inbound::Pong | Inbound::Fragment => {}
+        Inbound::Close(code) => {
+            // Echo the client's code (RFC 6455 5.5.1), then finish the close.
+            let code = code.unwrap_or(1000);
+            shard.conns.borrow_mut().close_ws(key, code, "", now);
+            return false;
+        }
+    }
+    true
+}
