@@ -77,7 +77,11 @@ impl AppRegistry {
             by_id.insert(app.id.clone(), AppIdx(i as u32));
             by_key.insert(app.key.clone(), AppIdx(i as u32));
         }
-        AppRegistry { apps, by_id, by_key }
+        AppRegistry {
+            apps,
+            by_id,
+            by_key,
+        }
     }
 
     pub fn get(&self, idx: AppIdx) -> &App {

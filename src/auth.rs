@@ -106,7 +106,10 @@ pub fn verify_api_request(
     }
     match param("body_md5") {
         Some(sent) => {
-            if !constant_time_eq(sent.to_ascii_lowercase().as_bytes(), body_md5(body).as_bytes()) {
+            if !constant_time_eq(
+                sent.to_ascii_lowercase().as_bytes(),
+                body_md5(body).as_bytes(),
+            ) {
                 return unauthorized("body_md5 does not match the MD5 of the request body");
             }
         }
@@ -118,8 +121,14 @@ pub fn verify_api_request(
     let Some(signature) = param("auth_signature") else {
         return unauthorized("Missing auth_signature query parameter");
     };
-    let expected = sign(&app.secret, api_string_to_sign(method, path, query).as_bytes());
-    if constant_time_eq(signature.to_ascii_lowercase().as_bytes(), expected.as_bytes()) {
+    let expected = sign(
+        &app.secret,
+        api_string_to_sign(method, path, query).as_bytes(),
+    );
+    if constant_time_eq(
+        signature.to_ascii_lowercase().as_bytes(),
+        expected.as_bytes(),
+    ) {
         Ok(())
     } else {
         unauthorized("Invalid signature: check the app secret and the string to sign")
@@ -153,7 +162,10 @@ mod tests {
     }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Worked example from the Pusher REST API docs (reference 2.6).
@@ -188,12 +200,23 @@ mod tests {
     fn private_channel_auth_matches_the_docs_example() {
         let app = docs_app();
         let sig = sign(&app.secret, b"1234.1234:private-foobar");
-        assert_eq!(sig, "58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4");
+        assert_eq!(
+            sig,
+            "58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
+        );
         let auth = format!("{}:{}", app.key, sig);
         assert!(verify_client_auth(&app, &auth, "1234.1234:private-foobar"));
         assert!(!verify_client_auth(&app, &auth, "1234.1235:private-foobar"));
-        assert!(!verify_client_auth(&app, "wrong:sig", "1234.1234:private-foobar"));
-        assert!(!verify_client_auth(&app, "nocolon", "1234.1234:private-foobar"));
+        assert!(!verify_client_auth(
+            &app,
+            "wrong:sig",
+            "1234.1234:private-foobar"
+        ));
+        assert!(!verify_client_auth(
+            &app,
+            "nocolon",
+            "1234.1234:private-foobar"
+        ));
     }
 
     fn signed(app: &App, method: &str, path: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
@@ -202,7 +225,10 @@ mod tests {
         if !body.is_empty() {
             query.push(("body_md5".into(), body_md5(body)));
         }
-        let sig = sign(&app.secret, api_string_to_sign(method, path, &query).as_bytes());
+        let sig = sign(
+            &app.secret,
+            api_string_to_sign(method, path, &query).as_bytes(),
+        );
         query.push(("auth_signature".into(), sig));
         query
     }
@@ -213,22 +239,77 @@ mod tests {
         let body = b"{\"name\":\"e\"}";
         let now = 1_700_000_000;
         let good = signed(&app, "POST", "/apps/3/events", body, now);
-        assert_eq!(verify_api_request(&app, "POST", "/apps/3/events", &good, body, now), Ok(()));
+        assert_eq!(
+            verify_api_request(&app, "POST", "/apps/3/events", &good, body, now),
+            Ok(())
+        );
         // Wrong path, wrong body, stale timestamp, wrong key, missing signature.
         let err = |r: Result<(), ApiError>| match r {
             Err(ApiError::Unauthorized(m)) => m,
             other => panic!("expected 401, got {other:?}"),
         };
-        assert!(err(verify_api_request(&app, "POST", "/apps/3/batch_events", &good, body, now)).contains("signature"));
-        assert!(err(verify_api_request(&app, "POST", "/apps/3/events", &good, b"{}", now)).contains("body_md5"));
-        assert!(err(verify_api_request(&app, "POST", "/apps/3/events", &good, body, now + 601)).contains("600"));
+        assert!(err(verify_api_request(
+            &app,
+            "POST",
+            "/apps/3/batch_events",
+            &good,
+            body,
+            now
+        ))
+        .contains("signature"));
+        assert!(err(verify_api_request(
+            &app,
+            "POST",
+            "/apps/3/events",
+            &good,
+            b"{}",
+            now
+        ))
+        .contains("body_md5"));
+        assert!(err(verify_api_request(
+            &app,
+            "POST",
+            "/apps/3/events",
+            &good,
+            body,
+            now + 601
+        ))
+        .contains("600"));
         let mut other_key = good.clone();
         other_key[0].1 = "nope".into();
-        assert!(err(verify_api_request(&app, "POST", "/apps/3/events", &other_key, body, now)).contains("auth_key"));
-        let no_sig: Vec<_> = good.iter().filter(|(k, _)| k != "auth_signature").cloned().collect();
-        assert!(err(verify_api_request(&app, "POST", "/apps/3/events", &no_sig, body, now)).contains("auth_signature"));
+        assert!(err(verify_api_request(
+            &app,
+            "POST",
+            "/apps/3/events",
+            &other_key,
+            body,
+            now
+        ))
+        .contains("auth_key"));
+        let no_sig: Vec<_> = good
+            .iter()
+            .filter(|(k, _)| k != "auth_signature")
+            .cloned()
+            .collect();
+        assert!(err(verify_api_request(
+            &app,
+            "POST",
+            "/apps/3/events",
+            &no_sig,
+            body,
+            now
+        ))
+        .contains("auth_signature"));
         let no_md5 = signed(&app, "POST", "/apps/3/events", b"", now);
-        assert!(err(verify_api_request(&app, "POST", "/apps/3/events", &no_md5, body, now)).contains("body_md5"));
+        assert!(err(verify_api_request(
+            &app,
+            "POST",
+            "/apps/3/events",
+            &no_md5,
+            body,
+            now
+        ))
+        .contains("body_md5"));
     }
 
     #[test]

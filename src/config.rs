@@ -16,7 +16,11 @@ use std::path::PathBuf;
 
 /// The command line.
 #[derive(Debug, Parser, Default)]
-#[command(name = "shardcast", version, about = "A thread-per-core Pusher Channels server")]
+#[command(
+    name = "shardcast",
+    version,
+    about = "A thread-per-core Pusher Channels server"
+)]
 pub struct Cli {
     /// TOML configuration file (see shardcast.example.toml).
     #[arg(long, value_name = "FILE")]
@@ -152,7 +156,11 @@ impl Config {
         let port = cli.port.or(server.port).unwrap_or(DEFAULT_PORT);
         let cpus = match cli.cpus.as_deref().or(server.cpus.as_deref()) {
             Some(list) => {
-                let key = if cli.cpus.is_some() { "--cpus" } else { "server.cpus" };
+                let key = if cli.cpus.is_some() {
+                    "--cpus"
+                } else {
+                    "server.cpus"
+                };
                 parse_cpu_list(list).map_err(|why| ConfigError::Invalid {
                     key: key.into(),
                     why,
@@ -252,7 +260,11 @@ fn resolve_limits(l: &LimitsSection) -> Result<ServerLimits, ConfigError> {
         }
     };
     Ok(ServerLimits {
-        max_frame_bytes: kb(l.max_frame_kb, d.max_frame_bytes, "server.limits.max_frame_kb")?,
+        max_frame_bytes: kb(
+            l.max_frame_kb,
+            d.max_frame_bytes,
+            "server.limits.max_frame_kb",
+        )?,
         max_write_queue_bytes: kb(
             l.max_write_queue_kb,
             d.max_write_queue_bytes,
@@ -281,20 +293,30 @@ fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
             });
         }
     }
-    if !a.key.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?') {
+    if !a
+        .key
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?')
+    {
         return Err(ConfigError::Invalid {
             key: key_of("key"),
             why: "must be printable ASCII without `/` or `?`".into(),
         });
     }
-    if !a.id.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?') {
+    if !a
+        .id
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?')
+    {
         return Err(ConfigError::Invalid {
             key: key_of("id"),
             why: "must be printable ASCII without `/` or `?`".into(),
         });
     }
     let d = AppLimits::default();
-    let pos = |v: Option<u32>, default: u32, field: &str| positive(v.or(Some(default)), default, &key_of(field));
+    let pos = |v: Option<u32>, default: u32, field: &str| {
+        positive(v.or(Some(default)), default, &key_of(field))
+    };
     let mut app = App::new(a.id.clone(), a.key.clone(), a.secret.clone());
     app.enabled = a.enabled.unwrap_or(true);
     app.enable_client_messages = a.enable_client_messages.unwrap_or(false);
@@ -415,7 +437,11 @@ mod tests {
             cpus: Some("1".into()),
             ..Cli::default()
         };
-        let c = resolve(cli, Some("[server]\nport = 9000\ncpus = \"0-1\"\nhost = \"127.0.0.1\"\n")).unwrap();
+        let c = resolve(
+            cli,
+            Some("[server]\nport = 9000\ncpus = \"0-1\"\nhost = \"127.0.0.1\"\n"),
+        )
+        .unwrap();
         assert_eq!(c.port, 7000);
         assert_eq!(c.cpus, vec![1]);
         assert_eq!(c.host, "127.0.0.1");
@@ -435,6 +461,37 @@ mod tests {
         assert!(c.apps[0].enable_client_messages);
         assert_eq!(c.apps[0].limits.max_connections, Some(5));
         assert_eq!(c.apps[0].limits.max_event_payload_bytes, 10 * 1024);
+    }
+
+    /// `shardcast.example.toml` with every commented key switched on parses
+    /// and gives the documented defaults, so the example cannot drift.
+    #[test]
+    fn example_config_parses_with_every_key_uncommented() {
+        let example = include_str!("../shardcast.example.toml");
+        let text: String = example
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[[apps]]")
+                        || rest.contains(" = ") && !rest.starts_with(' ') =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = resolve(Cli::default(), Some(&text)).unwrap();
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.cpus, vec![0, 1]);
+        assert_eq!(c.activity_timeout, 120);
+        assert_eq!(
+            c.limits.max_frame_bytes,
+            ServerLimits::default().max_frame_bytes
+        );
+        assert_eq!(c.apps.len(), 1);
+        assert_eq!(c.apps[0].limits.max_connections, Some(1000));
+        assert_eq!(c.apps[0].limits.max_batch_size, 10);
     }
 
     #[test]

@@ -59,7 +59,8 @@ mod tests {
         let mut ok = format!("{}1{}", "[".repeat(64), "]".repeat(64)).into_bytes();
         assert!(parse(&mut ok).is_ok());
         // Brackets inside strings do not count.
-        let mut s = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(1000), "{".repeat(1000)).into_bytes();
+        let mut s =
+            format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(1000), "{".repeat(1000)).into_bytes();
         assert!(parse(&mut s).is_ok());
     }
 }

@@ -30,7 +30,10 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
     let get = head.method == "GET" || head.method == "HEAD";
     match head.path.as_str() {
         "/" | "/ready" if !get => {
-            return Err(ApiError::MethodNotAllowed(format!("{} accepts GET only", head.path)))
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{} accepts GET only",
+                head.path
+            )))
         }
         "/ready" if shard.draining.is_raised() => {
             return Err(ApiError::Unavailable("shutting down".into()))

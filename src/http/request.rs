@@ -38,7 +38,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(ApiError::HeadTooLarge(format!("more than {MAX_HEADERS} headers")))
+            return Err(ApiError::HeadTooLarge(format!(
+                "more than {MAX_HEADERS} headers"
+            )))
         }
         Err(e) => return Err(ApiError::BadRequest(format!("malformed HTTP request: {e}"))),
     };
@@ -60,7 +62,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
                 .parse::<usize>()
                 .map_err(|_| ApiError::BadRequest(format!("invalid Content-Length `{value}`")))?;
             if content_length.is_some_and(|c| c != n) {
-                return Err(ApiError::BadRequest("conflicting Content-Length headers".into()));
+                return Err(ApiError::BadRequest(
+                    "conflicting Content-Length headers".into(),
+                ));
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -89,7 +93,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
         query: query.to_string(),
         content_length,
         chunked,
-        keep_alive: if http11 { !connection_close } else { connection_keep_alive },
+        keep_alive: if http11 {
+            !connection_close
+        } else {
+            connection_keep_alive
+        },
         upgrade: upgrade_ws.then(|| UpgradeHead {
             version_13,
             ws_key,
@@ -180,7 +188,10 @@ mod tests {
     #[test]
     fn incomplete_and_bad_heads() {
         assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost:").unwrap(), None);
-        assert!(matches!(parse_head(b"\x01\x02 nonsense\r\n\r\n"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            parse_head(b"\x01\x02 nonsense\r\n\r\n"),
+            Err(ApiError::BadRequest(_))
+        ));
         assert!(matches!(
             parse_head(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
             Err(ApiError::BadRequest(m)) if m.contains("Content-Length")
@@ -189,11 +200,15 @@ mod tests {
 
     #[test]
     fn connection_semantics() {
-        let h = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap();
+        let h = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(!h.keep_alive);
         let h = parse_head(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive);
-        let h = parse_head(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap();
+        let h = parse_head(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(h.keep_alive);
     }
 

@@ -41,7 +41,11 @@ impl Response {
             reason(self.status),
             self.content_type,
             self.body.len(),
-            if keep_alive { "" } else { "Connection: close\r\n" },
+            if keep_alive {
+                ""
+            } else {
+                "Connection: close\r\n"
+            },
         );
         out.extend_from_slice(head.as_bytes());
         out.extend_from_slice(&self.body);

@@ -81,7 +81,14 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket) {
         };
         let mut out = Vec::with_capacity(128 + response.body.len());
         let head_only = head.method == "HEAD";
-        let response = if head_only { Response { body: Vec::new(), ..response } } else { response };
+        let response = if head_only {
+            Response {
+                body: Vec::new(),
+                ..response
+            }
+        } else {
+            response
+        };
         response.encode(keep_alive, &mut out);
         if socket.write_all(&out).await.is_err() || !keep_alive {
             return;
@@ -110,7 +117,11 @@ async fn read_head(shard: &Shard, socket: &mut Socket, buf: &mut Vec<u8>) -> Rea
                 Err(e) => return Read::Refused(e),
             }
         }
-        let timeout = if first && buf.is_empty() { IDLE_TIMEOUT } else { HEAD_TIMEOUT };
+        let timeout = if first && buf.is_empty() {
+            IDLE_TIMEOUT
+        } else {
+            HEAD_TIMEOUT
+        };
         first = false;
         match read_more(socket, buf, timeout).await {
             Some(n) if n > 0 => {}

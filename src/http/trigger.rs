@@ -70,10 +70,19 @@ fn event_from(
     allow_many_channels: bool,
 ) -> Result<TriggerEvent, ApiError> {
     if value.as_object().is_none() {
-        return Err(bad(format!("{} must be a JSON object", if at.is_empty() { "body" } else { at.trim_end_matches('.') })));
+        return Err(bad(format!(
+            "{} must be a JSON object",
+            if at.is_empty() {
+                "body"
+            } else {
+                at.trim_end_matches('.')
+            }
+        )));
     }
     let name = match value.get("name") {
-        Some(v) => v.as_str().ok_or_else(|| bad(format!("`{at}name` must be a string")))?,
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| bad(format!("`{at}name` must be a string")))?,
         None => return Err(bad(format!("`{at}name` is required"))),
     };
     if name.is_empty() {
@@ -106,7 +115,9 @@ fn event_from(
     let socket_id = match value.get("socket_id") {
         None | Some(BorrowedValue::Static(simd_json::StaticNode::Null)) => None,
         Some(v) => {
-            let text = v.as_str().ok_or_else(|| bad(format!("`{at}socket_id` must be a string")))?;
+            let text = v
+                .as_str()
+                .ok_or_else(|| bad(format!("`{at}socket_id` must be a string")))?;
             if !SocketId::is_well_formed(text) {
                 return Err(bad(format!(
                     "`{at}socket_id` {text:?} is not a socket id (expected digits.digits, like 123.456)"
@@ -133,7 +144,9 @@ fn channels_of(
     let mut channels = Vec::new();
     match (value.get("channels"), value.get("channel")) {
         (Some(_), Some(_)) => {
-            return Err(bad(format!("give either `{at}channel` or `{at}channels`, not both")))
+            return Err(bad(format!(
+                "give either `{at}channel` or `{at}channels`, not both"
+            )))
         }
         (Some(list), None) if allow_many => {
             let list = list
@@ -146,9 +159,15 @@ fn channels_of(
                 channels.push(c.to_string());
             }
         }
-        (Some(_), None) => return Err(bad(format!("`{at}channels` is not allowed in a batch: use `channel`"))),
+        (Some(_), None) => {
+            return Err(bad(format!(
+                "`{at}channels` is not allowed in a batch: use `channel`"
+            )))
+        }
         (None, Some(c)) => {
-            let c = c.as_str().ok_or_else(|| bad(format!("`{at}channel` must be a string")))?;
+            let c = c
+                .as_str()
+                .ok_or_else(|| bad(format!("`{at}channel` must be a string")))?;
             channels.push(c.to_string());
         }
         (None, None) => return Err(bad(format!("`{at}channel` or `{at}channels` is required"))),
@@ -190,7 +209,8 @@ mod tests {
         let e = event(r#"{"name":"e","channel":"c","data":"hi"}"#).unwrap();
         assert_eq!(e.channels, vec!["c"]);
         assert_eq!(e.data, "hi");
-        let e = event(r#"{"name":"e","channels":["a","b"],"data":{"x":1},"socket_id":"1024.5"}"#).unwrap();
+        let e = event(r#"{"name":"e","channels":["a","b"],"data":{"x":1},"socket_id":"1024.5"}"#)
+            .unwrap();
         assert_eq!(e.channels, vec!["a", "b"]);
         assert_eq!(e.data, r#"{"x":1}"#);
         assert_eq!(e.socket_id.unwrap().to_string(), "1024.5");
@@ -201,25 +221,45 @@ mod tests {
         assert!(message(event("nope")).contains("not valid JSON"));
         assert!(message(event("")).contains("empty"));
         assert!(message(event(r#"{"channel":"c","data":"x"}"#)).contains("`name` is required"));
-        assert!(message(event(r#"{"name":1,"channel":"c","data":"x"}"#)).contains("`name` must be a string"));
-        assert!(message(event(r#"{"name":"e","data":"x"}"#)).contains("`channel` or `channels` is required"));
+        assert!(message(event(r#"{"name":1,"channel":"c","data":"x"}"#))
+            .contains("`name` must be a string"));
+        assert!(message(event(r#"{"name":"e","data":"x"}"#))
+            .contains("`channel` or `channels` is required"));
         assert!(message(event(r#"{"name":"e","channel":"c"}"#)).contains("`data` is required"));
-        assert!(message(event(r#"{"name":"e","channel":"a b","data":"x"}"#)).contains("invalid channel"));
+        assert!(message(event(r#"{"name":"e","channel":"a b","data":"x"}"#))
+            .contains("invalid channel"));
         assert!(message(event(r#"{"name":"e","channels":[],"data":"x"}"#)).contains("empty"));
-        assert!(message(event(r#"{"name":"e","channel":"c","data":"x","socket_id":"abc"}"#)).contains("socket_id"));
-        assert!(message(event(r#"{"name":"pusher:x","channel":"c","data":"x"}"#)).contains("reserved"));
-        let long = format!(r#"{{"name":"{}","channel":"c","data":"x"}}"#, "e".repeat(201));
+        assert!(message(event(
+            r#"{"name":"e","channel":"c","data":"x","socket_id":"abc"}"#
+        ))
+        .contains("socket_id"));
+        assert!(
+            message(event(r#"{"name":"pusher:x","channel":"c","data":"x"}"#)).contains("reserved")
+        );
+        let long = format!(
+            r#"{{"name":"{}","channel":"c","data":"x"}}"#,
+            "e".repeat(201)
+        );
         assert!(message(event(&long)).contains("longer than 200"));
         let many: Vec<String> = (0..101).map(|i| format!("\"c{i}\"")).collect();
-        let body = format!(r#"{{"name":"e","channels":[{}],"data":"x"}}"#, many.join(","));
+        let body = format!(
+            r#"{{"name":"e","channels":[{}],"data":"x"}}"#,
+            many.join(",")
+        );
         assert!(message(event(&body)).contains("at most 100"));
     }
 
     #[test]
     fn oversized_data_is_413() {
-        let body = format!(r#"{{"name":"e","channel":"c","data":"{}"}}"#, "x".repeat(100 * 1024 + 1));
+        let body = format!(
+            r#"{{"name":"e","channel":"c","data":"{}"}}"#,
+            "x".repeat(100 * 1024 + 1)
+        );
         assert!(matches!(event(&body), Err(ApiError::PayloadTooLarge(_))));
-        let body = format!(r#"{{"name":"e","channel":"c","data":"{}"}}"#, "x".repeat(100 * 1024));
+        let body = format!(
+            r#"{{"name":"e","channel":"c","data":"{}"}}"#,
+            "x".repeat(100 * 1024)
+        );
         assert!(event(&body).is_ok());
     }
 
@@ -230,10 +270,16 @@ mod tests {
         let b = parse_batch(&mut body, &limits).unwrap();
         assert_eq!(b.len(), 2);
         assert_eq!(b[1].channels, vec!["d"]);
-        let items: Vec<String> = (0..11).map(|_| r#"{"name":"a","channel":"c","data":"1"}"#.to_string()).collect();
+        let items: Vec<String> = (0..11)
+            .map(|_| r#"{"name":"a","channel":"c","data":"1"}"#.to_string())
+            .collect();
         let mut body = format!(r#"{{"batch":[{}]}}"#, items.join(",")).into_bytes();
-        assert!(matches!(parse_batch(&mut body, &limits), Err(ApiError::BadRequest(m)) if m.contains("at most 10")));
+        assert!(
+            matches!(parse_batch(&mut body, &limits), Err(ApiError::BadRequest(m)) if m.contains("at most 10"))
+        );
         let mut body = br#"{"batch":[{"name":"a","data":"1"}]}"#.to_vec();
-        assert!(matches!(parse_batch(&mut body, &limits), Err(ApiError::BadRequest(m)) if m.contains("batch[0].channel")));
+        assert!(
+            matches!(parse_batch(&mut body, &limits), Err(ApiError::BadRequest(m)) if m.contains("batch[0].channel"))
+        );
     }
 }

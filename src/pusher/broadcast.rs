@@ -25,7 +25,9 @@ pub async fn publish(shard: &Shard, publication: Publication) {
     let publication = Arc::new(publication);
     deliver_local(shard, &publication);
     for peer in shard.peers() {
-        shard.send_to(peer, ShardMsg::Publish(publication.clone())).await;
+        shard
+            .send_to(peer, ShardMsg::Publish(publication.clone()))
+            .await;
     }
 }
 

@@ -92,13 +92,46 @@ mod tests {
     #[test]
     fn prefixes_select_kinds_with_cache_as_modifier() {
         let of = |n| ChannelClass::of(n);
-        assert_eq!(of("news"), ChannelClass { kind: ChannelKind::Public, cache: false });
-        assert_eq!(of("cache-news"), ChannelClass { kind: ChannelKind::Public, cache: true });
-        assert_eq!(of("private-x"), ChannelClass { kind: ChannelKind::Private, cache: false });
-        assert_eq!(of("private-cache-x"), ChannelClass { kind: ChannelKind::Private, cache: true });
-        assert_eq!(of("private-encrypted-x").kind, ChannelKind::PrivateEncrypted);
+        assert_eq!(
+            of("news"),
+            ChannelClass {
+                kind: ChannelKind::Public,
+                cache: false
+            }
+        );
+        assert_eq!(
+            of("cache-news"),
+            ChannelClass {
+                kind: ChannelKind::Public,
+                cache: true
+            }
+        );
+        assert_eq!(
+            of("private-x"),
+            ChannelClass {
+                kind: ChannelKind::Private,
+                cache: false
+            }
+        );
+        assert_eq!(
+            of("private-cache-x"),
+            ChannelClass {
+                kind: ChannelKind::Private,
+                cache: true
+            }
+        );
+        assert_eq!(
+            of("private-encrypted-x").kind,
+            ChannelKind::PrivateEncrypted
+        );
         assert!(of("private-encrypted-cache-x").cache);
-        assert_eq!(of("presence-cache-x"), ChannelClass { kind: ChannelKind::Presence, cache: true });
+        assert_eq!(
+            of("presence-cache-x"),
+            ChannelClass {
+                kind: ChannelKind::Presence,
+                cache: true
+            }
+        );
         assert_eq!(of("#server-to-user-42").kind, ChannelKind::ServerToUser);
         // Anchored: a prefix in the middle does not count.
         assert_eq!(of("my-private-x").kind, ChannelKind::Public);
@@ -111,7 +144,10 @@ mod tests {
         assert_eq!(validate_name("", 200), Err(NameError::Empty));
         assert_eq!(validate_name("a b", 200), Err(NameError::BadChar(' ')));
         assert_eq!(validate_name("é", 200), Err(NameError::BadChar('é')));
-        assert_eq!(validate_name(&"a".repeat(201), 200), Err(NameError::TooLong(200)));
+        assert_eq!(
+            validate_name(&"a".repeat(201), 200),
+            Err(NameError::TooLong(200))
+        );
         assert_eq!(validate_name(&"a".repeat(200), 200), Ok(()));
         assert_eq!(validate_name("#server-to-user-7", 200), Ok(()));
         assert_eq!(validate_name("#other", 200), Err(NameError::BadChar('#')));

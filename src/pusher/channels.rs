@@ -57,7 +57,9 @@ impl ChannelTable {
     /// Removes `conn`; frees the channel when it was the last subscriber.
     /// Returns true when the connection was subscribed.
     pub fn unsubscribe(&mut self, id: ChannelId, conn: ConnKey) -> bool {
-        let Some(channel) = self.channels.get_mut(id as usize) else { return false };
+        let Some(channel) = self.channels.get_mut(id as usize) else {
+            return false;
+        };
         let Some(pos) = channel.subscribers.iter().position(|&c| c == conn) else {
             return false;
         };

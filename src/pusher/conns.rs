@@ -27,7 +27,9 @@ pub enum Phase {
     Open,
     /// A close frame is queued; nothing more is accepted. `since` is the
     /// shard clock when closing began, to bound how long it may take.
-    Closing { since: u32 },
+    Closing {
+        since: u32,
+    },
     /// Give up on a clean close and drop the socket now.
     Abort,
 }
@@ -112,7 +114,9 @@ impl ConnTable {
     /// `cap` bytes is a slow consumer: its queue is dropped and it is closed
     /// with 4100, so it never holds up anyone else.
     pub fn enqueue(&mut self, key: ConnKey, frame: &Frame, cap: usize, now: u32) {
-        let Some(conn) = self.slab.get_mut(key as usize) else { return };
+        let Some(conn) = self.slab.get_mut(key as usize) else {
+            return;
+        };
         if conn.phase != Phase::Open {
             return;
         }
@@ -188,7 +192,13 @@ impl ConnTable {
     /// The periodic sweep: ping connections silent for `activity_timeout`,
     /// close with 4201 those that did not answer within `pong_timeout`, and
     /// abort closes that take longer than `close_timeout`.
-    pub fn sweep(&mut self, now: u32, activity_timeout: u32, pong_timeout: u32, close_timeout: u32) {
+    pub fn sweep(
+        &mut self,
+        now: u32,
+        activity_timeout: u32,
+        pong_timeout: u32,
+        close_timeout: u32,
+    ) {
         let ping = messages::ping();
         for (_, conn) in self.slab.iter_mut() {
             match conn.phase {

@@ -98,14 +98,23 @@ mod tests {
 
     #[test]
     fn parses_protocol_messages() {
-        assert_eq!(p(r#"{"event":"pusher:ping","data":{}}"#), Ok(ClientMessage::Ping));
+        assert_eq!(
+            p(r#"{"event":"pusher:ping","data":{}}"#),
+            Ok(ClientMessage::Ping)
+        );
         assert_eq!(
             p(r#"{"event":"pusher:subscribe","data":{"channel":"a","auth":"k:s"}}"#),
-            Ok(ClientMessage::Subscribe { channel: "a".into(), auth: Some("k:s".into()), channel_data: None })
+            Ok(ClientMessage::Subscribe {
+                channel: "a".into(),
+                auth: Some("k:s".into()),
+                channel_data: None
+            })
         );
         assert_eq!(
             p(r#"{"event":"pusher:unsubscribe","data":{"channel":"a\u0062"}}"#),
-            Ok(ClientMessage::Unsubscribe { channel: "ab".into() })
+            Ok(ClientMessage::Unsubscribe {
+                channel: "ab".into()
+            })
         );
         assert_eq!(
             p(r#"{"event":"client-x","channel":"private-a","data":{"k":[1,2]}}"#),
@@ -115,25 +124,44 @@ mod tests {
                 data: r#"{"k":[1,2]}"#.into()
             })
         );
-        assert_eq!(p(r#"{"event":"whatever"}"#), Ok(ClientMessage::Unknown { event: "whatever".into() }));
+        assert_eq!(
+            p(r#"{"event":"whatever"}"#),
+            Ok(ClientMessage::Unknown {
+                event: "whatever".into()
+            })
+        );
     }
 
     #[test]
     fn says_what_is_wrong() {
         assert!(p("not json").unwrap_err().starts_with("Invalid JSON"));
         assert!(p("[1]").unwrap_err().contains("object"));
-        assert!(p(r#"{"data":{}}"#).unwrap_err().contains("`event` is missing"));
-        assert!(p(r#"{"event":5}"#).unwrap_err().contains("`event` must be a string"));
-        assert!(p(r#"{"event":"pusher:subscribe","data":"x"}"#).unwrap_err().contains("`data` must be an object"));
-        assert!(p(r#"{"event":"pusher:subscribe","data":{}}"#).unwrap_err().contains("data.channel"));
-        assert!(p(r#"{"event":"pusher:subscribe","data":{"channel":["a"]}}"#)
+        assert!(p(r#"{"data":{}}"#)
             .unwrap_err()
-            .contains("`data.channel` must be a string"));
+            .contains("`event` is missing"));
+        assert!(p(r#"{"event":5}"#)
+            .unwrap_err()
+            .contains("`event` must be a string"));
+        assert!(p(r#"{"event":"pusher:subscribe","data":"x"}"#)
+            .unwrap_err()
+            .contains("`data` must be an object"));
+        assert!(p(r#"{"event":"pusher:subscribe","data":{}}"#)
+            .unwrap_err()
+            .contains("data.channel"));
+        assert!(
+            p(r#"{"event":"pusher:subscribe","data":{"channel":["a"]}}"#)
+                .unwrap_err()
+                .contains("`data.channel` must be a string")
+        );
     }
 
     #[test]
     fn deep_nesting_does_not_crash() {
-        let deep = format!("{{\"event\":\"x\",\"data\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            "{{\"event\":\"x\",\"data\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         let _ = p(&deep);
     }
 }

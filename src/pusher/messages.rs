@@ -76,7 +76,11 @@ pub fn internal_event(event: &str, channel: Option<&str>, data_json: &str) -> Fr
 }
 
 pub fn subscription_succeeded(channel: &str) -> Frame {
-    internal_event("pusher_internal:subscription_succeeded", Some(channel), "{}")
+    internal_event(
+        "pusher_internal:subscription_succeeded",
+        Some(channel),
+        "{}",
+    )
 }
 
 pub fn pong() -> Frame {
@@ -132,7 +136,12 @@ mod tests {
 
     #[test]
     fn builds_pusher_messages() {
-        let id = SocketId { nonce: 1, shard: 0, slot: 2, serial: 0 };
+        let id = SocketId {
+            nonce: 1,
+            shard: 0,
+            slot: 2,
+            serial: 0,
+        };
         assert_eq!(
             text(&connection_established(id, 120)),
             r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1024.2\",\"activity_timeout\":120}"}"#

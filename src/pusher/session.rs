@@ -21,13 +21,18 @@ pub fn open(shard: &Shard, app: AppIdx) -> (ConnKey, SocketId) {
         slot: key,
         serial,
     };
-    conns.reply(key, &messages::connection_established(id, shard.config.activity_timeout));
+    conns.reply(
+        key,
+        &messages::connection_established(id, shard.config.activity_timeout),
+    );
     (key, id)
 }
 
 /// Removes a connection: leaves its channels and frees its slot and quota.
 pub fn close(shard: &Rc<Shard>, key: ConnKey) {
-    let Some(conn) = shard.conns.borrow_mut().remove(key) else { return };
+    let Some(conn) = shard.conns.borrow_mut().remove(key) else {
+        return;
+    };
     let mut channels = shard.channels.borrow_mut();
     for id in conn.subs {
         channels.unsubscribe(id, key);
@@ -59,17 +64,22 @@ pub fn handle_text(shard: &Shard, key: ConnKey, text: &mut [u8]) {
 }
 
 fn reply_error(shard: &Shard, key: ConnKey, code: Option<u16>, message: &str) {
-    shard.conns.borrow_mut().reply(key, &messages::error(code, message));
+    shard
+        .conns
+        .borrow_mut()
+        .reply(key, &messages::error(code, message));
 }
 
 fn subscribe(shard: &Shard, key: ConnKey, channel: &str) {
-    let Some(app) = shard.conns.borrow().get(key).map(|c| c.app) else { return };
+    let Some(app) = shard.conns.borrow().get(key).map(|c| c.app) else {
+        return;
+    };
     let limits = &shard.apps.get(app).limits;
     let refuse = |kind: &str, why: &str, status: u16| {
-        shard
-            .conns
-            .borrow_mut()
-            .reply(key, &messages::subscription_error(channel, kind, why, status));
+        shard.conns.borrow_mut().reply(
+            key,
+            &messages::subscription_error(channel, kind, why, status),
+        );
     };
     if let Err(e) = validate_name(channel, limits.max_channel_name_length) {
         return refuse("InvalidChannel", &format!("Invalid channel name: {e}"), 400);
@@ -94,9 +104,13 @@ fn subscribe(shard: &Shard, key: ConnKey, channel: &str) {
 
 fn unsubscribe(shard: &Shard, key: ConnKey, channel: &str) {
     let mut conns = shard.conns.borrow_mut();
-    let Some(conn) = conns.get_mut(key) else { return };
+    let Some(conn) = conns.get_mut(key) else {
+        return;
+    };
     let mut channels = shard.channels.borrow_mut();
-    let Some(id) = channels.find(conn.app, channel) else { return };
+    let Some(id) = channels.find(conn.app, channel) else {
+        return;
+    };
     if channels.unsubscribe(id, key) {
         if let Some(pos) = conn.subs.iter().position(|&s| s == id) {
             conn.subs.swap_remove(pos);

@@ -65,25 +65,55 @@ mod tests {
 
     #[test]
     fn round_trips_through_text() {
-        let id = SocketId { nonce: 987_654, shard: 3, slot: 12_345, serial: 77 };
+        let id = SocketId {
+            nonce: 987_654,
+            shard: 3,
+            slot: 12_345,
+            serial: 77,
+        };
         let text = id.to_string();
         assert!(SocketId::is_well_formed(&text));
         assert_eq!(SocketId::parse(&text), Some(id));
-        let extreme = SocketId { nonce: u32::MAX, shard: 1023, slot: MAX_SLOTS - 1, serial: u32::MAX };
+        let extreme = SocketId {
+            nonce: u32::MAX,
+            shard: 1023,
+            slot: MAX_SLOTS - 1,
+            serial: u32::MAX,
+        };
         assert_eq!(SocketId::parse(&extreme.to_string()), Some(extreme));
     }
 
     #[test]
     fn text_has_the_pusher_shape() {
-        let id = SocketId { nonce: 1, shard: 0, slot: 0, serial: 0 };
+        let id = SocketId {
+            nonce: 1,
+            shard: 0,
+            slot: 0,
+            serial: 0,
+        };
         assert_eq!(id.to_string(), "1024.0");
-        let id = SocketId { nonce: 2, shard: 1, slot: 5, serial: 1 };
+        let id = SocketId {
+            nonce: 2,
+            shard: 1,
+            slot: 5,
+            serial: 1,
+        };
         assert_eq!(id.to_string(), format!("2049.{}", (1u64 << 24) + 5));
     }
 
     #[test]
     fn rejects_other_shapes() {
-        for bad in ["", "1", "1.", ".1", "a.b", "1.2.3", "-1.2", "1.2 ", "99999999999999999999999.1"] {
+        for bad in [
+            "",
+            "1",
+            "1.",
+            ".1",
+            "a.b",
+            "1.2.3",
+            "-1.2",
+            "1.2 ",
+            "99999999999999999999999.1",
+        ] {
             assert_eq!(SocketId::parse(bad), None, "{bad:?}");
         }
         assert!(!SocketId::is_well_formed("1.x"));

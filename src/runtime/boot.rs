@@ -17,7 +17,10 @@ use std::sync::{mpsc, Arc};
 /// Runs the server until SIGINT or SIGTERM has drained every shard.
 pub fn run(config: Config) -> Result<(), StartupError> {
     let (nofile, memlock) = env_check::raise_limits();
-    log::info!("limits: open files {nofile}, locked memory {} KiB", memlock / 1024);
+    log::info!(
+        "limits: open files {nofile}, locked memory {} KiB",
+        memlock / 1024
+    );
     env_check::check_io_uring(memlock).map_err(StartupError::Environment)?;
     let allowed = env_check::allowed_cpus();
     if let Some(cpu) = config.cpus.iter().find(|c| !allowed.contains(c)) {
@@ -27,19 +30,23 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         )));
     }
     if config.cpus.len() > crate::pusher::socket_id::MAX_SHARDS as usize {
-        return Err(StartupError::Environment("at most 1024 shards are supported".into()));
+        return Err(StartupError::Environment(
+            "at most 1024 shards are supported".into(),
+        ));
     }
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, shutdown.clone())
-            .map_err(|e| StartupError::Environment(format!("cannot install signal handler: {e}")))?;
+        signal_hook::flag::register(signal, shutdown.clone()).map_err(|e| {
+            StartupError::Environment(format!("cannot install signal handler: {e}"))
+        })?;
     }
 
-    let (addr, reservation) = net::probe_port(&config.host, config.port).map_err(|e| StartupError::Bind {
-        addr: format!("{}:{}", config.host, config.port),
-        source: e,
-    })?;
+    let (addr, reservation) =
+        net::probe_port(&config.host, config.port).map_err(|e| StartupError::Bind {
+            addr: format!("{}:{}", config.host, config.port),
+            source: e,
+        })?;
     let nonce = process_nonce();
     let count = config.cpus.len();
     let config = Arc::new(config);
@@ -48,7 +55,12 @@ pub fn run(config: Config) -> Result<(), StartupError> {
 
     let mut threads = Vec::new();
     for (index, (ends, &cpu)) in build_mesh(count).into_iter().zip(&config.cpus).enumerate() {
-        let (config, apps, shutdown, ready) = (config.clone(), apps.clone(), shutdown.clone(), ready_tx.clone());
+        let (config, apps, shutdown, ready) = (
+            config.clone(),
+            apps.clone(),
+            shutdown.clone(),
+            ready_tx.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name(format!("shard-{index}"))
             .spawn(move || {
@@ -59,7 +71,10 @@ pub fn run(config: Config) -> Result<(), StartupError> {
                 let executor = match executor {
                     Ok(ex) => ex,
                     Err(e) => {
-                        let _ = ready.send(Err(StartupError::Shard { cpu, why: e.to_string() }));
+                        let _ = ready.send(Err(StartupError::Shard {
+                            cpu,
+                            why: e.to_string(),
+                        }));
                         return;
                     }
                 };
@@ -67,17 +82,30 @@ pub fn run(config: Config) -> Result<(), StartupError> {
                     let listener = match net::bind_reuseport(addr) {
                         Ok(l) => l,
                         Err(e) => {
-                            let _ = ready.send(Err(StartupError::Bind { addr: addr.to_string(), source: e }));
+                            let _ = ready.send(Err(StartupError::Bind {
+                                addr: addr.to_string(),
+                                source: e,
+                            }));
                             return;
                         }
                     };
                     let (mailboxes, receivers) = Mailboxes::connect(ends).await;
-                    let shard = Rc::new(Shard::new(index as u16, count as u16, nonce, config, apps, mailboxes));
+                    let shard = Rc::new(Shard::new(
+                        index as u16,
+                        count as u16,
+                        nonce,
+                        config,
+                        apps,
+                        mailboxes,
+                    ));
                     let _ = ready.send(Ok(()));
                     shard.run(receivers, listener, shutdown).await;
                 });
             })
-            .map_err(|e| StartupError::Shard { cpu, why: e.to_string() })?;
+            .map_err(|e| StartupError::Shard {
+                cpu,
+                why: e.to_string(),
+            })?;
         threads.push(thread);
     }
     drop(ready_tx);
@@ -85,7 +113,11 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(StartupError::Environment("a shard thread died while starting".into())),
+            Err(_) => {
+                return Err(StartupError::Environment(
+                    "a shard thread died while starting".into(),
+                ))
+            }
         }
     }
     drop(reservation);
@@ -113,7 +145,8 @@ fn process_nonce() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mixed = (t ^ (std::process::id() as u64).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mixed =
+        (t ^ (std::process::id() as u64).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     // 1..=999_999 keeps socket ids short, like Pusher's.
     ((mixed >> 32) % 999_999) as u32 + 1
 }

@@ -37,9 +37,11 @@ pub fn check_io_uring(memlock: u64) -> Result<(), String> {
     if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         match v.trim() {
             "2" => {
-                return Err("io_uring is disabled by sysctl (kernel.io_uring_disabled = 2). \
+                return Err(
+                    "io_uring is disabled by sysctl (kernel.io_uring_disabled = 2). \
                     Run `sysctl -w kernel.io_uring_disabled=0` as root."
-                    .into())
+                        .into(),
+                )
             }
             "1" => {
                 // Allowed for root and members of kernel.io_uring_group only;

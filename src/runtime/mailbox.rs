@@ -9,7 +9,9 @@
 
 use crate::apps::AppIdx;
 use crate::pusher::broadcast::Publication;
-use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
 use glommio::sync::Semaphore;
 use std::sync::Arc;
 
@@ -21,10 +23,19 @@ pub enum ShardMsg {
     /// Deliver these frames to local subscribers, skipping `except`.
     Publish(Arc<Publication>),
     /// A question that expects a [`ShardMsg::Reply`] with the same `id`.
-    Request { from: u16, id: u32, body: Request },
-    Reply { id: u32, body: Reply },
+    Request {
+        from: u16,
+        id: u32,
+        body: Request,
+    },
+    Reply {
+        id: u32,
+        body: Reply,
+    },
     /// A connection of `app` counted by this (owner) shard has closed.
-    ConnectionClosed { app: AppIdx },
+    ConnectionClosed {
+        app: AppIdx,
+    },
 }
 
 pub enum Request {
@@ -75,12 +86,14 @@ impl Mailboxes {
         let senders: Vec<_> = ends
             .senders
             .into_iter()
-            .map(|s| glommio::spawn_local(async move {
-                match s {
-                    Some(s) => Some(s.connect().await),
-                    None => None,
-                }
-            }))
+            .map(|s| {
+                glommio::spawn_local(async move {
+                    match s {
+                        Some(s) => Some(s.connect().await),
+                        None => None,
+                    }
+                })
+            })
             .collect();
         let receivers: Vec<_> = ends
             .receivers
@@ -95,7 +108,10 @@ impl Mailboxes {
         for task in receivers {
             connected_receivers.push(task.await);
         }
-        let gates = connected_senders.iter().map(|_| Semaphore::new(1)).collect();
+        let gates = connected_senders
+            .iter()
+            .map(|_| Semaphore::new(1))
+            .collect();
         (
             Mailboxes {
                 senders: connected_senders,
@@ -109,8 +125,12 @@ impl Mailboxes {
     /// of the peer's gate touches its sender, so glommio's single-waiter
     /// `send` never finds its slot taken.
     pub async fn send(&self, peer: usize, msg: ShardMsg) {
-        let Some(sender) = &self.senders[peer] else { return };
-        let Ok(_permit) = self.gates[peer].acquire_permit(1).await else { return };
+        let Some(sender) = &self.senders[peer] else {
+            return;
+        };
+        let Ok(_permit) = self.gates[peer].acquire_permit(1).await else {
+            return;
+        };
         // An error means the peer is gone: the process is shutting down.
         let _ = sender.send(msg).await;
     }

@@ -19,11 +19,11 @@ use super::mailbox::{Mailboxes, Reply, Request, ShardMsg};
 use super::tasks::{sleep, spawn, Signal};
 use crate::apps::{AppIdx, AppRegistry};
 use crate::config::Config;
+use crate::errors::ClientError;
 use crate::net::Listener;
 use crate::pusher::broadcast;
 use crate::pusher::channels::ChannelTable;
 use crate::pusher::conns::ConnTable;
-use crate::errors::ClientError;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
@@ -118,7 +118,15 @@ impl Shard {
     /// Asks `peer` a question and waits for its answer.
     async fn request(&self, peer: usize, body: Request) -> Reply {
         let id = self.pending.borrow_mut().insert(PendingReply::default()) as u32;
-        self.send_to(peer, ShardMsg::Request { from: self.id, id, body }).await;
+        self.send_to(
+            peer,
+            ShardMsg::Request {
+                from: self.id,
+                id,
+                body,
+            },
+        )
+        .await;
         futures_lite::future::poll_fn(|cx| {
             let mut pending = self.pending.borrow_mut();
             let slot = &mut pending[id as usize];
@@ -150,7 +158,10 @@ impl Shard {
         if owner == self.id as usize {
             return self.count_connection(app);
         }
-        matches!(self.request(owner, Request::AdmitConnection { app }).await, Reply::Admitted(true))
+        matches!(
+            self.request(owner, Request::AdmitConnection { app }).await,
+            Reply::Admitted(true)
+        )
     }
 
     /// Gives back the slot taken by [`Shard::admit_connection`].
@@ -163,12 +174,21 @@ impl Shard {
             self.uncount_connection(app);
         } else {
             let shard = self.clone();
-            spawn(async move { shard.send_to(owner, ShardMsg::ConnectionClosed { app }).await });
+            spawn(async move {
+                shard
+                    .send_to(owner, ShardMsg::ConnectionClosed { app })
+                    .await
+            });
         }
     }
 
     fn count_connection(&self, app: AppIdx) -> bool {
-        let max = self.apps.get(app).limits.max_connections.unwrap_or(u32::MAX);
+        let max = self
+            .apps
+            .get(app)
+            .limits
+            .max_connections
+            .unwrap_or(u32::MAX);
         let mut counts = self.app_connections.borrow_mut();
         let count = &mut counts[app.0 as usize];
         if *count >= max {
@@ -194,7 +214,11 @@ impl Shard {
                     Request::AdmitConnection { app } => Reply::Admitted(self.count_connection(app)),
                 };
                 let shard = self.clone();
-                spawn(async move { shard.send_to(from as usize, ShardMsg::Reply { id, body: reply }).await });
+                spawn(async move {
+                    shard
+                        .send_to(from as usize, ShardMsg::Reply { id, body: reply })
+                        .await
+                });
             }
             ShardMsg::Reply { id, body } => {
                 if let Some(slot) = self.pending.borrow_mut().get_mut(id as usize) {
@@ -235,9 +259,12 @@ impl Shard {
             if now != last_sweep {
                 last_sweep = now;
                 let c = &self.config;
-                self.conns
-                    .borrow_mut()
-                    .sweep(now, c.activity_timeout, c.pong_timeout, CLOSE_TIMEOUT_SECS);
+                self.conns.borrow_mut().sweep(
+                    now,
+                    c.activity_timeout,
+                    c.pong_timeout,
+                    CLOSE_TIMEOUT_SECS,
+                );
             }
         }
         self.drain().await;
@@ -245,11 +272,12 @@ impl Shard {
 
     async fn accept_loop(self: Rc<Self>, listener: Listener) {
         loop {
-            let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-                self.draining.wait().await;
-                None
-            })
-            .await;
+            let accepted =
+                futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                    self.draining.wait().await;
+                    None
+                })
+                .await;
             match accepted {
                 None => return, // dropping the listener stops accepting
                 Some(Ok(socket)) => {
@@ -282,9 +310,12 @@ impl Shard {
                 break;
             }
             let c = &self.config;
-            self.conns
-                .borrow_mut()
-                .sweep(self.now(), c.activity_timeout, c.pong_timeout, CLOSE_TIMEOUT_SECS);
+            self.conns.borrow_mut().sweep(
+                self.now(),
+                c.activity_timeout,
+                c.pong_timeout,
+                CLOSE_TIMEOUT_SECS,
+            );
             sleep(Duration::from_millis(20)).await;
         }
         log::info!("shard {} drained", self.id);

@@ -30,7 +30,12 @@ const READ_BUDGET: usize = 16;
 
 /// Answers an accepted upgrade and runs the connection until it closes.
 /// `leftover` holds bytes the client sent right after its request head.
-pub async fn serve(shard: Rc<Shard>, mut socket: Socket, upgrade: handshake::Upgrade, leftover: Vec<u8>) {
+pub async fn serve(
+    shard: Rc<Shard>,
+    mut socket: Socket,
+    upgrade: handshake::Upgrade,
+    leftover: Vec<u8>,
+) {
     let admitted = match handshake::admit(&shard.apps, &upgrade) {
         Ok(_) if shard.draining.is_raised() => Err(ClientError::ShuttingDown),
         Ok(app) => {
@@ -77,9 +82,7 @@ async fn refuse(mut socket: Socket, mut response: Vec<u8>, why: ClientError) {
         // Wait briefly for the client's close so it reads our frames before
         // the socket goes away.
         let mut sink = [0u8; 512];
-        let linger = async {
-            while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
-        };
+        let linger = async { while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {} };
         futures_lite::future::or(linger, crate::runtime::sleep(Duration::from_secs(2))).await;
     }
 }
@@ -108,7 +111,9 @@ impl Future for ConnTask {
         let this = &mut *self;
         {
             let mut conns = this.shard.conns.borrow_mut();
-            let Some(conn) = conns.get_mut(this.key) else { return Poll::Ready(()) };
+            let Some(conn) = conns.get_mut(this.key) else {
+                return Poll::Ready(());
+            };
             if conn.phase == Phase::Abort {
                 return Poll::Ready(());
             }
@@ -152,7 +157,9 @@ impl ConnTask {
     /// Writes as much of the queue as the socket takes, oldest first.
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let mut conns = self.shard.conns.borrow_mut();
-        let Some(conn) = conns.get_mut(self.key) else { return Ok(()) };
+        let Some(conn) = conns.get_mut(self.key) else {
+            return Ok(());
+        };
         while !conn.out.is_empty() {
             let written = {
                 let mut slices: SmallVec<[IoSlice<'_>; MAX_IOVECS]> = SmallVec::new();
@@ -238,7 +245,10 @@ impl ConnTask {
                 }
                 Err(e) => {
                     let now = self.shard.now();
-                    self.shard.conns.borrow_mut().close_ws(self.key, e.code, e.reason, now);
+                    self.shard
+                        .conns
+                        .borrow_mut()
+                        .close_ws(self.key, e.code, e.reason, now);
                     pos = buf.len();
                     break;
                 }

@@ -32,7 +32,9 @@ impl Frame {
 
     /// A text frame with the given payload.
     pub fn text(payload: &[u8]) -> Frame {
-        Self::build(OpCode::Data(Data::Text), payload.len(), |b| b.extend_from_slice(payload))
+        Self::build(OpCode::Data(Data::Text), payload.len(), |b| {
+            b.extend_from_slice(payload)
+        })
     }
 
     /// A close frame with a status code and a reason (cut to fit 123 bytes).
@@ -157,7 +159,10 @@ impl Decoder {
         };
         let is_control = matches!(header.opcode, OpCode::Control(_));
         if is_control && (len > 125 || !header.is_final) {
-            return Err(fail(1002, "control frames must be final and at most 125 bytes"));
+            return Err(fail(
+                1002,
+                "control frames must be final and at most 125 bytes",
+            ));
         }
         if len > max_message as u64 {
             return Err(fail(1009, "message too big"));
@@ -288,7 +293,10 @@ mod tests {
     #[test]
     fn encodes_close_and_pong() {
         let f = Frame::close(4001, "nope");
-        assert_eq!(f.bytes().as_ref(), &[0x88, 6, 0x0f, 0xa1, b'n', b'o', b'p', b'e']);
+        assert_eq!(
+            f.bytes().as_ref(),
+            &[0x88, 6, 0x0f, 0xa1, b'n', b'o', b'p', b'e']
+        );
         let long = "é".repeat(100);
         let f = Frame::close(4000, &long);
         assert!(f.payload().len() <= 125);
@@ -374,9 +382,15 @@ mod tests {
     #[test]
     fn reads_close_codes() {
         let mut c = client_frame(0x88, &[0x03, 0xe8, b'b', b'y', b'e']);
-        assert_eq!(Decoder::default().decode(&mut c, 1024).unwrap().unwrap().0, Inbound::Close(Some(1000)));
+        assert_eq!(
+            Decoder::default().decode(&mut c, 1024).unwrap().unwrap().0,
+            Inbound::Close(Some(1000))
+        );
         let mut c = client_frame(0x88, b"");
-        assert_eq!(Decoder::default().decode(&mut c, 1024).unwrap().unwrap().0, Inbound::Close(None));
+        assert_eq!(
+            Decoder::default().decode(&mut c, 1024).unwrap().unwrap().0,
+            Inbound::Close(None)
+        );
     }
 
     #[test]
@@ -385,7 +399,11 @@ mod tests {
         let data: Vec<u8> = (0..37).collect();
         let mut fast = data.clone();
         unmask(&mut fast, mask);
-        let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+        let slow: Vec<u8> = data
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
         assert_eq!(fast, slow);
     }
 }

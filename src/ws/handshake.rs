@@ -70,14 +70,20 @@ mod tests {
     #[test]
     fn accept_key_matches_rfc6455_example() {
         let r = String::from_utf8(accept_response("dGhlIHNhbXBsZSBub25jZQ==")).unwrap();
-        assert!(r.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{r}");
+        assert!(
+            r.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            "{r}"
+        );
     }
 
     #[test]
     fn admission_codes() {
         let mut disabled = App::new("2".into(), "off".into(), "s".into());
         disabled.enabled = false;
-        let apps = AppRegistry::new(vec![App::new("1".into(), "key".into(), "s".into()), disabled]);
+        let apps = AppRegistry::new(vec![
+            App::new("1".into(), "key".into(), "s".into()),
+            disabled,
+        ]);
         let up = |key: &str, p: Option<&str>| Upgrade {
             app_key: key.into(),
             protocol: p.map(Into::into),
@@ -85,11 +91,26 @@ mod tests {
         };
         assert_eq!(admit(&apps, &up("key", Some("7"))), Ok(AppIdx(0)));
         assert_eq!(admit(&apps, &up("key", Some("5"))), Ok(AppIdx(0)));
-        assert_eq!(admit(&apps, &up("nope", Some("7"))).unwrap_err().code(), 4001);
-        assert_eq!(admit(&apps, &up("off", Some("7"))).unwrap_err().code(), 4003);
+        assert_eq!(
+            admit(&apps, &up("nope", Some("7"))).unwrap_err().code(),
+            4001
+        );
+        assert_eq!(
+            admit(&apps, &up("off", Some("7"))).unwrap_err().code(),
+            4003
+        );
         assert_eq!(admit(&apps, &up("key", None)).unwrap_err().code(), 4008);
-        assert_eq!(admit(&apps, &up("key", Some("4"))).unwrap_err().code(), 4007);
-        assert_eq!(admit(&apps, &up("key", Some("8"))).unwrap_err().code(), 4007);
-        assert_eq!(admit(&apps, &up("key", Some("x"))).unwrap_err().code(), 4006);
+        assert_eq!(
+            admit(&apps, &up("key", Some("4"))).unwrap_err().code(),
+            4007
+        );
+        assert_eq!(
+            admit(&apps, &up("key", Some("8"))).unwrap_err().code(),
+            4007
+        );
+        assert_eq!(
+            admit(&apps, &up("key", Some("x"))).unwrap_err().code(),
+            4006
+        );
     }
 }
