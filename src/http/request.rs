@@ -98,7 +98,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
         } else {
             connection_keep_alive
         },
-        upgrade: upgrade_ws.then(|| UpgradeHead {
+        upgrade: upgrade_ws.then_some(UpgradeHead {
             version_13,
             ws_key,
             connection_upgrade,

@@ -32,7 +32,7 @@ pub fn probe_port(host: &str, port: u16) -> io::Result<(SocketAddr, RawSocket)> 
     let addr = socket
         .local_addr()?
         .as_socket()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::Other, "not an IP socket"))?;
+        .ok_or_else(|| io::Error::other("not an IP socket"))?;
     Ok((addr, socket))
 }
 

@@ -50,7 +50,7 @@ pub fn check_io_uring(memlock: u64) -> Result<(), String> {
             _ => {}
         }
     }
-    if memlock != libc::RLIM_INFINITY as u64 && memlock < MIN_MEMLOCK {
+    if memlock != libc::RLIM_INFINITY && memlock < MIN_MEMLOCK {
         return Err(format!(
             "locked-memory limit is {} KiB; io_uring needs at least {} KiB. \
              Raise it with `ulimit -l unlimited` (or LimitMEMLOCK=infinity in a systemd unit, \
