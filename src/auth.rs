@@ -104,19 +104,18 @@ pub fn verify_api_request(
             "auth_timestamp is more than 600 seconds away from the server time: check the clock",
         );
     }
-    match param("body_md5") {
-        Some(sent) => {
-            if !constant_time_eq(
-                sent.to_ascii_lowercase().as_bytes(),
-                body_md5(body).as_bytes(),
-            ) {
-                return unauthorized("body_md5 does not match the MD5 of the request body");
-            }
-        }
+    let md5_ok = match param("body_md5") {
+        Some(sent) => constant_time_eq(
+            sent.to_ascii_lowercase().as_bytes(),
+            body_md5(body).as_bytes(),
+        ),
         None if !body.is_empty() => {
             return unauthorized("Missing body_md5 query parameter for a request with a body")
         }
-        None => {}
+        None => true,
+    };
+    if !md5_ok {
+        return unauthorized("body_md5 does not match the MD5 of the request body");
     }
     let Some(signature) = param("auth_signature") else {
         return unauthorized("Missing auth_signature query parameter");
