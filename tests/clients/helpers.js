@@ -33,6 +33,7 @@ function binaryPath() {
 
 /** Two shards: on CPUs 0 and 1 if the machine has two, else twice on CPU 0. */
 function cpuList() {
+  if (process.env.SHARDCAST_TEST_CPUS) return process.env.SHARDCAST_TEST_CPUS;
   const n = typeof os.availableParallelism === 'function'
     ? os.availableParallelism()
     : os.cpus().length;
@@ -128,10 +129,15 @@ async function startServer(opts = {}) {
     stopping = (async () => {
       if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill('SIGTERM');
-        const killer = setTimeout(() => proc.kill('SIGKILL'), STOP_GRACE_MS);
+        let forced = false;
+        const killer = setTimeout(() => {
+          forced = true;
+          process.stderr.write(`WARNING: shardcast (pid ${proc.pid}) did not exit within ${STOP_GRACE_MS} ms of SIGTERM; sent SIGKILL\n`);
+          proc.kill('SIGKILL');
+        }, STOP_GRACE_MS);
         const result = await exited;
         clearTimeout(killer);
-        return result;
+        return forced ? { ...result, forced } : result;
       }
       return exited;
     })();
@@ -402,10 +408,10 @@ function watchMessages(client, filter = () => true) {
  * Open a raw protocol-7 connection. Returns
  * { ws, next(timeout) -> parsed frame, send(obj), closed -> {code, reason}, frames }.
  */
-function rawConnect(port, { key = APP_KEY, query = 'protocol=7&client=js&version=8.6.0&flash=false' } = {}) {
+function rawConnect(port, { key = APP_KEY, query = 'protocol=7&client=js&version=8.6.0&flash=false', wsOptions = {} } = {}) {
   const WebSocket = require('ws');
   const url = `ws://127.0.0.1:${port}/app/${encodeURIComponent(key)}?${query}`;
-  const ws = new WebSocket(url);
+  const ws = new WebSocket(url, wsOptions);
   const frames = [];
   const queue = [];
   let waiters = [];

@@ -124,6 +124,42 @@ describe('trigger', () => {
     assert.deepEqual(events.map((e) => e.i), Array.from({ length: 20 }, (_, i) => i));
   });
 
+  it('a keep-alive HTTP agent can send many requests over one connection', async () => {
+    const http = require('node:http');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set();
+    agent.on('free', (socket) => sockets.add(socket));
+    try {
+      const keepAliveApi = makeServerClient(server.port, { agent });
+      const client = await connectClient(server.port);
+      const name = uniqueChannel('ka');
+      const channel = await subscribe(client, name);
+      const rec = collect(channel, 'ka');
+      for (let i = 0; i < 20; i++) {
+        const res = await keepAliveApi.trigger(name, 'ka', { i });
+        assert.equal(res.status, 200);
+        await res.text();
+      }
+      await keepAliveApi.triggerBatch([{ channel: name, name: 'ka', data: { i: 20 } }]);
+      const events = await rec.waitForCount(21);
+      assert.deepEqual(events.map((e) => e.i), Array.from({ length: 21 }, (_, i) => i));
+      assert.equal(sockets.size, 1, `expected one reused TCP connection, saw ${sockets.size}`);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('50 concurrent triggers are all delivered', async () => {
+    const client = await connectClient(server.port);
+    const name = uniqueChannel('conc');
+    const channel = await subscribe(client, name);
+    const rec = collect(channel, 'c');
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => api.trigger(name, 'c', { i })));
+    for (const r of results) assert.equal(r.status, 200);
+    const events = await rec.waitForCount(50);
+    assert.deepEqual(events.map((e) => e.i).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i));
+  });
+
   it('every subscriber gets the event, whatever shard it is on', async () => {
     const clients = await Promise.all(Array.from({ length: 6 }, () => connectClient(server.port)));
     const name = uniqueChannel('many');

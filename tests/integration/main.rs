@@ -1,1 +1,11 @@
+//! Integration tests: start the real `shardcast` binary and speak raw
+//! WebSocket and raw HTTP/1.1 bytes to it.
 
+mod support;
+
+mod broadcast;
+mod connection;
+mod framing;
+mod http_api;
+mod lifecycle;
+mod protocol;

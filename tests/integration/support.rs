@@ -1,0 +1,964 @@
+//! Test support: start the real `shardcast` binary, and talk to it with a
+//! hand-written WebSocket client (raw masked frames over a `TcpStream`) and a
+//! hand-written HTTP/1.1 client (raw bytes over a `TcpStream`).
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Default wait for a frame or a response that must come.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------
+
+/// A running server; killed when dropped (its log is printed if the test panicked).
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    config_path: Option<PathBuf>,
+}
+
+/// Two CPUs this process may run on (the same one twice on a one-CPU machine).
+pub fn two_cpus() -> String {
+    let allowed = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Cpus_allowed_list:"))
+                .map(|l| l["Cpus_allowed_list:".len()..].trim().to_string())
+        })
+        .map(|list| parse_cpu_list(&list))
+        .unwrap_or_default();
+    match allowed.as_slice() {
+        [] => {
+            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            if n >= 2 { "0,1".into() } else { "0,0".into() }
+        }
+        [one] => format!("{one},{one}"),
+        [a, b, ..] => format!("{a},{b}"),
+    }
+}
+
+fn parse_cpu_list(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                    cpus.extend(a..=b);
+                }
+            }
+            None => {
+                if let Ok(c) = part.parse() {
+                    cpus.push(c);
+                }
+            }
+        }
+    }
+    cpus
+}
+
+static CONFIG_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Server {
+    /// Starts the server with no config file (the development app).
+    pub fn start() -> Server {
+        Self::launch(None)
+    }
+
+    /// Starts the server with `toml` as its config file.
+    pub fn start_with(toml: &str) -> Server {
+        let n = CONFIG_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "shardcast-it-{}-{}-{}.toml",
+            std::process::id(),
+            n,
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::write(&path, toml).expect("write config file");
+        Self::launch(Some(path))
+    }
+
+    fn launch(config_path: Option<PathBuf>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+        cmd.args(["--host", "127.0.0.1", "--port", "0", "--cpus", &two_cpus()]);
+        if let Some(p) = &config_path {
+            cmd.arg("--config").arg(p);
+        }
+        cmd.env("RUST_LOG", "info")
+            .env_remove("SHARDCAST_APP_ID")
+            .env_remove("SHARDCAST_APP_KEY")
+            .env_remove("SHARDCAST_APP_SECRET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn shardcast");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<u16>();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(port) = listening_port(&line) {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(port);
+                        }
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut server = Server {
+            child: Some(child),
+            port: 0,
+            log,
+            config_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(port) => {
+                    server.port = port;
+                    return server;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+            if let Ok(Some(status)) = server.child.as_mut().unwrap().try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("server exited during startup ({status}); log:\n{}", server.log_text());
+            }
+            if Instant::now() > deadline {
+                panic!("server did not report `listening on` in time; log:\n{}", server.log_text());
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; `None` if it is still running.
+    pub fn stop_gracefully(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let pid = self.pid().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM {pid} failed");
+        self.wait_exit(timeout)
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn listening_port(line: &str) -> Option<u16> {
+    let at = line.find("listening on 127.0.0.1:")?;
+    let rest = &line[at + "listening on 127.0.0.1:".len()..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            // Give the log thread a moment to take the last lines.
+            std::thread::sleep(Duration::from_millis(50));
+            eprintln!("---- shardcast log (port {}) ----\n{}\n----", self.port, self.log_text());
+        }
+        if let Some(p) = self.config_path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Credentials and signing
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+pub struct Creds {
+    pub id: &'static str,
+    pub key: &'static str,
+    pub secret: &'static str,
+}
+
+/// The app served without a config file.
+pub const DEV: Creds = Creds {
+    id: "app-id",
+    key: "app-key",
+    secret: "app-secret",
+};
+
+pub fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Signed query parameters (including `auth_signature`) for a request.
+pub fn signed_query(creds: &Creds, method: &str, path: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
+    let mut query = vec![
+        ("auth_key".to_string(), creds.key.to_string()),
+        ("auth_timestamp".to_string(), ts.to_string()),
+        ("auth_version".to_string(), "1.0".to_string()),
+    ];
+    if !body.is_empty() {
+        query.push(("body_md5".to_string(), shardcast::auth::body_md5(body)));
+    }
+    sign_query(creds, method, path, &mut query);
+    query
+}
+
+/// Appends the `auth_signature` of the other parameters to `query`.
+pub fn sign_query(creds: &Creds, method: &str, path: &str, query: &mut Vec<(String, String)>) {
+    query.retain(|(k, _)| k != "auth_signature");
+    let to_sign = shardcast::auth::api_string_to_sign(method, path, query);
+    let sig = shardcast::auth::sign(creds.secret, to_sign.as_bytes());
+    query.push(("auth_signature".to_string(), sig));
+}
+
+/// `path?k=v&...`
+pub fn target(path: &str, query: &[(String, String)]) -> String {
+    let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if q.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", q.join("&"))
+    }
+}
+
+/// A target for `POST path` signed now.
+pub fn signed_target(creds: &Creds, path: &str, body: &[u8]) -> String {
+    target(path, &signed_query(creds, "POST", path, body, now_secs()))
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP/1.1 client
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// Asserts the response is a JSON error `{"error": "..."}` with `status`; returns the message.
+    pub fn expect_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/json"), "{self:?}");
+        let v = self.json();
+        let obj = v.as_object().unwrap_or_else(|| panic!("error body is not an object: {v}"));
+        assert_eq!(obj.len(), 1, "error body has only `error`: {v}");
+        let msg = obj["error"].as_str().unwrap_or_else(|| panic!("`error` is not a string: {v}"));
+        assert!(!msg.is_empty(), "error message is empty");
+        msg.to_string()
+    }
+
+    pub fn expect_ok_json(&self) {
+        assert_eq!(self.status, 200, "body: {}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        assert_eq!(self.text(), "{}");
+    }
+}
+
+/// One request, encoded. `extra` header lines are written as given (without CRLF).
+pub fn request_bytes(method: &str, target: &str, body: &[u8], extra: &[&str]) -> Vec<u8> {
+    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for h in extra {
+        out.push_str(h);
+        out.push_str("\r\n");
+    }
+    if !body.is_empty() || method == "POST" {
+        out.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+pub struct Http {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Http {
+    pub fn connect(port: u16) -> Http {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect for HTTP");
+        stream.set_nodelay(true).unwrap();
+        Http { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write HTTP request");
+    }
+
+    /// Reads one more chunk; `Ok(0)` on EOF.
+    fn fill(&mut self, deadline: Instant) -> std::io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left)).unwrap();
+        let mut tmp = [0u8; 64 * 1024];
+        let n = self.stream.read(&mut tmp)?;
+        self.buf.extend_from_slice(&tmp[..n]);
+        Ok(n)
+    }
+
+    /// Reads one complete response (Content-Length framed).
+    pub fn read_response(&mut self) -> HttpResponse {
+        self.try_read_response(WAIT).unwrap_or_else(|e| panic!("reading HTTP response: {e}"))
+    }
+
+    pub fn try_read_response(&mut self, timeout: Duration) -> Result<HttpResponse, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let status_line = lines.next().unwrap_or("");
+                let mut parts = status_line.splitn(3, ' ');
+                let version = parts.next().unwrap_or("");
+                assert_eq!(version, "HTTP/1.1", "status line: {status_line:?}");
+                let status: u16 = parts
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.parse().expect("numeric Content-Length"))
+                    .unwrap_or(0);
+                let total = end + 4 + len;
+                while self.buf.len() < total {
+                    match self.fill(deadline) {
+                        Ok(0) => return Err(format!("EOF inside a response body; head: {head}")),
+                        Ok(_) => {}
+                        Err(e) => return Err(format!("{e} inside a response body; head: {head}")),
+                    }
+                }
+                let body = self.buf[end + 4..total].to_vec();
+                self.buf.drain(..total);
+                return Ok(HttpResponse { status, headers, body });
+            }
+            match self.fill(deadline) {
+                Ok(0) => return Err(format!("EOF before a response (have {:?})", String::from_utf8_lossy(&self.buf))),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{e} before a response")),
+            }
+        }
+    }
+
+    /// Sends one request and reads its response.
+    pub fn request(&mut self, method: &str, target: &str, body: &[u8]) -> HttpResponse {
+        self.send(&request_bytes(method, target, body, &[]));
+        self.read_response()
+    }
+
+    /// Signed `POST path` with `body` for `creds`.
+    pub fn post_signed(&mut self, creds: &Creds, path: &str, body: &str) -> HttpResponse {
+        let t = signed_target(creds, path, body.as_bytes());
+        self.request("POST", &t, body.as_bytes())
+    }
+
+    /// Signed trigger on `/apps/{id}/events`.
+    pub fn trigger(&mut self, creds: &Creds, body: &Value) -> HttpResponse {
+        self.post_signed(creds, &format!("/apps/{}/events", creds.id), &body.to_string())
+    }
+
+    pub fn batch(&mut self, creds: &Creds, body: &Value) -> HttpResponse {
+        self.post_signed(creds, &format!("/apps/{}/batch_events", creds.id), &body.to_string())
+    }
+
+    /// True when the server closed the connection (EOF or reset) within `timeout`.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.fill(deadline) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+/// Triggers an event for the dev app on a fresh connection; asserts 200.
+pub fn trigger(port: u16, creds: &Creds, body: &Value) {
+    let r = Http::connect(port).trigger(creds, body);
+    r.expect_ok_json();
+}
+
+/// Shortens long text for failure messages.
+pub fn clip(s: &str) -> String {
+    if s.len() <= 300 {
+        return s.to_string();
+    }
+    let mut cut = 200;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..cut], s.len())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------
+// Raw WebSocket client
+// ---------------------------------------------------------------------------
+
+pub const OP_CONT: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub rsv: u8,
+    pub opcode: u8,
+    pub masked: bool,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.payload.clone()).expect("UTF-8 payload")
+    }
+
+    pub fn close_code(&self) -> Option<u16> {
+        (self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadErr {
+    Timeout,
+    Eof,
+    /// Connection reset or another socket error.
+    Io(std::io::ErrorKind),
+}
+
+static MASK_SEED: AtomicU32 = AtomicU32::new(0x9e37_79b9);
+
+fn next_mask() -> [u8; 4] {
+    let x = MASK_SEED.fetch_add(0x6d2b_79f5, Ordering::Relaxed);
+    let x = x ^ (x >> 15);
+    x.wrapping_mul(0x2c1b_3c6d).to_be_bytes()
+}
+
+/// Encodes a client frame. `masked = false` gives an (illegal) unmasked one.
+pub fn encode_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(if fin { 0x80 } else { 0 } | opcode);
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n < 65536 => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let mask = next_mask();
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// `pusher:connection_established`-style handshake result.
+pub struct Ws {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    /// Set by [`Ws::connect`] from `pusher:connection_established`.
+    pub socket_id: String,
+    pub activity_timeout: u64,
+}
+
+/// Why an upgrade did not produce a WebSocket.
+#[derive(Debug)]
+pub struct NotUpgraded {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+pub fn app_path(key: &str) -> String {
+    format!("/app/{key}?protocol=7&client=rust-it&version=1.0")
+}
+
+impl Ws {
+    /// Does the HTTP upgrade by hand; checks the 101 and `Sec-WebSocket-Accept`.
+    pub fn upgrade(port: u16, path: &str) -> Result<Ws, NotUpgraded> {
+        Self::upgrade_with(port, path, &[])
+    }
+
+    /// Upgrade, writing `after` in the same write right after the request head.
+    pub fn upgrade_with(port: u16, path: &str, after: &[u8]) -> Result<Ws, NotUpgraded> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect for WebSocket");
+        Self::upgrade_stream(stream, port, path, after)
+    }
+
+    /// Connects to the dev app over a socket whose receive buffer is set to
+    /// `rcvbuf` bytes before connecting (a small TCP window).
+    pub fn connect_small_rcvbuf(port: u16, rcvbuf: usize) -> Ws {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        socket.connect(&addr.into()).expect("connect for WebSocket");
+        let stream: TcpStream = socket.into();
+        let mut ws = Self::upgrade_stream(stream, port, &app_path("app-key"), &[])
+            .unwrap_or_else(|e| panic!("upgrade refused: {e:?}"));
+        ws.read_established();
+        ws
+    }
+
+    fn upgrade_stream(mut stream: TcpStream, port: u16, path: &str, after: &[u8]) -> Result<Ws, NotUpgraded> {
+        stream.set_nodelay(true).unwrap();
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .into_bytes();
+        req.extend_from_slice(after);
+        stream.write_all(&req).expect("write upgrade request");
+        let mut ws = Ws {
+            stream,
+            buf: Vec::new(),
+            socket_id: String::new(),
+            activity_timeout: 0,
+        };
+        let deadline = Instant::now() + WAIT;
+        let end = loop {
+            if let Some(end) = find(&ws.buf, b"\r\n\r\n") {
+                break end;
+            }
+            match ws.fill(deadline) {
+                Ok(()) => {}
+                Err(e) => panic!("no upgrade response ({e:?}); got {:?}", String::from_utf8_lossy(&ws.buf)),
+            }
+        };
+        let head = String::from_utf8_lossy(&ws.buf[..end]).into_owned();
+        ws.buf.drain(..end + 4);
+        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if status != 101 {
+            // Read the rest of the (Content-Length framed) body.
+            let len: usize = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            while ws.buf.len() < len {
+                if ws.fill(deadline).is_err() {
+                    break;
+                }
+            }
+            let body = String::from_utf8_lossy(&ws.buf).into_owned();
+            return Err(NotUpgraded { status, head, body });
+        }
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.starts_with("http/1.1 101 "), "{head}");
+        assert!(lower.contains("\r\nupgrade: websocket"), "{head}");
+        assert!(lower.contains("\r\nconnection: upgrade"), "{head}");
+        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert!(head.contains(&format!("Sec-WebSocket-Accept: {accept}")), "{head}");
+        Ok(ws)
+    }
+
+    /// Connects to the dev app and reads `pusher:connection_established`.
+    pub fn connect(port: u16) -> Ws {
+        Self::connect_key(port, "app-key")
+    }
+
+    pub fn connect_key(port: u16, key: &str) -> Ws {
+        let mut ws = Self::upgrade(port, &app_path(key)).unwrap_or_else(|e| panic!("upgrade refused: {e:?}"));
+        ws.read_established();
+        ws
+    }
+
+    /// Reads the first frame, which must be `pusher:connection_established`.
+    pub fn read_established(&mut self) -> Value {
+        let v = self.expect_event("pusher:connection_established");
+        let data = v["data"].as_str().unwrap_or_else(|| panic!("data is a JSON string: {v}"));
+        let data: Value = serde_json::from_str(data).expect("data holds JSON");
+        self.socket_id = data["socket_id"].as_str().expect("socket_id string").to_string();
+        self.activity_timeout = data["activity_timeout"].as_u64().expect("activity_timeout number");
+        data
+    }
+
+    /// The shard that owns this connection: `N % 1024` of `N.M`.
+    pub fn shard(&self) -> u64 {
+        let n: u64 = self.socket_id.split('.').next().unwrap().parse().expect("numeric socket id");
+        n % 1024
+    }
+
+    fn fill(&mut self, deadline: Instant) -> Result<(), ReadErr> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadErr::Timeout);
+        }
+        self.stream.set_read_timeout(Some(left)).unwrap();
+        let mut tmp = [0u8; 64 * 1024];
+        match self.stream.read(&mut tmp) {
+            Ok(0) => Err(ReadErr::Eof),
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                Ok(())
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(ReadErr::Timeout)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(ReadErr::Io(e.kind())),
+        }
+    }
+
+    fn parse_frame(&mut self) -> Option<Frame> {
+        let b = &self.buf;
+        if b.len() < 2 {
+            return None;
+        }
+        let fin = b[0] & 0x80 != 0;
+        let rsv = (b[0] >> 4) & 0x7;
+        let opcode = b[0] & 0x0f;
+        let masked = b[1] & 0x80 != 0;
+        let (len, mut pos) = match b[1] & 0x7f {
+            126 => {
+                if b.len() < 4 {
+                    return None;
+                }
+                (u16::from_be_bytes([b[2], b[3]]) as usize, 4)
+            }
+            127 => {
+                if b.len() < 10 {
+                    return None;
+                }
+                (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10)
+            }
+            n => (n as usize, 2),
+        };
+        let mask = if masked {
+            if b.len() < pos + 4 {
+                return None;
+            }
+            let m = [b[pos], b[pos + 1], b[pos + 2], b[pos + 3]];
+            pos += 4;
+            Some(m)
+        } else {
+            None
+        };
+        if b.len() < pos + len {
+            return None;
+        }
+        let mut payload = b[pos..pos + len].to_vec();
+        if let Some(m) = mask {
+            for (i, x) in payload.iter_mut().enumerate() {
+                *x ^= m[i % 4];
+            }
+        }
+        self.buf.drain(..pos + len);
+        Some(Frame { fin, rsv, opcode, masked, payload })
+    }
+
+    /// Reads the next frame within `timeout`.
+    pub fn read_frame(&mut self, timeout: Duration) -> Result<Frame, ReadErr> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(f) = self.parse_frame() {
+                assert!(!f.masked, "server frames must not be masked: {f:?}");
+                assert_eq!(f.rsv, 0, "server frames use no extension bits: {f:?}");
+                return Ok(f);
+            }
+            self.fill(deadline)?;
+        }
+    }
+
+    /// The next frame; panics when none comes within [`WAIT`].
+    pub fn recv(&mut self) -> Frame {
+        self.recv_within(WAIT)
+    }
+
+    pub fn recv_within(&mut self, timeout: Duration) -> Frame {
+        match self.read_frame(timeout) {
+            Ok(f) => f,
+            Err(e) => panic!("socket {}: expected a frame within {timeout:?}, got {e:?}", self.socket_id),
+        }
+    }
+
+    /// The next frame must be a complete text frame; returns its payload.
+    pub fn recv_text(&mut self) -> String {
+        let f = self.recv();
+        assert_eq!(f.opcode, OP_TEXT, "expected a text frame, got {f:?} ({:?})", String::from_utf8_lossy(&f.payload));
+        assert!(f.fin, "server text frames are not fragmented");
+        f.text()
+    }
+
+    pub fn recv_json_within(&mut self, timeout: Duration) -> Value {
+        let f = self.recv_within(timeout);
+        assert_eq!(f.opcode, OP_TEXT, "expected a text frame, got {f:?}");
+        serde_json::from_slice(&f.payload).unwrap_or_else(|e| panic!("text frame is not JSON ({e}): {f:?}"))
+    }
+
+    pub fn recv_json(&mut self) -> Value {
+        let t = self.recv_text();
+        serde_json::from_str(&t).unwrap_or_else(|e| panic!("text frame is not JSON ({e}): {t}"))
+    }
+
+    /// The next frame must be a text frame with event `name`.
+    pub fn expect_event(&mut self, name: &str) -> Value {
+        let v = self.recv_json();
+        assert_eq!(v["event"], name, "socket {}: unexpected message {v}", self.socket_id);
+        v
+    }
+
+    /// The next frame must be exactly `expected` (compared as text).
+    pub fn expect_text(&mut self, expected: &str) {
+        let t = self.recv_text();
+        assert!(
+            t == expected,
+            "socket {} (shard {}):\n  got:      {}\n  expected: {}",
+            self.socket_id,
+            self.shard_or_none(),
+            clip(&t),
+            clip(expected)
+        );
+    }
+
+    fn shard_or_none(&self) -> String {
+        if self.socket_id.is_empty() {
+            "?".into()
+        } else {
+            self.shard().to_string()
+        }
+    }
+
+    /// The next frame must be a close frame with `code`; returns its reason.
+    pub fn expect_close(&mut self, code: u16) -> String {
+        let f = self.recv();
+        assert_eq!(
+            f.opcode, OP_CLOSE,
+            "expected close {code}, got {f:?} ({:?})",
+            String::from_utf8_lossy(&f.payload)
+        );
+        assert_eq!(f.close_code(), Some(code), "close frame {f:?}");
+        String::from_utf8(f.payload[2..].to_vec()).expect("close reason is UTF-8")
+    }
+
+    /// `pusher:error` with `code`, then a close frame with the same code.
+    pub fn expect_pusher_close(&mut self, code: u16) -> String {
+        let v = self.expect_event("pusher:error");
+        assert_eq!(v["data"]["code"], code, "{v}");
+        let message = v["data"]["message"].as_str().expect("message string").to_string();
+        assert!(!message.is_empty());
+        self.expect_close(code);
+        message
+    }
+
+    /// `pusher:error` (not closing) with an optional code; returns the message.
+    pub fn expect_error(&mut self, code: Option<u16>) -> String {
+        let v = self.expect_event("pusher:error");
+        let data = v["data"].as_object().unwrap_or_else(|| panic!("pusher:error data is an object: {v}"));
+        match code {
+            Some(c) => assert_eq!(data.get("code"), Some(&Value::from(c)), "{v}"),
+            None => assert!(data.get("code").is_none() || data["code"].is_null(), "no code expected: {v}"),
+        }
+        let m = data["message"].as_str().unwrap_or_else(|| panic!("message is a string: {v}"));
+        assert!(!m.is_empty());
+        m.to_string()
+    }
+
+    /// Nothing arrives for `ms` milliseconds (and the connection stays open).
+    pub fn expect_silence(&mut self, ms: u64) {
+        match self.read_frame(Duration::from_millis(ms)) {
+            Err(ReadErr::Timeout) => {}
+            other => panic!("socket {}: expected silence for {ms} ms, got {other:?}", self.socket_id),
+        }
+    }
+
+    /// The server ends the TCP stream (EOF or reset) within `timeout`, with no more frames.
+    pub fn expect_eof(&mut self, timeout: Duration) {
+        match self.read_frame(timeout) {
+            Err(ReadErr::Eof) | Err(ReadErr::Io(_)) => {}
+            other => panic!("socket {}: expected the stream to end, got {other:?}", self.socket_id),
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to WebSocket");
+    }
+
+    /// Writes without failing on a closed/reset socket (the server may already be gone).
+    pub fn send_raw_lenient(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    pub fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        self.send_raw(&encode_frame(fin, opcode, payload, true));
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.send_frame(true, OP_TEXT, text.as_bytes());
+    }
+
+    pub fn send_json(&mut self, v: &Value) {
+        self.send_text(&v.to_string());
+    }
+
+    /// `pusher:ping` → `pusher:pong`.
+    pub fn ping(&mut self) {
+        self.send_text(r#"{"event":"pusher:ping","data":{}}"#);
+        let v = self.expect_event("pusher:pong");
+        assert!(v.get("channel").is_none(), "{v}");
+    }
+
+    pub fn subscribe(&mut self, channel: &str) {
+        self.send_json(&serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel}}));
+        let v = self.expect_event("pusher_internal:subscription_succeeded");
+        assert_eq!(v["channel"], channel, "{v}");
+    }
+
+    pub fn unsubscribe(&mut self, channel: &str) {
+        self.send_json(&serde_json::json!({"event":"pusher:unsubscribe","data":{"channel":channel}}));
+    }
+
+    /// Sends a close frame with `code`.
+    pub fn send_close(&mut self, code: u16) {
+        self.send_frame(true, OP_CLOSE, &code.to_be_bytes());
+    }
+
+    /// Clean close: send 1000, expect the echo and the end of the stream.
+    pub fn close(mut self) {
+        self.send_close(1000);
+        self.expect_close(1000);
+        self.expect_eof(WAIT);
+    }
+
+    /// Ends the TCP connection without a close handshake.
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// Asserts a refused Pusher connection: 101, `pusher:error` with `code`,
+/// then a close frame with `code`. Returns the error message.
+pub fn expect_refused(port: u16, path: &str, code: u16) -> String {
+    let mut ws = Ws::upgrade(port, path).unwrap_or_else(|e| panic!("expected a 101 then {code}, got {e:?}"));
+    let message = ws.expect_pusher_close(code);
+    // The close handshake completes and the server ends the stream.
+    ws.send_raw_lenient(&encode_frame(true, OP_CLOSE, &code.to_be_bytes(), true));
+    ws.expect_eof(WAIT);
+    message
+}
+
+/// Opens connections until exactly `per_shard` are on each of shards 0 and 1
+/// (extra ones are dropped). Returns them ordered shard 0 first.
+pub fn connect_spread(port: u16, per_shard: usize) -> Vec<Ws> {
+    let mut on: [Vec<Ws>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..400 {
+        if on[0].len() >= per_shard && on[1].len() >= per_shard {
+            break;
+        }
+        let ws = Ws::connect(port);
+        let s = ws.shard() as usize;
+        assert!(s < 2, "shard index {s} from socket id {} with 2 shards", ws.socket_id);
+        if on[s].len() < per_shard {
+            on[s].push(ws);
+        } else {
+            ws.close();
+        }
+    }
+    assert!(
+        on[0].len() == per_shard && on[1].len() == per_shard,
+        "could not get {per_shard} connections on each shard (got {} and {})",
+        on[0].len(),
+        on[1].len()
+    );
+    let [a, b] = on;
+    a.into_iter().chain(b).collect()
+}
+
+/// The exact text of a channel event frame.
+pub fn event_text(event: &str, channel: &str, data: &str) -> String {
+    format!(
+        "{{\"event\":{},\"channel\":{},\"data\":{}}}",
+        serde_json::to_string(event).unwrap(),
+        serde_json::to_string(channel).unwrap(),
+        serde_json::to_string(data).unwrap()
+    )
+}
