@@ -5,6 +5,7 @@
 //! Apps are addressed inside the server by [`AppIdx`], their position here.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Position of an app in the [`AppRegistry`]; cheap to copy and to send between shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,6 +21,10 @@ pub struct AppLimits {
     pub max_batch_size: usize,
     pub max_event_name_length: usize,
     pub max_channel_name_length: usize,
+    /// Distinct users per presence channel (subscription_error 4100 above it).
+    pub max_presence_members: usize,
+    /// Client events one connection may send per second (4301 above it).
+    pub max_client_events_per_second: u32,
 }
 
 impl Default for AppLimits {
@@ -31,6 +36,8 @@ impl Default for AppLimits {
             max_batch_size: 10,
             max_event_name_length: 200,
             max_channel_name_length: 200,
+            max_presence_members: 100,
+            max_client_events_per_second: 10,
         }
     }
 }
@@ -43,7 +50,14 @@ pub struct App {
     pub secret: String,
     pub enabled: bool,
     pub enable_client_messages: bool,
+    /// Connections must sign in (or subscribe to a private or presence
+    /// channel) within `user_authentication_timeout` seconds, else 4009.
     pub enable_user_authentication: bool,
+    pub user_authentication_timeout: u32,
+    /// Subscribers of non-presence channels are told the channel's count.
+    pub enable_subscription_count: bool,
+    /// How long a cache channel keeps its last event.
+    pub cache_ttl: Duration,
     pub limits: AppLimits,
 }
 
@@ -56,6 +70,9 @@ impl App {
             enabled: true,
             enable_client_messages: false,
             enable_user_authentication: false,
+            user_authentication_timeout: 30,
+            enable_subscription_count: false,
+            cache_ttl: Duration::from_secs(30 * 60),
             limits: AppLimits::default(),
         }
     }

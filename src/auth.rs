@@ -65,8 +65,8 @@ pub fn api_string_to_sign(method: &str, path: &str, query: &[(String, String)]) 
 
 /// Checks an HTTP API request's authentication (Pusher REST API,
 /// "Authentication"): key, version, timestamp window, `body_md5`, signature.
-/// `query` holds the decoded parameters; `raw_query` is the query as sent, tried
-/// as well for libraries that sign the escaped form.
+/// `query` holds the decoded parameters; they are signed unescaped, as the
+/// Pusher docs specify and the official libraries do.
 pub fn verify_api_request(
     app: &App,
     method: &str,

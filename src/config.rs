@@ -83,6 +83,11 @@ pub struct AppSection {
     pub max_batch_size: Option<u32>,
     pub max_event_name_length: Option<u32>,
     pub max_channel_name_length: Option<u32>,
+    pub max_presence_members: Option<u32>,
+    pub max_client_events_per_second: Option<u32>,
+    pub user_authentication_timeout: Option<u32>,
+    pub enable_subscription_count: Option<bool>,
+    pub cache_ttl: Option<u32>,
 }
 
 /// Server-wide limits that protect the process, not a particular app.
@@ -321,6 +326,17 @@ fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
     app.enabled = a.enabled.unwrap_or(true);
     app.enable_client_messages = a.enable_client_messages.unwrap_or(false);
     app.enable_user_authentication = a.enable_user_authentication.unwrap_or(false);
+    app.user_authentication_timeout = pos(
+        a.user_authentication_timeout,
+        app.user_authentication_timeout,
+        "user_authentication_timeout",
+    )?;
+    app.enable_subscription_count = a.enable_subscription_count.unwrap_or(false);
+    app.cache_ttl = std::time::Duration::from_secs(pos(
+        a.cache_ttl,
+        app.cache_ttl.as_secs() as u32,
+        "cache_ttl",
+    )? as u64);
     app.limits = AppLimits {
         max_connections: match a.max_connections {
             Some(0) => {
@@ -353,6 +369,16 @@ fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
             d.max_channel_name_length as u32,
             "max_channel_name_length",
         )? as usize,
+        max_presence_members: pos(
+            a.max_presence_members,
+            d.max_presence_members as u32,
+            "max_presence_members",
+        )? as usize,
+        max_client_events_per_second: pos(
+            a.max_client_events_per_second,
+            d.max_client_events_per_second,
+            "max_client_events_per_second",
+        )?,
     };
     Ok(app)
 }

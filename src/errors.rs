@@ -96,6 +96,8 @@ pub enum ClientError {
     #[error("Slow consumer: more than {0} bytes queued, reconnect later")]
     SlowConsumer(usize),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
     BadMessage(String),
 }
 
@@ -109,6 +111,7 @@ impl ClientError {
             ClientError::BadVersionFormat(_) => 4006,
             ClientError::BadProtocol(_) => 4007,
             ClientError::NoProtocol => 4008,
+            ClientError::Unauthorized(_) => 4009,
             ClientError::SlowConsumer(_) => 4100,
             ClientError::ShuttingDown => 4200,
             ClientError::PongTimeout(_) => 4201,

@@ -1,8 +1,10 @@
 //! The Pusher HTTP API routes and health checks.
 //!
 //! Order of checks for `/apps/{id}/...`: path (404), method (405), app (404),
-//! signature (401), app enabled (403), body (400/413), then the action.
+//! signature (401), app enabled (403), body or parameters (400/413), then
+//! the action.
 
+use super::queries;
 use super::request::{parse_query, percent_decode, Head};
 use super::response::Response;
 use super::trigger::{parse_batch, parse_event, TriggerEvent};
@@ -10,8 +12,10 @@ use crate::apps::AppIdx;
 use crate::auth;
 use crate::errors::ApiError;
 use crate::pusher::broadcast::{self, Publication};
+use crate::pusher::channel::ChannelClass;
 use crate::pusher::messages;
-use crate::runtime::Shard;
+use crate::pusher::owned::owner_of;
+use crate::runtime::{Shard, ShardMsg};
 
 /// Answers one request; never fails (refusals become error responses).
 pub async fn handle(shard: &Shard, head: &Head, body: &mut [u8]) -> Response {
@@ -21,9 +25,40 @@ pub async fn handle(shard: &Shard, head: &Head, body: &mut [u8]) -> Response {
     }
 }
 
-enum Action {
+/// The API endpoints under `/apps/{id}/`.
+enum Route {
     Events,
     BatchEvents,
+    Channels,
+    Channel(String),
+    ChannelUsers(String),
+    TerminateUser(String),
+}
+
+impl Route {
+    fn parse(tail: &str) -> Option<Route> {
+        let parts: Vec<&str> = tail.split('/').collect();
+        Some(match parts.as_slice() {
+            ["events"] => Route::Events,
+            ["batch_events"] => Route::BatchEvents,
+            ["channels"] => Route::Channels,
+            ["channels", name] if !name.is_empty() => Route::Channel(percent_decode(name)),
+            ["channels", name, "users"] if !name.is_empty() => {
+                Route::ChannelUsers(percent_decode(name))
+            }
+            ["users", user, "terminate_connections"] if !user.is_empty() => {
+                Route::TerminateUser(percent_decode(user))
+            }
+            _ => return None,
+        })
+    }
+
+    fn method(&self) -> &'static str {
+        match self {
+            Route::Events | Route::BatchEvents | Route::TerminateUser(_) => "POST",
+            Route::Channels | Route::Channel(_) | Route::ChannelUsers(_) => "GET",
+        }
+    }
 }
 
 async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, ApiError> {
@@ -44,15 +79,15 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
     let not_found = || ApiError::NotFound(format!("no such path: {}", head.path));
     let rest = head.path.strip_prefix("/apps/").ok_or_else(not_found)?;
     let (app_id, tail) = rest.split_once('/').ok_or_else(not_found)?;
-    let action = match tail {
-        "events" => Action::Events,
-        "batch_events" => Action::BatchEvents,
-        _ => return Err(not_found()),
-    };
-    if head.method != "POST" {
+    let route = Route::parse(tail).ok_or_else(not_found)?;
+    let method_ok =
+        head.method == route.method() || (route.method() == "GET" && head.method == "HEAD");
+    if !method_ok {
         return Err(ApiError::MethodNotAllowed(format!(
-            "{} accepts POST only, not {}",
-            head.path, head.method
+            "{} accepts {} only, not {}",
+            head.path,
+            route.method(),
+            head.method
         )));
     }
     let app_id = percent_decode(app_id);
@@ -70,29 +105,89 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
     if !app.enabled {
         return Err(ApiError::Forbidden("app is disabled".into()));
     }
-    let events = match action {
-        Action::Events => vec![parse_event(body, &app.limits)?],
-        Action::BatchEvents => parse_batch(body, &app.limits)?,
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     };
-    for event in events {
-        broadcast::publish(shard, publication_of(idx, event)).await;
+    match route {
+        Route::Events => {
+            let event = parse_event(body, &app.limits)?;
+            let info = queries::Attributes::parse(event.info.as_deref(), false)?;
+            let channels = event.channels.clone();
+            trigger(shard, idx, event).await;
+            if info.is_empty() {
+                return Ok(Response::json(200, "{}"));
+            }
+            let body = queries::events_info(shard, idx, &channels, &info).await;
+            Ok(Response::json(200, body))
+        }
+        Route::BatchEvents => {
+            let events = parse_batch(body, &app.limits)?;
+            let infos = events
+                .iter()
+                .map(|e| queries::Attributes::parse(e.info.as_deref(), false))
+                .collect::<Result<Vec<_>, _>>()?;
+            let channels: Vec<String> = events.iter().map(|e| e.channels[0].clone()).collect();
+            for event in events {
+                trigger(shard, idx, event).await;
+            }
+            if infos.iter().all(|i| i.is_empty()) {
+                return Ok(Response::json(200, "{}"));
+            }
+            Ok(Response::json(
+                200,
+                queries::batch_info(shard, idx, &channels, &infos).await,
+            ))
+        }
+        Route::Channels => {
+            queries::channels(shard, idx, param("filter_by_prefix"), param("info")).await
+        }
+        Route::Channel(name) => queries::channel(shard, idx, &name, param("info")).await,
+        Route::ChannelUsers(name) => queries::users(shard, idx, &name).await,
+        Route::TerminateUser(user_id) => {
+            for peer in 0..shard.count as usize {
+                shard.post(
+                    peer,
+                    ShardMsg::TerminateUser {
+                        app: idx,
+                        user_id: user_id.as_str().into(),
+                    },
+                );
+            }
+            Ok(Response::json(200, "{}"))
+        }
     }
-    Ok(Response::json(200, "{}"))
 }
 
-/// Encodes each (event, channel) frame once.
-fn publication_of(app: AppIdx, event: TriggerEvent) -> Publication {
-    let frames = event
-        .channels
-        .into_iter()
-        .map(|channel| {
-            let frame = messages::channel_event(&event.name, &channel, &event.data);
-            (channel.into_boxed_str(), frame)
-        })
-        .collect();
-    Publication {
-        app,
-        except: event.socket_id,
-        frames,
+/// Publishes one event: each (event, channel) frame is encoded once; cache
+/// channels also hand their frame to the channel's owner to keep.
+async fn trigger(shard: &Shard, app: AppIdx, event: TriggerEvent) {
+    let mut frames = Vec::with_capacity(event.channels.len());
+    for channel in event.channels {
+        let frame = messages::channel_event(&event.name, &channel, &event.data);
+        if ChannelClass::of(&channel).cache {
+            let owner = owner_of(app, &channel, shard.count);
+            shard.post(
+                owner,
+                ShardMsg::CacheStore {
+                    app,
+                    channel: channel.as_str().into(),
+                    frame: frame.clone(),
+                    data: event.data.as_str().into(),
+                },
+            );
+        }
+        frames.push((channel.into_boxed_str(), frame));
     }
+    broadcast::publish(
+        shard,
+        Publication {
+            app,
+            except: event.socket_id,
+            frames,
+        },
+    )
+    .await;
 }

@@ -2,6 +2,7 @@
 //! Pusher HTTP API, health checks, and the hand-off of WebSocket upgrades.
 
 mod api;
+mod queries;
 mod request;
 mod response;
 mod server;

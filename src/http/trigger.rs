@@ -18,6 +18,8 @@ pub struct TriggerEvent {
     pub channels: Vec<String>,
     /// The connection to leave out, when given and well-formed.
     pub socket_id: Option<SocketId>,
+    /// Attributes to return (`info`, e.g. `subscription_count,user_count`).
+    pub info: Option<String>,
 }
 
 fn bad(why: String) -> ApiError {
@@ -127,11 +129,24 @@ fn event_from(
             SocketId::parse(text)
         }
     };
+    let info = match value.get("info") {
+        None | Some(BorrowedValue::Static(simd_json::StaticNode::Null)) => None,
+        Some(v) => Some(
+            v.as_str()
+                .ok_or_else(|| {
+                    bad(format!(
+                        "`{at}info` must be a string like \"subscription_count,user_count\""
+                    ))
+                })?
+                .to_string(),
+        ),
+    };
     Ok(TriggerEvent {
         name: name.to_string(),
         data,
         channels,
         socket_id,
+        info,
     })
 }
 
@@ -185,6 +200,12 @@ fn channels_of(
     for c in &channels {
         validate_name(c, limits.max_channel_name_length)
             .map_err(|e| bad(format!("`{at}channels` has an invalid channel {c:?}: {e}")))?;
+    }
+    let encrypted = channels.iter().any(|c| c.starts_with("private-encrypted-"));
+    if encrypted && channels.len() > 1 {
+        return Err(bad(format!(
+            "`{at}channels`: an event to an encrypted channel must name that one channel only"
+        )));
     }
     Ok(channels)
 }

@@ -20,14 +20,22 @@ pub struct Publication {
     pub frames: Vec<(Box<str>, Frame)>,
 }
 
-/// Delivers on this shard and hands the publication to every other shard.
-pub async fn publish(shard: &Shard, publication: Publication) {
+/// Delivers on this shard and posts the publication to every other shard,
+/// without waiting (client events, owner announcements).
+pub fn publish_now(shard: &Shard, publication: Publication) {
     let publication = Arc::new(publication);
     deliver_local(shard, &publication);
     for peer in shard.peers() {
-        shard
-            .send_to(peer, ShardMsg::Publish(publication.clone()))
-            .await;
+        shard.post(peer, ShardMsg::Publish(publication.clone()));
+    }
+}
+
+/// Like [`publish_now`], then waits while any peer's outbox is backed up, so
+/// a fast HTTP publisher is slowed down instead of queueing without bound.
+pub async fn publish(shard: &Shard, publication: Publication) {
+    publish_now(shard, publication);
+    for peer in shard.peers() {
+        shard.wait_for_room(peer).await;
     }
 }
 

@@ -87,6 +87,13 @@ impl ChannelTable {
         }
     }
 
+    /// Every channel of `app` on this shard with its subscriber count.
+    pub fn iter_app(&self, app: AppIdx) -> impl Iterator<Item = (&str, u32)> + '_ {
+        self.by_name[app.0 as usize]
+            .iter()
+            .map(move |(name, &id)| (&**name, self.channels[id as usize].subscribers.len() as u32))
+    }
+
     pub fn len(&self) -> usize {
         self.channels.len()
     }

@@ -9,6 +9,7 @@
 use crate::apps::AppIdx;
 use crate::errors::ClientError;
 use crate::pusher::messages;
+use crate::pusher::socket_id::SocketId;
 use crate::ws::frame::Frame;
 use bytes::Bytes;
 use slab::Slab;
@@ -50,9 +51,47 @@ pub struct Conn {
     /// Shard clock when the server pinged and still awaits an answer.
     pub ping_sent: Option<u32>,
     pub phase: Phase,
+    /// What only some connections need; `None` keeps idle ones small.
+    pub extra: Option<Box<ConnExtra>>,
+}
+
+/// Per-connection state beyond plain subscriptions.
+#[derive(Default)]
+pub struct ConnExtra {
+    /// The user this connection signed in as (`pusher:signin`).
+    pub user_id: Option<Box<str>>,
+    /// Users this connection watches (from its sign-in `user_data`).
+    pub watchlist: Vec<Box<str>>,
+    /// Presence channels joined, with the user id given for each.
+    pub presence: Vec<(ChannelId, Box<str>)>,
+    /// Channels whose owner has not answered the join yet.
+    pub pending: Vec<Box<str>>,
+    /// Client events rate limit: the current second and the count in it.
+    pub events_second: u32,
+    pub events_in_second: u32,
+    /// Shard clock by which the connection must sign in (app setting).
+    pub sign_in_by: Option<u32>,
 }
 
 impl Conn {
+    pub fn extra_mut(&mut self) -> &mut ConnExtra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.extra.as_ref()?.user_id.as_deref()
+    }
+
+    /// The user id this connection declared on a presence channel.
+    pub fn presence_user(&self, channel: ChannelId) -> Option<&str> {
+        let extra = self.extra.as_ref()?;
+        extra
+            .presence
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map(|(_, u)| &**u)
+    }
+
     fn wake(&mut self) {
         if let Some(w) = &self.waker {
             w.wake_by_ref();
@@ -82,6 +121,7 @@ impl ConnTable {
             last_seen: now,
             ping_sent: None,
             phase: Phase::Open,
+            extra: None,
         });
         (key as ConnKey, serial)
     }
@@ -96,6 +136,15 @@ impl ConnTable {
 
     pub fn get_mut(&mut self, key: ConnKey) -> Option<&mut Conn> {
         self.slab.get_mut(key as usize)
+    }
+
+    /// The local connection a socket id names, if it is one of this shard's.
+    pub fn find(&self, socket: SocketId, nonce: u32, shard: u16) -> Option<ConnKey> {
+        if socket.nonce != nonce || socket.shard != shard {
+            return None;
+        }
+        let conn = self.slab.get(socket.slot as usize)?;
+        (conn.serial == socket.serial).then_some(socket.slot)
     }
 
     pub fn len(&self) -> usize {
@@ -202,6 +251,18 @@ impl ConnTable {
         let ping = messages::ping();
         for (_, conn) in self.slab.iter_mut() {
             match conn.phase {
+                Phase::Open
+                    if conn
+                        .extra
+                        .as_ref()
+                        .and_then(|e| e.sign_in_by)
+                        .is_some_and(|by| now >= by) =>
+                {
+                    let why = ClientError::Unauthorized(
+                        "Connection not signed in within the time the app requires".into(),
+                    );
+                    Self::begin_close(conn, &why, now);
+                }
                 Phase::Open => match conn.ping_sent {
                     Some(at) if now.saturating_sub(at) >= pong_timeout => {
                         Self::begin_close(conn, &ClientError::PongTimeout(pong_timeout), now);
@@ -219,6 +280,10 @@ impl ConnTable {
                 _ => {}
             }
         }
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ConnKey, &mut Conn)> {
+        self.slab.iter_mut().map(|(k, c)| (k as ConnKey, c))
     }
 
     /// Marks client activity: any frame counts, and answers a server ping.

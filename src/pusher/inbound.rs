@@ -20,6 +20,10 @@ pub enum ClientMessage {
     Unsubscribe {
         channel: String,
     },
+    Signin {
+        auth: Option<String>,
+        user_data: Option<String>,
+    },
     /// A `client-` event; `data` is kept as JSON text (a string stays a
     /// JSON string literal).
     ClientEvent {
@@ -62,6 +66,15 @@ pub fn parse(text: &mut [u8]) -> Result<ClientMessage, String> {
                     auth: string_field(d.get("auth"), &event, "data.auth")?,
                     channel_data: string_field(d.get("channel_data"), &event, "data.channel_data")?,
                 }
+            }
+        }
+        "pusher:signin" => {
+            let Some(BorrowedValue::Object(d)) = data else {
+                return Err(format!("Invalid {event}: `data` must be an object"));
+            };
+            ClientMessage::Signin {
+                auth: string_field(d.get("auth"), &event, "data.auth")?,
+                user_data: string_field(d.get("user_data"), &event, "data.user_data")?,
             }
         }
         _ if event.starts_with("client-") => ClientMessage::ClientEvent {

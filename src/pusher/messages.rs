@@ -83,6 +83,43 @@ pub fn subscription_succeeded(channel: &str) -> Frame {
     )
 }
 
+/// `pusher:cache_miss`: nothing is cached on a cache channel.
+pub fn cache_miss(channel: &str) -> Frame {
+    Frame::text_with(|b| {
+        b.extend_from_slice(b"{\"event\":\"pusher:cache_miss\",\"channel\":");
+        push_json_str(b, channel);
+        b.push(b'}');
+    })
+}
+
+/// A client event as relayed to the other subscribers: `data` is the JSON
+/// the client sent, and presence channels name the sender's `user_id`.
+pub fn client_event(event: &str, channel: &str, data_json: &str, user_id: Option<&str>) -> Frame {
+    Frame::text_with(|b| {
+        b.reserve(event.len() + channel.len() + data_json.len() + 48);
+        b.extend_from_slice(b"{\"event\":");
+        push_json_str(b, event);
+        b.extend_from_slice(b",\"channel\":");
+        push_json_str(b, channel);
+        b.extend_from_slice(b",\"data\":");
+        b.extend_from_slice(data_json.as_bytes());
+        if let Some(user_id) = user_id {
+            b.extend_from_slice(b",\"user_id\":");
+            push_json_str(b, user_id);
+        }
+        b.push(b'}');
+    })
+}
+
+/// `pusher:signin_success` echoing the signed `user_data` string.
+pub fn signin_success(user_data: &str) -> Frame {
+    Frame::text_with(|b| {
+        b.extend_from_slice(b"{\"event\":\"pusher:signin_success\",\"data\":{\"user_data\":");
+        push_json_str(b, user_data);
+        b.extend_from_slice(b"}}");
+    })
+}
+
 pub fn pong() -> Frame {
     internal_event("pusher:pong", None, "{}")
 }

@@ -2,12 +2,12 @@
 //! when it sends a message, and when it goes away.
 
 use crate::apps::AppIdx;
-use crate::pusher::channel::{validate_name, ChannelClass, ChannelKind};
 use crate::pusher::conns::ConnKey;
 use crate::pusher::inbound::{self, ClientMessage};
-use crate::pusher::messages;
+use crate::pusher::owned::owner_of;
 use crate::pusher::socket_id::SocketId;
-use crate::runtime::Shard;
+use crate::pusher::{client_event, messages, signin, subscribe};
+use crate::runtime::{Shard, ShardMsg};
 use std::rc::Rc;
 
 /// Registers a new connection and queues `pusher:connection_established`.
@@ -21,6 +21,12 @@ pub fn open(shard: &Shard, app: AppIdx) -> (ConnKey, SocketId) {
         slot: key,
         serial,
     };
+    let app_config = shard.apps.get(app);
+    if app_config.enable_user_authentication {
+        if let Some(conn) = conns.get_mut(key) {
+            conn.extra_mut().sign_in_by = Some(now + app_config.user_authentication_timeout);
+        }
+    }
     conns.reply(
         key,
         &messages::connection_established(id, shard.config.activity_timeout),
@@ -28,14 +34,43 @@ pub fn open(shard: &Shard, app: AppIdx) -> (ConnKey, SocketId) {
     (key, id)
 }
 
-/// Removes a connection: leaves its channels and frees its slot and quota.
+/// The socket id of a local connection.
+fn socket_of(shard: &Shard, key: ConnKey) -> Option<SocketId> {
+    let conns = shard.conns.borrow();
+    let conn = conns.get(key)?;
+    Some(SocketId {
+        nonce: shard.nonce,
+        shard: shard.id,
+        slot: key,
+        serial: conn.serial,
+    })
+}
+
+/// Removes a connection: leaves its channels (presence members and counts
+/// included), signs its user out, and frees its slot and quota.
 pub fn close(shard: &Rc<Shard>, key: ConnKey) {
+    let Some(socket) = socket_of(shard, key) else {
+        return;
+    };
+    subscribe::leave_all(shard, key);
     let Some(conn) = shard.conns.borrow_mut().remove(key) else {
         return;
     };
-    let mut channels = shard.channels.borrow_mut();
-    for id in conn.subs {
-        channels.unsubscribe(id, key);
+    if let Some(extra) = conn.extra {
+        if let Some(user_id) = extra.user_id {
+            let owner = owner_of(conn.app, &user_id, shard.count);
+            shard.post(
+                owner,
+                ShardMsg::UserPresence {
+                    app: conn.app,
+                    user_id,
+                    online: false,
+                },
+            );
+            if !extra.watchlist.is_empty() {
+                signin::post_watch(shard, conn.app, socket, extra.watchlist, false);
+            }
+        }
     }
     shard.release_connection(conn.app);
 }
@@ -46,17 +81,33 @@ pub fn handle_text(shard: &Shard, key: ConnKey, text: &mut [u8]) {
         Ok(m) => m,
         Err(why) => return reply_error(shard, key, None, &why),
     };
+    let Some(socket) = socket_of(shard, key) else {
+        return;
+    };
     match message {
         ClientMessage::Ping => shard.conns.borrow_mut().reply(key, &messages::pong()),
         ClientMessage::Pong => {}
-        ClientMessage::Subscribe { channel, .. } => subscribe(shard, key, &channel),
-        ClientMessage::Unsubscribe { channel } => unsubscribe(shard, key, &channel),
-        ClientMessage::ClientEvent { event, .. } => reply_error(
+        ClientMessage::Subscribe {
+            channel,
+            auth,
+            channel_data,
+        } => subscribe::subscribe(
             shard,
             key,
-            Some(4301),
-            &format!("Client event {event} rejected: client events are not enabled on this server"),
+            socket,
+            &channel,
+            auth.as_deref(),
+            channel_data.as_deref(),
         ),
+        ClientMessage::Unsubscribe { channel } => subscribe::unsubscribe(shard, key, &channel),
+        ClientMessage::Signin { auth, user_data } => {
+            signin::signin(shard, key, socket, auth.as_deref(), user_data.as_deref())
+        }
+        ClientMessage::ClientEvent {
+            event,
+            channel,
+            data,
+        } => client_event::relay(shard, key, socket, &event, channel.as_deref(), &data),
         ClientMessage::Unknown { event } => {
             reply_error(shard, key, None, &format!("Unknown event {event}"))
         }
@@ -70,50 +121,19 @@ fn reply_error(shard: &Shard, key: ConnKey, code: Option<u16>, message: &str) {
         .reply(key, &messages::error(code, message));
 }
 
-fn subscribe(shard: &Shard, key: ConnKey, channel: &str) {
-    let Some(app) = shard.conns.borrow().get(key).map(|c| c.app) else {
-        return;
-    };
-    let limits = &shard.apps.get(app).limits;
-    let refuse = |kind: &str, why: &str, status: u16| {
-        shard.conns.borrow_mut().reply(
-            key,
-            &messages::subscription_error(channel, kind, why, status),
-        );
-    };
-    if let Err(e) = validate_name(channel, limits.max_channel_name_length) {
-        return refuse("InvalidChannel", &format!("Invalid channel name: {e}"), 400);
-    }
-    let class = ChannelClass::of(channel);
-    if class.kind != ChannelKind::Public {
-        return refuse(
-            "UnsupportedChannel",
-            &format!("{channel}: only public channels are served by this version"),
-            501,
-        );
-    }
-    let (id, added) = shard.channels.borrow_mut().subscribe(app, channel, key);
+/// Closes every local connection signed in as `user_id` with 4009.
+pub fn terminate_user(shard: &Shard, app: AppIdx, user_id: &str) {
+    let now = shard.now();
     let mut conns = shard.conns.borrow_mut();
-    if added {
-        if let Some(conn) = conns.get_mut(key) {
-            conn.subs.push(id);
-        }
-    }
-    conns.reply(key, &messages::subscription_succeeded(channel));
-}
-
-fn unsubscribe(shard: &Shard, key: ConnKey, channel: &str) {
-    let mut conns = shard.conns.borrow_mut();
-    let Some(conn) = conns.get_mut(key) else {
-        return;
-    };
-    let mut channels = shard.channels.borrow_mut();
-    let Some(id) = channels.find(conn.app, channel) else {
-        return;
-    };
-    if channels.unsubscribe(id, key) {
-        if let Some(pos) = conn.subs.iter().position(|&s| s == id) {
-            conn.subs.swap_remove(pos);
-        }
+    let keys: Vec<ConnKey> = conns
+        .iter_mut()
+        .filter(|(_, c)| c.app == app && c.user_id() == Some(user_id))
+        .map(|(k, _)| k)
+        .collect();
+    let why = crate::errors::ClientError::Unauthorized(format!(
+        "Connections of user {user_id} were terminated by the app's server"
+    ));
+    for key in keys {
+        conns.close(key, &why, now);
     }
 }

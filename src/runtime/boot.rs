@@ -37,9 +37,12 @@ pub fn run(config: Config) -> Result<(), StartupError> {
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, shutdown.clone()).map_err(|e| {
-            StartupError::Environment(format!("cannot install signal handler: {e}"))
-        })?;
+        // A second signal while draining exits at once (status 1).
+        signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.clone())
+            .and_then(|_| signal_hook::flag::register(signal, shutdown.clone()))
+            .map_err(|e| {
+                StartupError::Environment(format!("cannot install signal handler: {e}"))
+            })?;
     }
 
     let (addr, reservation) =

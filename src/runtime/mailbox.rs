@@ -2,26 +2,96 @@
 //! (glommio shared channels), one per ordered pair of shards, created before
 //! the executors start. [`ShardMsg`] is the only type that crosses cores.
 //!
-//! Order: messages from one shard to another arrive in the order sent.
-//! Backpressure: a full ring makes the sender wait (the HTTP API path);
-//! a gate per peer lets only one task wait at a time, because glommio's
-//! `send` assumes a single waiter.
+//! Sending never blocks the caller's logic: [`Mailboxes::post`] appends to a
+//! shard-local FIFO outbox per peer, and one pump task per peer moves the
+//! outbox into the ring, waiting while the ring is full. So messages from
+//! one shard to another arrive in the order they were posted, whichever task
+//! posted them, and only the pump ever waits on a ring (glommio's `send`
+//! assumes a single waiter). Callers that must respect backpressure (the HTTP
+//! API) wait with [`Mailboxes::wait_for_room`] after posting.
 
 use crate::apps::AppIdx;
 use crate::pusher::broadcast::Publication;
+use crate::pusher::owned::{JoinOutcome, Member};
+use crate::pusher::query::{QueryAnswer, QueryAsk};
+use crate::pusher::socket_id::SocketId;
+use crate::ws::frame::Frame;
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
-use glommio::sync::Semaphore;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Messages per ring; a full ring pauses the sender, never drops.
+/// Messages per ring; a full ring pauses the pump, never drops.
 pub const MAILBOX_CAPACITY: usize = 1024;
+/// Outbox length above which backpressure-aware senders wait.
+const OUTBOX_HIGH_WATER: usize = 4096;
 
 /// Everything one shard can tell another.
 pub enum ShardMsg {
     /// Deliver these frames to local subscribers, skipping `except`.
     Publish(Arc<Publication>),
+    /// Deliver one frame to one connection (watchlist events).
+    ToSocket {
+        socket: SocketId,
+        frame: Frame,
+    },
+    /// To a channel's owner: `socket` subscribes to a channel whose state
+    /// (presence members, cached event) the owner holds.
+    Join {
+        app: AppIdx,
+        channel: Box<str>,
+        socket: SocketId,
+        member: Option<Member>,
+        want_cache: bool,
+    },
+    /// From the owner back to the socket's shard: finish the subscription.
+    Joined {
+        app: AppIdx,
+        channel: Box<str>,
+        socket: SocketId,
+        outcome: JoinOutcome,
+    },
+    /// To a presence channel's owner: one socket of `user_id` left.
+    Leave {
+        app: AppIdx,
+        channel: Box<str>,
+        user_id: Box<str>,
+    },
+    /// To a cache channel's owner: the last event published on it.
+    CacheStore {
+        app: AppIdx,
+        channel: Box<str>,
+        frame: Frame,
+        data: Box<str>,
+    },
+    /// To a channel's owner: its subscription count changed by `delta`.
+    CountDelta {
+        app: AppIdx,
+        channel: Box<str>,
+        delta: i32,
+    },
+    /// To a user's owner: a connection signed in (`online`) or went away.
+    UserPresence {
+        app: AppIdx,
+        user_id: Box<str>,
+        online: bool,
+    },
+    /// To a user's owner: `watcher` watches (or stops watching) these users.
+    Watch {
+        app: AppIdx,
+        watcher: SocketId,
+        users: Vec<Box<str>>,
+        watch: bool,
+    },
+    /// Close every connection signed in as `user_id` with 4009.
+    TerminateUser {
+        app: AppIdx,
+        user_id: Box<str>,
+    },
     /// A question that expects a [`ShardMsg::Reply`] with the same `id`.
     Request {
         from: u16,
@@ -41,10 +111,13 @@ pub enum ShardMsg {
 pub enum Request {
     /// May one more connection of `app` open? (asked of the app's owner shard)
     AdmitConnection { app: AppIdx },
+    /// What does this shard know about some channels (HTTP queries)?
+    Query(QueryAsk),
 }
 
 pub enum Reply {
     Admitted(bool),
+    Query(QueryAnswer),
 }
 
 /// One shard's unconnected ends of the mesh, movable to its thread.
@@ -73,10 +146,15 @@ pub fn build_mesh(shards: usize) -> Vec<MeshEnds> {
     ends
 }
 
+struct Peer {
+    sender: ConnectedSender<ShardMsg>,
+    outbox: RefCell<VecDeque<ShardMsg>>,
+    pumping: Cell<bool>,
+}
+
 /// A shard's connected senders (one per peer, `None` for itself).
 pub struct Mailboxes {
-    senders: Vec<Option<ConnectedSender<ShardMsg>>>,
-    gates: Vec<Semaphore>,
+    peers: Vec<Option<Rc<Peer>>>,
 }
 
 impl Mailboxes {
@@ -100,38 +178,61 @@ impl Mailboxes {
             .into_iter()
             .map(|r| glommio::spawn_local(r.connect()))
             .collect();
-        let mut connected_senders = Vec::with_capacity(senders.len());
+        let mut peers = Vec::with_capacity(senders.len());
         for task in senders {
-            connected_senders.push(task.await);
+            peers.push(task.await.map(|sender| {
+                Rc::new(Peer {
+                    sender,
+                    outbox: RefCell::new(VecDeque::new()),
+                    pumping: Cell::new(false),
+                })
+            }));
         }
         let mut connected_receivers = Vec::with_capacity(receivers.len());
         for task in receivers {
             connected_receivers.push(task.await);
         }
-        let gates = connected_senders
-            .iter()
-            .map(|_| Semaphore::new(1))
-            .collect();
-        (
-            Mailboxes {
-                senders: connected_senders,
-                gates,
-            },
-            connected_receivers,
-        )
+        (Mailboxes { peers }, connected_receivers)
     }
 
-    /// Sends to `peer`, waiting for room if its ring is full. Only the holder
-    /// of the peer's gate touches its sender, so glommio's single-waiter
-    /// `send` never finds its slot taken.
-    pub async fn send(&self, peer: usize, msg: ShardMsg) {
-        let Some(sender) = &self.senders[peer] else {
-            return;
-        };
-        let Ok(_permit) = self.gates[peer].acquire_permit(1).await else {
-            return;
-        };
-        // An error means the peer is gone: the process is shutting down.
-        let _ = sender.send(msg).await;
+    /// Queues `msg` for `peer` in FIFO order; never waits.
+    pub fn post(&self, peer: usize, msg: ShardMsg) {
+        let Some(p) = &self.peers[peer] else { return };
+        // Fast path: nothing queued ahead and room in the ring.
+        if p.outbox.borrow().is_empty() && !p.pumping.get() {
+            match p.sender.try_send(msg) {
+                Ok(()) => return,
+                Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
+                    p.outbox.borrow_mut().push_back(msg)
+                }
+                Err(_) => return, // the peer is gone: shutting down
+            }
+        } else {
+            p.outbox.borrow_mut().push_back(msg);
+        }
+        if !p.pumping.get() {
+            p.pumping.set(true);
+            let p = p.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    let next = p.outbox.borrow_mut().pop_front();
+                    let Some(msg) = next else { break };
+                    if p.sender.send(msg).await.is_err() {
+                        p.outbox.borrow_mut().clear();
+                        break;
+                    }
+                }
+                p.pumping.set(false);
+            })
+            .detach();
+        }
+    }
+
+    /// Waits while the outbox to `peer` is above its high-water mark.
+    pub async fn wait_for_room(&self, peer: usize) {
+        let Some(p) = &self.peers[peer] else { return };
+        while p.outbox.borrow().len() > OUTBOX_HIGH_WATER {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
     }
 }

@@ -21,9 +21,11 @@ use crate::apps::{AppIdx, AppRegistry};
 use crate::config::Config;
 use crate::errors::ClientError;
 use crate::net::Listener;
-use crate::pusher::broadcast;
 use crate::pusher::channels::ChannelTable;
 use crate::pusher::conns::ConnTable;
+use crate::pusher::inbox;
+use crate::pusher::owned::{self, Owned};
+use crate::pusher::query::{self, QueryAnswer, QueryAsk};
 use glommio::channels::shared_channel::ConnectedReceiver;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
@@ -58,6 +60,8 @@ pub struct Shard {
     pub apps: Arc<AppRegistry>,
     pub conns: RefCell<ConnTable>,
     pub channels: RefCell<ChannelTable>,
+    /// State this shard holds as owner of channels and users.
+    pub owned: RefCell<Owned>,
     /// Read buffer shared by all connections of the shard, so an idle socket
     /// owns none. Borrowed only between two awaits.
     pub scratch: RefCell<Vec<u8>>,
@@ -90,6 +94,7 @@ impl Shard {
             channels: RefCell::new(ChannelTable::new(app_count)),
             apps,
             conns: RefCell::new(ConnTable::default()),
+            owned: RefCell::new(Owned::default()),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
             draining: Signal::default(),
             http_in_flight: Cell::new(0),
@@ -110,23 +115,33 @@ impl Shard {
         (0..self.count as usize).filter(move |&p| p != self.id as usize)
     }
 
-    /// Sends a message to another shard, waiting while its mailbox is full.
-    pub async fn send_to(&self, peer: usize, msg: ShardMsg) {
-        self.mailboxes.send(peer, msg).await
+    /// Sends a message to a shard in FIFO order without waiting. A message
+    /// to this shard itself is handled right away, so callers must hold no
+    /// borrow of shard state.
+    pub fn post(&self, peer: usize, msg: ShardMsg) {
+        if peer == self.id as usize {
+            self.handle_msg(msg);
+        } else {
+            self.mailboxes.post(peer, msg);
+        }
+    }
+
+    /// Waits while the outbox to `peer` is backed up (HTTP backpressure).
+    pub async fn wait_for_room(&self, peer: usize) {
+        self.mailboxes.wait_for_room(peer).await
     }
 
     /// Asks `peer` a question and waits for its answer.
     async fn request(&self, peer: usize, body: Request) -> Reply {
         let id = self.pending.borrow_mut().insert(PendingReply::default()) as u32;
-        self.send_to(
+        self.post(
             peer,
             ShardMsg::Request {
                 from: self.id,
                 id,
                 body,
             },
-        )
-        .await;
+        );
         futures_lite::future::poll_fn(|cx| {
             let mut pending = self.pending.borrow_mut();
             let slot = &mut pending[id as usize];
@@ -144,13 +159,35 @@ impl Shard {
         .await
     }
 
+    /// Gathers every shard's answer to a channel query.
+    pub async fn ask_all(&self, ask: QueryAsk) -> Vec<QueryAnswer> {
+        let mut answers = vec![query::answer(self, &ask)];
+        for peer in self.peers() {
+            if let Reply::Query(a) = self.request(peer, Request::Query(ask.clone())).await {
+                answers.push(a);
+            }
+        }
+        answers
+    }
+
+    /// Asks one shard (possibly this one) a channel query.
+    pub async fn ask(&self, shard: usize, ask: QueryAsk) -> QueryAnswer {
+        if shard == self.id as usize {
+            return query::answer(self, &ask);
+        }
+        match self.request(shard, Request::Query(ask)).await {
+            Reply::Query(a) => a,
+            Reply::Admitted(_) => QueryAnswer::default(),
+        }
+    }
+
     fn owner_of(&self, app: AppIdx) -> usize {
         app.0 as usize % self.count as usize
     }
 
     /// Reserves a connection slot for `app` against its `max_connections`,
     /// asking the app's owner shard when that is another one.
-    pub async fn admit_connection(self: &Rc<Self>, app: AppIdx) -> bool {
+    pub async fn admit_connection(&self, app: AppIdx) -> bool {
         if self.apps.get(app).limits.max_connections.is_none() {
             return true;
         }
@@ -165,21 +202,11 @@ impl Shard {
     }
 
     /// Gives back the slot taken by [`Shard::admit_connection`].
-    pub fn release_connection(self: &Rc<Self>, app: AppIdx) {
+    pub fn release_connection(&self, app: AppIdx) {
         if self.apps.get(app).limits.max_connections.is_none() {
             return;
         }
-        let owner = self.owner_of(app);
-        if owner == self.id as usize {
-            self.uncount_connection(app);
-        } else {
-            let shard = self.clone();
-            spawn(async move {
-                shard
-                    .send_to(owner, ShardMsg::ConnectionClosed { app })
-                    .await
-            });
-        }
+        self.post(self.owner_of(app), ShardMsg::ConnectionClosed { app });
     }
 
     fn count_connection(&self, app: AppIdx) -> bool {
@@ -205,20 +232,15 @@ impl Shard {
         *count = count.saturating_sub(1);
     }
 
-    /// Handles one message from another shard.
-    fn handle_msg(self: &Rc<Self>, msg: ShardMsg) {
+    /// Handles one message from another shard (or posted to itself).
+    fn handle_msg(&self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Publish(publication) => broadcast::deliver_local(self, &publication),
             ShardMsg::Request { from, id, body } => {
                 let reply = match body {
                     Request::AdmitConnection { app } => Reply::Admitted(self.count_connection(app)),
+                    Request::Query(ask) => Reply::Query(query::answer(self, &ask)),
                 };
-                let shard = self.clone();
-                spawn(async move {
-                    shard
-                        .send_to(from as usize, ShardMsg::Reply { id, body: reply })
-                        .await
-                });
+                self.post(from as usize, ShardMsg::Reply { id, body: reply });
             }
             ShardMsg::Reply { id, body } => {
                 if let Some(slot) = self.pending.borrow_mut().get_mut(id as usize) {
@@ -229,6 +251,7 @@ impl Shard {
                 }
             }
             ShardMsg::ConnectionClosed { app } => self.uncount_connection(app),
+            other => inbox::handle(self, other),
         }
     }
 
@@ -265,6 +288,14 @@ impl Shard {
                     c.pong_timeout,
                     CLOSE_TIMEOUT_SECS,
                 );
+                owned::flush_due_counts(&self);
+                if now.is_multiple_of(10) {
+                    let apps = &self.apps;
+                    self.owned
+                        .borrow_mut()
+                        .cache
+                        .sweep(|app| apps.get(app).cache_ttl);
+                }
             }
         }
         self.drain().await;

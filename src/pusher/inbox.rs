@@ -1,0 +1,64 @@
+//! What a shard does with each protocol message another shard sends it.
+
+use crate::pusher::{broadcast, owned, session, subscribe};
+use crate::runtime::{Shard, ShardMsg};
+
+/// Handles a protocol message. Called with no borrow of shard state held.
+pub fn handle(shard: &Shard, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Publish(publication) => broadcast::deliver_local(shard, &publication),
+        ShardMsg::ToSocket { socket, frame } => {
+            let mut conns = shard.conns.borrow_mut();
+            if let Some(key) = conns.find(socket, shard.nonce, shard.id) {
+                conns.reply(key, &frame);
+            }
+        }
+        ShardMsg::Join {
+            app,
+            channel,
+            socket,
+            member,
+            want_cache,
+        } => owned::on_join(shard, app, channel, socket, member, want_cache),
+        ShardMsg::Joined {
+            app,
+            channel,
+            socket,
+            outcome,
+        } => subscribe::on_joined(shard, app, channel, socket, outcome),
+        ShardMsg::Leave {
+            app,
+            channel,
+            user_id,
+        } => owned::on_leave(shard, app, channel, &user_id),
+        ShardMsg::CacheStore {
+            app,
+            channel,
+            frame,
+            data,
+        } => shard
+            .owned
+            .borrow_mut()
+            .cache
+            .store(app, channel, frame, data),
+        ShardMsg::CountDelta {
+            app,
+            channel,
+            delta,
+        } => owned::on_count_delta(shard, app, channel, delta),
+        ShardMsg::UserPresence {
+            app,
+            user_id,
+            online,
+        } => owned::on_user_presence(shard, app, user_id, online),
+        ShardMsg::Watch {
+            app,
+            watcher,
+            users,
+            watch,
+        } => owned::on_watch(shard, app, watcher, users, watch),
+        ShardMsg::TerminateUser { app, user_id } => session::terminate_user(shard, app, &user_id),
+        // Requests, replies and quota messages are the runtime's own.
+        ShardMsg::Request { .. } | ShardMsg::Reply { .. } | ShardMsg::ConnectionClosed { .. } => {}
+    }
+}

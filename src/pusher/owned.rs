@@ -1,0 +1,249 @@
+//! State a shard holds as the *owner* of a channel or user, and the owner's
+//! side of the messages about it.
+//!
+//! Some state must have one home across all cores: presence members, the
+//! cached event of a cache channel, a channel's total subscription count,
+//! and whether a signed-in user is online. Each channel and each user has
+//! one owner shard, chosen by hashing its name ([`owner_of`]); every other
+//! shard sends it messages and the owner answers or announces the result
+//! (as a broadcast, so announcements follow the same ordered path as events).
+
+use crate::apps::AppIdx;
+use crate::pusher::broadcast::{publish_now, Publication};
+use crate::pusher::cache::CacheTable;
+use crate::pusher::counts::{subscription_count_event, CountTable};
+pub use crate::pusher::presence::Member;
+use crate::pusher::presence::{member_added, member_removed, Joined, PresenceChannel};
+use crate::pusher::socket_id::SocketId;
+use crate::pusher::users::{watchlist_event, UserTable};
+use crate::runtime::{Shard, ShardMsg};
+use crate::ws::frame::Frame;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The owner shard of a channel or user name: FNV-1a of (app, name).
+pub fn owner_of(app: AppIdx, name: &str, shards: u16) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in app.0.to_le_bytes().iter().chain(name.as_bytes()) {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+/// Why the owner refused a join, as a `pusher:subscription_error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: &'static str,
+    pub message: String,
+    pub status: u16,
+}
+
+/// The owner's answer to a [`ShardMsg::Join`].
+#[derive(Debug, Clone)]
+pub struct JoinOutcome {
+    pub refused: Option<Refusal>,
+    /// The member that joined, and the presence data for `subscription_succeeded`.
+    pub presence: Option<(Member, String)>,
+    /// `Some(frame or none)` when the cache was asked for.
+    pub cache: Option<Option<Frame>>,
+}
+
+#[derive(Default)]
+pub struct Owned {
+    pub presence: HashMap<(AppIdx, Box<str>), PresenceChannel>,
+    pub cache: CacheTable,
+    pub users: UserTable,
+    pub counts: CountTable,
+}
+
+/// Owner side of a join: presence membership and the cached event.
+pub fn on_join(
+    shard: &Shard,
+    app: AppIdx,
+    channel: Box<str>,
+    socket: SocketId,
+    member: Option<Member>,
+    want_cache: bool,
+) {
+    let mut outcome = JoinOutcome {
+        refused: None,
+        presence: None,
+        cache: None,
+    };
+    let mut announce = None;
+    if let Some(member) = member {
+        let max = shard.apps.get(app).limits.max_presence_members;
+        let mut owned = shard.owned.borrow_mut();
+        let members = owned.presence.entry((app, channel.clone())).or_default();
+        match members.join(&member, max) {
+            Joined::Full => {
+                outcome.refused = Some(Refusal {
+                    kind: "LimitReached",
+                    message: format!("{channel} already has the maximum of {max} members"),
+                    status: 4100,
+                });
+                if members.is_empty() {
+                    owned.presence.remove(&(app, channel.clone()));
+                }
+            }
+            joined => {
+                if joined == Joined::NewMember {
+                    announce = Some(member_added(&channel, &member));
+                }
+                outcome.presence = Some((member, members.snapshot()));
+            }
+        }
+    }
+    if want_cache && outcome.refused.is_none() {
+        let ttl = shard.apps.get(app).cache_ttl;
+        let owned = shard.owned.borrow();
+        outcome.cache = Some(
+            owned
+                .cache
+                .get(app, &channel, ttl)
+                .map(|(e, _)| e.frame.clone()),
+        );
+    }
+    if let Some(frame) = announce {
+        // Everyone else on the channel; the joiner learns from its snapshot.
+        publish_now(
+            shard,
+            Publication {
+                app,
+                except: Some(socket),
+                frames: vec![(channel.clone(), frame)],
+            },
+        );
+    }
+    shard.post(
+        socket.shard as usize,
+        ShardMsg::Joined {
+            app,
+            channel,
+            socket,
+            outcome,
+        },
+    );
+}
+
+/// Owner side of a presence leave: `member_removed` on the user's last socket.
+pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
+    let removed = {
+        let mut owned = shard.owned.borrow_mut();
+        let key = (app, channel.clone());
+        let Some(members) = owned.presence.get_mut(&key) else {
+            return;
+        };
+        let last = members.leave(user_id);
+        if members.is_empty() {
+            owned.presence.remove(&key);
+        }
+        last
+    };
+    if removed {
+        let frame = member_removed(&channel, user_id);
+        publish_now(
+            shard,
+            Publication {
+                app,
+                except: None,
+                frames: vec![(channel, frame)],
+            },
+        );
+    }
+}
+
+/// Owner side of a subscription count change.
+pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32) {
+    let due = shard
+        .owned
+        .borrow_mut()
+        .counts
+        .apply(app, &channel, delta, Instant::now());
+    if let Some(count) = due {
+        let frame = subscription_count_event(&channel, count);
+        publish_now(
+            shard,
+            Publication {
+                app,
+                except: None,
+                frames: vec![(channel, frame)],
+            },
+        );
+    }
+}
+
+/// Announces counts held back by the large-channel rate limit (from the tick).
+pub fn flush_due_counts(shard: &Shard) {
+    let due = shard.owned.borrow_mut().counts.due(Instant::now());
+    for (app, channel, count) in due {
+        let frame = subscription_count_event(&channel, count);
+        publish_now(
+            shard,
+            Publication {
+                app,
+                except: None,
+                frames: vec![(channel, frame)],
+            },
+        );
+    }
+}
+
+/// Owner side of a user's connection coming or going: watchlist events.
+pub fn on_user_presence(shard: &Shard, app: AppIdx, user_id: Box<str>, online: bool) {
+    let watchers = shard
+        .owned
+        .borrow_mut()
+        .users
+        .set_presence(app, &user_id, online);
+    if watchers.is_empty() {
+        return;
+    }
+    let frame = watchlist_event(online, std::slice::from_ref(&user_id));
+    for watcher in watchers {
+        shard.post(
+            watcher.shard as usize,
+            ShardMsg::ToSocket {
+                socket: watcher,
+                frame: frame.clone(),
+            },
+        );
+    }
+}
+
+/// Owner side of a watch: remember the watcher, tell it who is online now.
+pub fn on_watch(shard: &Shard, app: AppIdx, watcher: SocketId, users: Vec<Box<str>>, watch: bool) {
+    let online = shard
+        .owned
+        .borrow_mut()
+        .users
+        .watch(app, watcher, &users, watch);
+    if watch && !online.is_empty() {
+        let frame = watchlist_event(true, &online);
+        shard.post(
+            watcher.shard as usize,
+            ShardMsg::ToSocket {
+                socket: watcher,
+                frame,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_spread_and_are_stable() {
+        let a = owner_of(AppIdx(0), "presence-x", 4);
+        assert_eq!(a, owner_of(AppIdx(0), "presence-x", 4));
+        assert_eq!(owner_of(AppIdx(0), "anything", 1), 0);
+        let mut seen = [0; 4];
+        for i in 0..400 {
+            seen[owner_of(AppIdx(0), &format!("c{i}"), 4)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
+    }
+}

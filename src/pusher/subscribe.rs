@@ -1,0 +1,344 @@
+//! Subscribing and unsubscribing: name and auth checks per channel kind,
+//! local subscription for plain channels, and the join through the owner
+//! shard for channels with owner-held state (presence, cache).
+//!
+//! A join that needs the owner completes in [`on_joined`], which runs when
+//! the owner's answer arrives, before any later message from that owner, so
+//! a new presence member never misses a `member_added` sent after its
+//! snapshot.
+
+use crate::apps::AppIdx;
+use crate::auth::verify_client_auth;
+use crate::pusher::channel::{validate_name, ChannelClass, ChannelKind, SERVER_TO_USER_PREFIX};
+use crate::pusher::conns::{ChannelId, ConnKey};
+use crate::pusher::messages;
+use crate::pusher::owned::{owner_of, JoinOutcome, Member};
+use crate::pusher::presence::parse_channel_data;
+use crate::pusher::socket_id::SocketId;
+use crate::runtime::{Shard, ShardMsg};
+
+/// A subscription refused before it reached the channel table.
+struct Refused {
+    kind: &'static str,
+    message: String,
+    status: u16,
+}
+
+fn refused(kind: &'static str, message: String, status: u16) -> Refused {
+    Refused {
+        kind,
+        message,
+        status,
+    }
+}
+
+/// Handles `pusher:subscribe`.
+pub fn subscribe(
+    shard: &Shard,
+    key: ConnKey,
+    socket: SocketId,
+    channel: &str,
+    auth: Option<&str>,
+    channel_data: Option<&str>,
+) {
+    match check(shard, key, socket, channel, auth, channel_data) {
+        Err(r) => reply_refusal(shard, key, channel, r.kind, &r.message, r.status),
+        Ok((app, class, member)) => {
+            if class.kind == ChannelKind::Private
+                || class.kind == ChannelKind::PrivateEncrypted
+                || class.kind == ChannelKind::Presence
+            {
+                // A private or presence subscription satisfies the sign-in requirement.
+                if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
+                    if let Some(extra) = conn.extra.as_mut() {
+                        extra.sign_in_by = None;
+                    }
+                }
+            }
+            if member.is_some() || class.cache {
+                let already = shard.conns.borrow().get(key).is_some_and(|c| {
+                    c.extra
+                        .as_ref()
+                        .is_some_and(|e| e.pending.iter().any(|p| &**p == channel))
+                });
+                let subscribed = shard
+                    .channels
+                    .borrow()
+                    .find(app, channel)
+                    .is_some_and(|id| {
+                        shard
+                            .conns
+                            .borrow()
+                            .get(key)
+                            .is_some_and(|c| c.subs.contains(&id))
+                    });
+                if already || subscribed {
+                    return; // a join is under way or done; nothing to repeat
+                }
+                if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
+                    conn.extra_mut().pending.push(channel.into());
+                }
+                let owner = owner_of(app, channel, shard.count);
+                shard.post(
+                    owner,
+                    ShardMsg::Join {
+                        app,
+                        channel: channel.into(),
+                        socket,
+                        member,
+                        want_cache: class.cache,
+                    },
+                );
+            } else {
+                add_local(shard, key, app, channel);
+                shard
+                    .conns
+                    .borrow_mut()
+                    .reply(key, &messages::subscription_succeeded(channel));
+            }
+        }
+    }
+}
+
+/// Validates the name and the auth a channel kind requires.
+fn check(
+    shard: &Shard,
+    key: ConnKey,
+    socket: SocketId,
+    channel: &str,
+    auth: Option<&str>,
+    channel_data: Option<&str>,
+) -> Result<(AppIdx, ChannelClass, Option<Member>), Refused> {
+    let conns = shard.conns.borrow();
+    let Some(conn) = conns.get(key) else {
+        return Err(refused("InvalidState", "connection is closing".into(), 400));
+    };
+    let app_idx = conn.app;
+    let app = shard.apps.get(app_idx);
+    validate_name(channel, app.limits.max_channel_name_length)
+        .map_err(|e| refused("InvalidChannel", format!("Invalid channel name: {e}"), 400))?;
+    let class = ChannelClass::of(channel);
+    let need_auth = |to_sign: &str| -> Result<(), Refused> {
+        let Some(auth) = auth else {
+            return Err(refused(
+                "AuthError",
+                format!("Subscribing to {channel} needs an auth signature"),
+                401,
+            ));
+        };
+        if verify_client_auth(app, auth, to_sign) {
+            Ok(())
+        } else {
+            Err(refused("AuthError", format!("Invalid signature for {channel}: check the app key and secret your auth endpoint uses"), 401))
+        }
+    };
+    let member = match class.kind {
+        ChannelKind::Public => None,
+        ChannelKind::Private | ChannelKind::PrivateEncrypted => {
+            need_auth(&format!("{socket}:{channel}"))?;
+            None
+        }
+        ChannelKind::Presence => {
+            let Some(data) = channel_data else {
+                return Err(refused(
+                    "AuthError",
+                    format!("Subscribing to {channel} needs channel_data"),
+                    401,
+                ));
+            };
+            need_auth(&format!("{socket}:{channel}:{data}"))?;
+            Some(parse_channel_data(data).map_err(|e| refused("InvalidChannelData", e, 400))?)
+        }
+        ChannelKind::ServerToUser => {
+            let user = &channel[SERVER_TO_USER_PREFIX.len()..];
+            if conn.user_id() != Some(user) {
+                return Err(refused(
+                    "AuthError",
+                    format!("{channel} is only for a connection signed in as user {user}"),
+                    403,
+                ));
+            }
+            None
+        }
+    };
+    Ok((app_idx, class, member))
+}
+
+fn reply_refusal(
+    shard: &Shard,
+    key: ConnKey,
+    channel: &str,
+    kind: &str,
+    message: &str,
+    status: u16,
+) {
+    shard.conns.borrow_mut().reply(
+        key,
+        &messages::subscription_error(channel, kind, message, status),
+    );
+}
+
+/// Adds the connection to the local channel table; reports the count change.
+fn add_local(shard: &Shard, key: ConnKey, app: AppIdx, channel: &str) -> ChannelId {
+    let (id, added) = shard.channels.borrow_mut().subscribe(app, channel, key);
+    if added {
+        if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
+            conn.subs.push(id);
+        }
+        report_count(shard, app, channel, 1);
+    }
+    id
+}
+
+/// Tells the channel's owner about a subscription count change, when the
+/// app wants `pusher_internal:subscription_count`.
+fn report_count(shard: &Shard, app: AppIdx, channel: &str, delta: i32) {
+    if !shard.apps.get(app).enable_subscription_count {
+        return;
+    }
+    if ChannelClass::of(channel).kind == ChannelKind::Presence {
+        return; // presence channels count members instead
+    }
+    let owner = owner_of(app, channel, shard.count);
+    shard.post(
+        owner,
+        ShardMsg::CountDelta {
+            app,
+            channel: channel.into(),
+            delta,
+        },
+    );
+}
+
+/// Finishes a join when the owner's answer arrives.
+pub fn on_joined(
+    shard: &Shard,
+    app: AppIdx,
+    channel: Box<str>,
+    socket: SocketId,
+    outcome: JoinOutcome,
+) {
+    let key = shard.conns.borrow().find(socket, shard.nonce, shard.id);
+    let wanted = key.is_some_and(|key| {
+        let mut conns = shard.conns.borrow_mut();
+        let Some(extra) = conns.get_mut(key).and_then(|c| c.extra.as_mut()) else {
+            return false;
+        };
+        match extra.pending.iter().position(|p| *p == channel) {
+            Some(pos) => {
+                extra.pending.swap_remove(pos);
+                true
+            }
+            None => false,
+        }
+    });
+    let (Some(key), true) = (key, wanted) else {
+        // Gone or unsubscribed meanwhile: undo the membership the owner added.
+        if let Some((member, _)) = outcome.presence {
+            let owner = owner_of(app, &channel, shard.count);
+            shard.post(
+                owner,
+                ShardMsg::Leave {
+                    app,
+                    channel,
+                    user_id: member.user_id,
+                },
+            );
+        }
+        return;
+    };
+    if let Some(r) = outcome.refused {
+        return reply_refusal(shard, key, &channel, r.kind, &r.message, r.status);
+    }
+    let id = add_local(shard, key, app, &channel);
+    let mut conns = shard.conns.borrow_mut();
+    match outcome.presence {
+        Some((member, snapshot)) => {
+            if let Some(conn) = conns.get_mut(key) {
+                conn.extra_mut().presence.push((id, member.user_id));
+            }
+            let frame = messages::internal_event(
+                "pusher_internal:subscription_succeeded",
+                Some(&channel),
+                &snapshot,
+            );
+            conns.reply(key, &frame);
+        }
+        None => conns.reply(key, &messages::subscription_succeeded(&channel)),
+    }
+    match outcome.cache {
+        Some(Some(frame)) => conns.reply(key, &frame),
+        Some(None) => conns.reply(key, &messages::cache_miss(&channel)),
+        None => {}
+    }
+}
+
+/// Handles `pusher:unsubscribe` (silently, as Pusher does).
+pub fn unsubscribe(shard: &Shard, key: ConnKey, channel: &str) {
+    let Some(app) = shard.conns.borrow().get(key).map(|c| c.app) else {
+        return;
+    };
+    // A join still waiting for its owner is dropped; on_joined undoes it.
+    if let Some(extra) = shard
+        .conns
+        .borrow_mut()
+        .get_mut(key)
+        .and_then(|c| c.extra.as_mut())
+    {
+        extra.pending.retain(|p| &**p != channel);
+    }
+    let Some(id) = shard.channels.borrow().find(app, channel) else {
+        return;
+    };
+    leave(shard, key, app, id, channel);
+}
+
+/// Removes one subscription and tells owners what they need to know.
+fn leave(shard: &Shard, key: ConnKey, app: AppIdx, id: ChannelId, channel: &str) {
+    if !shard.channels.borrow_mut().unsubscribe(id, key) {
+        return;
+    }
+    let user = {
+        let mut conns = shard.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        if let Some(pos) = conn.subs.iter().position(|&s| s == id) {
+            conn.subs.swap_remove(pos);
+        }
+        conn.extra.as_mut().and_then(|e| {
+            let pos = e.presence.iter().position(|(c, _)| *c == id)?;
+            Some(e.presence.swap_remove(pos).1)
+        })
+    };
+    report_count(shard, app, channel, -1);
+    if let Some(user_id) = user {
+        let owner = owner_of(app, channel, shard.count);
+        shard.post(
+            owner,
+            ShardMsg::Leave {
+                app,
+                channel: channel.into(),
+                user_id,
+            },
+        );
+    }
+}
+
+/// Leaves every channel of a closing connection.
+pub fn leave_all(shard: &Shard, key: ConnKey) {
+    let Some((app, subs)) = shard
+        .conns
+        .borrow()
+        .get(key)
+        .map(|c| (c.app, c.subs.clone()))
+    else {
+        return;
+    };
+    for id in subs {
+        let name = shard.channels.borrow().get(id).map(|c| c.name.clone());
+        if let Some(name) = name {
+            leave(shard, key, app, id, &name);
+        }
+    }
+}
