@@ -182,12 +182,13 @@ fn not_found_and_method_not_allowed() {
     let m = Http::connect(port).post_signed(&ghost, "/apps/ghost/events", EVENT).expect_error(404);
     assert!(m.contains("ghost"), "{m}");
     // Unknown paths.
-    for path in ["/nope", "/apps", "/apps/app-id", "/apps/app-id/channels", "/apps/app-id/events/x"] {
+    for path in ["/nope", "/apps", "/apps/app-id", "/apps/app-id/events/x", "/apps/app-id/channels/a/b/c"] {
         Http::connect(port).request("GET", path, b"").expect_error(404);
     }
+    // POST on a GET-only query route.
     Http::connect(port)
         .post_signed(&DEV, "/apps/app-id/channels", EVENT)
-        .expect_error(404);
+        .expect_error(405);
     // GET on the POST-only routes.
     let q = signed_query(&DEV, "GET", EVENTS, b"", now_secs());
     let m = Http::connect(port).request("GET", &target(EVENTS, &q), b"").expect_error(405);

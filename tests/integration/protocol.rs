@@ -91,7 +91,7 @@ fn invalid_channel_names_get_subscription_error_and_connection_stays() {
 }
 
 #[test]
-fn private_and_presence_channels_are_refused_without_closing() {
+fn private_presence_and_encrypted_with_a_bad_auth_are_refused_without_closing() {
     let server = Server::start();
     let mut ws = Ws::connect(server.port);
     for name in ["private-x", "presence-x", "private-encrypted-x"] {
