@@ -80,16 +80,11 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket) {
             }
         };
         let mut out = Vec::with_capacity(128 + response.body.len());
-        let head_only = head.method == "HEAD";
-        let response = if head_only {
-            Response {
-                body: Vec::new(),
-                ..response
-            }
-        } else {
-            response
-        };
         response.encode(keep_alive, &mut out);
+        if head.method == "HEAD" {
+            // Same head as for GET, without the body.
+            out.truncate(out.len() - response.body.len());
+        }
         if socket.write_all(&out).await.is_err() || !keep_alive {
             return;
         }
