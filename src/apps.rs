@@ -4,6 +4,7 @@
 //! every shard behind an `Arc`; nothing in it changes while the server runs.
 //! Apps are addressed inside the server by [`AppIdx`], their position here.
 
+use crate::webhooks::{KindSet, Webhook};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -58,6 +59,11 @@ pub struct App {
     pub enable_subscription_count: bool,
     /// How long a cache channel keeps its last event.
     pub cache_ttl: Duration,
+    /// HTTP API requests per second across the node; `None` means no limit (429 above it).
+    pub max_api_requests_per_second: Option<u32>,
+    pub webhooks: Vec<Webhook>,
+    /// Every event kind some webhook wants (empty without webhooks).
+    pub webhook_kinds: KindSet,
     pub limits: AppLimits,
 }
 
@@ -73,6 +79,9 @@ impl App {
             user_authentication_timeout: 30,
             enable_subscription_count: false,
             cache_ttl: Duration::from_secs(30 * 60),
+            max_api_requests_per_second: None,
+            webhooks: Vec::new(),
+            webhook_kinds: KindSet::default(),
             limits: AppLimits::default(),
         }
     }
@@ -119,5 +128,10 @@ impl AppRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.apps.is_empty()
+    }
+
+    /// Whether any app has a webhook (the sender thread is started only then).
+    pub fn any_webhooks(&self) -> bool {
+        self.apps.iter().any(|a| !a.webhooks.is_empty())
     }
 }

@@ -10,9 +10,12 @@
 
 use crate::apps::{App, AppLimits};
 use crate::errors::ConfigError;
+use crate::webhooks::{EventKind, KindSet, Webhook, WebhookSettings};
 use clap::Parser;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The command line.
 #[derive(Debug, Parser, Default)]
@@ -55,8 +58,49 @@ pub struct ServerSection {
     pub cpus: Option<String>,
     pub activity_timeout: Option<u32>,
     pub pong_timeout: Option<u32>,
+    /// Log filter when `RUST_LOG` is not set (`info`, `debug`, `shardcast=debug`...).
+    pub log_level: Option<String>,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub webhooks: WebhooksSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSection {
+    pub batch_window_ms: Option<u32>,
+    pub batch_max: Option<u32>,
+    pub delay_ms: Option<u32>,
+    pub retry_for_secs: Option<u32>,
+    pub timeout_ms: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub enabled: Option<bool>,
+    pub port: Option<u16>,
+}
+
+/// One `[[apps.webhooks]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub filter: Option<FilterSection>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -66,6 +110,9 @@ pub struct LimitsSection {
     pub max_write_queue_kb: Option<u32>,
     pub max_request_body_kb: Option<u32>,
     pub max_request_head_kb: Option<u32>,
+    pub max_connections: Option<u32>,
+    pub max_pending_heads: Option<u32>,
+    pub head_timeout_secs: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +135,9 @@ pub struct AppSection {
     pub user_authentication_timeout: Option<u32>,
     pub enable_subscription_count: Option<bool>,
     pub cache_ttl: Option<u32>,
+    pub max_api_requests_per_second: Option<u32>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSection>,
 }
 
 /// Server-wide limits that protect the process, not a particular app.
@@ -101,6 +151,13 @@ pub struct ServerLimits {
     pub max_request_body_bytes: usize,
     /// Hard cap on an HTTP request head (431 above it).
     pub max_request_head_bytes: usize,
+    /// WebSocket connections on the whole node (4100 above it).
+    pub max_connections: u32,
+    /// Connections still sending their first request head, node-wide
+    /// (shared out evenly between shards; 503 above it).
+    pub max_pending_heads: u32,
+    /// How long a client may take to send a request head (408 after it).
+    pub head_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -110,6 +167,9 @@ impl Default for ServerLimits {
             max_write_queue_bytes: 4 * 1024 * 1024,
             max_request_body_bytes: 4 * 1024 * 1024,
             max_request_head_bytes: 16 * 1024,
+            max_connections: 100_000,
+            max_pending_heads: 1024,
+            head_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -129,10 +189,16 @@ pub struct Config {
     pub apps: Vec<App>,
     /// True when no config file named any app and the built-in one is served.
     pub dev_app: bool,
+    pub webhooks: WebhookSettings,
+    /// The Prometheus port (`/metrics`, `/usage`), when enabled.
+    pub metrics_port: Option<u16>,
+    /// `server.log_level`, used when `RUST_LOG` is not set.
+    pub log_level: Option<String>,
 }
 
 pub const DEFAULT_PORT: u16 = 6001;
 pub const DEFAULT_HOST: &str = "0.0.0.0";
+pub const DEFAULT_METRICS_PORT: u16 = 9601;
 
 impl Config {
     /// Resolves CLI, file and environment into a validated configuration.
@@ -182,6 +248,15 @@ impl Config {
         let activity_timeout = positive(server.activity_timeout, 120, "server.activity_timeout")?;
         let pong_timeout = positive(server.pong_timeout, 30, "server.pong_timeout")?;
         let limits = resolve_limits(&server.limits)?;
+        let webhooks = resolve_webhook_settings(&server.webhooks)?;
+        let metrics_port = match server.metrics.enabled {
+            Some(true) => Some(server.metrics.port.unwrap_or(DEFAULT_METRICS_PORT)),
+            _ => None,
+        };
+        let log_level = match &server.log_level {
+            Some(level) => Some(check_log_level(level)?),
+            None => None,
+        };
 
         let dev_app = file.apps.is_empty();
         let apps = if dev_app {
@@ -207,6 +282,9 @@ impl Config {
             limits,
             apps,
             dev_app,
+            webhooks,
+            metrics_port,
+            log_level,
         })
     }
 }
@@ -285,6 +363,134 @@ fn resolve_limits(l: &LimitsSection) -> Result<ServerLimits, ConfigError> {
             d.max_request_head_bytes,
             "server.limits.max_request_head_kb",
         )?,
+        max_connections: positive(
+            l.max_connections,
+            d.max_connections,
+            "server.limits.max_connections",
+        )?,
+        max_pending_heads: positive(
+            l.max_pending_heads,
+            d.max_pending_heads,
+            "server.limits.max_pending_heads",
+        )?,
+        head_timeout: Duration::from_secs(positive(
+            l.head_timeout_secs,
+            d.head_timeout.as_secs() as u32,
+            "server.limits.head_timeout_secs",
+        )? as u64),
+    })
+}
+
+fn resolve_webhook_settings(w: &WebhooksSection) -> Result<WebhookSettings, ConfigError> {
+    let d = WebhookSettings::default();
+    let ms = |v: Option<u32>, default: Duration| {
+        v.map_or(default, |ms| Duration::from_millis(ms as u64))
+    };
+    Ok(WebhookSettings {
+        batch_window: ms(w.batch_window_ms, d.batch_window),
+        batch_max: positive(w.batch_max, d.batch_max as u32, "server.webhooks.batch_max")? as usize,
+        delay: ms(w.delay_ms, d.delay),
+        retry_for: Duration::from_secs(
+            w.retry_for_secs.map_or(d.retry_for.as_secs(), |s| s as u64),
+        ),
+        timeout: Duration::from_millis(positive(
+            w.timeout_ms,
+            d.timeout.as_millis() as u32,
+            "server.webhooks.timeout_ms",
+        )? as u64),
+    })
+}
+
+/// Accepts a level (`info`) or an env_logger filter of levels and
+/// `target=level` pairs (`shardcast=debug,warn`).
+fn check_log_level(level: &str) -> Result<String, ConfigError> {
+    let known = |l: &str| {
+        ["off", "error", "warn", "info", "debug", "trace"]
+            .contains(&l.trim().to_lowercase().as_str())
+    };
+    let ok = !level.trim().is_empty()
+        && level.split(',').all(|part| match part.split_once('=') {
+            Some((target, l)) => !target.trim().is_empty() && known(l),
+            None => known(part),
+        });
+    if ok {
+        Ok(level.to_string())
+    } else {
+        Err(ConfigError::Invalid {
+            key: "server.log_level".into(),
+            why: format!("`{level}` is not a level (error, warn, info, debug, trace) or a filter like `shardcast=debug`"),
+        })
+    }
+}
+
+fn resolve_webhook(
+    key: &dyn Fn(&str) -> String,
+    w: &WebhookSection,
+) -> Result<Webhook, ConfigError> {
+    let invalid = |field: &str, why: String| ConfigError::Invalid {
+        key: key(field),
+        why,
+    };
+    let scheme_ok = w.url.starts_with("http://") || w.url.starts_with("https://");
+    if !scheme_ok || reqwest::Url::parse(&w.url).is_err() {
+        return Err(invalid(
+            "url",
+            format!("`{}` is not an http:// or https:// URL", w.url),
+        ));
+    }
+    let mut kinds = KindSet::default();
+    for name in &w.event_types {
+        let kind = EventKind::parse(name).ok_or_else(|| {
+            let all: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+            invalid(
+                "event_types",
+                format!("unknown event type `{name}` (known: {})", all.join(", ")),
+            )
+        })?;
+        kinds.insert(kind);
+    }
+    if kinds.is_empty() {
+        return Err(invalid(
+            "event_types",
+            "must name at least one event type".into(),
+        ));
+    }
+    let mut headers = Vec::new();
+    for (name, value) in &w.headers {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(invalid("headers", format!("`{name}` is not a header name")));
+        }
+        if name.to_ascii_lowercase().starts_with("x-pusher-")
+            || name.eq_ignore_ascii_case("content-type")
+            || name.eq_ignore_ascii_case("content-length")
+        {
+            return Err(invalid(
+                "headers",
+                format!("`{name}` is set by the server and may not be overridden"),
+            ));
+        }
+        if value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+            return Err(invalid(
+                "headers",
+                format!("the value of `{name}` has control characters"),
+            ));
+        }
+        headers.push((name.clone(), value.clone()));
+    }
+    let (prefix, suffix) = match &w.filter {
+        Some(f) => (f.prefix.clone(), f.suffix.clone()),
+        None => (None, None),
+    };
+    Ok(Webhook {
+        url: w.url.clone(),
+        kinds,
+        prefix,
+        suffix,
+        headers,
     })
 }
 
@@ -337,6 +543,22 @@ fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
         app.cache_ttl.as_secs() as u32,
         "cache_ttl",
     )? as u64);
+    app.max_api_requests_per_second = match a.max_api_requests_per_second {
+        Some(0) => {
+            return Err(ConfigError::Invalid {
+                key: key_of("max_api_requests_per_second"),
+                why: "must be greater than 0 (leave it out for no limit)".into(),
+            })
+        }
+        v => v,
+    };
+    app.webhooks = a
+        .webhooks
+        .iter()
+        .enumerate()
+        .map(|(i, w)| resolve_webhook(&|field| key_of(&format!("webhooks[{i}].{field}")), w))
+        .collect::<Result<Vec<_>, _>>()?;
+    app.webhook_kinds = crate::webhooks::target::kinds_of(&app.webhooks);
     app.limits = AppLimits {
         max_connections: match a.max_connections {
             Some(0) => {
@@ -498,7 +720,7 @@ mod tests {
             .lines()
             .map(|l| match l.strip_prefix("# ") {
                 Some(rest)
-                    if rest.starts_with("[[apps]]")
+                    if rest.starts_with("[[apps")
                         || rest.contains(" = ") && !rest.starts_with(' ') =>
                 {
                     rest
@@ -518,6 +740,73 @@ mod tests {
         assert_eq!(c.apps.len(), 1);
         assert_eq!(c.apps[0].limits.max_connections, Some(1000));
         assert_eq!(c.apps[0].limits.max_batch_size, 10);
+        assert_eq!(c.limits.max_connections, 100_000);
+        assert_eq!(c.limits.max_pending_heads, 1024);
+        assert_eq!(c.limits.head_timeout, Duration::from_secs(30));
+        assert_eq!(c.webhooks, WebhookSettings::default());
+        assert_eq!(c.metrics_port, None);
+        assert_eq!(c.log_level.as_deref(), Some("info"));
+        let hook = &c.apps[0].webhooks[0];
+        assert!(hook.kinds.contains(EventKind::ChannelOccupied));
+        assert!(hook.kinds.contains(EventKind::CacheMiss));
+        assert_eq!(hook.prefix.as_deref(), Some(""));
+        assert_eq!(hook.headers.len(), 1);
+        assert_eq!(c.apps[0].max_api_requests_per_second, Some(100));
+    }
+
+    #[test]
+    fn webhooks_are_checked_and_named() {
+        let app = "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n[[apps.webhooks]]\n";
+        let err = resolve(
+            Cli::default(),
+            Some(&format!(
+                "{app}url = \"http://x/\"\nevent_types = [\"channel_ocupied\"]\n"
+            )),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("apps[0].webhooks[0].event_types"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("channel_ocupied"), "{err}");
+        let err = resolve(
+            Cli::default(),
+            Some(&format!(
+                "{app}url = \"ftp://x/\"\nevent_types = [\"cache_miss\"]\n"
+            )),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("webhooks[0].url"), "{err}");
+        let err = resolve(
+            Cli::default(),
+            Some(&format!(
+                "{app}url = \"http://x/\"\nevent_types = [\"cache_miss\"]\nheaders = {{ X-Pusher-Key = \"k\" }}\n"
+            )),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("X-Pusher-Key"), "{err}");
+        let err = resolve(
+            Cli::default(),
+            Some(&format!(
+                "{app}url = \"http://x/\"\nevent_types = [\"cache_miss\"]\nretries = 3\n"
+            )),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("retries"), "{err}");
+        let err = resolve(Cli::default(), Some("[server.webhooks]\ndelay = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("delay"), "{err}");
+        let c = resolve(
+            Cli::default(),
+            Some(&format!(
+                "[server.metrics]\nenabled = true\n{app}url = \"https://x/h\"\nevent_types = [\"member_added\"]\nfilter = {{ prefix = \"presence-\" }}\n"
+            )),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_port, Some(DEFAULT_METRICS_PORT));
+        assert!(c.apps[0].webhook_kinds.contains(EventKind::MemberAdded));
+        assert!(!c.apps[0].webhook_kinds.contains(EventKind::MemberRemoved));
+        let err = resolve(Cli::default(), Some("[server]\nlog_level = \"loud\"\n")).unwrap_err();
+        assert!(err.to_string().contains("server.log_level"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub enum ApiError {
     #[error("{0}")]
     HeadTooLarge(String),
     #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
     Unavailable(String),
 }
 
@@ -69,6 +73,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::HeadTooLarge(_) => 431,
+            ApiError::Timeout(_) => 408,
+            ApiError::TooManyRequests(_) => 429,
             ApiError::Unavailable(_) => 503,
         }
     }
@@ -83,6 +89,8 @@ pub enum ClientError {
     AppDisabled,
     #[error("App is over its connection quota")]
     OverQuota,
+    #[error("Over capacity: the server is at its connection limit, reconnect later")]
+    OverCapacity,
     #[error("Protocol version not supplied: connect with ?protocol=7")]
     NoProtocol,
     #[error("Unsupported protocol version {0}: this server speaks 5 to 7")]
@@ -112,7 +120,7 @@ impl ClientError {
             ClientError::BadProtocol(_) => 4007,
             ClientError::NoProtocol => 4008,
             ClientError::Unauthorized(_) => 4009,
-            ClientError::SlowConsumer(_) => 4100,
+            ClientError::SlowConsumer(_) | ClientError::OverCapacity => 4100,
             ClientError::ShuttingDown => 4200,
             ClientError::PongTimeout(_) => 4201,
             ClientError::BadMessage(_) => 4000,
@@ -137,6 +145,7 @@ mod tests {
         assert_eq!(ClientError::BadProtocol("4".into()).code(), 4007);
         assert_eq!(ClientError::NoProtocol.code(), 4008);
         assert_eq!(ClientError::SlowConsumer(1).code(), 4100);
+        assert_eq!(ClientError::OverCapacity.code(), 4100);
         assert_eq!(ClientError::ShuttingDown.code(), 4200);
         assert_eq!(ClientError::PongTimeout(30).code(), 4201);
         assert!(!ClientError::BadMessage("x".into()).closes());
@@ -151,5 +160,6 @@ mod tests {
         assert_eq!(ApiError::NotFound(String::new()).status(), 404);
         assert_eq!(ApiError::MethodNotAllowed(String::new()).status(), 405);
         assert_eq!(ApiError::PayloadTooLarge(String::new()).status(), 413);
+        assert_eq!(ApiError::TooManyRequests(String::new()).status(), 429);
     }
 }

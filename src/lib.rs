@@ -36,6 +36,9 @@
 //! Layers: [`net`] and [`runtime`] hold every glommio type; [`http`] and
 //! [`ws`] speak the wire protocols; [`pusher`] holds protocol state and
 //! logic; [`auth`], [`config`], [`apps`] and [`errors`] are single concerns.
+//! [`webhooks`] reports channel events to app backends from a sender thread
+//! outside the shards; [`metrics`] holds each shard's counters for the
+//! Prometheus endpoint.
 
 pub mod apps;
 pub mod auth;
@@ -43,7 +46,9 @@ pub mod config;
 pub mod errors;
 pub mod http;
 pub mod json;
+pub mod metrics;
 pub mod net;
 pub mod pusher;
 pub mod runtime;
+pub mod webhooks;
 pub mod ws;

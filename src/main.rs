@@ -9,7 +9,6 @@ use shardcast::runtime;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let allowed = runtime::env_check::allowed_cpus();
     let config = match Config::resolve(&cli, &|k| std::env::var(k).ok(), &allowed) {
@@ -19,6 +18,9 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // RUST_LOG wins over `server.log_level`; `info` without either.
+    let level = config.log_level.as_deref().unwrap_or("info");
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     if config.dev_app {
         log::warn!(
             "no apps configured: serving the development app id={} key={} with its default \

@@ -1,8 +1,8 @@
 //! The Pusher HTTP API routes and health checks.
 //!
 //! Order of checks for `/apps/{id}/...`: path (404), method (405), app (404),
-//! signature (401), app enabled (403), body or parameters (400/413), then
-//! the action.
+//! signature (401), app enabled (403), the app's request rate (429), body
+//! or parameters (400/413), then the action.
 
 use super::queries;
 use super::request::{parse_query, percent_decode, Head};
@@ -22,6 +22,26 @@ pub async fn handle(shard: &Shard, head: &Head, body: &mut [u8]) -> Response {
     match route(shard, head, body).await {
         Ok(response) => response,
         Err(e) => Response::error(&e),
+    }
+}
+
+/// The route's name for metrics (`route` label).
+pub fn route_label(path: &str) -> &'static str {
+    if path == "/" || path == "/ready" {
+        return "health";
+    }
+    let route = path
+        .strip_prefix("/apps/")
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(_, tail)| Route::parse(tail));
+    match route {
+        Some(Route::Events) => "events",
+        Some(Route::BatchEvents) => "batch_events",
+        Some(Route::Channels) => "channels",
+        Some(Route::Channel(_)) => "channel",
+        Some(Route::ChannelUsers(_)) => "channel_users",
+        Some(Route::TerminateUser(_)) => "terminate_user",
+        None => "not_found",
     }
 }
 
@@ -104,6 +124,12 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
     auth::verify_api_request(app, &head.method, &head.path, &query, body, now)?;
     if !app.enabled {
         return Err(ApiError::Forbidden("app is disabled".into()));
+    }
+    if !shard.admit_api_request(idx).await {
+        let max = app.max_api_requests_per_second.unwrap_or(0);
+        return Err(ApiError::TooManyRequests(format!(
+            "too many requests: app {app_id} may make {max} API requests per second; retry in a second"
+        )));
     }
     let param = |name: &str| {
         query

@@ -1,7 +1,9 @@
 //! HTTP on the main port: request heads parsed with httparse, the signed
-//! Pusher HTTP API, health checks, and the hand-off of WebSocket upgrades.
+//! Pusher HTTP API, health checks, and the hand-off of WebSocket upgrades;
+//! and the metrics port, served by the same code.
 
 mod api;
+mod metrics_port;
 mod queries;
 mod request;
 mod response;
@@ -9,5 +11,5 @@ mod server;
 mod trigger;
 
 pub use request::{parse_query, percent_decode};
-pub use server::serve;
+pub use server::{serve, Site};
 pub use trigger::{parse_batch, parse_event, TriggerEvent};

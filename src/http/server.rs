@@ -1,9 +1,13 @@
 //! One accepted TCP connection: HTTP/1.1 requests in order (keep-alive and
 //! pipelining) until it closes or upgrades to a WebSocket.
+//!
+//! Abuse limits: connections still sending their first request head are
+//! capped per shard (a share of `max_pending_heads`; 503 above it), and a
+//! head must arrive within `head_timeout_secs` (408 after it).
 
-use super::api;
 use super::request::{parse_head, Head};
 use super::response::Response;
+use super::{api, metrics_port};
 use crate::errors::ApiError;
 use crate::net::Socket;
 use crate::runtime::{sleep, Shard};
@@ -11,32 +15,96 @@ use crate::ws;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// How long a client may take to send a complete request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const READ_CHUNK: usize = 16 * 1024;
+/// Route label for requests refused before they had a route.
+const UNROUTED: &str = "unrouted";
+
+/// Which listener a connection came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// WebSocket clients, the HTTP API and health checks.
+    Main,
+    /// `/metrics` and `/usage`.
+    Metrics,
+}
 
 enum Read {
     Head(Head),
     Closed,
     Refused(ApiError),
+    TimedOut,
+}
+
+/// A connection counted in `Shard::pending_heads` until its first head is in.
+struct PendingHead<'a> {
+    shard: &'a Shard,
+    held: bool,
+}
+
+impl PendingHead<'_> {
+    fn release(&mut self) {
+        if self.held {
+            self.held = false;
+            let n = self.shard.pending_heads.get();
+            self.shard.pending_heads.set(n.saturating_sub(1));
+        }
+    }
+}
+
+impl Drop for PendingHead<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+async fn refuse(shard: &Shard, socket: &mut Socket, e: &ApiError) {
+    shard.counters.http_request(UNROUTED, e.status());
+    let mut out = Vec::new();
+    Response::error(e).encode(false, &mut out);
+    let _ = socket.write_all(&out).await;
 }
 
 /// Serves a connection until it closes or becomes a WebSocket.
-pub async fn serve(shard: Rc<Shard>, mut socket: Socket) {
+pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
+    let cap = shard
+        .config
+        .limits
+        .max_pending_heads
+        .div_ceil(shard.count as u32)
+        .max(1);
+    if shard.pending_heads.get() >= cap {
+        let e = ApiError::Unavailable(format!(
+            "too many connections are still sending their request ({cap} on this core); retry later"
+        ));
+        return refuse(&shard, &mut socket, &e).await;
+    }
+    shard.pending_heads.set(shard.pending_heads.get() + 1);
+    let mut pending = PendingHead {
+        shard: &shard,
+        held: true,
+    };
     let mut buf: Vec<u8> = Vec::new();
+    let mut served = false;
     loop {
-        let head = match read_head(&shard, &mut socket, &mut buf).await {
+        let head = match read_head(&shard, &mut socket, &mut buf, served).await {
             Read::Head(h) => h,
             Read::Closed => return,
-            Read::Refused(e) => {
-                let mut out = Vec::new();
-                Response::error(&e).encode(false, &mut out);
-                let _ = socket.write_all(&out).await;
-                return;
+            Read::TimedOut => {
+                let e = ApiError::Timeout(format!(
+                    "request head not received within {} s",
+                    shard.config.limits.head_timeout.as_secs()
+                ));
+                return refuse(&shard, &mut socket, &e).await;
             }
+            Read::Refused(e) => return refuse(&shard, &mut socket, &e).await,
         };
+        pending.release();
+        if site == Site::Metrics && head.upgrade.is_some() {
+            let e = ApiError::NotFound("no WebSocket endpoint on the metrics port".into());
+            return refuse(&shard, &mut socket, &e).await;
+        }
         if let Some(upgrade) = &head.upgrade {
             let checked = ws::handshake::check_headers(
                 &head.method,
@@ -48,6 +116,7 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket) {
                 (Ok(()), Some(pusher)) => {
                     let leftover = buf.split_off(head.len);
                     drop(buf);
+                    drop(pending);
                     return ws::conn::serve(shard, socket, pusher, leftover).await;
                 }
                 (Err(why), _) => ApiError::BadRequest(format!("bad WebSocket upgrade: {why}")),
@@ -56,29 +125,29 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket) {
                     head.path
                 )),
             };
-            let mut out = Vec::new();
-            Response::error(&refusal).encode(false, &mut out);
-            let _ = socket.write_all(&out).await;
-            return;
+            return refuse(&shard, &mut socket, &refusal).await;
         }
         buf.drain(..head.len);
         let keep_alive = head.keep_alive && !shard.draining.is_raised();
         let response = match read_body(&shard, &mut socket, &mut buf, &head).await {
             Ok(Some(len)) => {
                 shard.http_in_flight.set(shard.http_in_flight.get() + 1);
-                let response = api::handle(&shard, &head, &mut buf[..len]).await;
+                let (route, response) = match site {
+                    Site::Main => (
+                        api::route_label(&head.path),
+                        api::handle(&shard, &head, &mut buf[..len]).await,
+                    ),
+                    Site::Metrics => metrics_port::handle(&shard, &head).await,
+                };
                 shard.http_in_flight.set(shard.http_in_flight.get() - 1);
+                shard.counters.http_request(route, response.status);
                 buf.drain(..len);
                 response
             }
             Ok(None) => return,
-            Err(e) => {
-                let mut out = Vec::new();
-                Response::error(&e).encode(false, &mut out);
-                let _ = socket.write_all(&out).await;
-                return;
-            }
+            Err(e) => return refuse(&shard, &mut socket, &e).await,
         };
+        served = true;
         let mut out = Vec::with_capacity(128 + response.body.len());
         response.encode(keep_alive, &mut out);
         if head.method == "HEAD" {
@@ -95,8 +164,10 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket) {
 }
 
 /// Reads until `buf` starts with a complete head, within the time limits.
-async fn read_head(shard: &Shard, socket: &mut Socket, buf: &mut Vec<u8>) -> Read {
+/// Between keep-alive requests (`served`) the connection may idle longer.
+async fn read_head(shard: &Shard, socket: &mut Socket, buf: &mut Vec<u8>, served: bool) -> Read {
     let limit = shard.config.limits.max_request_head_bytes;
+    let head_timeout = shard.config.limits.head_timeout;
     let mut first = true;
     loop {
         if !buf.is_empty() {
@@ -112,14 +183,12 @@ async fn read_head(shard: &Shard, socket: &mut Socket, buf: &mut Vec<u8>) -> Rea
                 Err(e) => return Read::Refused(e),
             }
         }
-        let timeout = if first && buf.is_empty() {
-            IDLE_TIMEOUT
-        } else {
-            HEAD_TIMEOUT
-        };
+        let idle = served && first && buf.is_empty();
+        let timeout = if idle { IDLE_TIMEOUT } else { head_timeout };
         first = false;
         match read_more(socket, buf, timeout).await {
-            Some(n) if n > 0 => {}
+            Ok(n) if n > 0 => {}
+            Err(TimedOut) if !idle => return Read::TimedOut,
             _ => return Read::Closed,
         }
     }
@@ -146,23 +215,34 @@ async fn read_body(
         )));
     }
     while buf.len() < len {
-        match read_more(socket, buf, HEAD_TIMEOUT).await {
-            Some(n) if n > 0 => {}
+        match read_more(socket, buf, shard.config.limits.head_timeout).await {
+            Ok(n) if n > 0 => {}
             _ => return Ok(None),
         }
     }
     Ok(Some(len))
 }
 
-/// Appends what the socket has to `buf`; `None` on timeout or error.
-async fn read_more(socket: &mut Socket, buf: &mut Vec<u8>, timeout: Duration) -> Option<usize> {
+/// The peer sent nothing within the time limit.
+struct TimedOut;
+
+/// Appends what the socket has to `buf`; `Ok(0)` when the peer closed or
+/// the read failed.
+async fn read_more(
+    socket: &mut Socket,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<usize, TimedOut> {
     let old = buf.len();
     buf.resize(old + READ_CHUNK, 0);
-    let read = futures_lite::future::or(async { socket.read(&mut buf[old..]).await.ok() }, async {
-        sleep(timeout).await;
-        None
-    })
+    let read = futures_lite::future::or(
+        async { Ok(socket.read(&mut buf[old..]).await.unwrap_or(0)) },
+        async {
+            sleep(timeout).await;
+            Err(TimedOut)
+        },
+    )
     .await;
-    buf.truncate(old + read.unwrap_or(0));
+    buf.truncate(old + *read.as_ref().unwrap_or(&0));
     read
 }

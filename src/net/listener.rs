@@ -43,13 +43,39 @@ pub struct Listener(glommio::net::TcpListener);
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
     let socket = reuseport_socket(addr)?;
     socket.listen(BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    // SAFETY: the fd comes from a socket we own and hand over whole.
-    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) };
-    Ok(Listener(listener))
+    Listener::adopt(socket)
+}
+
+/// A listening socket bound before the shards start (the metrics port,
+/// served by one shard), movable to that shard's thread.
+pub struct BoundListener(RawSocket);
+
+/// Binds and listens on `host:port` (0 picks a free port); returns the address.
+pub fn bind_single(host: &str, port: u16) -> io::Result<(SocketAddr, BoundListener)> {
+    let socket = reuseport_socket(resolve(host, port)?)?;
+    socket.listen(BACKLOG)?;
+    let addr = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an IP socket"))?;
+    Ok((addr, BoundListener(socket)))
+}
+
+impl BoundListener {
+    /// Hands the socket to the current shard's executor.
+    pub fn into_listener(self) -> io::Result<Listener> {
+        Listener::adopt(self.0)
+    }
 }
 
 impl Listener {
+    fn adopt(socket: RawSocket) -> io::Result<Listener> {
+        socket.set_nonblocking(true)?;
+        // SAFETY: the fd comes from a socket we own and hand over whole.
+        let listener = unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) };
+        Ok(Listener(listener))
+    }
+
     /// Waits for the next connection; Nagle is turned off on it.
     pub async fn accept(&self) -> io::Result<Socket> {
         let stream = self.0.accept().await.map_err(io::Error::from)?;

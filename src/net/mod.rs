@@ -8,5 +8,5 @@
 mod listener;
 mod socket;
 
-pub use listener::{bind_reuseport, probe_port, Listener};
+pub use listener::{bind_reuseport, bind_single, probe_port, BoundListener, Listener};
 pub use socket::Socket;

@@ -1,6 +1,7 @@
 //! Client events (`client-*`): relayed by the server to the other subscribers
 //! of a private or presence channel, when the app allows them.
 //! Every refusal is a `pusher:error` 4301 that says why; the connection stays.
+//! A relayed event is also reported to the app's `client_event` webhooks.
 
 use crate::pusher::broadcast::{publish_now, Publication};
 use crate::pusher::channel::{ChannelClass, ChannelKind};
@@ -8,6 +9,7 @@ use crate::pusher::conns::ConnKey;
 use crate::pusher::messages;
 use crate::pusher::socket_id::SocketId;
 use crate::runtime::Shard;
+use crate::webhooks::{self, EventKind, WebhookEvent};
 
 const REJECTED: u16 = 4301;
 
@@ -30,6 +32,19 @@ pub fn relay(
         ),
         Ok((app, channel, user_id)) => {
             let frame = messages::client_event(event, channel, data, user_id.as_deref());
+            if webhooks::wanted(shard, app, EventKind::ClientEvent) {
+                webhooks::emit(
+                    shard,
+                    app,
+                    WebhookEvent::ClientEvent {
+                        channel: channel.into(),
+                        event: event.into(),
+                        data: webhooks::client_data(data),
+                        socket_id: socket.to_string().into(),
+                        user_id: user_id.clone(),
+                    },
+                );
+            }
             publish_now(
                 shard,
                 Publication {

@@ -51,6 +51,8 @@ pub struct Conn {
     /// Shard clock when the server pinged and still awaits an answer.
     pub ping_sent: Option<u32>,
     pub phase: Phase,
+    /// The close code the server sent (or echoed), for metrics.
+    pub close_code: Option<u16>,
     /// What only some connections need; `None` keeps idle ones small.
     pub extra: Option<Box<ConnExtra>>,
 }
@@ -103,6 +105,8 @@ impl Conn {
 pub struct ConnTable {
     slab: Slab<Conn>,
     next_serial: u32,
+    /// Connections closed with 4100 because their queue overflowed (metrics).
+    pub slow_consumer_closes: u64,
 }
 
 impl ConnTable {
@@ -121,6 +125,7 @@ impl ConnTable {
             last_seen: now,
             ping_sent: None,
             phase: Phase::Open,
+            close_code: None,
             extra: None,
         });
         (key as ConnKey, serial)
@@ -170,6 +175,12 @@ impl ConnTable {
             return;
         }
         if conn.out_bytes + frame.len() > cap {
+            log::info!(
+                "slow consumer closed (4100): app {}, slot {key}, {} bytes queued",
+                conn.app.0,
+                conn.out_bytes
+            );
+            self.slow_consumer_closes += 1;
             Self::drop_queue(conn);
             Self::begin_close(conn, &ClientError::SlowConsumer(cap), now);
             return;
@@ -215,6 +226,7 @@ impl ConnTable {
         Self::push(conn, messages::error(Some(code), &message).bytes().clone());
         Self::push(conn, Frame::close(code, &message).bytes().clone());
         conn.phase = Phase::Closing { since: now };
+        conn.close_code = Some(code);
         conn.wake();
     }
 
@@ -224,6 +236,7 @@ impl ConnTable {
             if conn.phase == Phase::Open {
                 Self::push(conn, Frame::close(code, reason).bytes().clone());
                 conn.phase = Phase::Closing { since: now };
+                conn.close_code = Some(code);
                 conn.wake();
             }
         }
@@ -319,6 +332,8 @@ mod tests {
         let close = c.out.back().unwrap();
         assert_eq!(&close[..4], &[0x88, close[1], 0x10, 0x04]); // 4100
         assert!(c.out_bytes < 200);
+        assert_eq!(c.close_code, Some(4100));
+        assert_eq!(t.slow_consumer_closes, 1);
     }
 
     #[test]

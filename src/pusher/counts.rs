@@ -1,7 +1,9 @@
 //! Channel-wide subscription counts, kept by each channel's owner shard from
-//! the deltas every shard reports, for `pusher_internal:subscription_count`.
-//! As Pusher does, a channel with more than 100 subscribers is told its count
-//! at most once per 30 seconds; smaller channels on every change.
+//! the deltas every shard reports, for `pusher_internal:subscription_count`
+//! and for the occupancy webhooks (`channel_occupied` on 0→1,
+//! `channel_vacated` on 1→0). As Pusher does, a channel with more than 100
+//! subscribers is told its count at most once per 30 seconds; smaller
+//! channels on every change.
 
 use crate::apps::AppIdx;
 use crate::ws::frame::Frame;
@@ -24,19 +26,45 @@ pub struct CountTable {
     channels: HashMap<(AppIdx, Box<str>), Count>,
 }
 
+/// What one delta did to a channel's server-wide count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountChange {
+    pub before: u32,
+    pub after: u32,
+    /// The count to announce to subscribers now, if any.
+    pub announce: Option<u32>,
+}
+
 impl CountTable {
-    /// Applies a delta; returns the count to announce now, if any.
-    pub fn apply(&mut self, app: AppIdx, channel: &str, delta: i32, now: Instant) -> Option<u32> {
+    /// Applies a delta. `announced` says whether the channel's subscribers
+    /// are told counts (otherwise the total is only kept, for occupancy).
+    pub fn apply(
+        &mut self,
+        app: AppIdx,
+        channel: &str,
+        delta: i32,
+        now: Instant,
+        announced: bool,
+    ) -> CountChange {
         let key = (app, Box::from(channel));
         let c = self.channels.entry(key.clone()).or_insert(Count {
             total: 0,
             last_sent: None,
             dirty: false,
         });
+        let before = c.total;
         c.total = (c.total as i64 + delta as i64).max(0) as u32;
+        let mut change = CountChange {
+            before,
+            after: c.total,
+            announce: None,
+        };
         if c.total == 0 {
             self.channels.remove(&key);
-            return None; // nobody left to tell
+            return change; // nobody left to tell
+        }
+        if !announced {
+            return change;
         }
         let due = c.total <= LARGE_CHANNEL
             || c.last_sent
@@ -44,11 +72,11 @@ impl CountTable {
         if due {
             c.last_sent = Some(now);
             c.dirty = false;
-            Some(c.total)
+            change.announce = Some(c.total);
         } else {
             c.dirty = true;
-            None
         }
+        change
     }
 
     /// Counts held back by the rate limit whose interval has passed.
@@ -86,17 +114,34 @@ mod tests {
         let mut t = CountTable::default();
         let a = AppIdx(0);
         let t0 = Instant::now();
-        assert_eq!(t.apply(a, "c", 1, t0), Some(1));
-        assert_eq!(t.apply(a, "c", 1, t0), Some(2));
+        assert_eq!(t.apply(a, "c", 1, t0, true).announce, Some(1));
+        assert_eq!(t.apply(a, "c", 1, t0, true).announce, Some(2));
         // Past 100, the last announcement (just now) holds the next one back.
-        assert_eq!(t.apply(a, "c", 99, t0), None);
-        assert_eq!(t.apply(a, "c", 1, t0), None);
+        assert_eq!(t.apply(a, "c", 99, t0, true).announce, None);
+        assert_eq!(t.apply(a, "c", 1, t0, true).announce, None);
         assert!(t.due(t0 + Duration::from_secs(5)).is_empty());
         assert_eq!(
             t.due(t0 + Duration::from_secs(31)),
             vec![(a, Box::from("c"), 102)]
         );
-        assert_eq!(t.apply(a, "c", -102, t0), None);
+        assert_eq!(t.apply(a, "c", -102, t0, true).announce, None);
+    }
+
+    #[test]
+    fn changes_report_before_and_after_for_occupancy() {
+        let mut t = CountTable::default();
+        let a = AppIdx(0);
+        let t0 = Instant::now();
+        let c = t.apply(a, "presence-c", 1, t0, false);
+        assert_eq!((c.before, c.after, c.announce), (0, 1, None));
+        let c = t.apply(a, "presence-c", 1, t0, false);
+        assert_eq!((c.before, c.after), (1, 2));
+        t.apply(a, "presence-c", -1, t0, false);
+        let c = t.apply(a, "presence-c", -1, t0, false);
+        assert_eq!((c.before, c.after), (1, 0));
+        // Unannounced channels never become due.
+        t.apply(a, "x", 500, t0, false);
+        assert!(t.due(t0 + Duration::from_secs(60)).is_empty());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! one owner shard, chosen by hashing its name ([`owner_of`]); every other
 //! shard sends it messages and the owner answers or announces the result
 //! (as a broadcast, so announcements follow the same ordered path as events).
+//! The owner is also where occupancy, membership and cache-miss webhooks are
+//! decided, and where vacated/removed webhooks wait out their delay.
 
 use crate::apps::AppIdx;
 use crate::pusher::broadcast::{publish_now, Publication};
@@ -17,6 +19,7 @@ use crate::pusher::presence::{member_added, member_removed, Joined, PresenceChan
 use crate::pusher::socket_id::SocketId;
 use crate::pusher::users::{watchlist_event, UserTable};
 use crate::runtime::{Shard, ShardMsg};
+use crate::webhooks::{self, DelayTable, EventKind, WebhookEvent};
 use crate::ws::frame::Frame;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -55,6 +58,8 @@ pub struct Owned {
     pub cache: CacheTable,
     pub users: UserTable,
     pub counts: CountTable,
+    /// Webhook events held back for `delay_ms`.
+    pub delays: DelayTable,
 }
 
 /// Owner side of a join: presence membership and the cached event.
@@ -72,6 +77,7 @@ pub fn on_join(
         cache: None,
     };
     let mut announce = None;
+    let mut added = None;
     if let Some(member) = member {
         let max = shard.apps.get(app).limits.max_presence_members;
         let mut owned = shard.owned.borrow_mut();
@@ -90,6 +96,7 @@ pub fn on_join(
             joined => {
                 if joined == Joined::NewMember {
                     announce = Some(member_added(&channel, &member));
+                    added = Some(member.user_id.clone());
                 }
                 outcome.presence = Some((member, members.snapshot()));
             }
@@ -103,6 +110,18 @@ pub fn on_join(
                 .cache
                 .get(app, &channel, ttl)
                 .map(|(e, _)| e.frame.clone()),
+        );
+    }
+    if let Some(user_id) = added {
+        webhooks::on_member(shard, app, &channel, &user_id, true);
+    }
+    if matches!(outcome.cache, Some(None)) && webhooks::wanted(shard, app, EventKind::CacheMiss) {
+        webhooks::emit(
+            shard,
+            app,
+            WebhookEvent::CacheMiss {
+                channel: channel.clone(),
+            },
         );
     }
     if let Some(frame) = announce {
@@ -142,6 +161,7 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
         last
     };
     if removed {
+        webhooks::on_member(shard, app, &channel, user_id, false);
         let frame = member_removed(&channel, user_id);
         publish_now(
             shard,
@@ -154,14 +174,18 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
     }
 }
 
-/// Owner side of a subscription count change.
+/// Owner side of a subscription count change: the announcement to
+/// subscribers (when the app wants counts) and the occupancy webhooks.
 pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32) {
-    let due = shard
-        .owned
-        .borrow_mut()
-        .counts
-        .apply(app, &channel, delta, Instant::now());
-    if let Some(count) = due {
+    let announced = counts_announced(shard, app, &channel);
+    let change =
+        shard
+            .owned
+            .borrow_mut()
+            .counts
+            .apply(app, &channel, delta, Instant::now(), announced);
+    webhooks::on_occupancy(shard, app, &channel, change.before, change.after);
+    if let Some(count) = change.announce {
         let frame = subscription_count_event(&channel, count);
         publish_now(
             shard,
@@ -172,6 +196,14 @@ pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32)
             },
         );
     }
+}
+
+/// Whether subscribers of `channel` are told `pusher_internal:subscription_count`:
+/// when the app enables it, and never on presence channels (they count members).
+pub fn counts_announced(shard: &Shard, app: AppIdx, channel: &str) -> bool {
+    shard.apps.get(app).enable_subscription_count
+        && crate::pusher::channel::ChannelClass::of(channel).kind
+            != crate::pusher::channel::ChannelKind::Presence
 }
 
 /// Announces counts held back by the large-channel rate limit (from the tick).

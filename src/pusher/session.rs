@@ -15,6 +15,7 @@ pub fn open(shard: &Shard, app: AppIdx) -> (ConnKey, SocketId) {
     let now = shard.now();
     let mut conns = shard.conns.borrow_mut();
     let (key, serial) = conns.insert(app, now);
+    shard.counters.opened();
     let id = SocketId {
         nonce: shard.nonce,
         shard: shard.id,
@@ -56,6 +57,8 @@ pub fn close(shard: &Rc<Shard>, key: ConnKey) {
     let Some(conn) = shard.conns.borrow_mut().remove(key) else {
         return;
     };
+    // 1006: the socket went away without a close frame.
+    shard.counters.closed(conn.close_code.unwrap_or(1006));
     if let Some(extra) = conn.extra {
         if let Some(user_id) = extra.user_id {
             let owner = owner_of(conn.app, &user_id, shard.count);

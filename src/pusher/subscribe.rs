@@ -12,10 +12,11 @@ use crate::auth::verify_client_auth;
 use crate::pusher::channel::{validate_name, ChannelClass, ChannelKind, SERVER_TO_USER_PREFIX};
 use crate::pusher::conns::{ChannelId, ConnKey};
 use crate::pusher::messages;
-use crate::pusher::owned::{owner_of, JoinOutcome, Member};
+use crate::pusher::owned::{counts_announced, owner_of, JoinOutcome, Member};
 use crate::pusher::presence::parse_channel_data;
 use crate::pusher::socket_id::SocketId;
 use crate::runtime::{Shard, ShardMsg};
+use crate::webhooks::target::wants_occupancy;
 
 /// A subscription refused before it reached the channel table.
 struct Refused {
@@ -191,13 +192,13 @@ fn add_local(shard: &Shard, key: ConnKey, app: AppIdx, channel: &str) -> Channel
 }
 
 /// Tells the channel's owner about a subscription count change, when the
-/// app wants `pusher_internal:subscription_count`.
+/// app wants `pusher_internal:subscription_count` (not for presence
+/// channels, which count members instead) or occupancy webhooks (every
+/// kind of channel).
 fn report_count(shard: &Shard, app: AppIdx, channel: &str, delta: i32) {
-    if !shard.apps.get(app).enable_subscription_count {
+    let occupancy = shard.webhooks.is_some() && wants_occupancy(shard.apps.get(app).webhook_kinds);
+    if !occupancy && !counts_announced(shard, app, channel) {
         return;
-    }
-    if ChannelClass::of(channel).kind == ChannelKind::Presence {
-        return; // presence channels count members instead
     }
     let owner = owner_of(app, channel, shard.count);
     shard.post(

@@ -3,7 +3,7 @@
 
 use super::env_check;
 use super::mailbox::{build_mesh, Mailboxes};
-use super::shard::Shard;
+use super::shard::{Services, Shard};
 use crate::apps::AppRegistry;
 use crate::config::Config;
 use crate::errors::StartupError;
@@ -50,20 +50,47 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             addr: format!("{}:{}", config.host, config.port),
             source: e,
         })?;
+    let mut metrics = match config.metrics_port {
+        Some(port) => {
+            let (addr, listener) =
+                net::bind_single(&config.host, port).map_err(|e| StartupError::Bind {
+                    addr: format!("{}:{port}", config.host),
+                    source: e,
+                })?;
+            log::info!("metrics on {addr} (/metrics, /usage)");
+            Some(listener)
+        }
+        None => None,
+    };
     let nonce = process_nonce();
     let count = config.cpus.len();
     let config = Arc::new(config);
     let apps = Arc::new(AppRegistry::new(config.apps.clone()));
+    let mut sender = None;
+    let mut services = Services::default();
+    if apps.any_webhooks() {
+        let (queue, stats, thread) =
+            crate::webhooks::sender::start(apps.clone(), config.webhooks.clone()).map_err(|e| {
+                StartupError::Environment(format!("cannot start the webhook sender: {e}"))
+            })?;
+        services = Services {
+            webhooks: Some(queue),
+            webhook_stats: Some(stats),
+        };
+        sender = Some(thread);
+    }
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartupError>>();
 
     let mut threads = Vec::new();
     for (index, (ends, &cpu)) in build_mesh(count).into_iter().zip(&config.cpus).enumerate() {
-        let (config, apps, shutdown, ready) = (
+        let (config, apps, shutdown, ready, services) = (
             config.clone(),
             apps.clone(),
             shutdown.clone(),
             ready_tx.clone(),
+            services.clone(),
         );
+        let metrics = if index == 0 { metrics.take() } else { None };
         let thread = std::thread::Builder::new()
             .name(format!("shard-{index}"))
             .spawn(move || {
@@ -92,6 +119,17 @@ pub fn run(config: Config) -> Result<(), StartupError> {
                             return;
                         }
                     };
+                    let metrics_listener = match metrics.map(net::BoundListener::into_listener) {
+                        Some(Ok(l)) => Some(l),
+                        Some(Err(e)) => {
+                            let _ = ready.send(Err(StartupError::Bind {
+                                addr: "metrics port".into(),
+                                source: e,
+                            }));
+                            return;
+                        }
+                        None => None,
+                    };
                     let (mailboxes, receivers) = Mailboxes::connect(ends).await;
                     let shard = Rc::new(Shard::new(
                         index as u16,
@@ -100,9 +138,12 @@ pub fn run(config: Config) -> Result<(), StartupError> {
                         config,
                         apps,
                         mailboxes,
+                        services,
                     ));
                     let _ = ready.send(Ok(()));
-                    shard.run(receivers, listener, shutdown).await;
+                    shard
+                        .run(receivers, listener, metrics_listener, shutdown)
+                        .await;
                 });
             })
             .map_err(|e| StartupError::Shard {
@@ -112,6 +153,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         threads.push(thread);
     }
     drop(ready_tx);
+    drop(services);
     for _ in 0..count {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
@@ -129,11 +171,56 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         let _ = t.join();
     }
     log::info!("all shards stopped");
+    if let Some(sender) = sender {
+        sender.stop();
+    }
     Ok(())
 }
 
 fn log_listening(addr: SocketAddr, config: &Config) {
     let cpus: Vec<String> = config.cpus.iter().map(|c| c.to_string()).collect();
+    let l = &config.limits;
+    let w = &config.webhooks;
+    let apps: Vec<String> = config
+        .apps
+        .iter()
+        .map(|a| {
+            format!(
+                "{}{}{}",
+                a.id,
+                if a.enabled { "" } else { " (disabled)" },
+                match a.webhooks.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} webhooks)"),
+                }
+            )
+        })
+        .collect();
+    log::info!(
+        "config: apps [{}]; activity_timeout {} s, pong_timeout {} s; limits: max_connections {}, \
+         max_pending_heads {}, head_timeout {} s, frame {} KiB, write queue {} KiB, body {} KiB, \
+         head {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms; \
+         metrics {}",
+        apps.join(", "),
+        config.activity_timeout,
+        config.pong_timeout,
+        l.max_connections,
+        l.max_pending_heads,
+        l.head_timeout.as_secs(),
+        l.max_frame_bytes / 1024,
+        l.max_write_queue_bytes / 1024,
+        l.max_request_body_bytes / 1024,
+        l.max_request_head_bytes / 1024,
+        w.batch_window.as_millis(),
+        w.batch_max,
+        w.delay.as_millis(),
+        w.retry_for.as_secs(),
+        w.timeout.as_millis(),
+        match config.metrics_port {
+            Some(p) => format!("on port {p}"),
+            None => "off".into(),
+        }
+    );
     log::info!(
         "listening on {addr} ({} shards on CPUs {})",
         config.cpus.len(),

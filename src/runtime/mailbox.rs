@@ -11,6 +11,7 @@
 //! API) wait with [`Mailboxes::wait_for_room`] after posting.
 
 use crate::apps::AppIdx;
+use crate::metrics::Snapshot;
 use crate::pusher::broadcast::Publication;
 use crate::pusher::owned::{JoinOutcome, Member};
 use crate::pusher::query::{QueryAnswer, QueryAsk};
@@ -102,22 +103,34 @@ pub enum ShardMsg {
         id: u32,
         body: Reply,
     },
-    /// A connection of `app` counted by this (owner) shard has closed.
-    ConnectionClosed {
-        app: AppIdx,
-    },
+    /// A slot of `quota` taken on this (owner) shard is free again.
+    Release(Quota),
+}
+
+/// A count with a cap, kept by one owner shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// WebSocket connections on the node (`server.limits.max_connections`; shard 0).
+    Node,
+    /// Connections of one app (`max_connections`; the app's owner shard).
+    App(AppIdx),
 }
 
 pub enum Request {
-    /// May one more connection of `app` open? (asked of the app's owner shard)
-    AdmitConnection { app: AppIdx },
+    /// May one more connection count against `quota`?
+    Admit(Quota),
+    /// May `app` make one more HTTP API request this second?
+    ApiRequest { app: AppIdx },
     /// What does this shard know about some channels (HTTP queries)?
     Query(QueryAsk),
+    /// This shard's counters (metrics endpoint).
+    Metrics,
 }
 
 pub enum Reply {
     Admitted(bool),
     Query(QueryAnswer),
+    Metrics(Snapshot),
 }
 
 /// One shard's unconnected ends of the mesh, movable to its thread.

@@ -12,6 +12,6 @@ mod shard;
 mod tasks;
 
 pub use boot::run;
-pub use mailbox::{Reply, Request, ShardMsg};
+pub use mailbox::{Quota, Reply, Request, ShardMsg};
 pub use shard::{Shard, ShardId};
 pub use tasks::{sleep, spawn, yield_now, Signal};

@@ -12,20 +12,29 @@
 //!   it (the shard is encoded in the socket_id); other shards skip nothing.
 //! - Order: FIFO per (source shard → destination shard) ring and per socket
 //!   queue, so events from one HTTP connection reach each subscriber in order.
-//! - Per-app connection counts are authoritative on the app's owner shard
-//!   (`app index % shard count`); others ask it before admitting.
+//! - Per-app connection counts and API request rates are authoritative on
+//!   the app's owner shard (`app index % shard count`), the node's
+//!   connection count on shard 0; others ask the owner before admitting, so
+//!   a limit refuses exactly at its value.
+//! - Delivering webhooks never blocks a shard: events go to the sender
+//!   thread through a bounded queue ([`WebhookQueue`]) and are dropped, and
+//!   counted, when it is full. The webhook delivery counters are process-wide
+//!   atomics, read only by the metrics endpoint.
 
-use super::mailbox::{Mailboxes, Reply, Request, ShardMsg};
+use super::mailbox::{Mailboxes, Quota, Reply, Request, ShardMsg};
 use super::tasks::{sleep, spawn, Signal};
 use crate::apps::{AppIdx, AppRegistry};
 use crate::config::Config;
 use crate::errors::ClientError;
+use crate::http::Site;
+use crate::metrics::{Counters, Snapshot};
 use crate::net::Listener;
 use crate::pusher::channels::ChannelTable;
 use crate::pusher::conns::ConnTable;
 use crate::pusher::inbox;
 use crate::pusher::owned::{self, Owned};
 use crate::pusher::query::{self, QueryAnswer, QueryAsk};
+use crate::webhooks::{self, DeliveryStats, WebhookQueue};
 use glommio::channels::shared_channel::ConnectedReceiver;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
@@ -69,11 +78,31 @@ pub struct Shard {
     pub draining: Signal,
     /// HTTP API requests being handled right now.
     pub http_in_flight: Cell<u32>,
+    /// Connections of this shard still sending their first request head.
+    pub pending_heads: Cell<u32>,
+    /// This shard's metrics counters.
+    pub counters: Counters,
+    /// Where webhook events go; `None` when no app has webhooks.
+    pub webhooks: Option<WebhookQueue>,
+    /// The sender thread's delivery counters (process-wide atomics).
+    pub webhook_stats: Option<Arc<DeliveryStats>>,
     mailboxes: Mailboxes,
     pending: RefCell<Slab<PendingReply>>,
     /// Open connections per app; meaningful for apps this shard owns.
     app_connections: RefCell<Vec<u32>>,
+    /// Open connections on the node; meaningful on shard 0.
+    node_connections: Cell<u32>,
+    /// API requests per app in the current second (second, count);
+    /// meaningful for apps this shard owns.
+    api_requests: RefCell<Vec<(u32, u32)>>,
     started: Instant,
+}
+
+/// What a shard gets besides its config: the webhook sender's ends.
+#[derive(Clone, Default)]
+pub struct Services {
+    pub webhooks: Option<WebhookQueue>,
+    pub webhook_stats: Option<Arc<DeliveryStats>>,
 }
 
 impl Shard {
@@ -84,6 +113,7 @@ impl Shard {
         config: Arc<Config>,
         apps: Arc<AppRegistry>,
         mailboxes: Mailboxes,
+        services: Services,
     ) -> Shard {
         let app_count = apps.len();
         Shard {
@@ -98,9 +128,15 @@ impl Shard {
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
             draining: Signal::default(),
             http_in_flight: Cell::new(0),
+            pending_heads: Cell::new(0),
+            counters: Counters::default(),
+            webhooks: services.webhooks,
+            webhook_stats: services.webhook_stats,
             mailboxes,
             pending: RefCell::new(Slab::new()),
             app_connections: RefCell::new(vec![0; app_count]),
+            node_connections: Cell::new(0),
+            api_requests: RefCell::new(vec![(0, 0); app_count]),
             started: Instant::now(),
         }
     }
@@ -177,47 +213,150 @@ impl Shard {
         }
         match self.request(shard, Request::Query(ask)).await {
             Reply::Query(a) => a,
-            Reply::Admitted(_) => QueryAnswer::default(),
+            _ => QueryAnswer::default(),
         }
+    }
+
+    /// Gathers every shard's counters, in shard order.
+    pub async fn gather_metrics(&self) -> Vec<Snapshot> {
+        let mut all = vec![Snapshot::default(); self.count as usize];
+        all[self.id as usize] = self.snapshot();
+        for peer in self.peers() {
+            if let Reply::Metrics(s) = self.request(peer, Request::Metrics).await {
+                all[peer] = s;
+            }
+        }
+        all
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let conns = self.conns.borrow();
+        self.counters
+            .snapshot(conns.len() as u64, conns.slow_consumer_closes)
     }
 
     fn owner_of(&self, app: AppIdx) -> usize {
         app.0 as usize % self.count as usize
     }
 
-    /// Reserves a connection slot for `app` against its `max_connections`,
-    /// asking the app's owner shard when that is another one.
-    pub async fn admit_connection(&self, app: AppIdx) -> bool {
-        if self.apps.get(app).limits.max_connections.is_none() {
-            return true;
+    fn quota_owner(&self, quota: Quota) -> usize {
+        match quota {
+            Quota::Node => 0,
+            Quota::App(app) => self.owner_of(app),
         }
-        let owner = self.owner_of(app);
+    }
+
+    /// Takes a slot of `quota`, asking its owner shard when that is another one.
+    async fn admit(&self, quota: Quota) -> bool {
+        let owner = self.quota_owner(quota);
         if owner == self.id as usize {
-            return self.count_connection(app);
+            return self.count_connection(quota);
         }
         matches!(
-            self.request(owner, Request::AdmitConnection { app }).await,
+            self.request(owner, Request::Admit(quota)).await,
             Reply::Admitted(true)
         )
     }
 
-    /// Gives back the slot taken by [`Shard::admit_connection`].
-    pub fn release_connection(&self, app: AppIdx) {
-        if self.apps.get(app).limits.max_connections.is_none() {
-            return;
+    /// Reserves a connection slot on the node (`server.limits.max_connections`)
+    /// and for `app` (its `max_connections`); says which limit refused.
+    pub async fn admit_connection(&self, app: AppIdx) -> Result<(), ClientError> {
+        if !self.admit(Quota::Node).await {
+            log::warn!(
+                "shard {}: connection refused, node is at max_connections {}",
+                self.id,
+                self.config.limits.max_connections
+            );
+            return Err(ClientError::OverCapacity);
         }
-        self.post(self.owner_of(app), ShardMsg::ConnectionClosed { app });
+        if self.apps.get(app).limits.max_connections.is_some() && !self.admit(Quota::App(app)).await
+        {
+            self.post(0, ShardMsg::Release(Quota::Node));
+            log::warn!(
+                "shard {}: connection refused, app {} is at its max_connections",
+                self.id,
+                self.apps.get(app).id
+            );
+            return Err(ClientError::OverQuota);
+        }
+        Ok(())
     }
 
-    fn count_connection(&self, app: AppIdx) -> bool {
+    /// Gives back the slots taken by [`Shard::admit_connection`].
+    pub fn release_connection(&self, app: AppIdx) {
+        self.post(0, ShardMsg::Release(Quota::Node));
+        if self.apps.get(app).limits.max_connections.is_some() {
+            self.post(self.owner_of(app), ShardMsg::Release(Quota::App(app)));
+        }
+    }
+
+    fn count_connection(&self, quota: Quota) -> bool {
+        let (count, max) = match quota {
+            Quota::Node => (
+                self.node_connections.get(),
+                self.config.limits.max_connections,
+            ),
+            Quota::App(app) => (
+                self.app_connections.borrow()[app.0 as usize],
+                self.apps
+                    .get(app)
+                    .limits
+                    .max_connections
+                    .unwrap_or(u32::MAX),
+            ),
+        };
+        if count >= max {
+            return false;
+        }
+        match quota {
+            Quota::Node => self.node_connections.set(count + 1),
+            Quota::App(app) => self.app_connections.borrow_mut()[app.0 as usize] = count + 1,
+        }
+        true
+    }
+
+    fn uncount_connection(&self, quota: Quota) {
+        match quota {
+            Quota::Node => self
+                .node_connections
+                .set(self.node_connections.get().saturating_sub(1)),
+            Quota::App(app) => {
+                let mut counts = self.app_connections.borrow_mut();
+                let count = &mut counts[app.0 as usize];
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Counts one HTTP API request of `app` against its
+    /// `max_api_requests_per_second`, on the app's owner shard.
+    pub async fn admit_api_request(&self, app: AppIdx) -> bool {
+        if self.apps.get(app).max_api_requests_per_second.is_none() {
+            return true;
+        }
+        let owner = self.owner_of(app);
+        if owner == self.id as usize {
+            return self.count_api_request(app);
+        }
+        matches!(
+            self.request(owner, Request::ApiRequest { app }).await,
+            Reply::Admitted(true)
+        )
+    }
+
+    fn count_api_request(&self, app: AppIdx) -> bool {
         let max = self
             .apps
             .get(app)
-            .limits
-            .max_connections
+            .max_api_requests_per_second
             .unwrap_or(u32::MAX);
-        let mut counts = self.app_connections.borrow_mut();
-        let count = &mut counts[app.0 as usize];
+        let now = self.now();
+        let mut windows = self.api_requests.borrow_mut();
+        let (second, count) = &mut windows[app.0 as usize];
+        if *second != now {
+            *second = now;
+            *count = 0;
+        }
         if *count >= max {
             false
         } else {
@@ -226,19 +365,15 @@ impl Shard {
         }
     }
 
-    fn uncount_connection(&self, app: AppIdx) {
-        let mut counts = self.app_connections.borrow_mut();
-        let count = &mut counts[app.0 as usize];
-        *count = count.saturating_sub(1);
-    }
-
     /// Handles one message from another shard (or posted to itself).
     fn handle_msg(&self, msg: ShardMsg) {
         match msg {
             ShardMsg::Request { from, id, body } => {
                 let reply = match body {
-                    Request::AdmitConnection { app } => Reply::Admitted(self.count_connection(app)),
+                    Request::Admit(quota) => Reply::Admitted(self.count_connection(quota)),
+                    Request::ApiRequest { app } => Reply::Admitted(self.count_api_request(app)),
                     Request::Query(ask) => Reply::Query(query::answer(self, &ask)),
+                    Request::Metrics => Reply::Metrics(self.snapshot()),
                 };
                 self.post(from as usize, ShardMsg::Reply { id, body: reply });
             }
@@ -250,7 +385,7 @@ impl Shard {
                     }
                 }
             }
-            ShardMsg::ConnectionClosed { app } => self.uncount_connection(app),
+            ShardMsg::Release(quota) => self.uncount_connection(quota),
             other => inbox::handle(self, other),
         }
     }
@@ -260,6 +395,7 @@ impl Shard {
         self: Rc<Self>,
         receivers: Vec<ConnectedReceiver<ShardMsg>>,
         listener: Listener,
+        metrics_listener: Option<Listener>,
         shutdown: Arc<AtomicBool>,
     ) {
         for rx in receivers {
@@ -271,13 +407,18 @@ impl Shard {
             });
         }
         let shard = self.clone();
-        spawn(async move { shard.accept_loop(listener).await });
+        spawn(async move { shard.accept_loop(listener, Site::Main).await });
+        if let Some(metrics) = metrics_listener {
+            let shard = self.clone();
+            spawn(async move { shard.accept_loop(metrics, Site::Metrics).await });
+        }
 
-        // The housekeeping tick: activity sweep once a second, shutdown flag
-        // checked every 100 ms.
+        // The housekeeping tick: held webhook events and the shutdown flag
+        // every 100 ms, activity sweep once a second.
         let mut last_sweep = 0;
         while !shutdown.load(Ordering::Relaxed) {
             sleep(Duration::from_millis(100)).await;
+            webhooks::release_held(&self, false);
             let now = self.now();
             if now != last_sweep {
                 last_sweep = now;
@@ -301,7 +442,7 @@ impl Shard {
         self.drain().await;
     }
 
-    async fn accept_loop(self: Rc<Self>, listener: Listener) {
+    async fn accept_loop(self: Rc<Self>, listener: Listener, site: Site) {
         loop {
             let accepted =
                 futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -313,7 +454,7 @@ impl Shard {
                 None => return, // dropping the listener stops accepting
                 Some(Ok(socket)) => {
                     let shard = self.clone();
-                    spawn(async move { crate::http::serve(shard, socket).await });
+                    spawn(async move { crate::http::serve(shard, socket, site).await });
                 }
                 Some(Err(e)) => {
                     log::warn!("shard {}: accept failed: {e}", self.id);
@@ -349,6 +490,8 @@ impl Shard {
             );
             sleep(Duration::from_millis(20)).await;
         }
+        // The server is going away: held vacated/removed events are true now.
+        webhooks::release_held(self, true);
         log::info!("shard {} drained", self.id);
     }
 }

@@ -38,19 +38,27 @@ pub async fn serve(
 ) {
     let admitted = match handshake::admit(&shard.apps, &upgrade) {
         Ok(_) if shard.draining.is_raised() => Err(ClientError::ShuttingDown),
-        Ok(app) => {
-            if shard.admit_connection(app).await {
-                Ok(app)
-            } else {
-                Err(ClientError::OverQuota)
-            }
-        }
+        Ok(app) => shard.admit_connection(app).await.map(|()| app),
         Err(e) => Err(e),
     };
     let response = handshake::accept_response(&upgrade.ws_key);
     let app = match admitted {
         Ok(app) => app,
-        Err(why) => return refuse(socket, response, why).await,
+        Err(why) => {
+            shard.counters.refused(why.code());
+            if !matches!(
+                why,
+                ClientError::ShuttingDown | ClientError::OverCapacity | ClientError::OverQuota
+            ) {
+                // Quota refusals are logged where they are decided.
+                log::warn!(
+                    "shard {}: connection refused ({}): {why}",
+                    shard.id,
+                    why.code()
+                );
+            }
+            return refuse(socket, response, why).await;
+        }
     };
     if socket.write_all(&response).await.is_err() {
         shard.release_connection(app);
@@ -186,14 +194,17 @@ impl ConnTask {
             }
             conn.out_bytes -= written;
             let mut done = conn.out_offset + written;
+            let mut frames = 0;
             while let Some(front) = conn.out.front() {
                 if done < front.len() {
                     break;
                 }
                 done -= front.len();
                 conn.out.pop_front();
+                frames += 1;
             }
             conn.out_offset = done;
+            self.shard.counters.sent(frames, written);
         }
         // Give the queue's memory back while the connection is idle.
         conn.out = Default::default();
@@ -209,6 +220,7 @@ impl ConnTask {
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Step::Done,
             Poll::Ready(Ok(_)) if self.write_closed => Step::Continue,
             Poll::Ready(Ok(n)) => {
+                shard.counters.read_bytes(n);
                 self.take_input_from(&mut scratch[..n]);
                 Step::Continue
             }
@@ -238,6 +250,7 @@ impl ConnTask {
                 Ok(None) => break,
                 Ok(Some((message, used))) => {
                     pos += used;
+                    self.shard.counters.message_in();
                     if !handle(&self.shard, self.key, message) {
                         pos = buf.len();
                         break;

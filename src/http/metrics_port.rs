@@ -1,0 +1,44 @@
+//! The metrics port: `GET /metrics` (Prometheus text, every shard's
+//! counters gathered over the mailboxes) and `GET /usage` (memory figures).
+//! It has its own listener, served by shard 0, so scraping never shares a
+//! port with clients and can be firewalled apart.
+
+use super::request::Head;
+use super::response::Response;
+use crate::errors::ApiError;
+use crate::metrics;
+use crate::runtime::Shard;
+
+/// Answers one request on the metrics port: (route label, response).
+pub async fn handle(shard: &Shard, head: &Head) -> (&'static str, Response) {
+    let route = match head.path.as_str() {
+        "/metrics" => "metrics",
+        "/usage" => "usage",
+        "/" => "health",
+        _ => {
+            let e = ApiError::NotFound(format!(
+                "no such path on the metrics port: {} (try /metrics or /usage)",
+                head.path
+            ));
+            return ("not_found", Response::error(&e));
+        }
+    };
+    if head.method != "GET" && head.method != "HEAD" {
+        let e = ApiError::MethodNotAllowed(format!("{} accepts GET only", head.path));
+        return (route, Response::error(&e));
+    }
+    let response = match route {
+        "metrics" => {
+            let shards = shard.gather_metrics().await;
+            let mut r = Response::text(
+                200,
+                &metrics::render(&shards, shard.webhook_stats.as_deref()),
+            );
+            r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+            r
+        }
+        "usage" => Response::json(200, metrics::usage_json()),
+        _ => Response::text(200, "OK"),
+    };
+    (route, response)
+}

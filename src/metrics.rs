@@ -1,0 +1,358 @@
+//! Counters for the Prometheus endpoint.
+//!
+//! Each shard owns one [`Counters`] (plain `Cell`s, touched only by its own
+//! thread). The metrics endpoint gathers a [`Snapshot`] from every shard
+//! over the mailboxes, like channel queries, and [`render`]s them per shard
+//! (label `shard`) and in total, with the process-wide webhook counters.
+
+use crate::webhooks::DeliveryStats;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+/// A shard's counters; only its own thread touches them.
+#[derive(Default)]
+pub struct Counters {
+    pub connections_opened: Cell<u64>,
+    /// Closed connections by the close code the server sent or echoed
+    /// (1006 when the socket just went away).
+    pub connections_closed: RefCell<BTreeMap<u16, u64>>,
+    /// Upgrades refused before the connection opened, by Pusher code.
+    pub connections_refused: RefCell<BTreeMap<u16, u64>>,
+    pub messages_in: Cell<u64>,
+    pub bytes_in: Cell<u64>,
+    pub messages_out: Cell<u64>,
+    pub bytes_out: Cell<u64>,
+    /// HTTP requests by (route, status).
+    pub http_requests: RefCell<BTreeMap<(&'static str, u16), u64>>,
+}
+
+fn bump(cell: &Cell<u64>, by: u64) {
+    cell.set(cell.get().wrapping_add(by));
+}
+
+impl Counters {
+    pub fn opened(&self) {
+        bump(&self.connections_opened, 1);
+    }
+
+    pub fn closed(&self, code: u16) {
+        *self
+            .connections_closed
+            .borrow_mut()
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    pub fn refused(&self, code: u16) {
+        *self
+            .connections_refused
+            .borrow_mut()
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    pub fn message_in(&self) {
+        bump(&self.messages_in, 1);
+    }
+
+    pub fn read_bytes(&self, bytes: usize) {
+        bump(&self.bytes_in, bytes as u64);
+    }
+
+    pub fn sent(&self, messages: usize, bytes: usize) {
+        bump(&self.messages_out, messages as u64);
+        bump(&self.bytes_out, bytes as u64);
+    }
+
+    pub fn http_request(&self, route: &'static str, status: u16) {
+        *self
+            .http_requests
+            .borrow_mut()
+            .entry((route, status))
+            .or_default() += 1;
+    }
+
+    /// A copy to send to the shard serving the metrics endpoint.
+    pub fn snapshot(&self, connections_current: u64, slow_consumer_closes: u64) -> Snapshot {
+        Snapshot {
+            connections_current,
+            connections_opened: self.connections_opened.get(),
+            connections_closed: self.connections_closed.borrow().clone(),
+            connections_refused: self.connections_refused.borrow().clone(),
+            messages_in: self.messages_in.get(),
+            bytes_in: self.bytes_in.get(),
+            messages_out: self.messages_out.get(),
+            bytes_out: self.bytes_out.get(),
+            http_requests: self.http_requests.borrow().clone(),
+            slow_consumer_closes,
+        }
+    }
+}
+
+/// One shard's counters at one moment; plain data that may cross cores.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub connections_current: u64,
+    pub connections_opened: u64,
+    pub connections_closed: BTreeMap<u16, u64>,
+    pub connections_refused: BTreeMap<u16, u64>,
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub messages_out: u64,
+    pub bytes_out: u64,
+    pub http_requests: BTreeMap<(&'static str, u16), u64>,
+    pub slow_consumer_closes: u64,
+}
+
+impl Snapshot {
+    fn add(&mut self, other: &Snapshot) {
+        self.connections_current += other.connections_current;
+        self.connections_opened += other.connections_opened;
+        for (k, v) in &other.connections_closed {
+            *self.connections_closed.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.connections_refused {
+            *self.connections_refused.entry(*k).or_default() += v;
+        }
+        self.messages_in += other.messages_in;
+        self.bytes_in += other.bytes_in;
+        self.messages_out += other.messages_out;
+        self.bytes_out += other.bytes_out;
+        for (k, v) in &other.http_requests {
+            *self.http_requests.entry(*k).or_default() += v;
+        }
+        self.slow_consumer_closes += other.slow_consumer_closes;
+    }
+}
+
+/// Reads one value of a [`Snapshot`].
+type Getter = fn(&Snapshot) -> u64;
+
+/// One metric family: its name, help, type and one line per labelled value.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP shardcast_{name} {help}");
+        let _ = writeln!(self.out, "# TYPE shardcast_{name} {kind}");
+    }
+
+    fn line(&mut self, name: &str, labels: &str, value: u64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "shardcast_{name} {value}");
+        } else {
+            let _ = writeln!(self.out, "shardcast_{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// The Prometheus text exposition: every shard's values (label `shard`)
+/// and the totals (without it).
+pub fn render(shards: &[Snapshot], webhooks: Option<&DeliveryStats>) -> String {
+    let mut total = Snapshot::default();
+    shards.iter().for_each(|s| total.add(s));
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    let rows: Vec<(String, &Snapshot)> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("shard=\"{i}\""), s))
+        .chain(std::iter::once((String::new(), &total)))
+        .collect();
+    let join = |a: &str, b: String| {
+        if a.is_empty() {
+            b
+        } else {
+            format!("{a},{b}")
+        }
+    };
+    let plain: [(&str, &str, &str, Getter); 8] = [
+        ("connections", "gauge", "Open WebSocket connections.", |s| {
+            s.connections_current
+        }),
+        (
+            "connections_opened_total",
+            "counter",
+            "WebSocket connections opened.",
+            |s| s.connections_opened,
+        ),
+        (
+            "messages_in_total",
+            "counter",
+            "WebSocket messages received from clients.",
+            |s| s.messages_in,
+        ),
+        (
+            "bytes_in_total",
+            "counter",
+            "Bytes received on WebSocket connections.",
+            |s| s.bytes_in,
+        ),
+        (
+            "messages_out_total",
+            "counter",
+            "WebSocket frames sent to clients.",
+            |s| s.messages_out,
+        ),
+        (
+            "bytes_out_total",
+            "counter",
+            "Bytes sent on WebSocket connections.",
+            |s| s.bytes_out,
+        ),
+        (
+            "slow_consumer_closes_total",
+            "counter",
+            "Connections closed with 4100 because their queue overflowed.",
+            |s| s.slow_consumer_closes,
+        ),
+        (
+            "connections_refused_all_total",
+            "counter",
+            "WebSocket upgrades refused, all codes.",
+            |s| s.connections_refused.values().sum(),
+        ),
+    ];
+    for (name, kind, help, get) in plain {
+        f.header(name, kind, help);
+        for (labels, s) in &rows {
+            f.line(name, labels, get(s));
+        }
+    }
+    f.header(
+        "connections_closed_total",
+        "counter",
+        "WebSocket connections closed, by close code.",
+    );
+    for (labels, s) in &rows {
+        for (code, n) in &s.connections_closed {
+            f.line(
+                "connections_closed_total",
+                &join(labels, format!("code=\"{code}\"")),
+                *n,
+            );
+        }
+    }
+    f.header(
+        "connections_refused_total",
+        "counter",
+        "WebSocket upgrades refused, by Pusher error code.",
+    );
+    for (labels, s) in &rows {
+        for (code, n) in &s.connections_refused {
+            f.line(
+                "connections_refused_total",
+                &join(labels, format!("code=\"{code}\"")),
+                *n,
+            );
+        }
+    }
+    f.header(
+        "http_requests_total",
+        "counter",
+        "HTTP requests, by route and status.",
+    );
+    for (labels, s) in &rows {
+        for ((route, status), n) in &s.http_requests {
+            f.line(
+                "http_requests_total",
+                &join(labels, format!("route=\"{route}\",status=\"{status}\"")),
+                *n,
+            );
+        }
+    }
+    if let Some(w) = webhooks {
+        let node: [(&str, &str, u64); 5] = [
+            (
+                "webhook_deliveries_total",
+                "Webhook requests answered with a 2xx.",
+                w.deliveries.load(Ordering::Relaxed),
+            ),
+            (
+                "webhook_retries_total",
+                "Webhook requests that failed and were retried.",
+                w.retries.load(Ordering::Relaxed),
+            ),
+            (
+                "webhook_failures_total",
+                "Webhook batches given up after retrying.",
+                w.failures.load(Ordering::Relaxed),
+            ),
+            (
+                "webhook_dropped_total",
+                "Webhook events dropped because the sender's queue was full.",
+                w.dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "webhook_pending_events",
+                "Webhook events not yet delivered.",
+                w.pending.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in node {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            f.header(name, kind, help);
+            f.line(name, "", value);
+        }
+    }
+    out
+}
+
+/// Memory figures of this process from `/proc/self/status`, as JSON for `/usage`.
+pub fn usage_json() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    format!(
+        "{{\"memory\":{{\"rss_bytes\":{},\"rss_peak_bytes\":{},\"virtual_bytes\":{},\"rss_anon_bytes\":{}}}}}",
+        kib("VmRSS:") * 1024,
+        kib("VmHWM:") * 1024,
+        kib("VmSize:") * 1024,
+        kib("RssAnon:") * 1024
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_per_shard_and_total() {
+        let a = Counters::default();
+        a.opened();
+        a.closed(1000);
+        a.http_request("events", 200);
+        let b = Counters::default();
+        b.opened();
+        b.message_in();
+        b.read_bytes(10);
+        let text = render(&[a.snapshot(0, 0), b.snapshot(1, 2)], None);
+        assert!(text.contains("shardcast_connections_opened_total{shard=\"0\"} 1\n"));
+        assert!(text.contains("shardcast_connections_opened_total 2\n"));
+        assert!(text.contains("shardcast_connections 1\n"));
+        assert!(text.contains("shardcast_connections_closed_total{shard=\"0\",code=\"1000\"} 1\n"));
+        assert!(text.contains("shardcast_http_requests_total{route=\"events\",status=\"200\"} 1\n"));
+        assert!(text.contains("shardcast_bytes_in_total{shard=\"1\"} 10\n"));
+        assert!(text.contains("shardcast_slow_consumer_closes_total 2\n"));
+    }
+
+    #[test]
+    fn usage_reports_rss() {
+        let json = usage_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(v["memory"]["rss_bytes"].as_u64().unwrap() > 0, "{json}");
+    }
+}
