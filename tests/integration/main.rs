@@ -1,6 +1,7 @@
 //! Integration tests: start the real `shardcast` binary and speak raw
 //! WebSocket and raw HTTP/1.1 bytes to it.
 
+mod receiver;
 mod support;
 
 mod broadcast;
@@ -9,3 +10,4 @@ mod framing;
 mod http_api;
 mod lifecycle;
 mod protocol;
+mod webhooks;
