@@ -9,5 +9,7 @@ mod connection;
 mod framing;
 mod http_api;
 mod lifecycle;
+mod limits;
+mod metrics;
 mod protocol;
 mod webhooks;
