@@ -253,6 +253,12 @@ impl Config {
             Some(true) => Some(server.metrics.port.unwrap_or(DEFAULT_METRICS_PORT)),
             _ => None,
         };
+        if metrics_port.is_some_and(|p| p != 0 && p == port) {
+            return Err(ConfigError::Invalid {
+                key: "server.metrics.port".into(),
+                why: format!("must differ from the main port {port}"),
+            });
+        }
         let log_level = match &server.log_level {
             Some(level) => Some(check_log_level(level)?),
             None => None,
@@ -805,6 +811,12 @@ mod tests {
         assert_eq!(c.metrics_port, Some(DEFAULT_METRICS_PORT));
         assert!(c.apps[0].webhook_kinds.contains(EventKind::MemberAdded));
         assert!(!c.apps[0].webhook_kinds.contains(EventKind::MemberRemoved));
+        let err = resolve(
+            Cli::default(),
+            Some("[server]\nport = 7000\n[server.metrics]\nenabled = true\nport = 7000\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("server.metrics.port"), "{err}");
         let err = resolve(Cli::default(), Some("[server]\nlog_level = \"loud\"\n")).unwrap_err();
         assert!(err.to_string().contains("server.log_level"), "{err}");
     }

@@ -30,12 +30,18 @@ fn node_connections_are_refused_exactly_at_the_limit() {
         if v["event"] == "pusher:connection_established" {
             break ws;
         }
-        assert!(Instant::now() < deadline, "the freed slot was not reusable: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "the freed slot was not reusable: {v}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     again.subscribe("after-refusals");
     assert!(!shards.is_empty());
-    assert!(server.log_text().contains("max_connections 3"), "the refusal is logged");
+    assert!(
+        server.log_text().contains("max_connections 3"),
+        "the refusal is logged"
+    );
 }
 
 #[test]
@@ -54,8 +60,16 @@ key = "free-key"
 secret = "free-secret"
 "#,
     );
-    let limited = Creds { id: "limited", key: "limited-key", secret: "limited-secret" };
-    let free = Creds { id: "free", key: "free-key", secret: "free-secret" };
+    let limited = Creds {
+        id: "limited",
+        key: "limited-key",
+        secret: "limited-secret",
+    };
+    let free = Creds {
+        id: "free",
+        key: "free-key",
+        secret: "free-secret",
+    };
     let event = json!({"name":"e","channel":"c","data":"{}"});
     let (mut ok, mut refused) = (0, 0);
     for _ in 0..20 {
@@ -70,12 +84,19 @@ secret = "free-secret"
             }
             s => panic!("unexpected status {s}: {}", r.text()),
         }
-        Http::connect(server.port).trigger(&free, &event).expect_ok_json();
+        Http::connect(server.port)
+            .trigger(&free, &event)
+            .expect_ok_json();
     }
     assert!(refused >= 5, "ok {ok}, refused {refused}");
-    assert!((5..=10).contains(&ok), "at most 5 per second (the burst may span two seconds): ok {ok}");
+    assert!(
+        (5..=10).contains(&ok),
+        "at most 5 per second (the burst may span two seconds): ok {ok}"
+    );
     std::thread::sleep(Duration::from_millis(1100));
-    Http::connect(server.port).trigger(&limited, &event).expect_ok_json();
+    Http::connect(server.port)
+        .trigger(&limited, &event)
+        .expect_ok_json();
 }
 
 #[test]
@@ -106,10 +127,18 @@ fn unfinished_request_heads_over_the_limit_get_503() {
         if r.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "still refused after the slow clients left: {}", r.text());
+        assert!(
+            Instant::now() < deadline,
+            "still refused after the slow clients left: {}",
+            r.text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"still-served","data":"1"}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"still-served","data":"1"}),
+    );
     ws.expect_event("e");
 }
 
@@ -129,10 +158,15 @@ fn a_head_that_takes_too_long_gets_408() {
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
     assert!(text.contains("Connection: close"), "{text}");
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
     // A connection that sends nothing at all is closed the same way.
     let mut silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut got = Vec::new();
     let _ = silent.read_to_end(&mut got);
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408 "));

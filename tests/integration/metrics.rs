@@ -17,7 +17,10 @@ pub fn metrics_port(server: &Server) -> u16 {
             let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
             return digits.parse().expect("metrics port");
         }
-        assert!(Instant::now() < deadline, "no `metrics on` line in the log:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no `metrics on` line in the log:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -26,13 +29,21 @@ pub fn metrics_port(server: &Server) -> u16 {
 pub fn scrape(port: u16) -> HashMap<String, u64> {
     let r = Http::connect(port).request("GET", "/metrics", b"");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.header("content-type").unwrap_or("").starts_with("text/plain"), "{r:?}");
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/plain"),
+        "{r:?}"
+    );
     r.text()
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
             let (name, value) = l.rsplit_once(' ').expect("`name value` line");
-            (name.to_string(), value.parse().unwrap_or_else(|_| panic!("value in {l:?}")))
+            (
+                name.to_string(),
+                value.parse().unwrap_or_else(|_| panic!("value in {l:?}")),
+            )
         })
         .collect()
 }
@@ -51,14 +62,21 @@ fn counters_move_with_a_scenario_per_shard_and_in_total() {
     let mport = metrics_port(&server);
     let before = scrape(mport);
     assert_eq!(get(&before, "shardcast_connections"), 0);
-    assert_eq!(get(&before, "shardcast_connections_opened_total{shard=\"0\"}"), 0);
+    assert_eq!(
+        get(&before, "shardcast_connections_opened_total{shard=\"0\"}"),
+        0
+    );
 
     let mut conns = connect_spread(server.port, 1);
     for ws in conns.iter_mut() {
         ws.subscribe("metered");
         ws.ping();
     }
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"metered","data":"x".repeat(100)}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"metered","data":"x".repeat(100)}),
+    );
     for ws in conns.iter_mut() {
         ws.expect_event("e");
     }
@@ -84,22 +102,46 @@ fn counters_move_with_a_scenario_per_shard_and_in_total() {
     assert!(get(&m, "shardcast_bytes_out_total") >= 200, "{m:?}");
     assert_eq!(
         get(&m, "shardcast_messages_in_total"),
-        get(&m, "shardcast_messages_in_total{shard=\"0\"}") + get(&m, "shardcast_messages_in_total{shard=\"1\"}")
+        get(&m, "shardcast_messages_in_total{shard=\"0\"}")
+            + get(&m, "shardcast_messages_in_total{shard=\"1\"}")
     );
-    assert_eq!(get(&m, "shardcast_http_requests_total{route=\"events\",status=\"200\"}"), 1);
-    assert_eq!(get(&m, "shardcast_http_requests_total{route=\"events\",status=\"401\"}"), 1);
+    assert_eq!(
+        get(
+            &m,
+            "shardcast_http_requests_total{route=\"events\",status=\"200\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        get(
+            &m,
+            "shardcast_http_requests_total{route=\"events\",status=\"401\"}"
+        ),
+        1
+    );
     assert_eq!(get(&m, "shardcast_slow_consumer_closes_total"), 0);
     // The scrapes themselves are counted (on shard 0, which serves the port).
-    assert!(get(&m, "shardcast_http_requests_total{shard=\"0\",route=\"metrics\",status=\"200\"}") >= 1);
+    assert!(
+        get(
+            &m,
+            "shardcast_http_requests_total{shard=\"0\",route=\"metrics\",status=\"200\"}"
+        ) >= 1
+    );
 
     let usage = Http::connect(mport).request("GET", "/usage", b"");
     assert_eq!(usage.status, 200);
-    let rss = usage.json()["memory"]["rss_bytes"].as_u64().expect("rss_bytes");
+    let rss = usage.json()["memory"]["rss_bytes"]
+        .as_u64()
+        .expect("rss_bytes");
     assert!(rss > 1024 * 1024, "rss {rss}");
 
-    Http::connect(mport).request("GET", "/nope", b"").expect_error(404);
+    Http::connect(mport)
+        .request("GET", "/nope", b"")
+        .expect_error(404);
     // The main port does not serve metrics.
-    Http::connect(server.port).request("GET", "/metrics", b"").expect_error(404);
+    Http::connect(server.port)
+        .request("GET", "/metrics", b"")
+        .expect_error(404);
     match Ws::upgrade(mport, &app_path("app-key")) {
         Err(_) => {}
         Ok(_) => panic!("the metrics port must not accept WebSocket clients"),
@@ -112,7 +154,10 @@ fn refused_connections_are_counted_by_code() {
     let mport = metrics_port(&server);
     expect_refused(server.port, &app_path("no-such-key"), 4001);
     let m = scrape(mport);
-    assert_eq!(get(&m, "shardcast_connections_refused_total{code=\"4001\"}"), 1);
+    assert_eq!(
+        get(&m, "shardcast_connections_refused_total{code=\"4001\"}"),
+        1
+    );
     assert_eq!(get(&m, "shardcast_connections_opened_total"), 0);
 }
 

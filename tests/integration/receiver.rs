@@ -34,26 +34,44 @@ impl Delivery {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("webhook body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "webhook body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     /// The `events` array of the body.
     pub fn events(&self) -> Vec<Value> {
-        self.json()["events"].as_array().cloned().unwrap_or_default()
+        self.json()["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Asserts the Pusher webhook headers and a valid signature for `key` / `secret`.
     pub fn assert_signed(&self, key: &str, secret: &str) {
         assert_eq!(self.method, "POST");
         assert_eq!(self.header("x-pusher-key"), Some(key), "{self:?}");
-        assert_eq!(self.header("content-type"), Some("application/json"), "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(&self.body);
         let expected = hex::encode(mac.finalize().into_bytes());
-        assert_eq!(self.header("x-pusher-signature"), Some(expected.as_str()), "bad signature: {self:?}");
+        assert_eq!(
+            self.header("x-pusher-signature"),
+            Some(expected.as_str()),
+            "bad signature: {self:?}"
+        );
         let v = self.json();
-        assert!(v["time_ms"].as_u64().is_some_and(|t| t > 1_600_000_000_000), "time_ms: {v}");
+        assert!(
+            v["time_ms"].as_u64().is_some_and(|t| t > 1_600_000_000_000),
+            "time_ms: {v}"
+        );
     }
 }
 
@@ -116,7 +134,10 @@ impl Receiver {
                 return events;
             }
             if Instant::now() > deadline {
-                panic!("expected {n} webhook events within {timeout:?}, got {}: {events:?}", events.len());
+                panic!(
+                    "expected {n} webhook events within {timeout:?}, got {}: {events:?}",
+                    events.len()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -130,7 +151,10 @@ impl Receiver {
                 return e;
             }
             if Instant::now() > deadline {
-                panic!("no webhook event {what} within {timeout:?}; got {:?}", self.events());
+                panic!(
+                    "no webhook event {what} within {timeout:?}; got {:?}",
+                    self.events()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -188,10 +212,19 @@ fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         let status = {
             let mut s = state.lock().unwrap();
             let status = s.script.pop_front().unwrap_or(200);
-            s.deliveries.push(Delivery { method, path, headers, body, status, at: Instant::now() });
+            s.deliveries.push(Delivery {
+                method,
+                path,
+                headers,
+                body,
+                status,
+                at: Instant::now(),
+            });
             status
         };
-        let response = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok");
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+        );
         if stream.write_all(response.as_bytes()).is_err() {
             return;
         }

@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "hook-key";
 const SECRET: &str = "hook-secret";
-const CREDS: Creds = Creds { id: "hook-app", key: KEY, secret: SECRET };
+const CREDS: Creds = Creds {
+    id: "hook-app",
+    key: KEY,
+    secret: SECRET,
+};
 const ALL: &str = r#"["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event", "cache_miss"]"#;
 const LONG: Duration = Duration::from_secs(8);
 
@@ -51,7 +55,13 @@ fn subscribe_presence(ws: &mut Ws, channel: &str, user: &str) {
             assert_eq!(v["channel"], channel, "{v}");
             return;
         }
-        assert!(v["event"].as_str().unwrap_or("").starts_with("pusher_internal:member"), "{v}");
+        assert!(
+            v["event"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("pusher_internal:member"),
+            "{v}"
+        );
     }
 }
 
@@ -65,17 +75,28 @@ fn expect_no_more(receiver: &Receiver, n: usize, ms: u64) {
 #[test]
 fn every_event_kind_arrives_signed() {
     let receiver = Receiver::start();
-    let server = Server::start_with(&config("delay_ms = 200", &hook(&receiver.url("/hooks"), ALL, "")));
+    let server = Server::start_with(&config(
+        "delay_ms = 200",
+        &hook(&receiver.url("/hooks"), ALL, ""),
+    ));
     let mut a = connect(server.port);
     let mut b = connect(server.port);
 
     a.subscribe("news");
-    receiver.wait_for("channel_occupied news", LONG, is("channel_occupied", "news"));
+    receiver.wait_for(
+        "channel_occupied news",
+        LONG,
+        is("channel_occupied", "news"),
+    );
 
     subscribe_presence(&mut a, "presence-room", "alice");
     let added = receiver.wait_for("member_added", LONG, is("member_added", "presence-room"));
     assert_eq!(added["user_id"], "alice", "{added}");
-    receiver.wait_for("channel_occupied presence-room", LONG, is("channel_occupied", "presence-room"));
+    receiver.wait_for(
+        "channel_occupied presence-room",
+        LONG,
+        is("channel_occupied", "presence-room"),
+    );
 
     subscribe_private(&mut a, "private-chat");
     subscribe_private(&mut b, "private-chat");
@@ -85,13 +106,20 @@ fn every_event_kind_arrives_signed() {
     assert_eq!(ev["event"], "client-typing", "{ev}");
     assert_eq!(ev["data"], r#"{"who":"a"}"#, "data is the JSON text: {ev}");
     assert_eq!(ev["socket_id"], a.socket_id.as_str(), "{ev}");
-    assert!(ev.get("user_id").is_none(), "no user_id on private channels: {ev}");
+    assert!(
+        ev.get("user_id").is_none(),
+        "no user_id on private channels: {ev}"
+    );
 
     // On a presence channel the client event names the sender's user.
     subscribe_presence(&mut b, "presence-room", "bob");
     a.expect_event("pusher_internal:member_added");
     a.send_json(&json!({"event":"client-hi","channel":"presence-room","data":"hello"}));
-    let ev = receiver.wait_for("client_event on presence", LONG, is("client_event", "presence-room"));
+    let ev = receiver.wait_for(
+        "client_event on presence",
+        LONG,
+        is("client_event", "presence-room"),
+    );
     assert_eq!(ev["user_id"], "alice", "{ev}");
     assert_eq!(ev["data"], "hello", "a string is sent as is: {ev}");
 
@@ -103,7 +131,11 @@ fn every_event_kind_arrives_signed() {
     a.unsubscribe("news");
     receiver.wait_for("channel_vacated news", LONG, is("channel_vacated", "news"));
     b.unsubscribe("presence-room");
-    let removed = receiver.wait_for("member_removed", LONG, is("member_removed", "presence-room"));
+    let removed = receiver.wait_for(
+        "member_removed",
+        LONG,
+        is("member_removed", "presence-room"),
+    );
     assert_eq!(removed["user_id"], "bob", "{removed}");
 
     let deliveries = receiver.deliveries();
@@ -127,7 +159,9 @@ fn events_close_in_time_are_batched_up_to_batch_max() {
         burst.extend(encode_frame(
             true,
             OP_TEXT,
-            json!({"event":"pusher:subscribe","data":{"channel":format!("b-{i}")}}).to_string().as_bytes(),
+            json!({"event":"pusher:subscribe","data":{"channel":format!("b-{i}")}})
+                .to_string()
+                .as_bytes(),
             true,
         ));
     }
@@ -136,8 +170,16 @@ fn events_close_in_time_are_batched_up_to_batch_max() {
         ws.expect_event("pusher_internal:subscription_succeeded");
     }
     receiver.wait_events(5, LONG);
-    let sizes: Vec<usize> = receiver.deliveries().iter().map(|d| d.events().len()).collect();
-    assert_eq!(sizes, vec![3, 2], "5 events close together with batch_max 3");
+    let sizes: Vec<usize> = receiver
+        .deliveries()
+        .iter()
+        .map(|d| d.events().len())
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![3, 2],
+        "5 events close together with batch_max 3"
+    );
     for d in receiver.deliveries() {
         d.assert_signed(KEY, SECRET);
     }
@@ -157,31 +199,52 @@ fn failed_deliveries_are_retried_in_order() {
     std::thread::sleep(Duration::from_millis(200));
     ws.subscribe("second");
     let events = receiver.wait_events(2, Duration::from_secs(12));
-    let names: Vec<&str> = events.iter().map(|e| e["channel"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["first", "second"], "in order, after the retries");
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["first", "second"],
+        "in order, after the retries"
+    );
     let d = receiver.deliveries();
     let statuses: Vec<u16> = d.iter().map(|d| d.status).collect();
     assert_eq!(statuses, vec![500, 500, 200, 200], "{d:?}");
     // The same signed body is retried, with backoff (1 s, then 2 s).
     assert_eq!(d[0].body, d[1].body);
     assert_eq!(d[1].body, d[2].body);
-    assert!(d[1].at - d[0].at >= Duration::from_millis(900), "{:?}", d[1].at - d[0].at);
-    assert!(d[2].at - d[1].at >= Duration::from_millis(1900), "{:?}", d[2].at - d[1].at);
+    assert!(
+        d[1].at - d[0].at >= Duration::from_millis(900),
+        "{:?}",
+        d[1].at - d[0].at
+    );
+    assert!(
+        d[2].at - d[1].at >= Duration::from_millis(1900),
+        "{:?}",
+        d[2].at - d[1].at
+    );
     for d in &d {
         d.assert_signed(KEY, SECRET);
     }
-    assert!(server.log_text().contains("answered 500"), "the failure is logged");
+    assert!(
+        server.log_text().contains("answered 500"),
+        "the failure is logged"
+    );
 }
 
 #[test]
 fn a_quick_return_suppresses_vacated_and_removed() {
     let receiver = Receiver::start();
-    let server = Server::start_with(&config("delay_ms = 1000", &hook(&receiver.url("/"), ALL, "")));
+    let server = Server::start_with(&config(
+        "delay_ms = 1000",
+        &hook(&receiver.url("/"), ALL, ""),
+    ));
     let mut ws = connect(server.port);
     ws.subscribe("blink");
     subscribe_presence(&mut ws, "presence-blink", "u1");
     receiver.wait_events(3, LONG); // occupied ×2, member_added
-    // Leave and come back within the delay: nothing to report.
+                                   // Leave and come back within the delay: nothing to report.
     ws.unsubscribe("blink");
     ws.unsubscribe("presence-blink");
     ws.subscribe("blink");
@@ -192,12 +255,24 @@ fn a_quick_return_suppresses_vacated_and_removed() {
     ws.unsubscribe("blink");
     ws.unsubscribe("presence-blink");
     receiver.wait_for("vacated", LONG, is("channel_vacated", "blink"));
-    assert!(left.elapsed() >= Duration::from_millis(900), "sent before the delay: {:?}", left.elapsed());
+    assert!(
+        left.elapsed() >= Duration::from_millis(900),
+        "sent before the delay: {:?}",
+        left.elapsed()
+    );
     receiver.wait_for("removed", LONG, is("member_removed", "presence-blink"));
-    receiver.wait_for("vacated presence", LONG, is("channel_vacated", "presence-blink"));
+    receiver.wait_for(
+        "vacated presence",
+        LONG,
+        is("channel_vacated", "presence-blink"),
+    );
     let events = receiver.events();
     assert_eq!(count(&events, "channel_occupied", "blink"), 1, "{events:?}");
-    assert_eq!(count(&events, "member_added", "presence-blink"), 1, "{events:?}");
+    assert_eq!(
+        count(&events, "member_added", "presence-blink"),
+        1,
+        "{events:?}"
+    );
     expect_no_more(&receiver, 6, 300);
 }
 
@@ -206,7 +281,11 @@ fn members_are_reported_once_per_user_with_sockets_on_both_shards() {
     let receiver = Receiver::start();
     let server = Server::start_with(&config(
         "delay_ms = 100",
-        &hook(&receiver.url("/"), r#"["member_added", "member_removed"]"#, ""),
+        &hook(
+            &receiver.url("/"),
+            r#"["member_added", "member_removed"]"#,
+            "",
+        ),
     ));
     // One connection on each shard (connect_spread uses the dev app key).
     let mut on: [Vec<Ws>; 2] = [Vec::new(), Vec::new()];
@@ -227,10 +306,18 @@ fn members_are_reported_once_per_user_with_sockets_on_both_shards() {
     a.unsubscribe("presence-both");
     expect_no_more(&receiver, 1, 500);
     b.shutdown(); // the last socket goes away without a close handshake
-    let removed = receiver.wait_for("member_removed", LONG, is("member_removed", "presence-both"));
+    let removed = receiver.wait_for(
+        "member_removed",
+        LONG,
+        is("member_removed", "presence-both"),
+    );
     assert_eq!(removed["user_id"], "same-user");
     let events = receiver.events();
-    assert_eq!(count(&events, "member_added", "presence-both"), 1, "{events:?}");
+    assert_eq!(
+        count(&events, "member_added", "presence-both"),
+        1,
+        "{events:?}"
+    );
     expect_no_more(&receiver, 2, 400);
 }
 
@@ -240,8 +327,16 @@ fn filters_event_types_and_headers_are_respected() {
     let eu = Receiver::start();
     let hooks = format!(
         "{}{}",
-        hook(&news.url("/news"), r#"["channel_occupied"]"#, "filter = { prefix = \"news-\" }\nheaders = { X-Custom = \"yes\" }"),
-        hook(&eu.url("/eu"), r#"["channel_vacated"]"#, "filter = { suffix = \"-eu\" }"),
+        hook(
+            &news.url("/news"),
+            r#"["channel_occupied"]"#,
+            "filter = { prefix = \"news-\" }\nheaders = { X-Custom = \"yes\" }"
+        ),
+        hook(
+            &eu.url("/eu"),
+            r#"["channel_vacated"]"#,
+            "filter = { suffix = \"-eu\" }"
+        ),
     );
     let server = Server::start_with(&config("delay_ms = 0", &hooks));
     let mut ws = connect(server.port);
@@ -256,14 +351,29 @@ fn filters_event_types_and_headers_are_respected() {
     let got_eu = eu.wait_events(2, LONG);
     std::thread::sleep(Duration::from_millis(300));
     let names = |events: Vec<Value>| {
-        let mut v: Vec<String> = events.iter().map(|e| format!("{} {}", e["name"], e["channel"])).collect();
+        let mut v: Vec<String> = events
+            .iter()
+            .map(|e| format!("{} {}", e["name"], e["channel"]))
+            .collect();
         v.sort();
         v
     };
     assert_eq!(names(news.events()), names(got.clone()));
-    assert_eq!(names(got), vec![r#""channel_occupied" "news-1""#, r#""channel_occupied" "news-eu""#]);
+    assert_eq!(
+        names(got),
+        vec![
+            r#""channel_occupied" "news-1""#,
+            r#""channel_occupied" "news-eu""#
+        ]
+    );
     assert_eq!(names(eu.events()), names(got_eu.clone()));
-    assert_eq!(names(got_eu), vec![r#""channel_vacated" "news-eu""#, r#""channel_vacated" "sport-eu""#]);
+    assert_eq!(
+        names(got_eu),
+        vec![
+            r#""channel_vacated" "news-eu""#,
+            r#""channel_vacated" "sport-eu""#
+        ]
+    );
     for d in news.deliveries() {
         assert_eq!(d.header("x-custom"), Some("yes"));
         d.assert_signed(KEY, SECRET);
@@ -285,7 +395,9 @@ fn undelivered_events_are_counted_at_shutdown() {
         assert!(Instant::now() < deadline, "no delivery attempt");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = server.stop_gracefully(Duration::from_secs(8)).expect("exits");
+    let status = server
+        .stop_gracefully(Duration::from_secs(8))
+        .expect("exits");
     assert!(status.success(), "{status}");
     std::thread::sleep(Duration::from_millis(100));
     let log = server.log_text();
