@@ -183,3 +183,61 @@ fn webhook_deliveries_and_retries_are_counted() {
     assert_eq!(get(&m, "shardcast_webhook_failures_total"), 0);
     assert_eq!(get(&m, "shardcast_webhook_pending_events"), 0);
 }
+
+#[test]
+fn slow_consumer_closes_are_counted() {
+    let server = Server::start_with(
+        "[server.metrics]\nenabled = true\nport = 0\n[server.limits]\nmax_write_queue_kb = 64\n",
+    );
+    let mport = metrics_port(&server);
+    let mut slow = Ws::connect_small_rcvbuf(server.port, 8 * 1024);
+    slow.subscribe("firehose");
+    // More than the kernel buffers can absorb for a client that never reads.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+        .unwrap_or(4 * 1024 * 1024);
+    const SIZE: usize = 16 * 1024;
+    let data = "x".repeat(SIZE);
+    let mut http = Http::connect(server.port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0;
+    loop {
+        http.trigger(
+            &DEV,
+            &json!({"name":"big","channel":"firehose","data":data}),
+        )
+        .expect_ok_json();
+        sent += SIZE;
+        if sent > wmem_max + 2 * 1024 * 1024 || Instant::now() > deadline {
+            break;
+        }
+        if sent % (256 * SIZE) == 0
+            && get(&scrape(mport), "shardcast_slow_consumer_closes_total") > 0
+        {
+            break;
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while get(&scrape(mport), "shardcast_slow_consumer_closes_total") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no slow consumer close after {sent} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    slow.shutdown();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = scrape(mport);
+        if m.get("shardcast_connections_closed_total{code=\"4100\"}") == Some(&1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "close 4100 not counted: {m:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server.log_text().contains("slow consumer closed"),
+        "the close is logged"
+    );
+}
