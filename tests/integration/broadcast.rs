@@ -1,5 +1,5 @@
 //! 8. Broadcast across shards, `socket_id` exclusion, several channels,
-//!    batches, and per-connection ordering.
+//! batches, and per-connection ordering.
 
 use crate::support::*;
 use serde_json::json;

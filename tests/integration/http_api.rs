@@ -1,5 +1,5 @@
 //! 7. The HTTP API over raw HTTP/1.1: signatures, statuses, JSON errors,
-//!    keep-alive and pipelining.
+//! keep-alive and pipelining.
 
 use crate::support::*;
 use serde_json::json;
