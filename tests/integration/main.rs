@@ -4,8 +4,14 @@
 mod support;
 
 mod broadcast;
+mod cache;
+mod client_events;
 mod connection;
 mod framing;
 mod http_api;
 mod lifecycle;
+mod presence;
+mod private;
 mod protocol;
+mod queries;
+mod signin;
