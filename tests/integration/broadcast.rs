@@ -1,4 +1,4 @@
-//! 8. Broadcast across shards, `socket_id` exclusion, several channels,
+//! Broadcast across shards, `socket_id` exclusion, several channels,
 //! batches, and per-connection ordering.
 
 use crate::support::*;

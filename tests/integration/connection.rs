@@ -1,4 +1,4 @@
-//! 1. Connection established; 2. refused connections and their close codes.
+//! Connection established, and refused connections with their close codes.
 
 use crate::support::*;
 use std::collections::HashSet;

@@ -1,4 +1,4 @@
-//! 6. WebSocket framing (RFC 6455) on raw TCP with hand-encoded frames.
+//! WebSocket framing (RFC 6455) on raw TCP with hand-encoded frames.
 
 use crate::support::*;
 use std::time::Duration;
@@ -15,7 +15,7 @@ fn handshake_by_hand_and_a_masked_text_frame() {
     ws.expect_event("pusher:pong");
     // A 16-bit and a 64-bit length header are read as well.
     let mut padded = br#"{"event":"pusher:ping","data":{"pad":""#.to_vec();
-    padded.extend(std::iter::repeat(b'x').take(300));
+    padded.extend(std::iter::repeat_n(b'x', 300));
     padded.extend_from_slice(b"\"}}");
     ws.send_raw(&encode_frame(true, OP_TEXT, &padded, true));
     ws.expect_event("pusher:pong");

@@ -1,4 +1,4 @@
-//! 7. The HTTP API over raw HTTP/1.1: signatures, statuses, JSON errors,
+//! The HTTP API over raw HTTP/1.1: signatures, statuses, JSON errors,
 //! keep-alive and pipelining.
 
 use crate::support::*;

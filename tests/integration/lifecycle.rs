@@ -1,5 +1,5 @@
-//! 3 (server side). Activity pings and the 4201 pong timeout;
-//! 9. graceful shutdown (4200); 10. slow consumers.
+//! Server-side activity pings and the 4201 pong timeout, graceful shutdown
+//! (4200), and slow consumers (4100).
 
 use crate::support::*;
 use serde_json::json;

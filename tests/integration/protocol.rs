@@ -1,5 +1,5 @@
-//! 3 (client side). `pusher:ping`; 4. subscribe / unsubscribe;
-//! 5. malformed and unknown messages.
+//! Client `pusher:ping`, subscribe / unsubscribe, and malformed or unknown
+//! messages.
 
 use crate::support::*;
 use serde_json::json;
