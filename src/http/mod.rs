@@ -10,6 +10,6 @@ mod response;
 mod server;
 mod trigger;
 
-pub use request::{parse_query, percent_decode};
+pub use request::{parse_head, parse_query, percent_decode, Head};
 pub use server::{serve, Site};
 pub use trigger::{parse_batch, parse_event, TriggerEvent};

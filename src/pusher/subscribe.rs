@@ -91,11 +91,14 @@ pub fn subscribe(
                     },
                 );
             } else {
-                add_local(shard, key, app, channel);
+                let (_, added) = add_local(shard, key, app, channel);
                 shard
                     .conns
                     .borrow_mut()
                     .reply(key, &messages::subscription_succeeded(channel));
+                if added {
+                    report_count(shard, app, channel, 1);
+                }
             }
         }
     }
@@ -179,16 +182,18 @@ fn reply_refusal(
     );
 }
 
-/// Adds the connection to the local channel table; reports the count change.
-fn add_local(shard: &Shard, key: ConnKey, app: AppIdx, channel: &str) -> ChannelId {
+/// Adds the connection to the local channel table. Returns the channel and
+/// whether the connection is new on it; the caller reports the count change
+/// *after* queueing `subscription_succeeded`, so the subscriber never sees a
+/// count for a channel it has not yet joined.
+fn add_local(shard: &Shard, key: ConnKey, app: AppIdx, channel: &str) -> (ChannelId, bool) {
     let (id, added) = shard.channels.borrow_mut().subscribe(app, channel, key);
     if added {
         if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
             conn.subs.push(id);
         }
-        report_count(shard, app, channel, 1);
     }
-    id
+    (id, added)
 }
 
 /// Tells the channel's owner about a subscription count change, when the
@@ -251,7 +256,7 @@ pub fn on_joined(
     if let Some(r) = outcome.refused {
         return reply_refusal(shard, key, &channel, r.kind, &r.message, r.status);
     }
-    let id = add_local(shard, key, app, &channel);
+    let (id, added) = add_local(shard, key, app, &channel);
     let mut conns = shard.conns.borrow_mut();
     match outcome.presence {
         Some((member, snapshot)) => {
@@ -271,6 +276,10 @@ pub fn on_joined(
         Some(Some(frame)) => conns.reply(key, &frame),
         Some(None) => conns.reply(key, &messages::cache_miss(&channel)),
         None => {}
+    }
+    drop(conns);
+    if added {
+        report_count(shard, app, &channel, 1);
     }
 }
 

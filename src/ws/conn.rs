@@ -72,6 +72,7 @@ pub async fn serve(
         partial: Vec::new(),
         decoder: Decoder::default(),
         write_closed: false,
+        peer_closed: false,
     };
     if !leftover.is_empty() {
         task.take_input(leftover.len(), Some(leftover));
@@ -104,6 +105,9 @@ struct ConnTask {
     decoder: Decoder,
     /// The close frame went out and FIN was sent; only waiting for the peer.
     write_closed: bool,
+    /// The client's close frame arrived: once our queue (with the echo or
+    /// our own close frame) is written, the close handshake is complete.
+    peer_closed: bool,
 }
 
 enum Step {
@@ -136,6 +140,9 @@ impl Future for ConnTask {
             if !this.write_closed && this.closing_and_flushed() {
                 this.socket.shutdown_write();
                 this.write_closed = true;
+            }
+            if this.write_closed && this.peer_closed {
+                return Poll::Ready(());
             }
             match this.read(cx) {
                 Step::Continue => {}
@@ -218,7 +225,7 @@ impl ConnTask {
         match self.socket.poll_read(cx, &mut scratch) {
             Poll::Pending => Step::Pending,
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Step::Done,
-            Poll::Ready(Ok(_)) if self.write_closed => Step::Continue,
+            Poll::Ready(Ok(_)) if self.peer_closed => Step::Continue,
             Poll::Ready(Ok(n)) => {
                 shard.counters.read_bytes(n);
                 self.take_input_from(&mut scratch[..n]);
@@ -251,7 +258,8 @@ impl ConnTask {
                 Ok(Some((message, used))) => {
                     pos += used;
                     self.shard.counters.message_in();
-                    if !handle(&self.shard, self.key, message) {
+                    if handle(&self.shard, self.key, message) {
+                        self.peer_closed = true;
                         pos = buf.len();
                         break;
                     }
@@ -273,7 +281,8 @@ impl ConnTask {
     }
 }
 
-/// Handles one decoded message; false when the connection stops reading.
+/// Handles one decoded message; true when it was the client's close frame.
+/// Once the connection is closing, other messages are read and ignored.
 fn handle(shard: &Shard, key: ConnKey, message: Inbound<'_>) -> bool {
     let now = shard.now();
     let open = {
@@ -281,19 +290,21 @@ fn handle(shard: &Shard, key: ConnKey, message: Inbound<'_>) -> bool {
         conns.touch(key, now);
         conns.get(key).is_some_and(|c| c.phase == Phase::Open)
     };
-    if !open {
-        return false;
-    }
     match message {
+        Inbound::Close(code) => {
+            // Echo the client's code (RFC 6455 5.5.1) unless we closed first.
+            if open {
+                shard
+                    .conns
+                    .borrow_mut()
+                    .close_ws(key, code.unwrap_or(1000), "", now);
+            }
+            return true;
+        }
+        _ if !open => {}
         Inbound::Text(text) => session::handle_text(shard, key, text),
         Inbound::Ping(payload) => shard.conns.borrow_mut().reply(key, &Frame::pong(payload)),
         Inbound::Pong | Inbound::Fragment => {}
-        Inbound::Close(code) => {
-            // Echo the client's code (RFC 6455 5.5.1), then finish the close.
-            let code = code.unwrap_or(1000);
-            shard.conns.borrow_mut().close_ws(key, code, "", now);
-            return false;
-        }
     }
-    true
+    false
 }

@@ -1,4 +1,4 @@
-//! 8. Broadcast across shards, `socket_id` exclusion, several channels,
+//! Broadcast across shards, `socket_id` exclusion, several channels,
 //! batches, and per-connection ordering.
 
 use crate::support::*;
@@ -26,12 +26,20 @@ fn event_reaches_subscribers_on_both_shards_exactly() {
         ws.subscribe("unrelated");
     }
     let data = "{\"message\":\"hello \\\"world\\\"\",\"n\":[1,2]}\n\té";
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"c","data":data}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"c","data":data}),
+    );
     for ws in subs.iter_mut() {
         ws.expect_text(&event_text("e", "c", data));
     }
     // Object data is sent as its JSON text.
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"c","data":{"a":1}}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"c","data":{"a":1}}),
+    );
     for ws in subs.iter_mut() {
         ws.expect_text(r#"{"event":"e","channel":"c","data":"{\"a\":1}"}"#);
     }
@@ -58,8 +66,11 @@ fn socket_id_excludes_exactly_one_subscriber_on_either_shard() {
         for (i, id) in ids.iter().enumerate() {
             let mut http = Http::connect(server.port);
             let data = format!("ex-{round}-{i}");
-            http.trigger(&DEV, &json!({"name":"e","channel":"c","data":data,"socket_id":id}))
-                .expect_ok_json();
+            http.trigger(
+                &DEV,
+                &json!({"name":"e","channel":"c","data":data,"socket_id":id}),
+            )
+            .expect_ok_json();
             let m = marker(&mut http, "c", &data);
             for (j, ws) in subs.iter_mut().enumerate() {
                 if j != i {
@@ -71,8 +82,11 @@ fn socket_id_excludes_exactly_one_subscriber_on_either_shard() {
     }
     // The excluded one gets nothing within 300 ms (nothing else is pending).
     let mut http = Http::connect(server.port);
-    http.trigger(&DEV, &json!({"name":"e","channel":"c","data":"last","socket_id":ids[4]}))
-        .expect_ok_json();
+    http.trigger(
+        &DEV,
+        &json!({"name":"e","channel":"c","data":"last","socket_id":ids[4]}),
+    )
+    .expect_ok_json();
     for (j, ws) in subs.iter_mut().enumerate() {
         if j != 4 {
             ws.expect_text(&event_text("e", "c", "last"));
@@ -80,8 +94,11 @@ fn socket_id_excludes_exactly_one_subscriber_on_either_shard() {
     }
     subs[4].expect_silence(300);
     // A well-formed socket id that is nobody's excludes nobody.
-    http.trigger(&DEV, &json!({"name":"e","channel":"c","data":"all","socket_id":"1.1"}))
-        .expect_ok_json();
+    http.trigger(
+        &DEV,
+        &json!({"name":"e","channel":"c","data":"all","socket_id":"1.1"}),
+    )
+    .expect_ok_json();
     for ws in subs.iter_mut() {
         ws.expect_text(&event_text("e", "c", "all"));
     }
@@ -99,7 +116,11 @@ fn socket_id_of_a_closed_connection_does_not_exclude_its_slot_successor() {
         assert_ne!(ws.socket_id, old_id);
         ws.subscribe("c");
     }
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"c","data":"x","socket_id":old_id}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"c","data":"x","socket_id":old_id}),
+    );
     for ws in subs.iter_mut() {
         ws.expect_text(&event_text("e", "c", "x"));
     }
@@ -123,10 +144,16 @@ fn trigger_to_several_channels_with_exclusion() {
         let mut http = Http::connect(server.port);
         let id = conns[excluded].socket_id.clone();
         let data = format!("multi-{excluded}");
-        http.trigger(&DEV, &json!({"name":"e","channels":["a","b"],"data":data,"socket_id":id}))
-            .expect_ok_json();
-        http.trigger(&DEV, &json!({"name":"marker","channels":["a","b"],"data":"m"}))
-            .expect_ok_json();
+        http.trigger(
+            &DEV,
+            &json!({"name":"e","channels":["a","b"],"data":data,"socket_id":id}),
+        )
+        .expect_ok_json();
+        http.trigger(
+            &DEV,
+            &json!({"name":"marker","channels":["a","b"],"data":"m"}),
+        )
+        .expect_ok_json();
         for (i, (ws, kind)) in conns.iter_mut().zip(kinds).enumerate() {
             if i != excluded {
                 for ch in ["a", "b"] {
@@ -194,8 +221,11 @@ fn events_from_one_http_connection_arrive_in_order_on_both_shards() {
     }
     let mut http = Http::connect(server.port);
     for i in 0..50 {
-        http.trigger(&DEV, &json!({"name":"seq","channel":"order","data":i.to_string()}))
-            .expect_ok_json();
+        http.trigger(
+            &DEV,
+            &json!({"name":"seq","channel":"order","data":i.to_string()}),
+        )
+        .expect_ok_json();
     }
     for ws in subs.iter_mut() {
         for i in 0..50 {
@@ -240,14 +270,26 @@ key = "two-key"
 secret = "two-secret"
 "#,
     );
-    let two = Creds { id: "two-id", key: "two-key", secret: "two-secret" };
+    let two = Creds {
+        id: "two-id",
+        key: "two-key",
+        secret: "two-secret",
+    };
     let mut one_ws = Ws::connect(server.port);
     let mut two_ws = Ws::connect_key(server.port, "two-key");
     one_ws.subscribe("c");
     two_ws.subscribe("c");
-    trigger(server.port, &two, &json!({"name":"e","channel":"c","data":"for two"}));
+    trigger(
+        server.port,
+        &two,
+        &json!({"name":"e","channel":"c","data":"for two"}),
+    );
     two_ws.expect_text(&event_text("e", "c", "for two"));
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"c","data":"for one"}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"c","data":"for one"}),
+    );
     one_ws.expect_text(&event_text("e", "c", "for one"));
     two_ws.expect_silence(200);
 }
@@ -267,8 +309,11 @@ fn concurrent_triggers_from_many_connections_all_arrive_in_per_connection_order(
             std::thread::spawn(move || {
                 let mut http = Http::connect(port);
                 for i in 0..EACH {
-                    http.trigger(&DEV, &json!({"name":"e","channel":"busy","data":format!("{t}:{i}")}))
-                        .expect_ok_json();
+                    http.trigger(
+                        &DEV,
+                        &json!({"name":"e","channel":"busy","data":format!("{t}:{i}")}),
+                    )
+                    .expect_ok_json();
                 }
             })
         })
@@ -285,7 +330,11 @@ fn concurrent_triggers_from_many_connections_all_arrive_in_per_connection_order(
             let data = v["data"].as_str().unwrap();
             let (t, i) = data.split_once(':').unwrap();
             let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
-            assert_eq!(i, next[t], "socket {}: events of sender {t} out of order", ws.socket_id);
+            assert_eq!(
+                i, next[t],
+                "socket {}: events of sender {t} out of order",
+                ws.socket_id
+            );
             next[t] += 1;
         }
         assert_eq!(next, [EACH; SENDERS]);

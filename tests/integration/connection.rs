@@ -1,4 +1,4 @@
-//! 1. Connection established; 2. refused connections and their close codes.
+//! Connection established, and refused connections with their close codes.
 
 use crate::support::*;
 use std::collections::HashSet;
@@ -20,10 +20,15 @@ fn first_frame_is_connection_established_with_socket_id_and_activity_timeout() {
     let v: serde_json::Value = serde_json::from_slice(&f.payload).unwrap();
     assert_eq!(v["event"], "pusher:connection_established", "{v}");
     // `data` is double-encoded: a string that holds JSON.
-    let data = v["data"].as_str().unwrap_or_else(|| panic!("data must be a string: {v}"));
+    let data = v["data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("data must be a string: {v}"));
     let data: serde_json::Value = serde_json::from_str(data).unwrap();
     let id = data["socket_id"].as_str().unwrap();
-    assert!(is_socket_id(id), "socket_id {id:?} must match ^\\d+\\.\\d+$");
+    assert!(
+        is_socket_id(id),
+        "socket_id {id:?} must match ^\\d+\\.\\d+$"
+    );
     assert_eq!(data["activity_timeout"], 120, "{data}");
     // Nothing else is sent unprompted.
     ws.expect_silence(200);
@@ -40,7 +45,11 @@ fn socket_ids_are_unique_and_name_both_shards() {
     for _ in 0..40 {
         let ws = Ws::connect(server.port);
         assert!(is_socket_id(&ws.socket_id), "{}", ws.socket_id);
-        assert!(ids.insert(ws.socket_id.clone()), "duplicate socket id {}", ws.socket_id);
+        assert!(
+            ids.insert(ws.socket_id.clone()),
+            "duplicate socket id {}",
+            ws.socket_id
+        );
         assert!(shardcast::pusher::socket_id::SocketId::parse(&ws.socket_id).is_some());
         shards.insert(ws.shard());
         open.push(ws);
@@ -51,11 +60,19 @@ fn socket_ids_are_unique_and_name_both_shards() {
     }
     for _ in 0..20 {
         let ws = Ws::connect(server.port);
-        assert!(ids.insert(ws.socket_id.clone()), "reused socket id {}", ws.socket_id);
+        assert!(
+            ids.insert(ws.socket_id.clone()),
+            "reused socket id {}",
+            ws.socket_id
+        );
         shards.insert(ws.shard());
         open.push(ws);
     }
-    assert_eq!(shards, HashSet::from([0, 1]), "connections are spread over both shards");
+    assert_eq!(
+        shards,
+        HashSet::from([0, 1]),
+        "connections are spread over both shards"
+    );
 }
 
 #[test]
@@ -83,7 +100,9 @@ fn protocol_version_refusals() {
 #[test]
 fn non_pusher_and_bad_upgrades_get_http_errors() {
     let server = Server::start();
-    let e = Ws::upgrade(server.port, "/other?protocol=7").err().expect("no 101 for /other");
+    let e = Ws::upgrade(server.port, "/other?protocol=7")
+        .err()
+        .expect("no 101 for /other");
     assert_eq!(e.status, 404, "{e:?}");
     assert!(e.body.starts_with("{\"error\":"), "{e:?}");
     // Missing Sec-WebSocket-Key → 400.
@@ -138,13 +157,17 @@ fn connect_admitted(port: u16) -> Ws {
         let mut ws = Ws::upgrade(port, &app_path("app-key")).expect("101");
         let v = ws.recv_json();
         if v["event"] == "pusher:connection_established" {
-            let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+            let data: serde_json::Value =
+                serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
             ws.socket_id = data["socket_id"].as_str().unwrap().to_string();
             return ws;
         }
         assert_eq!(v["event"], "pusher:error", "{v}");
         assert_eq!(v["data"]["code"], 4004, "{v}");
-        assert!(std::time::Instant::now() < deadline, "a closed connection was never released from the quota");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a closed connection was never released from the quota"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -168,7 +191,10 @@ fn max_connections_is_enforced_across_shards_with_4004() {
         }
     }
     let [a, b] = held;
-    let (mut a, b) = (a.expect("a connection on shard 0"), b.expect("a connection on shard 1"));
+    let (mut a, b) = (
+        a.expect("a connection on shard 0"),
+        b.expect("a connection on shard 1"),
+    );
     // Every further connection, whichever shard accepts it, is over quota.
     for _ in 0..8 {
         let message = expect_refused(port, &app_path("app-key"), 4004);

@@ -1,4 +1,4 @@
-//! 6. WebSocket framing (RFC 6455) on raw TCP with hand-encoded frames.
+//! WebSocket framing (RFC 6455) on raw TCP with hand-encoded frames.
 
 use crate::support::*;
 use std::time::Duration;
@@ -15,7 +15,7 @@ fn handshake_by_hand_and_a_masked_text_frame() {
     ws.expect_event("pusher:pong");
     // A 16-bit and a 64-bit length header are read as well.
     let mut padded = br#"{"event":"pusher:ping","data":{"pad":""#.to_vec();
-    padded.extend(std::iter::repeat(b'x').take(300));
+    padded.extend(std::iter::repeat_n(b'x', 300));
     padded.extend_from_slice(b"\"}}");
     ws.send_raw(&encode_frame(true, OP_TEXT, &padded, true));
     ws.expect_event("pusher:pong");
@@ -146,7 +146,10 @@ fn unmasked_frame_closes_with_1002() {
 
 #[test]
 fn invalid_utf8_text_closes_with_1007() {
-    expect_protocol_close(&encode_frame(true, OP_TEXT, b"{\"event\":\"\xff\xfe\"}", true), 1007);
+    expect_protocol_close(
+        &encode_frame(true, OP_TEXT, b"{\"event\":\"\xff\xfe\"}", true),
+        1007,
+    );
 }
 
 #[test]
@@ -154,7 +157,11 @@ fn invalid_utf8_across_fragments_closes_with_1007() {
     // "é" is C3 A9: split between two fragments it is fine…
     let server = Server::start();
     let mut ws = Ws::connect(server.port);
-    ws.send_frame(false, OP_TEXT, b"{\"event\":\"pusher:ping\",\"data\":{\"x\":\"\xc3");
+    ws.send_frame(
+        false,
+        OP_TEXT,
+        b"{\"event\":\"pusher:ping\",\"data\":{\"x\":\"\xc3",
+    );
     ws.send_frame(true, OP_CONT, b"\xa9\"}}");
     ws.expect_event("pusher:pong");
     ws.close();
@@ -184,7 +191,10 @@ fn protocol_violations_close_with_1002() {
     expect_protocol_close(&encode_frame(true, OP_PING, &[0u8; 126], true), 1002);
     // Close frames with a 1-byte payload or an invalid code.
     expect_protocol_close(&encode_frame(true, OP_CLOSE, &[0x03], true), 1002);
-    expect_protocol_close(&encode_frame(true, OP_CLOSE, &1005u16.to_be_bytes(), true), 1002);
+    expect_protocol_close(
+        &encode_frame(true, OP_CLOSE, &1005u16.to_be_bytes(), true),
+        1002,
+    );
 }
 
 #[test]
@@ -232,7 +242,11 @@ fn abrupt_disconnect_leaves_server_healthy() {
     }
     let mut ws = Ws::connect(server.port);
     ws.subscribe("c");
-    trigger(server.port, &DEV, &serde_json::json!({"name":"e","channel":"c","data":"d"}));
+    trigger(
+        server.port,
+        &DEV,
+        &serde_json::json!({"name":"e","channel":"c","data":"d"}),
+    );
     ws.expect_text(&event_text("e", "c", "d"));
     ws.close();
 }

@@ -1,4 +1,4 @@
-//! 7. The HTTP API over raw HTTP/1.1: signatures, statuses, JSON errors,
+//! The HTTP API over raw HTTP/1.1: signatures, statuses, JSON errors,
 //! keep-alive and pipelining.
 
 use crate::support::*;
@@ -24,7 +24,8 @@ const OFF: Creds = Creds {
     secret: "off-secret",
 };
 
-const EVENT: &str = r#"{"name":"my-event","channel":"my-channel","data":"{\"message\":\"hello\"}"}"#;
+const EVENT: &str =
+    r#"{"name":"my-event","channel":"my-channel","data":"{\"message\":\"hello\"}"}"#;
 const EVENTS: &str = "/apps/app-id/events";
 
 fn post(port: u16, target: &str, body: &str) -> HttpResponse {
@@ -70,18 +71,39 @@ fn bad_request_bodies_are_400_naming_the_problem() {
         (r#"{"name":"e","data":"x"}"#, "channel"),
         (r#"{"name":"e","channel":"c"}"#, "data"),
         (r#"{"name":"e","channel":"bad name","data":"x"}"#, "channel"),
-        (r#"{"name":"e","channels":["ok","bad name"],"data":"x"}"#, "channel"),
+        (
+            r#"{"name":"e","channels":["ok","bad name"],"data":"x"}"#,
+            "channel",
+        ),
         (r#"{"name":"e","channels":[],"data":"x"}"#, "channels"),
-        (r#"{"name":"e","channel":"c","data":"x","socket_id":"abc"}"#, "socket_id"),
-        (r#"{"name":"e","channel":"c","data":"x","socket_id":"1.2.3"}"#, "socket_id"),
-        (r#"{"name":"e","channel":"c","data":"x","socket_id":12}"#, "socket_id"),
-        (r#"{"name":"pusher:x","channel":"c","data":"x"}"#, "reserved"),
+        (
+            r#"{"name":"e","channel":"c","data":"x","socket_id":"abc"}"#,
+            "socket_id",
+        ),
+        (
+            r#"{"name":"e","channel":"c","data":"x","socket_id":"1.2.3"}"#,
+            "socket_id",
+        ),
+        (
+            r#"{"name":"e","channel":"c","data":"x","socket_id":12}"#,
+            "socket_id",
+        ),
+        (
+            r#"{"name":"pusher:x","channel":"c","data":"x"}"#,
+            "reserved",
+        ),
     ];
     for (body, mentions) in cases {
         let m = signed_post(server.port, body).expect_error(400);
-        assert!(m.contains(mentions), "{body}: {m:?} should mention {mentions:?}");
+        assert!(
+            m.contains(mentions),
+            "{body}: {m:?} should mention {mentions:?}"
+        );
     }
-    let long = format!(r#"{{"name":"e","channel":"{}","data":"x"}}"#, "c".repeat(201));
+    let long = format!(
+        r#"{{"name":"e","channel":"{}","data":"x"}}"#,
+        "c".repeat(201)
+    );
     signed_post(server.port, &long).expect_error(400);
     // An empty body (signed, so without body_md5) is 400 too.
     let q = signed_query(&DEV, "POST", EVENTS, b"", now_secs());
@@ -103,7 +125,10 @@ fn authentication_failures_are_401() {
     assert!(m.to_lowercase().contains("signature"), "{m}");
 
     // Signed with the wrong secret.
-    let wrong = Creds { secret: "not-the-secret", ..DEV };
+    let wrong = Creds {
+        secret: "not-the-secret",
+        ..DEV
+    };
     let q = signed_query(&wrong, "POST", EVENTS, body, now);
     post(port, &target(EVENTS, &q), EVENT).expect_error(401);
 
@@ -141,7 +166,10 @@ fn authentication_failures_are_401() {
     post(port, &target(EVENTS, &q), EVENT).expect_ok_json();
 
     // Wrong auth_key (signed with the right secret).
-    let other_key = Creds { key: "other-key", ..DEV };
+    let other_key = Creds {
+        key: "other-key",
+        ..DEV
+    };
     let q = signed_query(&other_key, "POST", EVENTS, body, now);
     let m = post(port, &target(EVENTS, &q), EVENT).expect_error(401);
     assert!(m.contains("auth_key"), "{m}");
@@ -166,10 +194,18 @@ fn authentication_failures_are_401() {
 fn disabled_app_signed_correctly_is_403() {
     let server = Server::start_with(APPS);
     let mut http = Http::connect(server.port);
-    let m = http.post_signed(&OFF, "/apps/off-id/events", EVENT).expect_error(403);
+    let m = http
+        .post_signed(&OFF, "/apps/off-id/events", EVENT)
+        .expect_error(403);
     assert!(m.contains("disabled"), "{m}");
     // Signed incorrectly, the signature check comes first (401).
-    let q = signed_query(&DEV, "POST", "/apps/off-id/events", EVENT.as_bytes(), now_secs());
+    let q = signed_query(
+        &DEV,
+        "POST",
+        "/apps/off-id/events",
+        EVENT.as_bytes(),
+        now_secs(),
+    );
     post(server.port, &target("/apps/off-id/events", &q), EVENT).expect_error(401);
 }
 
@@ -179,11 +215,21 @@ fn not_found_and_method_not_allowed() {
     let port = server.port;
     // Unknown app (even when signed with its would-be credentials).
     let ghost = Creds { id: "ghost", ..DEV };
-    let m = Http::connect(port).post_signed(&ghost, "/apps/ghost/events", EVENT).expect_error(404);
+    let m = Http::connect(port)
+        .post_signed(&ghost, "/apps/ghost/events", EVENT)
+        .expect_error(404);
     assert!(m.contains("ghost"), "{m}");
     // Unknown paths.
-    for path in ["/nope", "/apps", "/apps/app-id", "/apps/app-id/events/x", "/apps/app-id/channels/a/b/c"] {
-        Http::connect(port).request("GET", path, b"").expect_error(404);
+    for path in [
+        "/nope",
+        "/apps",
+        "/apps/app-id",
+        "/apps/app-id/events/x",
+        "/apps/app-id/channels/a/b/c",
+    ] {
+        Http::connect(port)
+            .request("GET", path, b"")
+            .expect_error(404);
     }
     // POST on a GET-only query route.
     Http::connect(port)
@@ -191,11 +237,17 @@ fn not_found_and_method_not_allowed() {
         .expect_error(405);
     // GET on the POST-only routes.
     let q = signed_query(&DEV, "GET", EVENTS, b"", now_secs());
-    let m = Http::connect(port).request("GET", &target(EVENTS, &q), b"").expect_error(405);
+    let m = Http::connect(port)
+        .request("GET", &target(EVENTS, &q), b"")
+        .expect_error(405);
     assert!(m.contains("POST"), "{m}");
-    Http::connect(port).request("PUT", "/apps/app-id/batch_events", b"{}").expect_error(405);
+    Http::connect(port)
+        .request("PUT", "/apps/app-id/batch_events", b"{}")
+        .expect_error(405);
     // POST on the health checks.
-    Http::connect(port).request("POST", "/", b"").expect_error(405);
+    Http::connect(port)
+        .request("POST", "/", b"")
+        .expect_error(405);
 }
 
 #[test]
@@ -228,21 +280,40 @@ fn batch_events() {
         {"name":"a","channel":"c1","data":"1"},
         {"name":"b","channel":"c2","data":{"k":"v"},"socket_id":"1.2"}
     ]});
-    http.post_signed(&DEV, path, &batch.to_string()).expect_ok_json();
-    let ten: Vec<_> = (0..10).map(|i| json!({"name":"e","channel":"c","data":i.to_string()})).collect();
-    http.post_signed(&DEV, path, &json!({ "batch": ten }).to_string()).expect_ok_json();
-    let eleven: Vec<_> = (0..11).map(|i| json!({"name":"e","channel":"c","data":i.to_string()})).collect();
-    let m = http.post_signed(&DEV, path, &json!({ "batch": eleven }).to_string()).expect_error(400);
+    http.post_signed(&DEV, path, &batch.to_string())
+        .expect_ok_json();
+    let ten: Vec<_> = (0..10)
+        .map(|i| json!({"name":"e","channel":"c","data":i.to_string()}))
+        .collect();
+    http.post_signed(&DEV, path, &json!({ "batch": ten }).to_string())
+        .expect_ok_json();
+    let eleven: Vec<_> = (0..11)
+        .map(|i| json!({"name":"e","channel":"c","data":i.to_string()}))
+        .collect();
+    let m = http
+        .post_signed(&DEV, path, &json!({ "batch": eleven }).to_string())
+        .expect_error(400);
     assert!(m.contains("10"), "{m}");
     for (body, mentions) in [
         (json!({}), "batch"),
         (json!({"batch": []}), "batch"),
         (json!({"batch": "x"}), "batch"),
-        (json!({"batch":[{"name":"a","data":"1"}]}), "batch[0].channel"),
-        (json!({"batch":[{"name":"a","channel":"c","data":"1"},{"channel":"c","data":"1"}]}), "batch[1].name"),
-        (json!({"batch":[{"name":"a","channels":["c"],"data":"1"}]}), "channels"),
+        (
+            json!({"batch":[{"name":"a","data":"1"}]}),
+            "batch[0].channel",
+        ),
+        (
+            json!({"batch":[{"name":"a","channel":"c","data":"1"},{"channel":"c","data":"1"}]}),
+            "batch[1].name",
+        ),
+        (
+            json!({"batch":[{"name":"a","channels":["c"],"data":"1"}]}),
+            "channels",
+        ),
     ] {
-        let m = http.post_signed(&DEV, path, &body.to_string()).expect_error(400);
+        let m = http
+            .post_signed(&DEV, path, &body.to_string())
+            .expect_error(400);
         assert!(m.contains(mentions), "{body}: {m:?}");
     }
 }
@@ -255,7 +326,9 @@ fn health_checks() {
         let r = http.request("GET", path, b"");
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         assert_eq!(r.text(), "OK");
-        assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
+        assert!(r
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain")));
     }
     // HEAD has the headers but no body.
     http.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -285,13 +358,25 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     http.request("GET", "/nope", b"").expect_error(404);
     let r = http.request("GET", "/", b"");
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("connection"), None, "keep-alive responses have no Connection: close");
+    assert_eq!(
+        r.header("connection"),
+        None,
+        "keep-alive responses have no Connection: close"
+    );
     // `Connection: close` is honoured.
     http.send(&request_bytes("GET", "/", b"", &["Connection: close"]));
     let r = http.read_response();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("close"));
-    assert!(http.closed_within(WAIT), "server closes after Connection: close");
+    assert_eq!(
+        r.header("connection")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("close")
+    );
+    assert!(
+        http.closed_within(WAIT),
+        "server closes after Connection: close"
+    );
 }
 
 #[test]
@@ -310,10 +395,20 @@ fn pipelined_requests_are_answered_in_order() {
     let mut http = Http::connect(server.port);
     let mut bytes = Vec::new();
     let ok = EVENT.as_bytes();
-    bytes.extend(request_bytes("POST", &signed_target(&DEV, EVENTS, ok), ok, &[]));
+    bytes.extend(request_bytes(
+        "POST",
+        &signed_target(&DEV, EVENTS, ok),
+        ok,
+        &[],
+    ));
     bytes.extend(request_bytes("GET", "/nowhere", b"", &[]));
     let bad = b"{\"name\":\"e\"}";
-    bytes.extend(request_bytes("POST", &signed_target(&DEV, EVENTS, bad), bad, &[]));
+    bytes.extend(request_bytes(
+        "POST",
+        &signed_target(&DEV, EVENTS, bad),
+        bad,
+        &[],
+    ));
     bytes.extend(request_bytes("GET", "/ready", b"", &[]));
     http.send(&bytes);
     http.read_response().expect_ok_json();
@@ -330,7 +425,12 @@ fn pipelined_requests_are_answered_in_order() {
 fn request_split_over_many_writes_is_read() {
     let server = Server::start();
     let mut http = Http::connect(server.port);
-    let bytes = request_bytes("POST", &signed_target(&DEV, EVENTS, EVENT.as_bytes()), EVENT.as_bytes(), &[]);
+    let bytes = request_bytes(
+        "POST",
+        &signed_target(&DEV, EVENTS, EVENT.as_bytes()),
+        EVENT.as_bytes(),
+        &[],
+    );
     for chunk in bytes.chunks(17) {
         http.send(chunk);
         std::thread::sleep(Duration::from_millis(2));
@@ -347,13 +447,18 @@ fn malformed_http_gets_400_and_close() {
     assert!(http.closed_within(WAIT));
     // Chunked bodies are refused.
     let mut http = Http::connect(server.port);
-    http.send(format!("POST {EVENTS} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").as_bytes());
+    http.send(
+        format!("POST {EVENTS} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            .as_bytes(),
+    );
     let m = http.read_response().expect_error(400);
     assert!(m.contains("chunked"), "{m}");
     assert!(http.closed_within(WAIT));
     // Invalid Content-Length.
     let mut http = Http::connect(server.port);
-    http.send(format!("POST {EVENTS} HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n").as_bytes());
+    http.send(
+        format!("POST {EVENTS} HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n").as_bytes(),
+    );
     http.read_response().expect_error(400);
 }
 

@@ -1,5 +1,5 @@
-//! 3 (server side). Activity pings and the 4201 pong timeout;
-//! 9. graceful shutdown (4200); 10. slow consumers.
+//! Server-side activity pings and the 4201 pong timeout, graceful shutdown
+//! (4200), and slow consumers (4100).
 
 use crate::support::*;
 use serde_json::json;
@@ -29,14 +29,24 @@ fn silent_client_is_pinged_then_closed_with_4201() {
     let v: serde_json::Value = serde_json::from_slice(&ping.payload).unwrap();
     assert_eq!(v["event"], "pusher:ping", "{v}");
     let pinged = start.elapsed();
-    assert!(pinged >= Duration::from_millis(900), "pinged too early: {pinged:?}");
-    assert!(pinged <= Duration::from_millis(3000), "pinged late: {pinged:?}");
+    assert!(
+        pinged >= Duration::from_millis(900),
+        "pinged too early: {pinged:?}"
+    );
+    assert!(
+        pinged <= Duration::from_millis(3000),
+        "pinged late: {pinged:?}"
+    );
     // No answer: 4201.
     let v = ws.recv_json_within(Duration::from_secs(4));
     assert_eq!(v["event"], "pusher:error", "{v}");
     assert_eq!(v["data"]["code"], 4201, "{v}");
     ws.expect_close(4201);
-    assert!(start.elapsed() <= Duration::from_secs(6), "closed after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() <= Duration::from_secs(6),
+        "closed after {:?}",
+        start.elapsed()
+    );
     ws.send_raw_lenient(&encode_frame(true, OP_CLOSE, &4201u16.to_be_bytes(), true));
     ws.expect_eof(WAIT);
 }
@@ -53,7 +63,10 @@ fn answering_server_pings_keeps_the_connection_open() {
             Ok(f) => {
                 let v: serde_json::Value = serde_json::from_slice(&f.payload)
                     .unwrap_or_else(|_| panic!("unexpected frame {f:?}"));
-                assert_eq!(v["event"], "pusher:ping", "only pings are expected, got {v}");
+                assert_eq!(
+                    v["event"], "pusher:ping",
+                    "only pings are expected, got {v}"
+                );
                 pings += 1;
                 ws.send_text(r#"{"event":"pusher:pong","data":{}}"#);
             }
@@ -97,15 +110,27 @@ fn sigterm_tells_clients_4200_and_exits_zero() {
 
     let start = Instant::now();
     let pid = server.pid().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     for ws in clients.iter_mut() {
         let m = ws.expect_pusher_close(4200);
-        assert!(m.to_lowercase().contains("reconnect") || m.to_lowercase().contains("shut"), "{m}");
+        assert!(
+            m.to_lowercase().contains("reconnect") || m.to_lowercase().contains("shut"),
+            "{m}"
+        );
         ws.send_raw_lenient(&encode_frame(true, OP_CLOSE, &4200u16.to_be_bytes(), true));
         ws.expect_eof(WAIT);
     }
     let status = server.wait_exit(Duration::from_secs(5).saturating_sub(start.elapsed()));
-    let status = status.unwrap_or_else(|| panic!("still running 5 s after SIGTERM; log:\n{}", server.log_text()));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running 5 s after SIGTERM; log:\n{}",
+            server.log_text()
+        )
+    });
     assert!(status.success(), "exit status {status}");
     assert_eq!(status.code(), Some(0));
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -118,7 +143,12 @@ fn sigterm_with_unresponsive_clients_still_exits_zero() {
     let start = Instant::now();
     // Clients read the 4200 frames but never answer the close.
     let status = server.stop_gracefully(Duration::from_secs(6));
-    let status = status.unwrap_or_else(|| panic!("still running 6 s after SIGTERM; log:\n{}", server.log_text()));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running 6 s after SIGTERM; log:\n{}",
+            server.log_text()
+        )
+    });
     assert_eq!(status.code(), Some(0), "exit status {status}");
     for ws in clients.iter_mut() {
         ws.expect_pusher_close(4200);
@@ -130,9 +160,15 @@ fn sigterm_with_unresponsive_clients_still_exits_zero() {
 fn sigterm_with_no_clients_exits_quickly() {
     let mut server = Server::start();
     let start = Instant::now();
-    let status = server.stop_gracefully(Duration::from_secs(5)).expect("exited");
+    let status = server
+        .stop_gracefully(Duration::from_secs(5))
+        .expect("exited");
     assert_eq!(status.code(), Some(0));
-    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 const SMALL_QUEUE: &str = r#"
@@ -160,7 +196,10 @@ fn slow_consumer_is_disconnected_while_readers_get_everything() {
         }
     }
     let [slow_a, slow_b] = slow;
-    let (mut slow_a, mut slow_b) = (slow_a.expect("slow on shard 0"), slow_b.expect("slow on shard 1"));
+    let (mut slow_a, mut slow_b) = (
+        slow_a.expect("slow on shard 0"),
+        slow_b.expect("slow on shard 1"),
+    );
     for ws in readers.iter_mut().chain([&mut slow_a, &mut slow_b]) {
         ws.subscribe("firehose");
     }
@@ -202,8 +241,11 @@ fn slow_consumer_is_disconnected_while_readers_get_everything() {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        http.trigger(&DEV, &json!({"name":"big","channel":"firehose","data":payload(i)}))
-            .expect_ok_json();
+        http.trigger(
+            &DEV,
+            &json!({"name":"big","channel":"firehose","data":payload(i)}),
+        )
+        .expect_ok_json();
     }
     for r in readers {
         let mut ws = r.join().expect("a reading subscriber missed events");
@@ -217,14 +259,21 @@ fn slow_consumer_is_disconnected_while_readers_get_everything() {
         let mut saw_close = false;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            assert!(Instant::now() < deadline, "slow consumer {} was never disconnected", ws.socket_id);
+            assert!(
+                Instant::now() < deadline,
+                "slow consumer {} was never disconnected",
+                ws.socket_id
+            );
             match ws.read_frame(Duration::from_secs(8)) {
                 Ok(f) if f.opcode == OP_TEXT => {
                     let v: serde_json::Value = serde_json::from_slice(&f.payload).unwrap();
                     if v["event"] == "big" {
                         assert!(!saw_close);
                         // What arrives is a gap-free, in-order prefix.
-                        assert_eq!(v["data"].as_str().map(|d| &d[..5]), Some(format!("{got:05}").as_str()));
+                        assert_eq!(
+                            v["data"].as_str().map(|d| &d[..5]),
+                            Some(format!("{got:05}").as_str())
+                        );
                         got += 1;
                     } else {
                         assert_eq!(v["event"], "pusher:error", "{v}");
@@ -238,17 +287,27 @@ fn slow_consumer_is_disconnected_while_readers_get_everything() {
                 Ok(f) => panic!("unexpected frame {f:?}"),
                 Err(ReadErr::Eof) | Err(ReadErr::Io(_)) => break,
                 Err(ReadErr::Timeout) => {
-                    panic!("slow consumer {} still open after {got} events", ws.socket_id)
+                    panic!(
+                        "slow consumer {} still open after {got} events",
+                        ws.socket_id
+                    )
                 }
             }
         }
-        eprintln!("slow consumer {} got {got} of {events} events; close frame seen: {saw_close}", ws.socket_id);
+        eprintln!(
+            "slow consumer {} got {got} of {events} events; close frame seen: {saw_close}",
+            ws.socket_id
+        );
         assert!(got < events, "a slow consumer got every event");
     }
     // The server is fine afterwards.
     let mut ws = Ws::connect(port);
     ws.subscribe("firehose");
-    trigger(port, &DEV, &json!({"name":"e","channel":"firehose","data":"after"}));
+    trigger(
+        port,
+        &DEV,
+        &json!({"name":"e","channel":"firehose","data":"after"}),
+    );
     ws.expect_text(&event_text("e", "firehose", "after"));
 }
 
@@ -262,7 +321,11 @@ fn ready_is_503_while_draining() {
         assert_eq!(http.request("GET", "/ready", b"").status, 200);
     }
     let pid = server.pid().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     for ws in clients.iter_mut() {
         ws.expect_pusher_close(4200);
     }
@@ -271,7 +334,12 @@ fn ready_is_503_while_draining() {
         let r = http.request("GET", "/ready", b"");
         let m = r.expect_error(503);
         assert!(m.contains("shutting down"), "{m}");
-        assert_eq!(r.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("close"));
+        assert_eq!(
+            r.header("connection")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("close")
+        );
         assert!(http.closed_within(WAIT));
     }
     let status = server.wait_exit(Duration::from_secs(6)).expect("exits");

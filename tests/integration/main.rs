@@ -5,11 +5,17 @@ mod receiver;
 mod support;
 
 mod broadcast;
+mod cache;
+mod client_events;
 mod connection;
 mod framing;
 mod http_api;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod presence;
+mod private;
 mod protocol;
+mod queries;
+mod signin;
 mod webhooks;

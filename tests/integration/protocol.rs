@@ -1,5 +1,5 @@
-//! 3 (client side). `pusher:ping`; 4. subscribe / unsubscribe;
-//! 5. malformed and unknown messages.
+//! Client `pusher:ping`, subscribe / unsubscribe, and malformed or unknown
+//! messages.
 
 use crate::support::*;
 use serde_json::json;
@@ -33,15 +33,27 @@ fn subscribe_public_channel_then_unsubscribe_stops_events() {
     // Subscribing twice is answered again and does not double deliveries.
     ws.subscribe("my-channel");
 
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"my-channel","data":"one"}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"my-channel","data":"one"}),
+    );
     ws.expect_text(&event_text("e", "my-channel", "one"));
     ws.expect_silence(150);
 
     // Unsubscribe has no reply; afterwards the channel's events stop.
     ws.unsubscribe("my-channel");
     ws.ping(); // the unsubscribe was handled before this
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"my-channel","data":"two"}));
-    trigger(server.port, &DEV, &json!({"name":"m","channel":"marker","data":"after"}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"my-channel","data":"two"}),
+    );
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"m","channel":"marker","data":"after"}),
+    );
     // The first thing to arrive is the marker: "two" was not delivered.
     ws.expect_text(&event_text("m", "marker", "after"));
     ws.expect_silence(300);
@@ -52,7 +64,11 @@ fn subscribe_public_channel_then_unsubscribe_stops_events() {
     ws.ping();
     // Resubscribing works.
     ws.subscribe("my-channel");
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"my-channel","data":"three"}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"my-channel","data":"three"}),
+    );
     ws.expect_text(&event_text("e", "my-channel", "three"));
     ws.close();
 }
@@ -60,7 +76,9 @@ fn subscribe_public_channel_then_unsubscribe_stops_events() {
 fn expect_subscription_error(ws: &mut Ws, channel: &str) -> serde_json::Value {
     let v = ws.expect_event("pusher:subscription_error");
     assert_eq!(v["channel"], channel, "{v}");
-    let data = v["data"].as_object().unwrap_or_else(|| panic!("data is an object: {v}"));
+    let data = v["data"]
+        .as_object()
+        .unwrap_or_else(|| panic!("data is an object: {v}"));
     assert!(data["type"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
     assert!(data["error"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
     assert!(data["status"].as_u64().is_some(), "{v}");
@@ -85,7 +103,11 @@ fn invalid_channel_names_get_subscription_error_and_connection_stays() {
     // The refused subscription did not register: triggering on a valid
     // channel works, and the connection is still usable.
     ws.subscribe("ok");
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"ok","data":"x"}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"ok","data":"x"}),
+    );
     ws.expect_text(&event_text("e", "ok", "x"));
     ws.close();
 }
@@ -95,14 +117,24 @@ fn private_presence_and_encrypted_with_a_bad_auth_are_refused_without_closing() 
     let server = Server::start();
     let mut ws = Ws::connect(server.port);
     for name in ["private-x", "presence-x", "private-encrypted-x"] {
-        ws.send_json(&json!({"event":"pusher:subscribe","data":{"channel":name,"auth":"app-key:abc"}}));
+        ws.send_json(
+            &json!({"event":"pusher:subscribe","data":{"channel":name,"auth":"app-key:abc"}}),
+        );
         expect_subscription_error(&mut ws, name);
         ws.ping();
     }
     // Refused subscriptions receive no events.
     ws.subscribe("marker");
-    trigger(server.port, &DEV, &json!({"name":"e","channel":"private-x","data":"secret"}));
-    trigger(server.port, &DEV, &json!({"name":"m","channel":"marker","data":"m"}));
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"e","channel":"private-x","data":"secret"}),
+    );
+    trigger(
+        server.port,
+        &DEV,
+        &json!({"name":"m","channel":"marker","data":"m"}),
+    );
     ws.expect_text(&event_text("m", "marker", "m"));
     ws.close();
 }
@@ -121,19 +153,29 @@ fn malformed_messages_get_pusher_error_and_connection_stays() {
         ("{\"event\":5}", "event"),
         ("{\"event\":\"pusher:subscribe\",\"data\":\"x\"}", "data"),
         ("{\"event\":\"pusher:subscribe\",\"data\":{}}", "channel"),
-        ("{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":[\"a\"]}}", "channel"),
+        (
+            "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":[\"a\"]}}",
+            "channel",
+        ),
         ("{\"event\":\"no-such-event\",\"data\":{}}", "no-such-event"),
         ("{\"event\":\"pusher:nonsense\"}", "pusher:nonsense"),
     ];
     for (text, mentions) in cases {
         ws.send_text(text);
         let message = ws.expect_error(None);
-        assert!(message.contains(mentions), "for {text:?}: message {message:?} should mention {mentions:?}");
+        assert!(
+            message.contains(mentions),
+            "for {text:?}: message {message:?} should mention {mentions:?}"
+        );
         // Still open and answering.
         ws.ping();
     }
     // Deep nesting does not hurt the server.
-    let deep = format!("{{\"event\":\"x\",\"data\":{}{}}}", "[".repeat(20_000), "]".repeat(20_000));
+    let deep = format!(
+        "{{\"event\":\"x\",\"data\":{}{}}}",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
     ws.send_text(&deep);
     ws.expect_error(None);
     ws.ping();

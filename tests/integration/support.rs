@@ -41,8 +41,14 @@ pub fn two_cpus() -> String {
         .unwrap_or_default();
     match allowed.as_slice() {
         [] => {
-            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            if n >= 2 { "0,1".into() } else { "0,0".into() }
+            let n = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            if n >= 2 {
+                "0,1".into()
+            } else {
+                "0,0".into()
+            }
         }
         [one] => format!("{one},{one}"),
         [a, b, ..] => format!("{a},{b}"),
@@ -83,7 +89,10 @@ impl Server {
             "shardcast-it-{}-{}-{}.toml",
             std::process::id(),
             n,
-            SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         std::fs::write(&path, toml).expect("write config file");
         Self::launch(Some(path))
@@ -139,10 +148,16 @@ impl Server {
             }
             if let Ok(Some(status)) = server.child.as_mut().unwrap().try_wait() {
                 std::thread::sleep(Duration::from_millis(100));
-                panic!("server exited during startup ({status}); log:\n{}", server.log_text());
+                panic!(
+                    "server exited during startup ({status}); log:\n{}",
+                    server.log_text()
+                );
             }
             if Instant::now() > deadline {
-                panic!("server did not report `listening on` in time; log:\n{}", server.log_text());
+                panic!(
+                    "server did not report `listening on` in time; log:\n{}",
+                    server.log_text()
+                );
             }
         }
     }
@@ -201,7 +216,11 @@ impl Drop for Server {
         if std::thread::panicking() {
             // Give the log thread a moment to take the last lines.
             std::thread::sleep(Duration::from_millis(50));
-            eprintln!("---- shardcast log (port {}) ----\n{}\n----", self.port, self.log_text());
+            eprintln!(
+                "---- shardcast log (port {}) ----\n{}\n----",
+                self.port,
+                self.log_text()
+            );
         }
         if let Some(p) = self.config_path.take() {
             let _ = std::fs::remove_file(p);
@@ -228,11 +247,20 @@ pub const DEV: Creds = Creds {
 };
 
 pub fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// Signed query parameters (including `auth_signature`) for a request.
-pub fn signed_query(creds: &Creds, method: &str, path: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
+pub fn signed_query(
+    creds: &Creds,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    ts: i64,
+) -> Vec<(String, String)> {
     let mut query = vec![
         ("auth_key".to_string(), creds.key.to_string()),
         ("auth_timestamp".to_string(), ts.to_string()),
@@ -292,17 +320,31 @@ impl HttpResponse {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", self.text()))
     }
 
     /// Asserts the response is a JSON error `{"error": "..."}` with `status`; returns the message.
     pub fn expect_error(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text());
-        assert_eq!(self.header("content-type"), Some("application/json"), "{self:?}");
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
         let v = self.json();
-        let obj = v.as_object().unwrap_or_else(|| panic!("error body is not an object: {v}"));
+        let obj = v
+            .as_object()
+            .unwrap_or_else(|| panic!("error body is not an object: {v}"));
         assert_eq!(obj.len(), 1, "error body has only `error`: {v}");
-        let msg = obj["error"].as_str().unwrap_or_else(|| panic!("`error` is not a string: {v}"));
+        let msg = obj["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("`error` is not a string: {v}"));
         assert!(!msg.is_empty(), "error message is empty");
         msg.to_string()
     }
@@ -322,7 +364,10 @@ pub fn request_bytes(method: &str, target: &str, body: &[u8], extra: &[&str]) ->
         out.push_str("\r\n");
     }
     if !body.is_empty() || method == "POST" {
-        out.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        out.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
@@ -339,7 +384,10 @@ impl Http {
     pub fn connect(port: u16) -> Http {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect for HTTP");
         stream.set_nodelay(true).unwrap();
-        Http { stream, buf: Vec::new() }
+        Http {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -361,7 +409,8 @@ impl Http {
 
     /// Reads one complete response (Content-Length framed).
     pub fn read_response(&mut self) -> HttpResponse {
-        self.try_read_response(WAIT).unwrap_or_else(|e| panic!("reading HTTP response: {e}"))
+        self.try_read_response(WAIT)
+            .unwrap_or_else(|e| panic!("reading HTTP response: {e}"))
     }
 
     pub fn try_read_response(&mut self, timeout: Duration) -> Result<HttpResponse, String> {
@@ -397,10 +446,19 @@ impl Http {
                 }
                 let body = self.buf[end + 4..total].to_vec();
                 self.buf.drain(..total);
-                return Ok(HttpResponse { status, headers, body });
+                return Ok(HttpResponse {
+                    status,
+                    headers,
+                    body,
+                });
             }
             match self.fill(deadline) {
-                Ok(0) => return Err(format!("EOF before a response (have {:?})", String::from_utf8_lossy(&self.buf))),
+                Ok(0) => {
+                    return Err(format!(
+                        "EOF before a response (have {:?})",
+                        String::from_utf8_lossy(&self.buf)
+                    ))
+                }
                 Ok(_) => {}
                 Err(e) => return Err(format!("{e} before a response")),
             }
@@ -421,11 +479,19 @@ impl Http {
 
     /// Signed trigger on `/apps/{id}/events`.
     pub fn trigger(&mut self, creds: &Creds, body: &Value) -> HttpResponse {
-        self.post_signed(creds, &format!("/apps/{}/events", creds.id), &body.to_string())
+        self.post_signed(
+            creds,
+            &format!("/apps/{}/events", creds.id),
+            &body.to_string(),
+        )
     }
 
     pub fn batch(&mut self, creds: &Creds, body: &Value) -> HttpResponse {
-        self.post_signed(creds, &format!("/apps/{}/batch_events", creds.id), &body.to_string())
+        self.post_signed(
+            creds,
+            &format!("/apps/{}/batch_events", creds.id),
+            &body.to_string(),
+        )
     }
 
     /// True when the server closed the connection (EOF or reset) within `timeout`.
@@ -435,7 +501,12 @@ impl Http {
             match self.fill(deadline) {
                 Ok(0) => return true,
                 Ok(_) => continue,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return false
                 }
                 Err(_) => return true,
@@ -586,7 +657,12 @@ impl Ws {
         ws
     }
 
-    fn upgrade_stream(mut stream: TcpStream, port: u16, path: &str, after: &[u8]) -> Result<Ws, NotUpgraded> {
+    fn upgrade_stream(
+        mut stream: TcpStream,
+        port: u16,
+        path: &str,
+        after: &[u8],
+    ) -> Result<Ws, NotUpgraded> {
         stream.set_nodelay(true).unwrap();
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let mut req = format!(
@@ -609,12 +685,19 @@ impl Ws {
             }
             match ws.fill(deadline) {
                 Ok(()) => {}
-                Err(e) => panic!("no upgrade response ({e:?}); got {:?}", String::from_utf8_lossy(&ws.buf)),
+                Err(e) => panic!(
+                    "no upgrade response ({e:?}); got {:?}",
+                    String::from_utf8_lossy(&ws.buf)
+                ),
             }
         };
         let head = String::from_utf8_lossy(&ws.buf[..end]).into_owned();
         ws.buf.drain(..end + 4);
-        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         if status != 101 {
             // Read the rest of the (Content-Length framed) body.
             let len: usize = head
@@ -637,7 +720,10 @@ impl Ws {
         assert!(lower.contains("\r\nconnection: upgrade"), "{head}");
         let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
         assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        assert!(head.contains(&format!("Sec-WebSocket-Accept: {accept}")), "{head}");
+        assert!(
+            head.contains(&format!("Sec-WebSocket-Accept: {accept}")),
+            "{head}"
+        );
         Ok(ws)
     }
 
@@ -647,7 +733,8 @@ impl Ws {
     }
 
     pub fn connect_key(port: u16, key: &str) -> Ws {
-        let mut ws = Self::upgrade(port, &app_path(key)).unwrap_or_else(|e| panic!("upgrade refused: {e:?}"));
+        let mut ws = Self::upgrade(port, &app_path(key))
+            .unwrap_or_else(|e| panic!("upgrade refused: {e:?}"));
         ws.read_established();
         ws
     }
@@ -655,16 +742,29 @@ impl Ws {
     /// Reads the first frame, which must be `pusher:connection_established`.
     pub fn read_established(&mut self) -> Value {
         let v = self.expect_event("pusher:connection_established");
-        let data = v["data"].as_str().unwrap_or_else(|| panic!("data is a JSON string: {v}"));
+        let data = v["data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("data is a JSON string: {v}"));
         let data: Value = serde_json::from_str(data).expect("data holds JSON");
-        self.socket_id = data["socket_id"].as_str().expect("socket_id string").to_string();
-        self.activity_timeout = data["activity_timeout"].as_u64().expect("activity_timeout number");
+        self.socket_id = data["socket_id"]
+            .as_str()
+            .expect("socket_id string")
+            .to_string();
+        self.activity_timeout = data["activity_timeout"]
+            .as_u64()
+            .expect("activity_timeout number");
         data
     }
 
     /// The shard that owns this connection: `N % 1024` of `N.M`.
     pub fn shard(&self) -> u64 {
-        let n: u64 = self.socket_id.split('.').next().unwrap().parse().expect("numeric socket id");
+        let n: u64 = self
+            .socket_id
+            .split('.')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("numeric socket id");
         n % 1024
     }
 
@@ -681,7 +781,12 @@ impl Ws {
                 self.buf.extend_from_slice(&tmp[..n]);
                 Ok(())
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 Err(ReadErr::Timeout)
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(()),
@@ -709,7 +814,10 @@ impl Ws {
                 if b.len() < 10 {
                     return None;
                 }
-                (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10)
+                (
+                    u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                    10,
+                )
             }
             n => (n as usize, 2),
         };
@@ -733,7 +841,13 @@ impl Ws {
             }
         }
         self.buf.drain(..pos + len);
-        Some(Frame { fin, rsv, opcode, masked, payload })
+        Some(Frame {
+            fin,
+            rsv,
+            opcode,
+            masked,
+            payload,
+        })
     }
 
     /// Reads the next frame within `timeout`.
@@ -757,14 +871,22 @@ impl Ws {
     pub fn recv_within(&mut self, timeout: Duration) -> Frame {
         match self.read_frame(timeout) {
             Ok(f) => f,
-            Err(e) => panic!("socket {}: expected a frame within {timeout:?}, got {e:?}", self.socket_id),
+            Err(e) => panic!(
+                "socket {}: expected a frame within {timeout:?}, got {e:?}",
+                self.socket_id
+            ),
         }
     }
 
     /// The next frame must be a complete text frame; returns its payload.
     pub fn recv_text(&mut self) -> String {
         let f = self.recv();
-        assert_eq!(f.opcode, OP_TEXT, "expected a text frame, got {f:?} ({:?})", String::from_utf8_lossy(&f.payload));
+        assert_eq!(
+            f.opcode,
+            OP_TEXT,
+            "expected a text frame, got {f:?} ({:?})",
+            String::from_utf8_lossy(&f.payload)
+        );
         assert!(f.fin, "server text frames are not fragmented");
         f.text()
     }
@@ -772,7 +894,8 @@ impl Ws {
     pub fn recv_json_within(&mut self, timeout: Duration) -> Value {
         let f = self.recv_within(timeout);
         assert_eq!(f.opcode, OP_TEXT, "expected a text frame, got {f:?}");
-        serde_json::from_slice(&f.payload).unwrap_or_else(|e| panic!("text frame is not JSON ({e}): {f:?}"))
+        serde_json::from_slice(&f.payload)
+            .unwrap_or_else(|e| panic!("text frame is not JSON ({e}): {f:?}"))
     }
 
     pub fn recv_json(&mut self) -> Value {
@@ -783,7 +906,11 @@ impl Ws {
     /// The next frame must be a text frame with event `name`.
     pub fn expect_event(&mut self, name: &str) -> Value {
         let v = self.recv_json();
-        assert_eq!(v["event"], name, "socket {}: unexpected message {v}", self.socket_id);
+        assert_eq!(
+            v["event"], name,
+            "socket {}: unexpected message {v}",
+            self.socket_id
+        );
         v
     }
 
@@ -812,7 +939,8 @@ impl Ws {
     pub fn expect_close(&mut self, code: u16) -> String {
         let f = self.recv();
         assert_eq!(
-            f.opcode, OP_CLOSE,
+            f.opcode,
+            OP_CLOSE,
             "expected close {code}, got {f:?} ({:?})",
             String::from_utf8_lossy(&f.payload)
         );
@@ -824,7 +952,10 @@ impl Ws {
     pub fn expect_pusher_close(&mut self, code: u16) -> String {
         let v = self.expect_event("pusher:error");
         assert_eq!(v["data"]["code"], code, "{v}");
-        let message = v["data"]["message"].as_str().expect("message string").to_string();
+        let message = v["data"]["message"]
+            .as_str()
+            .expect("message string")
+            .to_string();
         assert!(!message.is_empty());
         self.expect_close(code);
         message
@@ -833,12 +964,19 @@ impl Ws {
     /// `pusher:error` (not closing) with an optional code; returns the message.
     pub fn expect_error(&mut self, code: Option<u16>) -> String {
         let v = self.expect_event("pusher:error");
-        let data = v["data"].as_object().unwrap_or_else(|| panic!("pusher:error data is an object: {v}"));
+        let data = v["data"]
+            .as_object()
+            .unwrap_or_else(|| panic!("pusher:error data is an object: {v}"));
         match code {
             Some(c) => assert_eq!(data.get("code"), Some(&Value::from(c)), "{v}"),
-            None => assert!(data.get("code").is_none() || data["code"].is_null(), "no code expected: {v}"),
+            None => assert!(
+                data.get("code").is_none() || data["code"].is_null(),
+                "no code expected: {v}"
+            ),
         }
-        let m = data["message"].as_str().unwrap_or_else(|| panic!("message is a string: {v}"));
+        let m = data["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("message is a string: {v}"));
         assert!(!m.is_empty());
         m.to_string()
     }
@@ -847,7 +985,10 @@ impl Ws {
     pub fn expect_silence(&mut self, ms: u64) {
         match self.read_frame(Duration::from_millis(ms)) {
             Err(ReadErr::Timeout) => {}
-            other => panic!("socket {}: expected silence for {ms} ms, got {other:?}", self.socket_id),
+            other => panic!(
+                "socket {}: expected silence for {ms} ms, got {other:?}",
+                self.socket_id
+            ),
         }
     }
 
@@ -855,7 +996,10 @@ impl Ws {
     pub fn expect_eof(&mut self, timeout: Duration) {
         match self.read_frame(timeout) {
             Err(ReadErr::Eof) | Err(ReadErr::Io(_)) => {}
-            other => panic!("socket {}: expected the stream to end, got {other:?}", self.socket_id),
+            other => panic!(
+                "socket {}: expected the stream to end, got {other:?}",
+                self.socket_id
+            ),
         }
     }
 
@@ -894,7 +1038,9 @@ impl Ws {
     }
 
     pub fn unsubscribe(&mut self, channel: &str) {
-        self.send_json(&serde_json::json!({"event":"pusher:unsubscribe","data":{"channel":channel}}));
+        self.send_json(
+            &serde_json::json!({"event":"pusher:unsubscribe","data":{"channel":channel}}),
+        );
     }
 
     /// Sends a close frame with `code`.
@@ -918,7 +1064,8 @@ impl Ws {
 /// Asserts a refused Pusher connection: 101, `pusher:error` with `code`,
 /// then a close frame with `code`. Returns the error message.
 pub fn expect_refused(port: u16, path: &str, code: u16) -> String {
-    let mut ws = Ws::upgrade(port, path).unwrap_or_else(|e| panic!("expected a 101 then {code}, got {e:?}"));
+    let mut ws =
+        Ws::upgrade(port, path).unwrap_or_else(|e| panic!("expected a 101 then {code}, got {e:?}"));
     let message = ws.expect_pusher_close(code);
     // The close handshake completes and the server ends the stream.
     ws.send_raw_lenient(&encode_frame(true, OP_CLOSE, &code.to_be_bytes(), true));
@@ -936,7 +1083,11 @@ pub fn connect_spread(port: u16, per_shard: usize) -> Vec<Ws> {
         }
         let ws = Ws::connect(port);
         let s = ws.shard() as usize;
-        assert!(s < 2, "shard index {s} from socket id {} with 2 shards", ws.socket_id);
+        assert!(
+            s < 2,
+            "shard index {s} from socket id {} with 2 shards",
+            ws.socket_id
+        );
         if on[s].len() < per_shard {
             on[s].push(ws);
         } else {
@@ -961,4 +1112,234 @@ pub fn event_text(event: &str, channel: &str, data: &str) -> String {
         serde_json::to_string(channel).unwrap(),
         serde_json::to_string(data).unwrap()
     )
+}
+
+// ---------------------------------------------------------------------------
+// Full-protocol helpers: client auth signatures, private/presence/sign-in
+// messages, shard placement, signed GETs and app configs.
+// ---------------------------------------------------------------------------
+
+/// `key:HMAC(secret, to_sign)` for `creds`.
+pub fn client_auth(creds: &Creds, to_sign: &str) -> String {
+    format!(
+        "{}:{}",
+        creds.key,
+        shardcast::auth::sign(creds.secret, to_sign.as_bytes())
+    )
+}
+
+/// Auth for a private or private-encrypted channel (dev app credentials).
+pub fn private_auth(socket_id: &str, channel: &str) -> String {
+    client_auth(&DEV, &format!("{socket_id}:{channel}"))
+}
+
+/// Auth for a presence channel (dev app credentials).
+pub fn presence_auth(socket_id: &str, channel: &str, channel_data: &str) -> String {
+    client_auth(&DEV, &format!("{socket_id}:{channel}:{channel_data}"))
+}
+
+/// Auth for `pusher:signin` (dev app credentials).
+pub fn user_auth(socket_id: &str, user_data: &str) -> String {
+    client_auth(&DEV, &format!("{socket_id}::user::{user_data}"))
+}
+
+/// The exact `pusher_internal:subscription_succeeded` frame of a non-presence channel.
+pub fn succeeded_text(channel: &str) -> String {
+    format!(
+        "{{\"event\":\"pusher_internal:subscription_succeeded\",\"channel\":{},\"data\":\"{{}}\"}}",
+        serde_json::to_string(channel).unwrap()
+    )
+}
+
+/// The exact `pusher:cache_miss` frame.
+pub fn cache_miss_text(channel: &str) -> String {
+    format!(
+        "{{\"event\":\"pusher:cache_miss\",\"channel\":{}}}",
+        serde_json::to_string(channel).unwrap()
+    )
+}
+
+/// The exact `pusher_internal:subscription_count` frame.
+pub fn subscription_count_text(channel: &str, n: u32) -> String {
+    format!(
+        "{{\"event\":\"pusher_internal:subscription_count\",\"channel\":{},\"data\":{{\"subscription_count\":{n}}}}}",
+        serde_json::to_string(channel).unwrap()
+    )
+}
+
+/// The exact `pusher_internal:watchlist_events` frame with one event.
+pub fn watchlist_text(name: &str, user_ids: &[&str]) -> String {
+    format!(
+        "{{\"event\":\"pusher_internal:watchlist_events\",\"data\":{{\"events\":[{{\"name\":\"{name}\",\"user_ids\":{}}}]}}}}",
+        serde_json::to_string(user_ids).unwrap()
+    )
+}
+
+/// The exact `pusher:signin_success` frame.
+pub fn signin_success_text(user_data: &str) -> String {
+    format!(
+        "{{\"event\":\"pusher:signin_success\",\"data\":{{\"user_data\":{}}}}}",
+        serde_json::to_string(user_data).unwrap()
+    )
+}
+
+/// An `[[apps]]` config for the dev credentials with `extra` TOML lines.
+pub fn dev_app_with(extra: &str) -> String {
+    format!("[[apps]]\nid = \"app-id\"\nkey = \"app-key\"\nsecret = \"app-secret\"\n{extra}\n")
+}
+
+impl Ws {
+    /// A dev-app connection owned by `shard` (0 or 1).
+    pub fn connect_on(port: u16, shard: u64) -> Ws {
+        for _ in 0..400 {
+            let ws = Ws::connect(port);
+            if ws.shard() == shard {
+                return ws;
+            }
+            ws.close();
+        }
+        panic!("could not get a connection on shard {shard}");
+    }
+
+    /// Sends `pusher:subscribe` with optional auth and channel_data.
+    pub fn send_subscribe(
+        &mut self,
+        channel: &str,
+        auth: Option<&str>,
+        channel_data: Option<&str>,
+    ) {
+        let mut data = serde_json::json!({ "channel": channel });
+        if let Some(a) = auth {
+            data["auth"] = Value::from(a);
+        }
+        if let Some(cd) = channel_data {
+            data["channel_data"] = Value::from(cd);
+        }
+        self.send_json(&serde_json::json!({"event":"pusher:subscribe","data":data}));
+    }
+
+    /// Subscribes to a private / private-encrypted channel with a valid auth;
+    /// the next frame must be exactly the plain `subscription_succeeded`.
+    pub fn subscribe_private(&mut self, channel: &str) {
+        let auth = private_auth(&self.socket_id, channel);
+        self.send_subscribe(channel, Some(&auth), None);
+        self.expect_text(&succeeded_text(channel));
+    }
+
+    /// Subscribes to a presence channel with valid auth; returns the parsed
+    /// `presence` object of `subscription_succeeded` (its data is a JSON string).
+    pub fn subscribe_presence(&mut self, channel: &str, channel_data: &str) -> Value {
+        let auth = presence_auth(&self.socket_id, channel, channel_data);
+        self.send_subscribe(channel, Some(&auth), Some(channel_data));
+        self.expect_presence_succeeded(channel)
+    }
+
+    /// The next frame is a presence `subscription_succeeded`; returns `presence`.
+    pub fn expect_presence_succeeded(&mut self, channel: &str) -> Value {
+        let v = self.expect_event("pusher_internal:subscription_succeeded");
+        assert_eq!(v["channel"], channel, "{v}");
+        let data = v["data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("presence data is a JSON string: {v}"));
+        let data: Value = serde_json::from_str(data)
+            .unwrap_or_else(|e| panic!("presence data holds JSON ({e}): {v}"));
+        let obj = data
+            .as_object()
+            .unwrap_or_else(|| panic!("presence data is an object: {data}"));
+        assert_eq!(obj.len(), 1, "only `presence`: {data}");
+        let p = data["presence"].clone();
+        let p_obj = p
+            .as_object()
+            .unwrap_or_else(|| panic!("`presence` is an object: {data}"));
+        assert_eq!(p_obj.len(), 3, "ids, hash, count: {data}");
+        let ids = p["ids"]
+            .as_array()
+            .unwrap_or_else(|| panic!("ids array: {data}"));
+        let hash = p["hash"]
+            .as_object()
+            .unwrap_or_else(|| panic!("hash object: {data}"));
+        assert_eq!(
+            p["count"].as_u64(),
+            Some(ids.len() as u64),
+            "count = number of ids: {data}"
+        );
+        assert_eq!(hash.len(), ids.len(), "one hash entry per id: {data}");
+        for id in ids {
+            let id = id
+                .as_str()
+                .unwrap_or_else(|| panic!("ids are strings: {data}"));
+            assert!(hash.contains_key(id), "hash has {id}: {data}");
+        }
+        p
+    }
+
+    /// The next frame is `pusher:subscription_error` for `channel` with
+    /// `status`; returns its `data` object (type, error, status).
+    pub fn expect_subscription_error(&mut self, channel: &str, status: u16) -> Value {
+        let v = self.expect_event("pusher:subscription_error");
+        assert_eq!(v["channel"], channel, "{v}");
+        let data = v["data"]
+            .as_object()
+            .unwrap_or_else(|| panic!("data is an object: {v}"));
+        assert_eq!(data.len(), 3, "type, error, status: {v}");
+        assert!(data["type"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+        assert!(data["error"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+        assert_eq!(data["status"].as_u64(), Some(status as u64), "{v}");
+        v["data"].clone()
+    }
+
+    /// Sends `pusher:signin` with the given auth and user_data.
+    pub fn send_signin(&mut self, auth: &str, user_data: &str) {
+        self.send_json(&serde_json::json!({"event":"pusher:signin","data":{"auth":auth,"user_data":user_data}}));
+    }
+
+    /// Signs in with a valid signature; the next frame must be exactly `signin_success`.
+    pub fn signin(&mut self, user_data: &str) {
+        let auth = user_auth(&self.socket_id, user_data);
+        self.send_signin(&auth, user_data);
+        self.expect_text(&signin_success_text(user_data));
+    }
+
+    /// Sends a client event (`{"event","channel","data"}` with `data` as JSON).
+    pub fn send_client_event(&mut self, event: &str, channel: &str, data: &Value) {
+        self.send_json(&serde_json::json!({"event":event,"channel":channel,"data":data}));
+    }
+}
+
+impl Http {
+    /// Signed `GET path` with extra query `params` (signed too, no body_md5).
+    pub fn get_signed(
+        &mut self,
+        creds: &Creds,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> HttpResponse {
+        let mut query = vec![
+            ("auth_key".to_string(), creds.key.to_string()),
+            ("auth_timestamp".to_string(), now_secs().to_string()),
+            ("auth_version".to_string(), "1.0".to_string()),
+        ];
+        for (k, v) in params {
+            query.push((k.to_string(), v.to_string()));
+        }
+        sign_query(creds, "GET", path, &mut query);
+        self.request("GET", &target(path, &query), b"")
+    }
+}
+
+/// Signed GET on a fresh connection; asserts 200 with a JSON body and returns it.
+pub fn get_json(port: u16, path: &str, params: &[(&str, &str)]) -> Value {
+    let r = Http::connect(port).get_signed(&DEV, path, params);
+    assert_eq!(r.status, 200, "GET {path} {params:?}: {}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+    r.json()
+}
+
+/// A channel (or user) name starting with `prefix` whose owner shard is
+/// `shard` (of 2), for the first configured app.
+pub fn name_owned_by(prefix: &str, shard: usize) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|n| shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), n, 2) == shard)
+        .unwrap()
 }

@@ -1,0 +1,490 @@
+//! Channel queries and actions over signed HTTP (`GET /channels`,
+//! `/channels/{name}`, `/channels/{name}/users`, `terminate_connections`,
+//! trigger `info`), and `pusher_internal:subscription_count`.
+
+use crate::support::*;
+use serde_json::json;
+use std::collections::BTreeSet;
+
+const CHANNELS: &str = "/apps/app-id/channels";
+
+fn channel_path(name: &str) -> String {
+    format!("/apps/app-id/channels/{name}")
+}
+
+/// Polls a signed GET until it answers `expected` (state that settles
+/// asynchronously after a disconnect), within [`WAIT`].
+fn eventually_json(port: u16, path: &str, params: &[(&str, &str)], expected: serde_json::Value) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let v = get_json(port, path, params);
+        if v == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET {path}: still {v}, expected {expected}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn get_error(port: u16, path: &str, params: &[(&str, &str)], status: u16) -> String {
+    Http::connect(port)
+        .get_signed(&DEV, path, params)
+        .expect_error(status)
+}
+
+/// Two connections per shard with a mix of channels:
+/// - `a` by 3 sockets (both shards), `b` by 1, `private-p` by 1
+/// - `presence-x`: user "1" on both shards, user "2" on shard 1 (3 sockets, 2 users)
+fn populate(port: u16) -> Vec<Ws> {
+    let mut c = connect_spread(port, 2);
+    c[0].subscribe("a");
+    c[0].subscribe_private("private-p");
+    c[1].subscribe("a");
+    c[2].subscribe("a");
+    c[2].subscribe("b");
+    c[1].subscribe_presence("presence-x", r#"{"user_id":"1"}"#);
+    c[3].subscribe_presence("presence-x", r#"{"user_id":"1"}"#);
+    c[2].subscribe_presence("presence-x", r#"{"user_id":2}"#);
+    // User 1's sockets hear about user 2.
+    c[1].expect_event("pusher_internal:member_added");
+    c[3].expect_event("pusher_internal:member_added");
+    // Subscribed and left again: not occupied.
+    c[0].subscribe("gone");
+    c[0].unsubscribe("gone");
+    c[3].subscribe_private("private-gone");
+    c[3].unsubscribe("private-gone");
+    for ws in c.iter_mut() {
+        ws.ping();
+    }
+    c
+}
+
+#[test]
+fn channels_lists_occupied_channels_with_prefix_and_totals() {
+    let server = Server::start();
+    let p = server.port;
+    let _conns = populate(p);
+
+    assert_eq!(
+        get_json(p, CHANNELS, &[]),
+        json!({"channels":{"a":{},"b":{},"private-p":{},"presence-x":{}}})
+    );
+    assert_eq!(
+        get_json(p, CHANNELS, &[("filter_by_prefix", "private-")]),
+        json!({"channels":{"private-p":{}}})
+    );
+    assert_eq!(
+        get_json(p, CHANNELS, &[("filter_by_prefix", "nothing-")]),
+        json!({"channels":{}})
+    );
+    assert_eq!(
+        get_json(p, CHANNELS, &[("info", "subscription_count")]),
+        json!({"channels":{
+            "a":{"subscription_count":3},
+            "b":{"subscription_count":1},
+            "private-p":{"subscription_count":1},
+            "presence-x":{"subscription_count":3}
+        }})
+    );
+    // user_count needs filter_by_prefix=presence-.
+    for params in [
+        vec![("info", "user_count")],
+        vec![("info", "user_count,subscription_count")],
+        vec![("info", "user_count"), ("filter_by_prefix", "private-")],
+        vec![("info", "user_count"), ("filter_by_prefix", "pres")],
+    ] {
+        let m = get_error(p, CHANNELS, &params, 400);
+        assert!(m.contains("presence-"), "{params:?}: {m}");
+    }
+    assert_eq!(
+        get_json(
+            p,
+            CHANNELS,
+            &[("info", "user_count"), ("filter_by_prefix", "presence-")]
+        ),
+        json!({"channels":{"presence-x":{"user_count":2}}})
+    );
+    assert_eq!(
+        get_json(
+            p,
+            CHANNELS,
+            &[
+                ("info", "user_count,subscription_count"),
+                ("filter_by_prefix", "presence-")
+            ]
+        ),
+        json!({"channels":{"presence-x":{"user_count":2,"subscription_count":3}}})
+    );
+    let m = get_error(p, CHANNELS, &[("info", "bogus")], 400);
+    assert!(m.contains("bogus"), "{m}");
+    // The signature covers the query parameters.
+    let mut q = signed_query(&DEV, "GET", CHANNELS, b"", now_secs());
+    q.push(("filter_by_prefix".into(), "private-".into()));
+    Http::connect(p)
+        .request("GET", &target(CHANNELS, &q), b"")
+        .expect_error(401);
+}
+
+#[test]
+fn channels_empty_after_everyone_leaves() {
+    let server = Server::start();
+    let conns = populate(server.port);
+    for mut ws in conns {
+        // Others may still send member_removed before the close echo.
+        ws.send_close(1000);
+        loop {
+            let f = ws.recv();
+            if f.opcode == OP_CLOSE {
+                break;
+            }
+        }
+        ws.expect_eof(WAIT);
+    }
+    // The server cleans up right after the close handshake; allow it a moment.
+    eventually_json(server.port, CHANNELS, &[], json!({"channels":{}}));
+    eventually_json(
+        server.port,
+        &channel_path("presence-x/users"),
+        &[],
+        json!({"users":[]}),
+    );
+    assert_eq!(
+        get_json(
+            server.port,
+            &channel_path("a"),
+            &[("info", "subscription_count")]
+        ),
+        json!({"occupied":false,"subscription_count":0})
+    );
+    assert_eq!(
+        get_json(
+            server.port,
+            &channel_path("presence-x"),
+            &[("info", "user_count")]
+        ),
+        json!({"occupied":false,"user_count":0})
+    );
+}
+
+#[test]
+fn channel_reports_occupied_counts_and_users() {
+    let server = Server::start();
+    let p = server.port;
+    let _conns = populate(p);
+
+    // An empty channel: exactly {"occupied":false}.
+    let r = Http::connect(p).get_signed(&DEV, &channel_path("nobody"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), r#"{"occupied":false}"#);
+    assert_eq!(
+        get_json(p, &channel_path("gone"), &[]),
+        json!({"occupied":false})
+    );
+
+    assert_eq!(
+        get_json(p, &channel_path("a"), &[]),
+        json!({"occupied":true})
+    );
+    assert_eq!(
+        get_json(p, &channel_path("a"), &[("info", "subscription_count")]),
+        json!({"occupied":true,"subscription_count":3})
+    );
+    assert_eq!(
+        get_json(
+            p,
+            &channel_path("private-p"),
+            &[("info", "subscription_count")]
+        ),
+        json!({"occupied":true,"subscription_count":1})
+    );
+    assert_eq!(
+        get_json(
+            p,
+            &channel_path("presence-x"),
+            &[("info", "user_count,subscription_count")]
+        ),
+        json!({"occupied":true,"user_count":2,"subscription_count":3})
+    );
+    assert_eq!(
+        get_json(p, &channel_path("presence-x"), &[("info", "user_count")]),
+        json!({"occupied":true,"user_count":2})
+    );
+    // user_count applies to presence channels only.
+    for name in ["a", "private-p", "nobody"] {
+        let m = get_error(p, &channel_path(name), &[("info", "user_count")], 400);
+        assert!(m.contains("presence"), "{m}");
+    }
+    // cache applies to cache channels only.
+    get_error(p, &channel_path("a"), &[("info", "cache")], 400);
+    get_error(p, &channel_path("bad%20name"), &[], 400);
+
+    // Users: distinct across shards.
+    let users = get_json(p, &channel_path("presence-x/users"), &[]);
+    let list = users["users"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{users}"));
+    assert_eq!(users.as_object().unwrap().len(), 1, "{users}");
+    let ids: BTreeSet<String> = list.iter().map(|u| u.to_string()).collect();
+    assert_eq!(list.len(), 2, "{users}");
+    let expected: BTreeSet<String> =
+        [r#"{"id":"1"}"#.to_string(), r#"{"id":"2"}"#.to_string()].into();
+    assert_eq!(ids, expected, "{users}");
+    assert_eq!(
+        get_json(p, &channel_path("presence-empty/users"), &[]),
+        json!({"users":[]})
+    );
+    for name in ["a", "private-p", "cache-a"] {
+        let m = get_error(p, &channel_path(&format!("{name}/users")), &[], 400);
+        assert!(m.contains("presence"), "{m}");
+    }
+}
+
+#[test]
+fn channel_reports_the_cached_event() {
+    let server = Server::start();
+    let p = server.port;
+    // Nothing cached: no `cache` attribute.
+    assert_eq!(
+        get_json(p, &channel_path("cache-q"), &[("info", "cache")]),
+        json!({"occupied":false})
+    );
+    trigger(
+        p,
+        &DEV,
+        &json!({"name":"e","channel":"cache-q","data":"{\"v\":1}"}),
+    );
+    let v = get_json(p, &channel_path("cache-q"), &[("info", "cache")]);
+    assert_eq!(v["occupied"], false, "{v}");
+    assert_eq!(v["cache"]["data"], "{\"v\":1}", "{v}");
+    let ttl = v["cache"]["ttl"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("ttl is a number: {v}"));
+    assert!(
+        (1795..=1800).contains(&ttl),
+        "default cache_ttl is 1800: {v}"
+    );
+    assert_eq!(v["cache"].as_object().unwrap().len(), 2, "{v}");
+    // With a subscriber (on either shard) and other attributes.
+    let mut ws = Ws::connect_on(p, 1);
+    ws.subscribe("cache-q");
+    ws.expect_text(&event_text("e", "cache-q", "{\"v\":1}"));
+    let v = get_json(
+        p,
+        &channel_path("cache-q"),
+        &[("info", "subscription_count,cache")],
+    );
+    assert_eq!(v["occupied"], true, "{v}");
+    assert_eq!(v["subscription_count"], 1, "{v}");
+    assert_eq!(v["cache"]["data"], "{\"v\":1}", "{v}");
+    // Private cache channels too.
+    trigger(
+        p,
+        &DEV,
+        &json!({"name":"e","channel":"private-cache-q","data":"p"}),
+    );
+    let v = get_json(p, &channel_path("private-cache-q"), &[("info", "cache")]);
+    assert_eq!(v["cache"]["data"], "p", "{v}");
+}
+
+#[test]
+fn terminate_connections_closes_every_connection_of_the_user_on_both_shards() {
+    let server = Server::start();
+    let p = server.port;
+    let mut watcher = Ws::connect_on(p, 0);
+    watcher.signin(r#"{"id":"w","watchlist":["42"]}"#);
+    watcher.subscribe_presence("presence-t", r#"{"user_id":"w"}"#);
+    let mut u42 = [Ws::connect_on(p, 0),
+        Ws::connect_on(p, 1),
+        Ws::connect_on(p, 1)];
+    for ws in u42.iter_mut() {
+        ws.signin(r#"{"id":"42"}"#);
+        ws.subscribe("news");
+        ws.subscribe_presence("presence-t", r#"{"user_id":"42"}"#);
+    }
+    // The watcher hears once that 42 is online and once that it joined.
+    let mut got = vec![watcher.recv_text(), watcher.recv_text()];
+    got.sort();
+    let mut expected = vec![
+        watchlist_text("online", &["42"]),
+        r#"{"event":"pusher_internal:member_added","channel":"presence-t","data":"{\"user_id\":\"42\",\"user_info\":{}}"}"#.to_string(),
+    ];
+    expected.sort();
+    assert_eq!(got, expected);
+    watcher.expect_silence(200);
+    let mut u43 = Ws::connect_on(p, 0);
+    u43.signin(r#"{"id":"43"}"#);
+    let mut u420 = Ws::connect_on(p, 1);
+    u420.signin(r#"{"id":"420"}"#);
+    let mut anon = Ws::connect_on(p, 1);
+    anon.subscribe("news");
+
+    let path = "/apps/app-id/users/42/terminate_connections";
+    // Unsigned: refused, nobody closed.
+    Http::connect(p)
+        .request("POST", path, b"{}")
+        .expect_error(401);
+    for ws in u42.iter_mut() {
+        ws.ping();
+    }
+    let r = Http::connect(p).post_signed(&DEV, path, "{}");
+    r.expect_ok_json();
+    for ws in u42.iter_mut() {
+        let m = ws.expect_pusher_close(4009);
+        assert!(m.contains("42"), "{m}");
+        // Complete the close handshake; the server then ends the stream.
+        ws.send_raw_lenient(&encode_frame(true, OP_CLOSE, &4009u16.to_be_bytes(), true));
+        ws.expect_eof(WAIT);
+        // As a browser does after the server's FIN, close our side too: the
+        // server releases the connection's state on the TCP end (else only
+        // after its close timeout).
+        ws.shutdown();
+    }
+    // User 42 is gone: from the presence channel and from the watchlist.
+    let mut got = vec![watcher.recv_text(), watcher.recv_text()];
+    got.sort();
+    let mut expected = vec![
+        watchlist_text("offline", &["42"]),
+        r#"{"event":"pusher_internal:member_removed","channel":"presence-t","data":"{\"user_id\":\"42\"}"}"#.to_string(),
+    ];
+    expected.sort();
+    assert_eq!(got, expected);
+    watcher.expect_silence(200);
+    for ws in [&mut u43, &mut u420, &mut anon] {
+        ws.expect_silence(200);
+        ws.ping();
+    }
+    // A user with no connections: still 200.
+    Http::connect(p)
+        .post_signed(
+            &DEV,
+            "/apps/app-id/users/nobody/terminate_connections",
+            "{}",
+        )
+        .expect_ok_json();
+    // Method is POST only.
+    Http::connect(p)
+        .get_signed(&DEV, path, &[])
+        .expect_error(405);
+    // The others still get events.
+    trigger(
+        p,
+        &DEV,
+        &json!({"name":"e","channel":"news","data":"after"}),
+    );
+    anon.expect_text(&event_text("e", "news", "after"));
+}
+
+#[test]
+fn trigger_and_batch_return_the_requested_info() {
+    let server = Server::start();
+    let p = server.port;
+    let mut conns = connect_spread(p, 1);
+    for ws in conns.iter_mut() {
+        ws.subscribe_presence("presence-x", r#"{"user_id":"1"}"#);
+        ws.subscribe("c");
+    }
+    conns[1].subscribe("d");
+
+    let r = Http::connect(p).trigger(
+        &DEV,
+        &json!({"name":"e","channel":"presence-x","data":"1","info":"subscription_count,user_count"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        json!({"channels":{"presence-x":{"user_count":1,"subscription_count":2}}})
+    );
+    for ws in conns.iter_mut() {
+        ws.expect_text(&event_text("e", "presence-x", "1"));
+    }
+
+    let r = Http::connect(p).trigger(
+        &DEV,
+        &json!({"name":"e","channels":["c","d","empty"],"data":"2","info":"subscription_count"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"channels":{"c":{"subscription_count":2},"d":{"subscription_count":1},"empty":{"subscription_count":0}}})
+    );
+    let r = Http::connect(p).trigger(
+        &DEV,
+        &json!({"name":"e","channel":"c","data":"3","info":"bogus"}),
+    );
+    r.expect_error(400);
+
+    let r = Http::connect(p).batch(
+        &DEV,
+        &json!({"batch":[
+            {"name":"e","channel":"presence-x","data":"4","info":"subscription_count,user_count"},
+            {"name":"e","channel":"c","data":"5"},
+            {"name":"e","channel":"d","data":"6","info":"subscription_count"}
+        ]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"batch":[{"user_count":1,"subscription_count":2},{},{"subscription_count":1}]})
+    );
+    // Without any info, a batch answers {}.
+    Http::connect(p)
+        .batch(
+            &DEV,
+            &json!({"batch":[{"name":"e","channel":"c","data":"7"}]}),
+        )
+        .expect_ok_json();
+}
+
+#[test]
+fn subscription_count_follows_subscribes_and_unsubscribes_on_both_shards() {
+    let server = Server::start_with(&dev_app_with("enable_subscription_count = true"));
+    let p = server.port;
+    // One channel owned by each shard.
+    for owner in [0, 1] {
+        let ch = name_owned_by("counted-", owner);
+        let mut a = Ws::connect_on(p, 0);
+        let mut b = Ws::connect_on(p, 1);
+        let mut c = Ws::connect_on(p, 0);
+
+        a.subscribe(&ch);
+        a.expect_text(&subscription_count_text(&ch, 1));
+        b.subscribe(&ch);
+        b.expect_text(&subscription_count_text(&ch, 2));
+        a.expect_text(&subscription_count_text(&ch, 2));
+        c.subscribe(&ch);
+        for ws in [&mut a, &mut b, &mut c] {
+            ws.expect_text(&subscription_count_text(&ch, 3));
+        }
+        b.unsubscribe(&ch);
+        for ws in [&mut a, &mut c] {
+            ws.expect_text(&subscription_count_text(&ch, 2));
+        }
+        b.expect_silence(200);
+        c.close();
+        a.expect_text(&subscription_count_text(&ch, 1));
+        b.subscribe(&ch);
+        for ws in [&mut a, &mut b] {
+            ws.expect_text(&subscription_count_text(&ch, 2));
+        }
+        for ws in [&mut a, &mut b] {
+            ws.expect_silence(100);
+        }
+    }
+}
+
+#[test]
+fn subscription_count_is_off_unless_enabled() {
+    let server = Server::start();
+    let mut conns = connect_spread(server.port, 1);
+    for ws in conns.iter_mut() {
+        ws.subscribe("quiet");
+    }
+    conns[1].unsubscribe("quiet");
+    for ws in conns.iter_mut() {
+        ws.expect_silence(300);
+    }
+}
