@@ -296,9 +296,11 @@ fn terminate_connections_closes_every_connection_of_the_user_on_both_shards() {
     let mut watcher = Ws::connect_on(p, 0);
     watcher.signin(r#"{"id":"w","watchlist":["42"]}"#);
     watcher.subscribe_presence("presence-t", r#"{"user_id":"w"}"#);
-    let mut u42 = [Ws::connect_on(p, 0),
+    let mut u42 = [
+        Ws::connect_on(p, 0),
         Ws::connect_on(p, 1),
-        Ws::connect_on(p, 1)];
+        Ws::connect_on(p, 1),
+    ];
     for ws in u42.iter_mut() {
         ws.signin(r#"{"id":"42"}"#);
         ws.subscribe("news");

@@ -98,9 +98,11 @@ impl SigninAgain for Ws {
 fn server_to_user_channel_is_for_the_signed_in_user_and_reaches_all_their_sockets() {
     let server = Server::start();
     let ch = "#server-to-user-42";
-    let mut u42 = [Ws::connect_on(server.port, 0),
+    let mut u42 = [
+        Ws::connect_on(server.port, 0),
         Ws::connect_on(server.port, 1),
-        Ws::connect_on(server.port, 1)];
+        Ws::connect_on(server.port, 1),
+    ];
     for ws in u42.iter_mut() {
         ws.signin(r#"{"id":"42"}"#);
         // No auth needed once signed in as 42.
