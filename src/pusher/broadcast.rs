@@ -20,6 +20,22 @@ pub struct Publication {
     pub frames: Vec<(Box<str>, Frame)>,
 }
 
+impl Publication {
+    /// One frame for one channel.
+    pub fn one(
+        app: AppIdx,
+        channel: Box<str>,
+        frame: Frame,
+        except: Option<SocketId>,
+    ) -> Publication {
+        Publication {
+            app,
+            except,
+            frames: vec![(channel, frame)],
+        }
+    }
+}
+
 /// Delivers on this shard and posts the publication to every other shard,
 /// without waiting (client events, owner announcements).
 pub fn publish_now(shard: &Shard, publication: Publication) {

@@ -47,11 +47,7 @@ pub fn relay(
             }
             publish_now(
                 shard,
-                Publication {
-                    app,
-                    except: Some(socket),
-                    frames: vec![(channel.into(), frame)],
-                },
+                Publication::one(app, channel.into(), frame, Some(socket)),
             );
         }
     }

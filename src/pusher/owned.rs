@@ -128,11 +128,7 @@ pub fn on_join(
         // Everyone else on the channel; the joiner learns from its snapshot.
         publish_now(
             shard,
-            Publication {
-                app,
-                except: Some(socket),
-                frames: vec![(channel.clone(), frame)],
-            },
+            Publication::one(app, channel.clone(), frame, Some(socket)),
         );
     }
     shard.post(
@@ -163,14 +159,7 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
     if removed {
         webhooks::on_member(shard, app, &channel, user_id, false);
         let frame = member_removed(&channel, user_id);
-        publish_now(
-            shard,
-            Publication {
-                app,
-                except: None,
-                frames: vec![(channel, frame)],
-            },
-        );
+        publish_now(shard, Publication::one(app, channel, frame, None));
     }
 }
 
@@ -187,14 +176,7 @@ pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32)
     webhooks::on_occupancy(shard, app, &channel, change.before, change.after);
     if let Some(count) = change.announce {
         let frame = subscription_count_event(&channel, count);
-        publish_now(
-            shard,
-            Publication {
-                app,
-                except: None,
-                frames: vec![(channel, frame)],
-            },
-        );
+        publish_now(shard, Publication::one(app, channel, frame, None));
     }
 }
 
@@ -211,14 +193,7 @@ pub fn flush_due_counts(shard: &Shard) {
     let due = shard.owned.borrow_mut().counts.due(Instant::now());
     for (app, channel, count) in due {
         let frame = subscription_count_event(&channel, count);
-        publish_now(
-            shard,
-            Publication {
-                app,
-                except: None,
-                frames: vec![(channel, frame)],
-            },
-        );
+        publish_now(shard, Publication::one(app, channel, frame, None));
     }
 }
 
