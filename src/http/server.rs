@@ -10,7 +10,7 @@ use super::response::Response;
 use super::{api, metrics_port};
 use crate::errors::ApiError;
 use crate::net::Socket;
-use crate::runtime::{sleep, Shard};
+use crate::runtime::Shard;
 use crate::ws;
 use std::rc::Rc;
 use std::time::Duration;
@@ -117,7 +117,9 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
                     let leftover = buf.split_off(head.len);
                     drop(buf);
                     drop(pending);
-                    return ws::conn::serve(shard, socket, pusher, leftover).await;
+                    // Boxed, like the API call below, so an idle keep-alive
+                    // or handshaking connection holds only this loop's state.
+                    return Box::pin(ws::conn::serve(shard, socket, pusher, leftover)).await;
                 }
                 (Err(why), _) => ApiError::BadRequest(format!("bad WebSocket upgrade: {why}")),
                 (Ok(()), None) => ApiError::NotFound(format!(
@@ -135,9 +137,9 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
                 let (route, response) = match site {
                     Site::Main => (
                         api::route_label(&head.path),
-                        api::handle(&shard, &head, &mut buf[..len]).await,
+                        Box::pin(api::handle(&shard, &head, &mut buf[..len])).await,
                     ),
-                    Site::Metrics => metrics_port::handle(&shard, &head).await,
+                    Site::Metrics => Box::pin(metrics_port::handle(&shard, &head)).await,
                 };
                 shard.http_in_flight.set(shard.http_in_flight.get() - 1);
                 shard.counters.http_request(route, response.status);
@@ -186,7 +188,7 @@ async fn read_head(shard: &Shard, socket: &mut Socket, buf: &mut Vec<u8>, served
         let idle = served && first && buf.is_empty();
         let timeout = if idle { IDLE_TIMEOUT } else { head_timeout };
         first = false;
-        match read_more(socket, buf, timeout).await {
+        match read_more(shard, socket, buf, timeout).await {
             Ok(n) if n > 0 => {}
             Err(TimedOut) if !idle => return Read::TimedOut,
             _ => return Read::Closed,
@@ -215,7 +217,7 @@ async fn read_body(
         )));
     }
     while buf.len() < len {
-        match read_more(socket, buf, shard.config.limits.head_timeout).await {
+        match read_more(shard, socket, buf, shard.config.limits.head_timeout).await {
             Ok(n) if n > 0 => {}
             _ => return Ok(None),
         }
@@ -229,20 +231,19 @@ struct TimedOut;
 /// Appends what the socket has to `buf`; `Ok(0)` when the peer closed or
 /// the read failed.
 async fn read_more(
+    shard: &Shard,
     socket: &mut Socket,
     buf: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<usize, TimedOut> {
     let old = buf.len();
     buf.resize(old + READ_CHUNK, 0);
-    let read = futures_lite::future::or(
-        async { Ok(socket.read(&mut buf[old..]).await.unwrap_or(0)) },
-        async {
-            sleep(timeout).await;
-            Err(TimedOut)
-        },
-    )
-    .await;
+    let read = shard
+        .deadlines
+        .within(timeout, socket.read(&mut buf[old..]))
+        .await
+        .map(|r| r.unwrap_or(0))
+        .ok_or(TimedOut);
     buf.truncate(old + *read.as_ref().unwrap_or(&0));
     read
 }
