@@ -13,11 +13,11 @@ use crate::net::Socket;
 use crate::runtime::Shard;
 use crate::ws;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-const READ_CHUNK: usize = 16 * 1024;
 /// Route label for requests refused before they had a route.
 const UNROUTED: &str = "unrouted";
 
@@ -159,8 +159,8 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
         if socket.write_all(&out).await.is_err() || !keep_alive {
             return;
         }
-        if buf.is_empty() {
-            buf = Vec::new();
+        if buf.is_empty() && buf.capacity() > 4096 {
+            buf = Vec::new(); // a large body's buffer is not kept while idle
         }
     }
 }
@@ -229,21 +229,24 @@ async fn read_body(
 struct TimedOut;
 
 /// Appends what the socket has to `buf`; `Ok(0)` when the peer closed or
-/// the read failed.
+/// the read failed. Reads go through the shard's scratch buffer, so `buf`
+/// only ever holds the bytes that arrived (no zeroed read-ahead space).
 async fn read_more(
     shard: &Shard,
     socket: &mut Socket,
     buf: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<usize, TimedOut> {
-    let old = buf.len();
-    buf.resize(old + READ_CHUNK, 0);
-    let read = shard
-        .deadlines
-        .within(timeout, socket.read(&mut buf[old..]))
-        .await
-        .map(|r| r.unwrap_or(0))
-        .ok_or(TimedOut);
-    buf.truncate(old + *read.as_ref().unwrap_or(&0));
-    read
+    let read = futures_lite::future::poll_fn(|cx| {
+        let mut scratch = shard.scratch.borrow_mut();
+        match socket.poll_read(cx, &mut scratch[..]) {
+            Poll::Ready(Ok(n)) => {
+                buf.extend_from_slice(&scratch[..n]);
+                Poll::Ready(n)
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(0),
+            Poll::Pending => Poll::Pending,
+        }
+    });
+    shard.deadlines.within(timeout, read).await.ok_or(TimedOut)
 }
