@@ -55,9 +55,9 @@ pub struct Conn {
     /// Frames waiting to be written, oldest first.
     pub out: VecDeque<Bytes>,
     /// Bytes in `out` not yet written.
-    pub out_bytes: usize,
+    pub out_bytes: u32,
     /// How much of the front frame is already written.
-    pub out_offset: usize,
+    pub out_offset: u32,
     pub waker: Option<Waker>,
     /// Shard clock (seconds) of the last frame from the client.
     pub last_seen: u32,
@@ -147,6 +147,13 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
+    pub fn with_capacity(connections: usize) -> ConnTable {
+        ConnTable {
+            slab: Slab::with_capacity(connections),
+            ..ConnTable::default()
+        }
+    }
+
     /// Adds a connection and returns its slot and serial.
     pub fn insert(&mut self, app: AppIdx, fd: i32, now: u32) -> (ConnKey, u32) {
         let serial = self.next_serial;
@@ -216,7 +223,9 @@ impl ConnTable {
         if conn.phase != Phase::Open {
             return;
         }
-        if conn.out_bytes + frame.len() > cap {
+        // Queue sizes are counted in u32: no queue may pass 1 GiB.
+        let cap = cap.min(1 << 30);
+        if conn.out_bytes as usize + frame.len() > cap {
             log::info!(
                 "slow consumer closed (4100): app {}, slot {key}, {} bytes queued",
                 conn.app.0,
@@ -232,7 +241,7 @@ impl ConnTable {
 
     fn push(conn: &mut Conn, bytes: Bytes, flush: &mut FlushList) {
         let was_empty = conn.out.is_empty();
-        conn.out_bytes += bytes.len();
+        conn.out_bytes += bytes.len() as u32;
         conn.out.push_back(bytes);
         if was_empty && !conn.blocked {
             flush.mark(conn.key);
@@ -245,7 +254,7 @@ impl ConnTable {
         let keep = if conn.out_offset > 0 { 1 } else { 0 };
         while conn.out.len() > keep {
             let b = conn.out.pop_back().expect("len checked");
-            conn.out_bytes -= b.len();
+            conn.out_bytes -= b.len() as u32;
         }
         if keep == 0 {
             conn.out = VecDeque::new();
@@ -367,7 +376,7 @@ impl ConnTable {
             let result = {
                 let mut slices: SmallVec<[IoSlice<'_>; MAX_IOVECS]> = SmallVec::new();
                 for (i, bytes) in conn.out.iter().take(MAX_IOVECS).enumerate() {
-                    let skip = if i == 0 { conn.out_offset } else { 0 };
+                    let skip = if i == 0 { conn.out_offset as usize } else { 0 };
                     slices.push(IoSlice::new(&bytes[skip..]));
                 }
                 send(&slices)
@@ -382,9 +391,9 @@ impl ConnTable {
                 }
                 Err(e) => return Err(e),
             };
-            conn.out_bytes -= written;
+            conn.out_bytes -= written as u32;
             *bytes_out += written as u64;
-            let mut done = conn.out_offset + written;
+            let mut done = conn.out_offset as usize + written;
             while let Some(front) = conn.out.front() {
                 if done < front.len() {
                     break;
@@ -393,7 +402,7 @@ impl ConnTable {
                 conn.out.pop_front();
                 *frames_out += 1;
             }
-            conn.out_offset = done;
+            conn.out_offset = done as u32;
         }
         conn.blocked = false;
         // Give the queue's memory back while the connection is idle.

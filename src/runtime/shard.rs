@@ -118,6 +118,7 @@ impl Shard {
         services: Services,
     ) -> Shard {
         let app_count = apps.len();
+        let max_connections = config.limits.max_connections as usize;
         Shard {
             id,
             count,
@@ -125,7 +126,10 @@ impl Shard {
             config,
             channels: RefCell::new(ChannelTable::new(app_count)),
             apps,
-            conns: RefCell::new(ConnTable::default()),
+            // Room for the node's connection limit up front: untouched slots
+            // cost address space, not resident memory, and the table never
+            // has to be copied while it grows.
+            conns: RefCell::new(ConnTable::with_capacity(max_connections)),
             owned: RefCell::new(Owned::default()),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
             deadlines: super::Deadlines::default(),
