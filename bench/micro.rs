@@ -102,7 +102,7 @@ fn main() {
         let mut conns = ConnTable::default();
         let mut channels = ChannelTable::new(1);
         for _ in 0..subscribers {
-            let (key, _) = conns.insert(AppIdx(0), 0);
+            let (key, _) = conns.insert(AppIdx(0), -1, 0);
             channels.subscribe(AppIdx(0), "news", key);
         }
         let frame = messages::channel_event("my-event", "news", &data);

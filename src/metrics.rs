@@ -22,8 +22,6 @@ pub struct Counters {
     pub connections_refused: RefCell<BTreeMap<u16, u64>>,
     pub messages_in: Cell<u64>,
     pub bytes_in: Cell<u64>,
-    pub messages_out: Cell<u64>,
-    pub bytes_out: Cell<u64>,
     /// HTTP requests by (route, status).
     pub http_requests: RefCell<BTreeMap<(&'static str, u16), u64>>,
 }
@@ -61,11 +59,6 @@ impl Counters {
         bump(&self.bytes_in, bytes as u64);
     }
 
-    pub fn sent(&self, messages: usize, bytes: usize) {
-        bump(&self.messages_out, messages as u64);
-        bump(&self.bytes_out, bytes as u64);
-    }
-
     pub fn http_request(&self, route: &'static str, status: u16) {
         *self
             .http_requests
@@ -75,18 +68,18 @@ impl Counters {
     }
 
     /// A copy to send to the shard serving the metrics endpoint.
-    pub fn snapshot(&self, connections_current: u64, slow_consumer_closes: u64) -> Snapshot {
+    pub fn snapshot(&self, conns: &crate::pusher::conns::ConnTable) -> Snapshot {
         Snapshot {
-            connections_current,
+            connections_current: conns.len() as u64,
             connections_opened: self.connections_opened.get(),
             connections_closed: self.connections_closed.borrow().clone(),
             connections_refused: self.connections_refused.borrow().clone(),
             messages_in: self.messages_in.get(),
             bytes_in: self.bytes_in.get(),
-            messages_out: self.messages_out.get(),
-            bytes_out: self.bytes_out.get(),
+            messages_out: conns.frames_out,
+            bytes_out: conns.bytes_out,
             http_requests: self.http_requests.borrow().clone(),
-            slow_consumer_closes,
+            slow_consumer_closes: conns.slow_consumer_closes,
         }
     }
 }
@@ -339,7 +332,11 @@ mod tests {
         b.opened();
         b.message_in();
         b.read_bytes(10);
-        let text = render(&[a.snapshot(0, 0), b.snapshot(1, 2)], None);
+        let empty = crate::pusher::conns::ConnTable::default();
+        let mut busy = crate::pusher::conns::ConnTable::default();
+        busy.insert(crate::apps::AppIdx(0), -1, 0);
+        busy.slow_consumer_closes = 2;
+        let text = render(&[a.snapshot(&empty), b.snapshot(&busy)], None);
         assert!(text.contains("shardcast_connections_opened_total{shard=\"0\"} 1\n"));
         assert!(text.contains("shardcast_connections_opened_total 2\n"));
         assert!(text.contains("shardcast_connections 1\n"));

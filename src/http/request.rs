@@ -140,6 +140,9 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
 
 /// Decodes `%XX` escapes and `+` (as space); invalid escapes stay as written.
 pub fn percent_decode(s: &str) -> String {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return s.to_string();
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

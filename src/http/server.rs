@@ -10,14 +10,14 @@ use super::response::Response;
 use super::{api, metrics_port};
 use crate::errors::ApiError;
 use crate::net::Socket;
-use crate::runtime::{sleep, Shard};
+use crate::runtime::Shard;
 use crate::ws;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-const READ_CHUNK: usize = 16 * 1024;
 /// Route label for requests refused before they had a route.
 const UNROUTED: &str = "unrouted";
 
@@ -117,7 +117,9 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
                     let leftover = buf.split_off(head.len);
                     drop(buf);
                     drop(pending);
-                    return ws::conn::serve(shard, socket, pusher, leftover).await;
+                    // Boxed, like the API call below, so an idle keep-alive
+                    // or handshaking connection holds only this loop's state.
+                    return Box::pin(ws::conn::serve(shard, socket, pusher, leftover)).await;
                 }
                 (Err(why), _) => ApiError::BadRequest(format!("bad WebSocket upgrade: {why}")),
                 (Ok(()), None) => ApiError::NotFound(format!(
@@ -135,9 +137,9 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
                 let (route, response) = match site {
                     Site::Main => (
                         api::route_label(&head.path),
-                        api::handle(&shard, &head, &mut buf[..len]).await,
+                        Box::pin(api::handle(&shard, &head, &mut buf[..len])).await,
                     ),
-                    Site::Metrics => metrics_port::handle(&shard, &head).await,
+                    Site::Metrics => Box::pin(metrics_port::handle(&shard, &head)).await,
                 };
                 shard.http_in_flight.set(shard.http_in_flight.get() - 1);
                 shard.counters.http_request(route, response.status);
@@ -157,8 +159,8 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
         if socket.write_all(&out).await.is_err() || !keep_alive {
             return;
         }
-        if buf.is_empty() {
-            buf = Vec::new();
+        if buf.is_empty() && buf.capacity() > 4096 {
+            buf = Vec::new(); // a large body's buffer is not kept while idle
         }
     }
 }
@@ -186,7 +188,7 @@ async fn read_head(shard: &Shard, socket: &mut Socket, buf: &mut Vec<u8>, served
         let idle = served && first && buf.is_empty();
         let timeout = if idle { IDLE_TIMEOUT } else { head_timeout };
         first = false;
-        match read_more(socket, buf, timeout).await {
+        match read_more(shard, socket, buf, timeout).await {
             Ok(n) if n > 0 => {}
             Err(TimedOut) if !idle => return Read::TimedOut,
             _ => return Read::Closed,
@@ -215,7 +217,7 @@ async fn read_body(
         )));
     }
     while buf.len() < len {
-        match read_more(socket, buf, shard.config.limits.head_timeout).await {
+        match read_more(shard, socket, buf, shard.config.limits.head_timeout).await {
             Ok(n) if n > 0 => {}
             _ => return Ok(None),
         }
@@ -227,22 +229,24 @@ async fn read_body(
 struct TimedOut;
 
 /// Appends what the socket has to `buf`; `Ok(0)` when the peer closed or
-/// the read failed.
+/// the read failed. Reads go through the shard's scratch buffer, so `buf`
+/// only ever holds the bytes that arrived (no zeroed read-ahead space).
 async fn read_more(
+    shard: &Shard,
     socket: &mut Socket,
     buf: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<usize, TimedOut> {
-    let old = buf.len();
-    buf.resize(old + READ_CHUNK, 0);
-    let read = futures_lite::future::or(
-        async { Ok(socket.read(&mut buf[old..]).await.unwrap_or(0)) },
-        async {
-            sleep(timeout).await;
-            Err(TimedOut)
-        },
-    )
-    .await;
-    buf.truncate(old + *read.as_ref().unwrap_or(&0));
-    read
+    let read = futures_lite::future::poll_fn(|cx| {
+        let mut scratch = shard.scratch.borrow_mut();
+        match socket.poll_read(cx, &mut scratch[..]) {
+            Poll::Ready(Ok(n)) => {
+                buf.extend_from_slice(&scratch[..n]);
+                Poll::Ready(n)
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(0),
+            Poll::Pending => Poll::Pending,
+        }
+    });
+    shard.deadlines.within(timeout, read).await.ok_or(TimedOut)
 }

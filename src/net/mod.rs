@@ -9,4 +9,4 @@ mod listener;
 mod socket;
 
 pub use listener::{bind_reuseport, bind_single, probe_port, BoundListener, Listener};
-pub use socket::Socket;
+pub use socket::{send_vectored, Socket};

@@ -28,23 +28,12 @@ impl Socket {
     /// One non-blocking `sendmsg` of all the slices; `WouldBlock` when the
     /// socket buffer is full. Never raises SIGPIPE.
     pub fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        // SAFETY: msghdr is plain data; the iovecs point into live slices
-        // (IoSlice is ABI-compatible with iovec) for the duration of the call.
-        let n = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
-            msg.msg_iovlen = slices.len() as _;
-            libc::sendmsg(
-                self.stream.as_raw_fd(),
-                &msg,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        send_vectored(self.stream.as_raw_fd(), slices)
+    }
+
+    /// The socket's file descriptor (for [`send_vectored`] by the flusher).
+    pub fn raw_fd(&self) -> i32 {
+        self.stream.as_raw_fd()
     }
 
     /// Reads into `buf` (async convenience for request/response code).
@@ -70,5 +59,23 @@ impl Socket {
         unsafe {
             libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR);
         }
+    }
+}
+
+/// One non-blocking `sendmsg` of all the slices to `fd`; `WouldBlock` when
+/// the socket buffer is full. Never raises SIGPIPE.
+pub fn send_vectored(fd: i32, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: msghdr is plain data; the iovecs point into live slices
+    // (IoSlice is ABI-compatible with iovec) for the duration of the call.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = slices.len() as _;
+        libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }

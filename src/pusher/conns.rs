@@ -15,7 +15,11 @@ use bytes::Bytes;
 use slab::Slab;
 use smallvec::SmallVec;
 use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::task::Waker;
+
+/// Frames gathered into one `sendmsg`.
+const MAX_IOVECS: usize = 64;
 
 /// Slot of a connection in its shard's [`ConnTable`].
 pub type ConnKey = u32;
@@ -36,15 +40,24 @@ pub enum Phase {
 }
 
 pub struct Conn {
+    /// This connection's own slot (so a queue can name it in the flush list).
+    pub key: ConnKey,
+    /// The socket's file descriptor, for writes by the shard's flusher. Valid
+    /// while the connection is in the table: its task removes it before
+    /// closing the socket.
+    pub fd: i32,
+    /// The socket buffer was full: the connection's task waits for room and
+    /// writes the queue itself until it drains.
+    pub blocked: bool,
     pub serial: u32,
     pub app: AppIdx,
     pub subs: SmallVec<[ChannelId; 4]>,
     /// Frames waiting to be written, oldest first.
     pub out: VecDeque<Bytes>,
     /// Bytes in `out` not yet written.
-    pub out_bytes: usize,
+    pub out_bytes: u32,
     /// How much of the front frame is already written.
-    pub out_offset: usize,
+    pub out_offset: u32,
     pub waker: Option<Waker>,
     /// Shard clock (seconds) of the last frame from the client.
     pub last_seen: u32,
@@ -101,20 +114,56 @@ impl Conn {
     }
 }
 
+/// Connections whose queue went from empty to not empty, for the shard's
+/// flusher task to write in one pass: frames queued between two passes go
+/// out in one `sendmsg` per connection, and no per-connection task is woken.
+#[derive(Default)]
+pub struct FlushList {
+    pub keys: Vec<ConnKey>,
+    pub waker: Option<Waker>,
+}
+
+impl FlushList {
+    fn mark(&mut self, key: ConnKey) {
+        if self.keys.is_empty() {
+            if let Some(w) = &self.waker {
+                w.wake_by_ref();
+            }
+        }
+        self.keys.push(key);
+    }
+}
+
 #[derive(Default)]
 pub struct ConnTable {
     slab: Slab<Conn>,
+    pub flush: FlushList,
     next_serial: u32,
     /// Connections closed with 4100 because their queue overflowed (metrics).
     pub slow_consumer_closes: u64,
+    /// Frames and bytes written to sockets (metrics).
+    pub frames_out: u64,
+    pub bytes_out: u64,
 }
 
 impl ConnTable {
+    pub fn with_capacity(connections: usize) -> ConnTable {
+        ConnTable {
+            slab: Slab::with_capacity(connections),
+            ..ConnTable::default()
+        }
+    }
+
     /// Adds a connection and returns its slot and serial.
-    pub fn insert(&mut self, app: AppIdx, now: u32) -> (ConnKey, u32) {
+    pub fn insert(&mut self, app: AppIdx, fd: i32, now: u32) -> (ConnKey, u32) {
         let serial = self.next_serial;
         self.next_serial = self.next_serial.wrapping_add(1);
-        let key = self.slab.insert(Conn {
+        let entry = self.slab.vacant_entry();
+        let key = entry.key();
+        entry.insert(Conn {
+            key: key as ConnKey,
+            fd,
+            blocked: false,
             serial,
             app,
             subs: SmallVec::new(),
@@ -174,7 +223,9 @@ impl ConnTable {
         if conn.phase != Phase::Open {
             return;
         }
-        if conn.out_bytes + frame.len() > cap {
+        // Queue sizes are counted in u32: no queue may pass 1 GiB.
+        let cap = cap.min(1 << 30);
+        if conn.out_bytes as usize + frame.len() > cap {
             log::info!(
                 "slow consumer closed (4100): app {}, slot {key}, {} bytes queued",
                 conn.app.0,
@@ -182,18 +233,18 @@ impl ConnTable {
             );
             self.slow_consumer_closes += 1;
             Self::drop_queue(conn);
-            Self::begin_close(conn, &ClientError::SlowConsumer(cap), now);
+            Self::begin_close(conn, &ClientError::SlowConsumer(cap), now, &mut self.flush);
             return;
         }
-        Self::push(conn, frame.bytes().clone());
+        Self::push(conn, frame.bytes().clone(), &mut self.flush);
     }
 
-    fn push(conn: &mut Conn, bytes: Bytes) {
+    fn push(conn: &mut Conn, bytes: Bytes, flush: &mut FlushList) {
         let was_empty = conn.out.is_empty();
-        conn.out_bytes += bytes.len();
+        conn.out_bytes += bytes.len() as u32;
         conn.out.push_back(bytes);
-        if was_empty {
-            conn.wake();
+        if was_empty && !conn.blocked {
+            flush.mark(conn.key);
         }
     }
 
@@ -203,7 +254,7 @@ impl ConnTable {
         let keep = if conn.out_offset > 0 { 1 } else { 0 };
         while conn.out.len() > keep {
             let b = conn.out.pop_back().expect("len checked");
-            conn.out_bytes -= b.len();
+            conn.out_bytes -= b.len() as u32;
         }
         if keep == 0 {
             conn.out = VecDeque::new();
@@ -215,16 +266,20 @@ impl ConnTable {
     pub fn close(&mut self, key: ConnKey, why: &ClientError, now: u32) {
         if let Some(conn) = self.slab.get_mut(key as usize) {
             if conn.phase == Phase::Open {
-                Self::begin_close(conn, why, now);
+                Self::begin_close(conn, why, now, &mut self.flush);
             }
         }
     }
 
-    fn begin_close(conn: &mut Conn, why: &ClientError, now: u32) {
+    fn begin_close(conn: &mut Conn, why: &ClientError, now: u32, flush: &mut FlushList) {
         let message = why.to_string();
         let code = why.code();
-        Self::push(conn, messages::error(Some(code), &message).bytes().clone());
-        Self::push(conn, Frame::close(code, &message).bytes().clone());
+        Self::push(
+            conn,
+            messages::error(Some(code), &message).bytes().clone(),
+            flush,
+        );
+        Self::push(conn, Frame::close(code, &message).bytes().clone(), flush);
         conn.phase = Phase::Closing { since: now };
         conn.close_code = Some(code);
         conn.wake();
@@ -234,7 +289,11 @@ impl ConnTable {
     pub fn close_ws(&mut self, key: ConnKey, code: u16, reason: &str, now: u32) {
         if let Some(conn) = self.slab.get_mut(key as usize) {
             if conn.phase == Phase::Open {
-                Self::push(conn, Frame::close(code, reason).bytes().clone());
+                Self::push(
+                    conn,
+                    Frame::close(code, reason).bytes().clone(),
+                    &mut self.flush,
+                );
                 conn.phase = Phase::Closing { since: now };
                 conn.close_code = Some(code);
                 conn.wake();
@@ -246,7 +305,7 @@ impl ConnTable {
     pub fn reply(&mut self, key: ConnKey, frame: &Frame) {
         if let Some(conn) = self.slab.get_mut(key as usize) {
             if conn.phase == Phase::Open {
-                Self::push(conn, frame.bytes().clone());
+                Self::push(conn, frame.bytes().clone(), &mut self.flush);
             }
         }
     }
@@ -262,6 +321,7 @@ impl ConnTable {
         close_timeout: u32,
     ) {
         let ping = messages::ping();
+        let flush = &mut self.flush;
         for (_, conn) in self.slab.iter_mut() {
             match conn.phase {
                 Phase::Open
@@ -274,15 +334,20 @@ impl ConnTable {
                     let why = ClientError::Unauthorized(
                         "Connection not signed in within the time the app requires".into(),
                     );
-                    Self::begin_close(conn, &why, now);
+                    Self::begin_close(conn, &why, now, flush);
                 }
                 Phase::Open => match conn.ping_sent {
                     Some(at) if now.saturating_sub(at) >= pong_timeout => {
-                        Self::begin_close(conn, &ClientError::PongTimeout(pong_timeout), now);
+                        Self::begin_close(
+                            conn,
+                            &ClientError::PongTimeout(pong_timeout),
+                            now,
+                            flush,
+                        );
                     }
                     None if now.saturating_sub(conn.last_seen) >= activity_timeout => {
                         conn.ping_sent = Some(now);
-                        Self::push(conn, ping.bytes().clone());
+                        Self::push(conn, ping.bytes().clone(), flush);
                     }
                     _ => {}
                 },
@@ -291,6 +356,81 @@ impl ConnTable {
                     conn.wake();
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Writes as much of a connection's queue as `send` takes, oldest first.
+    /// Returns `Ok(true)` when the queue drained (its memory is given back),
+    /// `Ok(false)` when the socket is full (the connection is then `blocked`).
+    pub fn flush_with(
+        &mut self,
+        key: ConnKey,
+        mut send: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<bool> {
+        let Some(conn) = self.slab.get_mut(key as usize) else {
+            return Ok(true);
+        };
+        let (bytes_out, frames_out) = (&mut self.bytes_out, &mut self.frames_out);
+        while !conn.out.is_empty() {
+            let result = {
+                let mut slices: SmallVec<[IoSlice<'_>; MAX_IOVECS]> = SmallVec::new();
+                for (i, bytes) in conn.out.iter().take(MAX_IOVECS).enumerate() {
+                    let skip = if i == 0 { conn.out_offset as usize } else { 0 };
+                    slices.push(IoSlice::new(&bytes[skip..]));
+                }
+                send(&slices)
+            };
+            let written = match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.blocked = true;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            };
+            conn.out_bytes -= written as u32;
+            *bytes_out += written as u64;
+            let mut done = conn.out_offset as usize + written;
+            while let Some(front) = conn.out.front() {
+                if done < front.len() {
+                    break;
+                }
+                done -= front.len();
+                conn.out.pop_front();
+                *frames_out += 1;
+            }
+            conn.out_offset = done as u32;
+        }
+        conn.blocked = false;
+        // Give the queue's memory back while the connection is idle.
+        conn.out = VecDeque::new();
+        Ok(true)
+    }
+
+    /// The flusher's write of one connection, straight to its socket. A full
+    /// socket or a closing connection hands over to the connection's task.
+    pub fn flush_direct(&mut self, key: ConnKey) {
+        let Some(fd) = self
+            .slab
+            .get(key as usize)
+            .filter(|c| !c.blocked)
+            .map(|c| c.fd)
+        else {
+            return;
+        };
+        let result = self.flush_with(key, |slices| crate::net::send_vectored(fd, slices));
+        let Some(conn) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        match result {
+            Ok(true) if conn.phase == Phase::Open => {}
+            Ok(_) => conn.wake(),
+            Err(_) => {
+                conn.phase = Phase::Abort;
+                conn.wake();
             }
         }
     }
@@ -319,7 +459,7 @@ mod tests {
     #[test]
     fn slow_consumer_is_closed_with_4100_and_its_queue_dropped() {
         let mut t = ConnTable::default();
-        let (k, _) = t.insert(AppIdx(0), 0);
+        let (k, _) = t.insert(AppIdx(0), -1, 0);
         t.enqueue(k, &frame(100), 1000, 0);
         assert_eq!(t.get(k).unwrap().out.len(), 1);
         for _ in 0..20 {
@@ -339,7 +479,7 @@ mod tests {
     #[test]
     fn sweep_pings_then_closes_with_4201() {
         let mut t = ConnTable::default();
-        let (k, _) = t.insert(AppIdx(0), 0);
+        let (k, _) = t.insert(AppIdx(0), -1, 0);
         t.sweep(5, 10, 3, 2);
         assert!(t.get(k).unwrap().out.is_empty());
         t.sweep(10, 10, 3, 2);
@@ -356,7 +496,7 @@ mod tests {
     #[test]
     fn activity_resets_the_ping() {
         let mut t = ConnTable::default();
-        let (k, _) = t.insert(AppIdx(0), 0);
+        let (k, _) = t.insert(AppIdx(0), -1, 0);
         t.sweep(10, 10, 3, 2);
         t.touch(k, 11);
         t.sweep(14, 10, 3, 2);
@@ -367,9 +507,9 @@ mod tests {
     #[test]
     fn serials_differ_for_reused_slots() {
         let mut t = ConnTable::default();
-        let (k1, s1) = t.insert(AppIdx(0), 0);
+        let (k1, s1) = t.insert(AppIdx(0), -1, 0);
         t.remove(k1);
-        let (k2, s2) = t.insert(AppIdx(0), 0);
+        let (k2, s2) = t.insert(AppIdx(0), -1, 0);
         assert_eq!(k1, k2);
         assert_ne!(s1, s2);
     }

@@ -11,10 +11,10 @@ use crate::runtime::{Shard, ShardMsg};
 use std::rc::Rc;
 
 /// Registers a new connection and queues `pusher:connection_established`.
-pub fn open(shard: &Shard, app: AppIdx) -> (ConnKey, SocketId) {
+pub fn open(shard: &Shard, app: AppIdx, fd: i32) -> (ConnKey, SocketId) {
     let now = shard.now();
     let mut conns = shard.conns.borrow_mut();
-    let (key, serial) = conns.insert(app, now);
+    let (key, serial) = conns.insert(app, fd, now);
     shard.counters.opened();
     let id = SocketId {
         nonce: shard.nonce,

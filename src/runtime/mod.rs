@@ -6,12 +6,14 @@
 //! call [`spawn`], [`sleep`] and the [`Shard`] methods.
 
 mod boot;
+mod deadlines;
 pub mod env_check;
 mod mailbox;
 mod shard;
 mod tasks;
 
 pub use boot::run;
+pub use deadlines::Deadlines;
 pub use mailbox::{Quota, Reply, Request, ShardMsg};
 pub use shard::{Shard, ShardId};
 pub use tasks::{sleep, spawn, yield_now, Signal};

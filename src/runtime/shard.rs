@@ -74,6 +74,8 @@ pub struct Shard {
     /// Read buffer shared by all connections of the shard, so an idle socket
     /// owns none. Borrowed only between two awaits.
     pub scratch: RefCell<Vec<u8>>,
+    /// Coarse time limits for waiting reads, expired by the tick.
+    pub deadlines: super::Deadlines,
     /// Raised when the shard starts draining for shutdown.
     pub draining: Signal,
     /// HTTP API requests being handled right now.
@@ -116,6 +118,7 @@ impl Shard {
         services: Services,
     ) -> Shard {
         let app_count = apps.len();
+        let max_connections = config.limits.max_connections as usize;
         Shard {
             id,
             count,
@@ -123,9 +126,13 @@ impl Shard {
             config,
             channels: RefCell::new(ChannelTable::new(app_count)),
             apps,
-            conns: RefCell::new(ConnTable::default()),
+            // Room for the node's connection limit up front: untouched slots
+            // cost address space, not resident memory, and the table never
+            // has to be copied while it grows.
+            conns: RefCell::new(ConnTable::with_capacity(max_connections)),
             owned: RefCell::new(Owned::default()),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
+            deadlines: super::Deadlines::default(),
             draining: Signal::default(),
             http_in_flight: Cell::new(0),
             pending_heads: Cell::new(0),
@@ -230,9 +237,7 @@ impl Shard {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let conns = self.conns.borrow();
-        self.counters
-            .snapshot(conns.len() as u64, conns.slow_consumer_closes)
+        self.counters.snapshot(&self.conns.borrow())
     }
 
     fn owner_of(&self, app: AppIdx) -> usize {
@@ -406,6 +411,7 @@ impl Shard {
                 }
             });
         }
+        spawn(crate::pusher::flusher::run(self.clone()));
         let shard = self.clone();
         spawn(async move { shard.accept_loop(listener, Site::Main).await });
         if let Some(metrics) = metrics_listener {
@@ -418,6 +424,7 @@ impl Shard {
         let mut last_sweep = 0;
         while !shutdown.load(Ordering::Relaxed) {
             sleep(Duration::from_millis(100)).await;
+            self.deadlines.expire_due(Instant::now());
             webhooks::release_held(&self, false);
             let now = self.now();
             if now != last_sweep {

@@ -15,16 +15,13 @@ use crate::pusher::session;
 use crate::runtime::Shard;
 use crate::ws::frame::{Decoder, Frame, Inbound};
 use crate::ws::handshake;
-use smallvec::SmallVec;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// Frames gathered into one `sendmsg`.
-const MAX_IOVECS: usize = 64;
 /// Reads handled per poll before yielding to other tasks.
 const READ_BUDGET: usize = 16;
 
@@ -64,7 +61,7 @@ pub async fn serve(
         shard.release_connection(app);
         return;
     }
-    let (key, _) = session::open(&shard, app);
+    let (key, _) = session::open(&shard, app, socket.raw_fd());
     let mut task = ConnTask {
         shard,
         socket,
@@ -77,7 +74,9 @@ pub async fn serve(
     if !leftover.is_empty() {
         task.take_input(leftover.len(), Some(leftover));
     }
-    task.await
+    // The connection runs as a task of its own, so the (much larger) state
+    // of the HTTP code that accepted it is freed now.
+    crate::runtime::spawn(task);
 }
 
 /// Completes the handshake only to say why the connection is refused:
@@ -169,52 +168,25 @@ impl ConnTask {
             .is_some_and(|c| matches!(c.phase, Phase::Closing { .. }) && c.out.is_empty())
     }
 
-    /// Writes as much of the queue as the socket takes, oldest first.
+    /// Writes as much of the queue as the socket takes; when it is full,
+    /// registers for room so the task is woken to continue.
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let mut conns = self.shard.conns.borrow_mut();
-        let Some(conn) = conns.get_mut(self.key) else {
-            return Ok(());
-        };
-        while !conn.out.is_empty() {
-            let written = {
-                let mut slices: SmallVec<[IoSlice<'_>; MAX_IOVECS]> = SmallVec::new();
-                for (i, bytes) in conn.out.iter().take(MAX_IOVECS).enumerate() {
-                    let skip = if i == 0 { conn.out_offset } else { 0 };
-                    slices.push(IoSlice::new(&bytes[skip..]));
-                }
-                match self.socket.try_write_vectored(&slices) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        let socket = &mut self.socket;
+        self.shard
+            .conns
+            .borrow_mut()
+            .flush_with(self.key, |slices| {
+                match socket.try_write_vectored(slices) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         // Wait for room; glommio may also write some right away.
-                        match self.socket.poll_write(cx, &slices[0]) {
-                            Poll::Ready(Ok(n)) => n,
-                            Poll::Ready(Err(e)) => return Err(e),
-                            Poll::Pending => return Ok(()),
+                        match socket.poll_write(cx, &slices[0]) {
+                            Poll::Ready(result) => result,
+                            Poll::Pending => Err(e),
                         }
                     }
-                    Err(e) => return Err(e),
+                    other => other,
                 }
-            };
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            conn.out_bytes -= written;
-            let mut done = conn.out_offset + written;
-            let mut frames = 0;
-            while let Some(front) = conn.out.front() {
-                if done < front.len() {
-                    break;
-                }
-                done -= front.len();
-                conn.out.pop_front();
-                frames += 1;
-            }
-            conn.out_offset = done;
-            self.shard.counters.sent(frames, written);
-        }
-        // Give the queue's memory back while the connection is idle.
-        conn.out = Default::default();
+            })?;
         Ok(())
     }
 
