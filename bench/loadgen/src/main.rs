@@ -194,11 +194,13 @@ fn main() {
         Cmd::Connections(a) => connections(a, nofile),
         Cmd::Trigger(a) => trigger(a),
         Cmd::Churn(a) => churn(a),
-        Cmd::FreePort => {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            println!("{}", l.local_addr().unwrap().port());
-            return;
-        }
+        Cmd::FreePort => match free_port() {
+            Some(p) => {
+                println!("{p}");
+                return;
+            }
+            None => Err("no free port found".to_string()),
+        },
         Cmd::Summarize { raw, note } => match summary::summarize(&raw, &note) {
             Ok(md) => {
                 print!("{md}");
@@ -220,6 +222,42 @@ fn main() {
 }
 
 type Res = Result<Value, String>;
+
+/// A loopback port below the ephemeral range (so the load generator's own
+/// outgoing connections, and their TIME_WAIT leftovers, never hold it) that
+/// binds without SO_REUSEADDR, as a server that does not set it would.
+fn free_port() -> Option<u16> {
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (from, to) = if low > 12_000 {
+        (10_000, low - 1)
+    } else {
+        (low / 2, low - 1)
+    };
+    let span = to.saturating_sub(from).max(1);
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ (std::process::id() as u64) << 32;
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = (from + (x % span as u64) as u32) as u16;
+        let Ok(sock) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        else {
+            continue;
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        if sock.bind(&addr.into()).is_ok() {
+            return Some(port);
+        }
+    }
+    None
+}
 
 fn target_of(url: &str) -> Result<(SocketAddr, String), String> {
     let hostport = url
@@ -466,9 +504,7 @@ fn fanout(a: FanoutArgs, nofile: u64) -> Res {
         }
         pubs.pump(&mut eng);
         let wait = pubs
-            .wait_ns(eng.now_ns())
-            .unwrap_or(10_000_000)
-            .clamp(0, 10_000_000)
+            .wait_ns(eng.now_ns(), 10_000_000)
             .min(pub_end.saturating_sub(now));
         eng.poll(Some(Duration::from_nanos(wait)))
             .map_err(|e| e.to_string())?;
@@ -807,11 +843,7 @@ fn trigger(a: TriggerArgs) -> Res {
             break;
         }
         pubs.pump(&mut eng);
-        let wait = pubs
-            .wait_ns(now)
-            .unwrap_or(10_000_000)
-            .min(10_000_000)
-            .min(end - now);
+        let wait = pubs.wait_ns(now, 10_000_000).min(end - now);
         eng.poll(Some(Duration::from_nanos(wait)))
             .map_err(|e| e.to_string())?;
         on_notes(&mut eng, &mut pubs);
@@ -933,7 +965,11 @@ fn churn(a: ChurnArgs) -> Res {
         if running {
             pubs.pump(&mut eng);
         }
-        let wait = pubs.wait_ns(now).unwrap_or(10_000_000).min(10_000_000);
+        let wait = if running {
+            pubs.wait_ns(now, 10_000_000)
+        } else {
+            10_000_000
+        };
         eng.poll(Some(Duration::from_nanos(wait)))
             .map_err(|e| e.to_string())?;
         let now = eng.now_ns();
