@@ -30,8 +30,16 @@ impl ChannelTable {
     }
 
     /// Adds `conn` to the channel, creating it if needed. Returns the channel
-    /// and whether the connection was newly added.
-    pub fn subscribe(&mut self, app: AppIdx, name: &str, conn: ConnKey) -> (ChannelId, bool) {
+    /// and whether the connection was newly added. `is_member` answers from
+    /// the connection's own (short) channel list, so joining a channel with
+    /// many subscribers does not scan them.
+    pub fn subscribe(
+        &mut self,
+        app: AppIdx,
+        name: &str,
+        conn: ConnKey,
+        is_member: impl FnOnce(ChannelId) -> bool,
+    ) -> (ChannelId, bool) {
         let map = &mut self.by_name[app.0 as usize];
         let id = match map.get(name) {
             Some(&id) => id,
@@ -45,11 +53,10 @@ impl ChannelTable {
                 id
             }
         };
-        let subs = &mut self.channels[id as usize].subscribers;
-        if subs.contains(&conn) {
+        if is_member(id) {
             (id, false)
         } else {
-            subs.push(conn);
+            self.channels[id as usize].subscribers.push(conn);
             (id, true)
         }
     }
@@ -110,10 +117,10 @@ mod tests {
     #[test]
     fn subscribe_is_idempotent_and_last_unsubscribe_frees() {
         let mut t = ChannelTable::new(2);
-        let (a, new) = t.subscribe(AppIdx(0), "c", 1);
+        let (a, new) = t.subscribe(AppIdx(0), "c", 1, |_| false);
         assert!(new);
-        assert_eq!(t.subscribe(AppIdx(0), "c", 1), (a, false));
-        t.subscribe(AppIdx(0), "c", 2);
+        assert_eq!(t.subscribe(AppIdx(0), "c", 1, |id| id == a), (a, false));
+        t.subscribe(AppIdx(0), "c", 2, |_| false);
         assert_eq!(t.subscribers(AppIdx(0), "c"), &[1, 2]);
         // Same name in another app is another channel.
         assert!(t.subscribers(AppIdx(1), "c").is_empty());

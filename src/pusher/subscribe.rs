@@ -187,7 +187,17 @@ fn reply_refusal(
 /// *after* queueing `subscription_succeeded`, so the subscriber never sees a
 /// count for a channel it has not yet joined.
 fn add_local(shard: &Shard, key: ConnKey, app: AppIdx, channel: &str) -> (ChannelId, bool) {
-    let (id, added) = shard.channels.borrow_mut().subscribe(app, channel, key);
+    let is_member = |id| {
+        shard
+            .conns
+            .borrow()
+            .get(key)
+            .is_some_and(|c| c.subs.contains(&id))
+    };
+    let (id, added) = shard
+        .channels
+        .borrow_mut()
+        .subscribe(app, channel, key, is_member);
     if added {
         if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
             conn.subs.push(id);
