@@ -29,8 +29,9 @@
 //!                                              │   queue gets the same Frame (skip except)
 //!                                              │ ShardMsg::Publish(Arc) ─► every other shard
 //!                                              ▼   (mailbox; peer runs deliver_local)
-//!  ConnTask: write ◄── Conn.out queue ◄────────┘
-//!   one vectored sendmsg per drain (frames coalesced)
+//!  pusher::flusher ◄── Conn.out queue ◄────────┘ (queue marks the connection dirty)
+//!   one pass over dirty connections: one vectored sendmsg each (frames
+//!   coalesced); a full socket hands over to its ConnTask, which waits for room
 //! ```
 //!
 //! Layers: [`net`] and [`runtime`] hold every glommio type; [`http`] and
