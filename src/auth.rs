@@ -99,7 +99,7 @@ pub fn verify_api_request(
     let Ok(ts) = ts.parse::<i64>() else {
         return unauthorized("auth_timestamp is not a number of seconds");
     };
-    if (now_secs - ts).abs() > TIMESTAMP_WINDOW_SECS {
+    if now_secs.abs_diff(ts) > TIMESTAMP_WINDOW_SECS as u64 {
         return unauthorized(
             "auth_timestamp is more than 600 seconds away from the server time: check the clock",
         );

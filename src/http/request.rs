@@ -58,9 +58,12 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let n = value
-                .parse::<usize>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid Content-Length `{value}`")))?;
+            // Digits only: `parse` would also take a sign (`+5`), which other
+            // HTTP parsers read differently (a request-smuggling risk).
+            let n = Some(value)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .ok_or_else(|| ApiError::BadRequest(format!("invalid Content-Length `{value}`")))?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(ApiError::BadRequest(
                     "conflicting Content-Length headers".into(),

@@ -134,23 +134,36 @@ impl FlushList {
     }
 }
 
-#[derive(Default)]
 pub struct ConnTable {
     slab: Slab<Conn>,
     pub flush: FlushList,
     next_serial: u32,
     /// Connections closed with 4100 because their queue overflowed (metrics).
     pub slow_consumer_closes: u64,
+    /// The queue cap applied to replies (the server's `max_write_queue_kb`).
+    pub reply_cap: usize,
     /// Frames and bytes written to sockets (metrics).
     pub frames_out: u64,
     pub bytes_out: u64,
 }
 
+/// An empty table with no reply cap beyond the 1 GiB queue limit.
+impl Default for ConnTable {
+    fn default() -> Self {
+        ConnTable::with_capacity(0, usize::MAX)
+    }
+}
+
 impl ConnTable {
-    pub fn with_capacity(connections: usize) -> ConnTable {
+    pub fn with_capacity(connections: usize, queue_cap: usize) -> ConnTable {
         ConnTable {
             slab: Slab::with_capacity(connections),
-            ..ConnTable::default()
+            flush: FlushList::default(),
+            next_serial: 0,
+            slow_consumer_closes: 0,
+            reply_cap: queue_cap.min(1 << 30),
+            frames_out: 0,
+            bytes_out: 0,
         }
     }
 
@@ -302,11 +315,28 @@ impl ConnTable {
     }
 
     /// Queues a frame regardless of the slow-consumer cap (small replies).
+    /// Queues a reply to the connection's own message (pong, error,
+    /// subscription answers). Replies count against the same cap as
+    /// broadcasts, so a client that sends without ever reading is closed
+    /// with 4100 instead of growing its queue.
     pub fn reply(&mut self, key: ConnKey, frame: &Frame) {
+        let cap = self.reply_cap;
         if let Some(conn) = self.slab.get_mut(key as usize) {
-            if conn.phase == Phase::Open {
-                Self::push(conn, frame.bytes().clone(), &mut self.flush);
+            if conn.phase != Phase::Open {
+                return;
             }
+            if conn.out_bytes as usize + frame.len() > cap {
+                log::info!(
+                    "slow consumer closed (4100): app {}, slot {key}, {} bytes of replies queued",
+                    conn.app.0,
+                    conn.out_bytes
+                );
+                self.slow_consumer_closes += 1;
+                Self::drop_queue(conn);
+                Self::begin_close(conn, &ClientError::SlowConsumer(cap), 0, &mut self.flush);
+                return;
+            }
+            Self::push(conn, frame.bytes().clone(), &mut self.flush);
         }
     }
 

@@ -5,6 +5,7 @@
 //! Everything glommio-specific lives here and in `net/`; the protocol layers
 //! call [`spawn`], [`sleep`] and the [`Shard`] methods.
 
+mod allocator;
 mod boot;
 mod deadlines;
 pub mod env_check;

@@ -119,6 +119,7 @@ impl Shard {
     ) -> Shard {
         let app_count = apps.len();
         let max_connections = config.limits.max_connections as usize;
+        let queue_cap = config.limits.max_write_queue_bytes;
         Shard {
             id,
             count,
@@ -129,7 +130,7 @@ impl Shard {
             // Room for the node's connection limit up front: untouched slots
             // cost address space, not resident memory, and the table never
             // has to be copied while it grows.
-            conns: RefCell::new(ConnTable::with_capacity(max_connections)),
+            conns: RefCell::new(ConnTable::with_capacity(max_connections, queue_cap)),
             owned: RefCell::new(Owned::default()),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
             deadlines: super::Deadlines::default(),
@@ -429,6 +430,9 @@ impl Shard {
             let now = self.now();
             if now != last_sweep {
                 last_sweep = now;
+                if now.is_multiple_of(super::allocator::COLLECT_EVERY_SECS) {
+                    super::allocator::collect_thread_heap();
+                }
                 let c = &self.config;
                 self.conns.borrow_mut().sweep(
                     now,

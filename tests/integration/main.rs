@@ -19,3 +19,7 @@ mod protocol;
 mod queries;
 mod signin;
 mod webhooks;
+
+mod abuse;
+mod fuzz_regressions;
+mod memory;

@@ -1343,3 +1343,177 @@ pub fn name_owned_by(prefix: &str, shard: usize) -> String {
         .find(|n| shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), n, 2) == shard)
         .unwrap()
 }
+
+// ---------------------------------------------------------------------------
+// Abuse and memory tests: the server's /proc figures, a health probe, a
+// lock for tests that use thousands of sockets, and a small PRNG.
+// ---------------------------------------------------------------------------
+
+/// Serializes the tests that open thousands of sockets or measure memory,
+/// so they neither share the test process's open-files limit nor disturb
+/// each other's figures. A panicking holder does not poison it for others.
+pub fn heavy_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A field of `/proc/{pid}/status` in kB (e.g. `VmRSS`).
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Resident memory of a process, in kB.
+pub fn rss_kb(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmRSS")
+}
+
+/// Open file descriptors of a process.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"))
+}
+
+/// Polls `f` every 100 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the server's open fds drop to at most `limit`; panics with
+/// the count otherwise.
+pub fn wait_fds_at_most(server: &Server, limit: usize, timeout: Duration) {
+    let pid = server.pid();
+    if !wait_until(timeout, || fd_count(pid) <= limit) {
+        panic!(
+            "server still has {} fds open after {timeout:?} (expected at most {limit})",
+            fd_count(pid)
+        );
+    }
+}
+
+/// The server is healthy: a fresh client on each shard connects,
+/// subscribes, and receives a trigger within 2 s; `GET /` answers 200.
+pub fn assert_healthy(port: u16) {
+    let started = Instant::now();
+    let r = Http::connect(port).request("GET", "/", b"");
+    assert_eq!(r.status, 200, "GET / after abuse: {}", r.text());
+    let mut clients = connect_spread(port, 1);
+    let channel = format!("health-{}", now_secs());
+    for ws in clients.iter_mut() {
+        ws.subscribe(&channel);
+    }
+    let t = Instant::now();
+    trigger(
+        port,
+        &DEV,
+        &serde_json::json!({"name":"probe","channel":channel,"data":"alive"}),
+    );
+    for ws in clients.iter_mut() {
+        let f = ws.recv_within(Duration::from_secs(2));
+        let text = String::from_utf8_lossy(&f.payload).into_owned();
+        assert_eq!(text, event_text("probe", &channel, "alive"));
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "trigger took {:?} to arrive",
+        t.elapsed()
+    );
+    for ws in clients {
+        ws.close();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "health check took {:?}",
+        started.elapsed()
+    );
+}
+
+/// xorshift64*: a fast deterministic PRNG for abuse inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// A TCP connection whose close sends RST (SO_LINGER 0) instead of FIN.
+pub fn connect_for_reset(port: u16) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect(("127.0.0.1", port))?;
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
+    Ok(s)
+}
+
+impl Server {
+    /// Starts the server (development app) with extra environment variables.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+        cmd.args(["--host", "127.0.0.1", "--port", "0", "--cpus", &two_cpus()]);
+        cmd.env("RUST_LOG", "info")
+            .env_remove("SHARDCAST_APP_ID")
+            .env_remove("SHARDCAST_APP_KEY")
+            .env_remove("SHARDCAST_APP_SECRET")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn shardcast");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<u16>();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(port) = listening_port(&line) {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(port);
+                        }
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut server = Server {
+            child: Some(child),
+            port: 0,
+            log,
+            config_path: None,
+        };
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(port) => server.port = port,
+            Err(_) => panic!("server did not start; log:\n{}", server.log_text()),
+        }
+        server
+    }
+}
