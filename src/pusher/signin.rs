@@ -53,6 +53,9 @@ pub fn parse_user_data(user_data: &str) -> Result<UserData, String> {
             };
             if !watchlist.iter().any(|w| **w == *id) {
                 watchlist.push(id.into());
+                if watchlist.len() > MAX_WATCHLIST {
+                    break; // enough to know it is over the limit
+                }
             }
         }
     }
