@@ -79,7 +79,7 @@ static CONFIG_COUNTER: AtomicU32 = AtomicU32::new(0);
 impl Server {
     /// Starts the server with no config file (the development app).
     pub fn start() -> Server {
-        Self::launch(None)
+        Self::launch(None, &[])
     }
 
     /// Starts the server with `toml` as its config file.
@@ -95,10 +95,10 @@ impl Server {
                 .as_nanos()
         ));
         std::fs::write(&path, toml).expect("write config file");
-        Self::launch(Some(path))
+        Self::launch(Some(path), &[])
     }
 
-    fn launch(config_path: Option<PathBuf>) -> Server {
+    fn launch(config_path: Option<PathBuf>, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
         cmd.args(["--host", "127.0.0.1", "--port", "0", "--cpus", &two_cpus()]);
         if let Some(p) = &config_path {
@@ -108,6 +108,7 @@ impl Server {
             .env_remove("SHARDCAST_APP_ID")
             .env_remove("SHARDCAST_APP_KEY")
             .env_remove("SHARDCAST_APP_SECRET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -1475,45 +1476,6 @@ pub fn connect_for_reset(port: u16) -> std::io::Result<TcpStream> {
 impl Server {
     /// Starts the server (development app) with extra environment variables.
     pub fn start_with_env(env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
-        cmd.args(["--host", "127.0.0.1", "--port", "0", "--cpus", &two_cpus()]);
-        cmd.env("RUST_LOG", "info")
-            .env_remove("SHARDCAST_APP_ID")
-            .env_remove("SHARDCAST_APP_KEY")
-            .env_remove("SHARDCAST_APP_SECRET")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn shardcast");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<u16>();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut tx = Some(tx);
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(port) = listening_port(&line) {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(port);
-                        }
-                    }
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        let mut server = Server {
-            child: Some(child),
-            port: 0,
-            log,
-            config_path: None,
-        };
-        match rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(port) => server.port = port,
-            Err(_) => panic!("server did not start; log:\n{}", server.log_text()),
-        }
-        server
+        Self::launch(None, env)
     }
 }
