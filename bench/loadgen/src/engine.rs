@@ -556,7 +556,6 @@ impl Engine {
 
     /// The connection broke: fail or retry the request in flight, then reconnect.
     fn http_broken(&mut self, tok: usize) {
-        let target = self.target;
         let Some(Conn::Http(h)) = self.conns.get_mut(tok) else {
             return;
         };
@@ -580,39 +579,20 @@ impl Engine {
                 });
             }
         }
-        self.stats.http_reconnects += 1;
-        match connect_from(target, 0) {
-            Ok(mut sock) => {
-                let _ = self.poll.registry().deregister(&mut h.sock);
-                if self
-                    .poll
-                    .registry()
-                    .register(
-                        &mut sock,
-                        Token(tok),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .is_err()
-                {
-                    return;
-                }
-                h.sock = sock;
-                h.inbuf.clear();
-                h.out.clear();
-                h.reused = false;
-                if let Some(req) = resend {
-                    // Busy while connecting: `out` is flushed once connected.
-                    h.out.extend_from_slice(&req);
-                    h.req = req;
-                    h.retried = true;
-                    h.state = HttpState::Busy;
-                } else {
-                    h.state = HttpState::Connecting;
-                }
-            }
-            Err(_) => {
-                self.conns.remove(tok);
-            }
+        if !self.http_new_socket(tok) {
+            return;
+        }
+        let Some(Conn::Http(h)) = self.conns.get_mut(tok) else {
+            return;
+        };
+        if let Some(req) = resend {
+            // Busy while connecting: `out` is flushed once connected.
+            h.out.extend_from_slice(&req);
+            h.req = req;
+            h.retried = true;
+            h.state = HttpState::Busy;
+        } else {
+            h.state = HttpState::Connecting;
         }
     }
 
@@ -711,35 +691,45 @@ impl Engine {
 
     /// Replaces an idle connection the server is closing with a new one.
     fn http_reconnect_idle(&mut self, tok: usize) {
+        if !self.http_new_socket(tok) {
+            return;
+        }
+        if let Some(Conn::Http(h)) = self.conns.get_mut(tok) {
+            h.state = HttpState::Connecting;
+        }
+    }
+
+    /// Connects a fresh socket in place of `tok`'s and clears its buffers;
+    /// false (and the connection dropped) when that fails.
+    fn http_new_socket(&mut self, tok: usize) -> bool {
         let target = self.target;
         let Some(Conn::Http(h)) = self.conns.get_mut(tok) else {
-            return;
+            return false;
         };
         self.stats.http_reconnects += 1;
-        match connect_from(target, 0) {
-            Ok(mut sock) => {
-                let _ = self.poll.registry().deregister(&mut h.sock);
-                if self
-                    .poll
-                    .registry()
-                    .register(
-                        &mut sock,
-                        Token(tok),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .is_err()
-                {
-                    self.conns.remove(tok);
-                    return;
-                }
+        let registered = connect_from(target, 0).ok().and_then(|mut sock| {
+            let _ = self.poll.registry().deregister(&mut h.sock);
+            self.poll
+                .registry()
+                .register(
+                    &mut sock,
+                    Token(tok),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .ok()
+                .map(|()| sock)
+        });
+        match registered {
+            Some(sock) => {
                 h.sock = sock;
                 h.inbuf.clear();
                 h.out.clear();
                 h.reused = false;
-                h.state = HttpState::Connecting;
+                true
             }
-            Err(_) => {
+            None => {
                 self.conns.remove(tok);
+                false
             }
         }
     }
