@@ -121,22 +121,9 @@ fn non_pusher_and_bad_upgrades_get_http_errors() {
     http.read_response().expect_error(400);
 }
 
-const TWO_APPS_DISABLED: &str = r#"
-[[apps]]
-id = "app-id"
-key = "app-key"
-secret = "app-secret"
-
-[[apps]]
-id = "off-id"
-key = "off-key"
-secret = "off-secret"
-enabled = false
-"#;
-
 #[test]
 fn disabled_app_is_refused_with_4003() {
-    let server = Server::start_with(TWO_APPS_DISABLED);
+    let server = Server::start_with(DEV_AND_DISABLED_APPS);
     let message = expect_refused(server.port, &app_path("off-key"), 4003);
     assert!(message.to_lowercase().contains("disabled"), "{message}");
     Ws::connect(server.port).close();

@@ -5,19 +5,6 @@ use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
 
-const APPS: &str = r#"
-[[apps]]
-id = "app-id"
-key = "app-key"
-secret = "app-secret"
-
-[[apps]]
-id = "off-id"
-key = "off-key"
-secret = "off-secret"
-enabled = false
-"#;
-
 const OFF: Creds = Creds {
     id: "off-id",
     key: "off-key",
@@ -38,7 +25,7 @@ fn signed_post(port: u16, body: &str) -> HttpResponse {
 
 #[test]
 fn signed_trigger_is_200_with_empty_object() {
-    let server = Server::start_with(APPS);
+    let server = Server::start_with(DEV_AND_DISABLED_APPS);
     let r = signed_post(server.port, EVENT);
     r.expect_ok_json();
     assert_eq!(r.header("content-length"), Some("2"));
@@ -61,7 +48,7 @@ fn signed_trigger_is_200_with_empty_object() {
 
 #[test]
 fn bad_request_bodies_are_400_naming_the_problem() {
-    let server = Server::start_with(APPS);
+    let server = Server::start_with(DEV_AND_DISABLED_APPS);
     let cases: &[(&str, &str)] = &[
         ("{\"name\":", "JSON"),
         ("nonsense", "JSON"),
@@ -113,7 +100,7 @@ fn bad_request_bodies_are_400_naming_the_problem() {
 
 #[test]
 fn authentication_failures_are_401() {
-    let server = Server::start_with(APPS);
+    let server = Server::start_with(DEV_AND_DISABLED_APPS);
     let port = server.port;
     let body = EVENT.as_bytes();
     let now = now_secs();
@@ -192,7 +179,7 @@ fn authentication_failures_are_401() {
 
 #[test]
 fn disabled_app_signed_correctly_is_403() {
-    let server = Server::start_with(APPS);
+    let server = Server::start_with(DEV_AND_DISABLED_APPS);
     let mut http = Http::connect(server.port);
     let m = http
         .post_signed(&OFF, "/apps/off-id/events", EVENT)
@@ -211,7 +198,7 @@ fn disabled_app_signed_correctly_is_403() {
 
 #[test]
 fn not_found_and_method_not_allowed() {
-    let server = Server::start_with(APPS);
+    let server = Server::start_with(DEV_AND_DISABLED_APPS);
     let port = server.port;
     // Unknown app (even when signed with its would-be credentials).
     let ghost = Creds { id: "ghost", ..DEV };
@@ -252,7 +239,7 @@ fn not_found_and_method_not_allowed() {
 
 #[test]
 fn oversized_data_is_413() {
-    let server = Server::start_with(APPS);
+    let server = Server::start_with(DEV_AND_DISABLED_APPS);
     let big = json!({"name":"e","channel":"c","data":"x".repeat(100 * 1024 + 1)}).to_string();
     let m = signed_post(server.port, &big).expect_error(413);
     assert!(m.contains("data"), "{m}");
@@ -273,7 +260,7 @@ fn oversized_data_is_413() {
 
 #[test]
 fn batch_events() {
-    let server = Server::start_with(APPS);
+    let server = Server::start_with(DEV_AND_DISABLED_APPS);
     let path = "/apps/app-id/batch_events";
     let mut http = Http::connect(server.port);
     let batch = json!({"batch":[

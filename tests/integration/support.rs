@@ -1479,3 +1479,17 @@ impl Server {
         Self::launch(None, env)
     }
 }
+
+/// The development app plus a disabled one (`off-id` / `off-key`).
+pub const DEV_AND_DISABLED_APPS: &str = r#"
+[[apps]]
+id = "app-id"
+key = "app-key"
+secret = "app-secret"
+
+[[apps]]
+id = "off-id"
+key = "off-key"
+secret = "off-secret"
+enabled = false
+"#;
