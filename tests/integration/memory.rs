@@ -99,6 +99,11 @@ fn open_many(port: u16, n: usize) -> Vec<Ws> {
 #[test]
 fn rss_and_fds_return_after_20000_connections_close() {
     let _heavy = heavy_lock();
+    let files = raise_open_files();
+    assert!(
+        files >= 10_600,
+        "this test holds 10,000 sockets at once: raise the open-files hard limit (now {files})"
+    );
     let server = Server::start_with_env(PURGE_AT_ONCE);
     let port = server.port;
     let pid = server.pid();

@@ -1355,6 +1355,7 @@ pub fn name_owned_by(prefix: &str, shard: usize) -> String {
 /// each other's figures. A panicking holder does not poison it for others.
 pub fn heavy_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
+    raise_open_files();
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -1493,3 +1494,25 @@ key = "off-key"
 secret = "off-secret"
 enabled = false
 "#;
+
+/// Raises this process's soft open-files limit to the hard limit (the
+/// socket-heavy tests hold over 10,000 sockets) and returns the new limit.
+pub fn raise_open_files() -> u64 {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return lim.rlim_max as u64;
+            }
+        }
+        lim.rlim_cur as u64
+    }
+}
