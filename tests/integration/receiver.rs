@@ -27,10 +27,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::support::find_header(&self.headers, name)
     }
 
     pub fn json(&self) -> Value {
