@@ -155,20 +155,28 @@ fn rss_and_fds_return_after_20000_connections_close() {
     assert_healthy(port);
 }
 
-/// Light traffic for a moment (see [`expect_rss_back`]); returns RSS.
+/// Light traffic for a little longer than one heap-collect period of the
+/// shards (`runtime/allocator.rs`, every 5 s; see [`expect_rss_back`]);
+/// returns the lowest RSS seen, which is what the round left behind once
+/// every shard has collected its heap.
 fn settle(server: &Server) -> u64 {
-    for _ in 0..4 {
+    let mut low = rss_kb(server.pid());
+    for _ in 0..26 {
         for ws in connect_spread(server.port, 1) {
             ws.close();
         }
         std::thread::sleep(Duration::from_millis(250));
+        low = low.min(rss_kb(server.pid()));
     }
-    rss_kb(server.pid())
+    low
 }
 
-/// Repeated rounds of abuse do not add up: RSS after the second round is
-/// where it was after the first (what one round leaves behind is retained,
-/// not leaked), and stays within a bound of the start.
+/// Repeated rounds of abuse do not add up: RSS after the third round is not
+/// above where it was after the first two (what a round leaves behind is
+/// retained, not leaked), and stays within a bound of the start. Two rounds
+/// warm up because the kernel's SO_REUSEPORT hash decides which shard takes
+/// each abusive connection: one round may grow the tables of one shard, the
+/// next those of the other.
 #[test]
 fn rss_is_bounded_over_repeated_rounds_of_abuse() {
     let _heavy = heavy_lock();
@@ -181,12 +189,12 @@ fn rss_is_bounded_over_repeated_rounds_of_abuse() {
     let base = rss_kb(pid);
     let mut peak = base;
     let mut after = Vec::new();
-    // More rounds for a closer look: SHARDCAST_MEM_ROUNDS=6.
+    // More rounds for a closer look: SHARDCAST_MEM_ROUNDS=6 (at least 3).
     let rounds = std::env::var("SHARDCAST_MEM_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2usize)
-        .max(2);
+        .unwrap_or(3usize)
+        .max(3);
     for _ in 0..rounds {
         abuse_round(&server, &mut peak);
         wait_fds_at_most(&server, base_fds + 2, Duration::from_secs(35));
@@ -196,8 +204,9 @@ fn rss_is_bounded_over_repeated_rounds_of_abuse() {
         "abuse rounds: RSS {base} kB at the start, peak {peak} kB, after each round {after:?} kB"
     );
     let last = *after.last().unwrap();
+    let warm = after[0].max(after[1]);
     assert!(
-        last <= after[0] + 8 * 1024,
+        last <= warm + 8 * 1024,
         "RSS keeps growing: {base} kB at the start, {after:?} kB after each round"
     );
     assert!(
