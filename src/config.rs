@@ -66,6 +66,16 @@ pub struct ServerSection {
     pub webhooks: WebhooksSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// `wss://` and `https://` on the main port when present.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[server.tls]`: PEM files of the certificate chain and its private key.
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -192,6 +202,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// The Prometheus port (`/metrics`, `/usage`), when enabled.
     pub metrics_port: Option<u16>,
+    /// Certificate and key for TLS on the main port; plain when `None`.
+    pub tls: Option<TlsFiles>,
     /// `server.log_level`, used when `RUST_LOG` is not set.
     pub log_level: Option<String>,
 }
@@ -290,6 +302,18 @@ impl Config {
             dev_app,
             webhooks,
             metrics_port,
+            tls: server.tls.as_ref().map(|t| {
+                // Relative paths are relative to the config file's folder.
+                let base = cli.config.as_deref().and_then(std::path::Path::parent);
+                let place = |p: &std::path::Path| match base {
+                    Some(dir) if p.is_relative() => dir.join(p),
+                    _ => p.to_path_buf(),
+                };
+                TlsFiles {
+                    cert: place(&t.cert),
+                    key: place(&t.key),
+                }
+            }),
             log_level,
         })
     }
@@ -727,6 +751,7 @@ mod tests {
             .map(|l| match l.strip_prefix("# ") {
                 Some(rest)
                     if rest.starts_with("[[apps")
+                        || rest.starts_with("[server.tls]")
                         || rest.contains(" = ") && !rest.starts_with(' ') =>
                 {
                     rest
@@ -751,6 +776,9 @@ mod tests {
         assert_eq!(c.limits.head_timeout, Duration::from_secs(30));
         assert_eq!(c.webhooks, WebhookSettings::default());
         assert_eq!(c.metrics_port, None);
+        let tls = c.tls.as_ref().expect("[server.tls] uncommented");
+        assert_eq!(tls.cert, std::path::Path::new("/etc/shardcast/cert.pem"));
+        assert_eq!(tls.key, std::path::Path::new("/etc/shardcast/key.pem"));
         assert_eq!(c.log_level.as_deref(), Some("info"));
         let hook = &c.apps[0].webhooks[0];
         assert!(hook.kinds.contains(EventKind::ChannelOccupied));

@@ -33,6 +33,8 @@ pub enum StartupError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Tls(String),
     #[error("shard on CPU {cpu} failed to start: {why}")]
     Shard { cpu: usize, why: String },
 }

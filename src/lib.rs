@@ -16,7 +16,7 @@
 //!  client / backend
 //!        │ TCP (kernel spreads accepts over shards: SO_REUSEPORT)
 //!        ▼
-//!  net::Listener ──► http::serve ── httparse head
+//!  net::Listener ──► http::serve ── [TLS handshake: net::Stream] ── httparse head
 //!        │                 │
 //!        │   GET /app/{key} (Upgrade)        POST /apps/{id}/events
 //!        ▼                                    ▼
@@ -31,7 +31,8 @@
 //!                                              ▼   (mailbox; peer runs deliver_local)
 //!  pusher::flusher ◄── Conn.out queue ◄────────┘ (queue marks the connection dirty)
 //!   one pass over dirty connections: one vectored sendmsg each (frames
-//!   coalesced); a full socket hands over to its ConnTask, which waits for room
+//!   coalesced); a full socket hands over to its ConnTask, which waits for room;
+//!   a TLS connection's frames are always written (encrypted) by its ConnTask
 //! ```
 //!
 //! Layers: [`net`] and [`runtime`] hold every glommio type; [`http`] and

@@ -4,12 +4,16 @@
 //! Abuse limits: connections still sending their first request head are
 //! capped per shard (a share of `max_pending_heads`; 503 above it), and a
 //! head must arrive within `head_timeout_secs` (408 after it).
+//!
+//! With TLS configured, a main-port connection first completes its TLS
+//! handshake, within the same time limit and counted against the same cap
+//! (a connection over the cap is closed without a handshake).
 
 use super::request::{parse_head, Head};
 use super::response::Response;
 use super::{api, metrics_port};
 use crate::errors::ApiError;
-use crate::net::Socket;
+use crate::net::{Socket, Stream};
 use crate::runtime::Shard;
 use crate::ws;
 use std::rc::Rc;
@@ -59,7 +63,7 @@ impl Drop for PendingHead<'_> {
     }
 }
 
-async fn refuse(shard: &Shard, socket: &mut Socket, e: &ApiError) {
+async fn refuse(shard: &Shard, socket: &mut Stream, e: &ApiError) {
     shard.counters.http_request(UNROUTED, e.status());
     let mut out = Vec::new();
     Response::error(e).encode(false, &mut out);
@@ -67,7 +71,11 @@ async fn refuse(shard: &Shard, socket: &mut Socket, e: &ApiError) {
 }
 
 /// Serves a connection until it closes or becomes a WebSocket.
-pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
+pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
+    let tls = match site {
+        Site::Main => shard.tls.clone(),
+        Site::Metrics => None,
+    };
     let cap = shard
         .config
         .limits
@@ -75,15 +83,32 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
         .div_ceil(shard.count as u32)
         .max(1);
     if shard.pending_heads.get() >= cap {
+        if tls.is_some() {
+            return; // no handshake spent on a connection we refuse
+        }
         let e = ApiError::Unavailable(format!(
             "too many connections are still sending their request ({cap} on this core); retry later"
         ));
-        return refuse(&shard, &mut socket, &e).await;
+        return refuse(&shard, &mut Stream::Plain(socket), &e).await;
     }
     shard.pending_heads.set(shard.pending_heads.get() + 1);
     let mut pending = PendingHead {
         shard: &shard,
         held: true,
+    };
+    let mut socket = match tls {
+        Some(tls) => {
+            let timeout = shard.config.limits.head_timeout;
+            match shard.deadlines.within(timeout, tls.accept(socket)).await {
+                Some(Ok(stream)) => stream,
+                Some(Err(e)) => {
+                    log::debug!("shard {}: TLS handshake failed: {e}", shard.id);
+                    return;
+                }
+                None => return, // the handshake took longer than head_timeout
+            }
+        }
+        None => Stream::Plain(socket),
     };
     let mut buf: Vec<u8> = Vec::new();
     let mut served = false;
@@ -167,7 +192,7 @@ pub async fn serve(shard: Rc<Shard>, mut socket: Socket, site: Site) {
 
 /// Reads until `buf` starts with a complete head, within the time limits.
 /// Between keep-alive requests (`served`) the connection may idle longer.
-async fn read_head(shard: &Shard, socket: &mut Socket, buf: &mut Vec<u8>, served: bool) -> Read {
+async fn read_head(shard: &Shard, socket: &mut Stream, buf: &mut Vec<u8>, served: bool) -> Read {
     let limit = shard.config.limits.max_request_head_bytes;
     let head_timeout = shard.config.limits.head_timeout;
     let mut first = true;
@@ -199,7 +224,7 @@ async fn read_head(shard: &Shard, socket: &mut Socket, buf: &mut Vec<u8>, served
 /// Reads the body into `buf` (after the head was removed); returns its length.
 async fn read_body(
     shard: &Shard,
-    socket: &mut Socket,
+    socket: &mut Stream,
     buf: &mut Vec<u8>,
     head: &Head,
 ) -> Result<Option<usize>, ApiError> {
@@ -233,7 +258,7 @@ struct TimedOut;
 /// only ever holds the bytes that arrived (no zeroed read-ahead space).
 async fn read_more(
     shard: &Shard,
-    socket: &mut Socket,
+    socket: &mut Stream,
     buf: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<usize, TimedOut> {

@@ -1,4 +1,5 @@
-//! Sockets: the per-shard SO_REUSEPORT listener and the connected [`Socket`].
+//! Sockets: the per-shard SO_REUSEPORT listener, the connected [`Socket`],
+//! and the [`Stream`] over it, plain or TLS.
 //!
 //! Together with `runtime/`, the only place glommio's types appear. A
 //! [`Socket`] exposes just what the HTTP and WebSocket layers need: polled
@@ -7,6 +8,8 @@
 
 mod listener;
 mod socket;
+mod tls;
 
 pub use listener::{bind_reuseport, bind_single, probe_port, BoundListener, Listener};
 pub use socket::{send_vectored, Socket};
+pub use tls::{Stream, TlsAcceptor, TlsIdentity};

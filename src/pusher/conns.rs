@@ -39,12 +39,16 @@ pub enum Phase {
     Abort,
 }
 
+/// `Conn::fd` of a connection the flusher must not write to directly.
+pub const NO_FD: i32 = -1;
+
 pub struct Conn {
     /// This connection's own slot (so a queue can name it in the flush list).
     pub key: ConnKey,
     /// The socket's file descriptor, for writes by the shard's flusher. Valid
     /// while the connection is in the table: its task removes it before
-    /// closing the socket.
+    /// closing the socket. [`NO_FD`] when the connection's own task writes
+    /// its frames (TLS encrypts per connection).
     pub fd: i32,
     /// The socket buffer was full: the connection's task waits for room and
     /// writes the queue itself until it drains.
@@ -441,13 +445,21 @@ impl ConnTable {
     }
 
     /// The flusher's write of one connection, straight to its socket. A full
-    /// socket or a closing connection hands over to the connection's task.
+    /// socket, a closing connection or one without a direct fd (TLS) hands
+    /// over to the connection's task.
     pub fn flush_direct(&mut self, key: ConnKey) {
         let Some(fd) = self
             .slab
-            .get(key as usize)
+            .get_mut(key as usize)
             .filter(|c| !c.blocked)
-            .map(|c| c.fd)
+            .and_then(|c| {
+                if c.fd == NO_FD {
+                    c.wake();
+                    None
+                } else {
+                    Some(c.fd)
+                }
+            })
         else {
             return;
         };

@@ -2,7 +2,7 @@
 //! when it sends a message, and when it goes away.
 
 use crate::apps::AppIdx;
-use crate::pusher::conns::ConnKey;
+use crate::pusher::conns::{ConnKey, NO_FD};
 use crate::pusher::inbound::{self, ClientMessage};
 use crate::pusher::owned::owner_of;
 use crate::pusher::socket_id::SocketId;
@@ -11,10 +11,12 @@ use crate::runtime::{Shard, ShardMsg};
 use std::rc::Rc;
 
 /// Registers a new connection and queues `pusher:connection_established`.
-pub fn open(shard: &Shard, app: AppIdx, fd: i32) -> (ConnKey, SocketId) {
+/// `direct_fd` is the socket the shard's flusher may write to (`None` for
+/// TLS, whose task writes its own frames).
+pub fn open(shard: &Shard, app: AppIdx, direct_fd: Option<i32>) -> (ConnKey, SocketId) {
     let now = shard.now();
     let mut conns = shard.conns.borrow_mut();
-    let (key, serial) = conns.insert(app, fd, now);
+    let (key, serial) = conns.insert(app, direct_fd.unwrap_or(NO_FD), now);
     shard.counters.opened();
     let id = SocketId {
         nonce: shard.nonce,

@@ -62,6 +62,19 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         }
         None => None,
     };
+    let tls = match &config.tls {
+        Some(files) => {
+            let identity =
+                net::TlsIdentity::load(&files.cert, &files.key).map_err(StartupError::Tls)?;
+            log::info!(
+                "TLS on the main port: certificate {}, key {}",
+                files.cert.display(),
+                files.key.display()
+            );
+            Some(identity)
+        }
+        None => None,
+    };
     let nonce = process_nonce();
     let count = config.cpus.len();
     let config = Arc::new(config);
@@ -76,6 +89,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         services = Services {
             webhooks: Some(queue),
             webhook_stats: Some(stats),
+            tls: None,
         };
         sender = Some(thread);
     }
@@ -83,7 +97,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
 
     let mut threads = Vec::new();
     for (index, (ends, &cpu)) in build_mesh(count).into_iter().zip(&config.cpus).enumerate() {
-        let (config, apps, shutdown, ready, services) = (
+        let (config, apps, shutdown, ready, mut services) = (
             config.clone(),
             apps.clone(),
             shutdown.clone(),
@@ -91,6 +105,15 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             services.clone(),
         );
         let metrics = if index == 0 { metrics.take() } else { None };
+        // Each shard its own TLS config, so its session cache is its own.
+        services.tls = match &tls {
+            Some(identity) => Some(
+                identity
+                    .acceptor()
+                    .map_err(|e| StartupError::Tls(format!("TLS: {e}")))?,
+            ),
+            None => None,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("shard-{index}"))
             .spawn(move || {

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::errors::ClientError;
 use crate::http::Site;
 use crate::metrics::{Counters, Snapshot};
-use crate::net::Listener;
+use crate::net::{Listener, TlsAcceptor};
 use crate::pusher::channels::ChannelTable;
 use crate::pusher::conns::ConnTable;
 use crate::pusher::inbox;
@@ -88,6 +88,8 @@ pub struct Shard {
     pub webhooks: Option<WebhookQueue>,
     /// The sender thread's delivery counters (process-wide atomics).
     pub webhook_stats: Option<Arc<DeliveryStats>>,
+    /// TLS for the main port (this shard's own acceptor), when configured.
+    pub tls: Option<TlsAcceptor>,
     mailboxes: Mailboxes,
     pending: RefCell<Slab<PendingReply>>,
     /// Open connections per app; meaningful for apps this shard owns.
@@ -100,11 +102,13 @@ pub struct Shard {
     started: Instant,
 }
 
-/// What a shard gets besides its config: the webhook sender's ends.
+/// What a shard gets besides its config: the webhook sender's ends and
+/// its own TLS acceptor.
 #[derive(Clone, Default)]
 pub struct Services {
     pub webhooks: Option<WebhookQueue>,
     pub webhook_stats: Option<Arc<DeliveryStats>>,
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl Shard {
@@ -140,6 +144,7 @@ impl Shard {
             counters: Counters::default(),
             webhooks: services.webhooks,
             webhook_stats: services.webhook_stats,
+            tls: services.tls,
             mailboxes,
             pending: RefCell::new(Slab::new()),
             app_connections: RefCell::new(vec![0; app_count]),

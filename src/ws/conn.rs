@@ -9,7 +9,7 @@
 //! the shard's `ConnTable`.
 
 use crate::errors::ClientError;
-use crate::net::Socket;
+use crate::net::Stream;
 use crate::pusher::conns::{ConnKey, Phase};
 use crate::pusher::session;
 use crate::runtime::Shard;
@@ -29,7 +29,7 @@ const READ_BUDGET: usize = 16;
 /// `leftover` holds bytes the client sent right after its request head.
 pub async fn serve(
     shard: Rc<Shard>,
-    mut socket: Socket,
+    mut socket: Stream,
     upgrade: handshake::Upgrade,
     leftover: Vec<u8>,
 ) {
@@ -61,7 +61,7 @@ pub async fn serve(
         shard.release_connection(app);
         return;
     }
-    let (key, _) = session::open(&shard, app, socket.raw_fd());
+    let (key, _) = session::open(&shard, app, socket.direct_fd());
     let mut task = ConnTask {
         shard,
         socket,
@@ -81,7 +81,7 @@ pub async fn serve(
 
 /// Completes the handshake only to say why the connection is refused:
 /// `pusher:error` with the code, then a close frame with the same code.
-async fn refuse(mut socket: Socket, mut response: Vec<u8>, why: ClientError) {
+async fn refuse(mut socket: Stream, mut response: Vec<u8>, why: ClientError) {
     let message = why.to_string();
     response.extend_from_slice(crate::pusher::messages::error(Some(why.code()), &message).bytes());
     response.extend_from_slice(Frame::close(why.code(), &message).bytes());
@@ -97,7 +97,7 @@ async fn refuse(mut socket: Socket, mut response: Vec<u8>, why: ClientError) {
 
 struct ConnTask {
     shard: Rc<Shard>,
-    socket: Socket,
+    socket: Stream,
     key: ConnKey,
     /// Bytes of an incomplete frame, kept between reads; usually empty.
     partial: Vec<u8>,
@@ -163,9 +163,10 @@ impl Drop for ConnTask {
 impl ConnTask {
     fn closing_and_flushed(&self) -> bool {
         let conns = self.shard.conns.borrow();
-        conns
-            .get(self.key)
-            .is_some_and(|c| matches!(c.phase, Phase::Closing { .. }) && c.out.is_empty())
+        !self.socket.has_pending_output()
+            && conns
+                .get(self.key)
+                .is_some_and(|c| matches!(c.phase, Phase::Closing { .. }) && c.out.is_empty())
     }
 
     /// Writes as much of the queue as the socket takes; when it is full,
@@ -175,18 +176,19 @@ impl ConnTask {
         self.shard
             .conns
             .borrow_mut()
-            .flush_with(self.key, |slices| {
-                match socket.try_write_vectored(slices) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // Wait for room; glommio may also write some right away.
-                        match socket.poll_write(cx, &slices[0]) {
-                            Poll::Ready(result) => result,
-                            Poll::Pending => Err(e),
-                        }
+            .flush_with(self.key, |slices| match socket.try_write_vectored(slices) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match socket.poll_write_vectored(cx, slices) {
+                        Poll::Ready(result) => result,
+                        Poll::Pending => Err(e),
                     }
-                    other => other,
                 }
+                other => other,
             })?;
+        // TLS records encrypted but not yet taken by the socket.
+        if let Poll::Ready(Err(e)) = socket.poll_write_pending(cx) {
+            return Err(e);
+        }
         Ok(())
     }
 

@@ -18,6 +18,7 @@ mod private;
 mod protocol;
 mod queries;
 mod signin;
+mod tls;
 mod webhooks;
 
 mod abuse;

@@ -1,6 +1,7 @@
 //! Test support: start the real `shardcast` binary, and talk to it with a
-//! hand-written WebSocket client (raw masked frames over a `TcpStream`) and a
-//! hand-written HTTP/1.1 client (raw bytes over a `TcpStream`).
+//! hand-written WebSocket client (raw masked frames) and a hand-written
+//! HTTP/1.1 client (raw bytes), over a `TcpStream` or any other [`Wire`]
+//! (the TLS tests use a rustls client stream).
 
 #![allow(dead_code)]
 
@@ -15,6 +16,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Default wait for a frame or a response that must come.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A byte stream the test clients speak over.
+pub trait Wire: Read + Write {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+    /// Ends the connection without any goodbye.
+    fn shutdown_both(&self);
+}
+
+impl Wire for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn shutdown_both(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
 
 // ---------------------------------------------------------------------------
 // The server process
@@ -373,8 +391,8 @@ pub fn request_bytes(method: &str, target: &str, body: &[u8], extra: &[&str]) ->
     bytes
 }
 
-pub struct Http {
-    pub stream: TcpStream,
+pub struct Http<S: Wire = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -382,6 +400,16 @@ impl Http {
     pub fn connect(port: u16) -> Http {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect for HTTP");
         stream.set_nodelay(true).unwrap();
+        Http {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<S: Wire> Http<S> {
+    /// An HTTP client over an established stream.
+    pub fn over(stream: S) -> Http<S> {
         Http {
             stream,
             buf: Vec::new(),
@@ -607,9 +635,67 @@ pub fn encode_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<
     out
 }
 
+/// Takes one complete frame off the front of `buf` (server or client
+/// frames: a mask is applied when present); `None` until one is complete.
+pub fn split_frame(buf: &mut Vec<u8>) -> Option<Frame> {
+    let b = &*buf;
+    if b.len() < 2 {
+        return None;
+    }
+    let fin = b[0] & 0x80 != 0;
+    let rsv = (b[0] >> 4) & 0x7;
+    let opcode = b[0] & 0x0f;
+    let masked = b[1] & 0x80 != 0;
+    let (len, mut pos) = match b[1] & 0x7f {
+        126 => {
+            if b.len() < 4 {
+                return None;
+            }
+            (u16::from_be_bytes([b[2], b[3]]) as usize, 4)
+        }
+        127 => {
+            if b.len() < 10 {
+                return None;
+            }
+            (
+                u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                10,
+            )
+        }
+        n => (n as usize, 2),
+    };
+    let mask = if masked {
+        if b.len() < pos + 4 {
+            return None;
+        }
+        let m = [b[pos], b[pos + 1], b[pos + 2], b[pos + 3]];
+        pos += 4;
+        Some(m)
+    } else {
+        None
+    };
+    if b.len() < pos + len {
+        return None;
+    }
+    let mut payload = b[pos..pos + len].to_vec();
+    if let Some(m) = mask {
+        for (i, x) in payload.iter_mut().enumerate() {
+            *x ^= m[i % 4];
+        }
+    }
+    buf.drain(..pos + len);
+    Some(Frame {
+        fin,
+        rsv,
+        opcode,
+        masked,
+        payload,
+    })
+}
+
 /// `pusher:connection_established`-style handshake result.
-pub struct Ws {
-    pub stream: TcpStream,
+pub struct Ws<S: Wire = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
     /// Set by [`Ws::connect`] from `pusher:connection_established`.
     pub socket_id: String,
@@ -637,7 +723,8 @@ impl Ws {
     /// Upgrade, writing `after` in the same write right after the request head.
     pub fn upgrade_with(port: u16, path: &str, after: &[u8]) -> Result<Ws, NotUpgraded> {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect for WebSocket");
-        Self::upgrade_stream(stream, port, path, after)
+        stream.set_nodelay(true).unwrap();
+        Ws::upgrade_stream(stream, port, path, after)
     }
 
     /// Connects to the dev app over a socket whose receive buffer is set to
@@ -649,19 +736,34 @@ impl Ws {
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         socket.connect(&addr.into()).expect("connect for WebSocket");
         let stream: TcpStream = socket.into();
+        stream.set_nodelay(true).unwrap();
         let mut ws = Self::upgrade_stream(stream, port, &app_path("app-key"), &[])
             .unwrap_or_else(|e| panic!("upgrade refused: {e:?}"));
         ws.read_established();
         ws
     }
 
-    fn upgrade_stream(
-        mut stream: TcpStream,
+    /// Connects to the dev app and reads `pusher:connection_established`.
+    pub fn connect(port: u16) -> Ws {
+        Self::connect_key(port, "app-key")
+    }
+
+    pub fn connect_key(port: u16, key: &str) -> Ws {
+        let mut ws = Self::upgrade(port, &app_path(key))
+            .unwrap_or_else(|e| panic!("upgrade refused: {e:?}"));
+        ws.read_established();
+        ws
+    }
+}
+
+impl<S: Wire> Ws<S> {
+    /// Does the upgrade over an established stream.
+    pub fn upgrade_stream(
+        mut stream: S,
         port: u16,
         path: &str,
         after: &[u8],
-    ) -> Result<Ws, NotUpgraded> {
-        stream.set_nodelay(true).unwrap();
+    ) -> Result<Ws<S>, NotUpgraded> {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let mut req = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -725,18 +827,6 @@ impl Ws {
         Ok(ws)
     }
 
-    /// Connects to the dev app and reads `pusher:connection_established`.
-    pub fn connect(port: u16) -> Ws {
-        Self::connect_key(port, "app-key")
-    }
-
-    pub fn connect_key(port: u16, key: &str) -> Ws {
-        let mut ws = Self::upgrade(port, &app_path(key))
-            .unwrap_or_else(|e| panic!("upgrade refused: {e:?}"));
-        ws.read_established();
-        ws
-    }
-
     /// Reads the first frame, which must be `pusher:connection_established`.
     pub fn read_established(&mut self) -> Value {
         let v = self.expect_event("pusher:connection_established");
@@ -793,59 +883,7 @@ impl Ws {
     }
 
     fn parse_frame(&mut self) -> Option<Frame> {
-        let b = &self.buf;
-        if b.len() < 2 {
-            return None;
-        }
-        let fin = b[0] & 0x80 != 0;
-        let rsv = (b[0] >> 4) & 0x7;
-        let opcode = b[0] & 0x0f;
-        let masked = b[1] & 0x80 != 0;
-        let (len, mut pos) = match b[1] & 0x7f {
-            126 => {
-                if b.len() < 4 {
-                    return None;
-                }
-                (u16::from_be_bytes([b[2], b[3]]) as usize, 4)
-            }
-            127 => {
-                if b.len() < 10 {
-                    return None;
-                }
-                (
-                    u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
-                    10,
-                )
-            }
-            n => (n as usize, 2),
-        };
-        let mask = if masked {
-            if b.len() < pos + 4 {
-                return None;
-            }
-            let m = [b[pos], b[pos + 1], b[pos + 2], b[pos + 3]];
-            pos += 4;
-            Some(m)
-        } else {
-            None
-        };
-        if b.len() < pos + len {
-            return None;
-        }
-        let mut payload = b[pos..pos + len].to_vec();
-        if let Some(m) = mask {
-            for (i, x) in payload.iter_mut().enumerate() {
-                *x ^= m[i % 4];
-            }
-        }
-        self.buf.drain(..pos + len);
-        Some(Frame {
-            fin,
-            rsv,
-            opcode,
-            masked,
-            payload,
-        })
+        split_frame(&mut self.buf)
     }
 
     /// Reads the next frame within `timeout`.
@@ -1055,7 +1093,7 @@ impl Ws {
 
     /// Ends the TCP connection without a close handshake.
     pub fn shutdown(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.stream.shutdown_both();
     }
 }
 
@@ -1198,7 +1236,9 @@ impl Ws {
         }
         panic!("could not get a connection on shard {shard}");
     }
+}
 
+impl<S: Wire> Ws<S> {
     /// Sends `pusher:subscribe` with optional auth and channel_data.
     pub fn send_subscribe(
         &mut self,
@@ -1304,7 +1344,7 @@ impl Ws {
     }
 }
 
-impl Http {
+impl<S: Wire> Http<S> {
     /// Signed `GET path` with extra query `params` (signed too, no body_md5).
     pub fn get_signed(
         &mut self,
