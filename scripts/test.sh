@@ -2,9 +2,27 @@
 # The whole test suite: Rust unit and integration tests (raw WebSocket and
 # raw HTTP against the real server), then the real-client tests with
 # pusher-js and the official `pusher` library from npm.
-# Needs only Rust (cargo) and Node.js with npm; installs the npm packages it uses.
+# Needs Rust (cargo) and Node.js with npm; installs the npm packages it uses,
+# and the Debian packages redis-server and nats-server (the cluster tests
+# start private instances on ephemeral ports) when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+missing=()
+have redis-server || missing+=(redis-server)
+have nats-server || missing+=(nats-server)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian packages, for the cluster tests)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # The packages may start system-wide instances; the tests use their own.
+  for svc in redis-server nats-server; do
+    $sudo service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
 
 echo "== cargo build"
 cargo build --locked

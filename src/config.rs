@@ -48,6 +48,49 @@ pub struct FileConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub apps: Vec<AppSection>,
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`: how this node reaches the others.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub adapter: Option<String>,
+    pub url: Option<String>,
+    pub prefix: Option<String>,
+    pub node_timeout_secs: Option<u32>,
+}
+
+/// The engine joining the nodes of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adapter {
+    /// One node, no other process.
+    Local,
+    /// Redis pub/sub at `url` (`redis://host:port`).
+    Redis { url: String },
+    /// NATS at `url` (`nats://host:port`).
+    Nats { url: String },
+}
+
+/// Resolved `[cluster]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub adapter: Adapter,
+    /// Names this cluster's channels/subjects, so clusters can share an engine.
+    pub prefix: String,
+    /// A node not heard from for this long is taken as gone.
+    pub node_timeout: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            adapter: Adapter::Local,
+            prefix: "shardcast".into(),
+            node_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -204,6 +247,7 @@ pub struct Config {
     pub metrics_port: Option<u16>,
     /// Certificate and key for TLS on the main port; plain when `None`.
     pub tls: Option<TlsFiles>,
+    pub cluster: ClusterSettings,
     /// `server.log_level`, used when `RUST_LOG` is not set.
     pub log_level: Option<String>,
 }
@@ -302,6 +346,7 @@ impl Config {
             dev_app,
             webhooks,
             metrics_port,
+            cluster: resolve_cluster(&file.cluster)?,
             tls: server.tls.as_ref().map(|t| {
                 // Relative paths are relative to the config file's folder.
                 let base = cli.config.as_deref().and_then(std::path::Path::parent);
@@ -428,6 +473,61 @@ fn resolve_webhook_settings(w: &WebhooksSection) -> Result<WebhookSettings, Conf
             d.timeout.as_millis() as u32,
             "server.webhooks.timeout_ms",
         )? as u64),
+    })
+}
+
+fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
+    let d = ClusterSettings::default();
+    let invalid = |key: &str, why: String| ConfigError::Invalid {
+        key: format!("cluster.{key}"),
+        why,
+    };
+    let url = |scheme: &str, default: &str| -> Result<String, ConfigError> {
+        let url = c.url.clone().unwrap_or_else(|| default.to_string());
+        if !url.starts_with(scheme) {
+            return Err(invalid(
+                "url",
+                format!("must start with {scheme} (got {url:?})"),
+            ));
+        }
+        Ok(url)
+    };
+    let adapter = match c.adapter.as_deref().unwrap_or("local") {
+        "local" => Adapter::Local,
+        "redis" => Adapter::Redis {
+            url: url("redis://", "redis://127.0.0.1:6379")?,
+        },
+        "nats" => Adapter::Nats {
+            url: url("nats://", "nats://127.0.0.1:4222")?,
+        },
+        other => {
+            return Err(invalid(
+                "adapter",
+                format!("expected \"local\", \"redis\" or \"nats\", got {other:?}"),
+            ))
+        }
+    };
+    if adapter == Adapter::Local && c.url.is_some() {
+        return Err(invalid("url", "the local adapter takes no url".into()));
+    }
+    let prefix = c.prefix.clone().unwrap_or(d.prefix);
+    let prefix_ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !prefix_ok {
+        return Err(invalid(
+            "prefix",
+            "1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'".into(),
+        ));
+    }
+    let node_timeout =
+        Duration::from_secs(positive(c.node_timeout_secs, 10, "cluster.node_timeout_secs")? as u64);
+    Ok(ClusterSettings {
+        adapter,
+        prefix,
+        node_timeout,
     })
 }
 
@@ -752,6 +852,7 @@ mod tests {
                 Some(rest)
                     if rest.starts_with("[[apps")
                         || rest.starts_with("[server.tls]")
+                        || rest.starts_with("[cluster]")
                         || rest.contains(" = ") && !rest.starts_with(' ') =>
                 {
                     rest
@@ -776,6 +877,7 @@ mod tests {
         assert_eq!(c.limits.head_timeout, Duration::from_secs(30));
         assert_eq!(c.webhooks, WebhookSettings::default());
         assert_eq!(c.metrics_port, None);
+        assert_eq!(c.cluster, ClusterSettings::default());
         let tls = c.tls.as_ref().expect("[server.tls] uncommented");
         assert_eq!(tls.cert, std::path::Path::new("/etc/shardcast/cert.pem"));
         assert_eq!(tls.key, std::path::Path::new("/etc/shardcast/key.pem"));

@@ -35,6 +35,8 @@ pub enum StartupError {
     },
     #[error("{0}")]
     Tls(String),
+    #[error("{0}")]
+    Cluster(String),
     #[error("shard on CPU {cpu} failed to start: {why}")]
     Shard { cpu: usize, why: String },
 }

@@ -44,6 +44,7 @@
 
 pub mod apps;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod errors;
 pub mod http;

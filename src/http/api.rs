@@ -182,6 +182,13 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
                     },
                 );
             }
+            if let Some(cluster) = &shard.cluster {
+                let msg = crate::cluster::NodeMsg::TerminateUser {
+                    app: shard.apps.get(idx).id.as_str().into(),
+                    user_id: user_id.as_str().into(),
+                };
+                cluster.send(&msg).await;
+            }
             Ok(Response::json(200, "{}"))
         }
     }

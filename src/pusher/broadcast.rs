@@ -4,8 +4,13 @@
 //! A [`Publication`] is built once (each frame encoded once), delivered to
 //! the local subscribers, and the same `Arc` is handed to every other shard
 //! once through the mailboxes; each shard runs [`deliver_local`] itself.
+//! In a cluster, node-level events ([`publish`], [`publish_now`]) also go
+//! once to the cluster link, which carries the encoded frames to the other
+//! nodes; owner announcements ([`publish_on_node`]) stay on this node,
+//! because every node's owners make their own.
 
 use crate::apps::AppIdx;
+use crate::cluster::NodeMsg;
 use crate::pusher::socket_id::SocketId;
 use crate::runtime::{Shard, ShardMsg};
 use crate::ws::frame::Frame;
@@ -36,22 +41,48 @@ impl Publication {
     }
 }
 
-/// Delivers on this shard and posts the publication to every other shard,
-/// without waiting (client events, owner announcements).
-pub fn publish_now(shard: &Shard, publication: Publication) {
+/// Delivers on this shard and posts the publication to every other shard
+/// of this node, without waiting (owner announcements).
+pub fn publish_on_node(shard: &Shard, publication: Publication) -> Arc<Publication> {
     let publication = Arc::new(publication);
     deliver_local(shard, &publication);
     for peer in shard.peers() {
         shard.post(peer, ShardMsg::Publish(publication.clone()));
     }
+    publication
 }
 
-/// Like [`publish_now`], then waits while any peer's outbox is backed up, so
-/// a fast HTTP publisher is slowed down instead of queueing without bound.
+/// Delivers on every shard of every node, without waiting (client events).
+pub fn publish_now(shard: &Shard, publication: Publication) {
+    let publication = publish_on_node(shard, publication);
+    if let Some(cluster) = &shard.cluster {
+        cluster.send_now(&node_msg(shard, &publication));
+    }
+}
+
+/// Like [`publish_now`], then waits while the cluster link or any peer's
+/// outbox is backed up, so a fast HTTP publisher is slowed down instead of
+/// queueing without bound.
 pub async fn publish(shard: &Shard, publication: Publication) {
-    publish_now(shard, publication);
+    let publication = publish_on_node(shard, publication);
+    if let Some(cluster) = &shard.cluster {
+        cluster.send(&node_msg(shard, &publication)).await;
+    }
     for peer in shard.peers() {
         shard.wait_for_room(peer).await;
+    }
+}
+
+/// The publication as the other nodes receive it (app by id, frames encoded).
+fn node_msg(shard: &Shard, publication: &Publication) -> NodeMsg {
+    NodeMsg::Publish {
+        app: shard.apps.get(publication.app).id.as_str().into(),
+        except: publication.except,
+        frames: publication
+            .frames
+            .iter()
+            .map(|(channel, frame)| (channel.clone(), frame.bytes().clone()))
+            .collect(),
     }
 }
 

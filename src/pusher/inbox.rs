@@ -1,5 +1,7 @@
-//! What a shard does with each protocol message another shard sends it.
+//! What a shard does with each protocol message another shard sends it,
+//! and with what another node of the cluster sends (through the link).
 
+use crate::cluster::Inbound;
 use crate::pusher::{broadcast, owned, session, subscribe};
 use crate::runtime::{Shard, ShardMsg};
 
@@ -60,5 +62,14 @@ pub fn handle(shard: &Shard, msg: ShardMsg) {
         ShardMsg::TerminateUser { app, user_id } => session::terminate_user(shard, app, &user_id),
         // Requests, replies and quota messages are the runtime's own.
         ShardMsg::Request { .. } | ShardMsg::Reply { .. } | ShardMsg::Release(_) => {}
+    }
+}
+
+/// Handles what another node published (decoded once by the link thread).
+pub fn handle_remote(shard: &Shard, inbound: &Inbound) {
+    match inbound {
+        Inbound::Publish(publication) => broadcast::deliver_local(shard, publication),
+        Inbound::TerminateUser { app, user_id } => session::terminate_user(shard, *app, user_id),
+        Inbound::NodeGone(_) => {}
     }
 }

@@ -11,7 +11,7 @@
 //! decided, and where vacated/removed webhooks wait out their delay.
 
 use crate::apps::AppIdx;
-use crate::pusher::broadcast::{publish_now, Publication};
+use crate::pusher::broadcast::{publish_on_node, Publication};
 use crate::pusher::cache::CacheTable;
 use crate::pusher::counts::{subscription_count_event, CountTable};
 pub use crate::pusher::presence::Member;
@@ -126,7 +126,7 @@ pub fn on_join(
     }
     if let Some(frame) = announce {
         // Everyone else on the channel; the joiner learns from its snapshot.
-        publish_now(
+        publish_on_node(
             shard,
             Publication::one(app, channel.clone(), frame, Some(socket)),
         );
@@ -159,7 +159,7 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
     if removed {
         webhooks::on_member(shard, app, &channel, user_id, false);
         let frame = member_removed(&channel, user_id);
-        publish_now(shard, Publication::one(app, channel, frame, None));
+        publish_on_node(shard, Publication::one(app, channel, frame, None));
     }
 }
 
@@ -176,7 +176,7 @@ pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32)
     webhooks::on_occupancy(shard, app, &channel, change.before, change.after);
     if let Some(count) = change.announce {
         let frame = subscription_count_event(&channel, count);
-        publish_now(shard, Publication::one(app, channel, frame, None));
+        publish_on_node(shard, Publication::one(app, channel, frame, None));
     }
 }
 
@@ -193,7 +193,7 @@ pub fn flush_due_counts(shard: &Shard) {
     let due = shard.owned.borrow_mut().counts.due(Instant::now());
     for (app, channel, count) in due {
         let frame = subscription_count_event(&channel, count);
-        publish_now(shard, Publication::one(app, channel, frame, None));
+        publish_on_node(shard, Publication::one(app, channel, frame, None));
     }
 }
 

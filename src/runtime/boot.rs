@@ -89,9 +89,19 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         services = Services {
             webhooks: Some(queue),
             webhook_stats: Some(stats),
-            tls: None,
+            ..Services::default()
         };
         sender = Some(thread);
+    }
+    let mut inboxes: Vec<Option<crate::cluster::ClusterInbox>> = Vec::new();
+    let mut link = None;
+    if let Some((handle, shard_inboxes, thread)) =
+        crate::cluster::start(&config.cluster, apps.clone(), count)
+            .map_err(StartupError::Cluster)?
+    {
+        services.cluster = Some(handle);
+        inboxes = shard_inboxes.into_iter().map(Some).collect();
+        link = Some(thread);
     }
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartupError>>();
 
@@ -105,6 +115,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             services.clone(),
         );
         let metrics = if index == 0 { metrics.take() } else { None };
+        let inbox = inboxes.get_mut(index).and_then(Option::take);
         // Each shard its own TLS config, so its session cache is its own.
         services.tls = match &tls {
             Some(identity) => Some(
@@ -165,7 +176,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
                     ));
                     let _ = ready.send(Ok(()));
                     shard
-                        .run(receivers, listener, metrics_listener, shutdown)
+                        .run(receivers, listener, metrics_listener, inbox, shutdown)
                         .await;
                 });
             })
@@ -194,6 +205,9 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         let _ = t.join();
     }
     log::info!("all shards stopped");
+    if let Some(link) = link {
+        link.stop();
+    }
     if let Some(sender) = sender {
         sender.stop();
     }

@@ -24,6 +24,7 @@
 use super::mailbox::{Mailboxes, Quota, Reply, Request, ShardMsg};
 use super::tasks::{sleep, spawn, Signal};
 use crate::apps::{AppIdx, AppRegistry};
+use crate::cluster::{ClusterHandle, ClusterInbox};
 use crate::config::Config;
 use crate::errors::ClientError;
 use crate::http::Site;
@@ -90,6 +91,8 @@ pub struct Shard {
     pub webhook_stats: Option<Arc<DeliveryStats>>,
     /// TLS for the main port (this shard's own acceptor), when configured.
     pub tls: Option<TlsAcceptor>,
+    /// The way to the other nodes of the cluster; `None` on a single node.
+    pub cluster: Option<ClusterHandle>,
     mailboxes: Mailboxes,
     pending: RefCell<Slab<PendingReply>>,
     /// Open connections per app; meaningful for apps this shard owns.
@@ -102,13 +105,14 @@ pub struct Shard {
     started: Instant,
 }
 
-/// What a shard gets besides its config: the webhook sender's ends and
-/// its own TLS acceptor.
+/// What a shard gets besides its config: the webhook sender's ends, its
+/// own TLS acceptor and the cluster link's handle.
 #[derive(Clone, Default)]
 pub struct Services {
     pub webhooks: Option<WebhookQueue>,
     pub webhook_stats: Option<Arc<DeliveryStats>>,
     pub tls: Option<TlsAcceptor>,
+    pub cluster: Option<ClusterHandle>,
 }
 
 impl Shard {
@@ -145,6 +149,7 @@ impl Shard {
             webhooks: services.webhooks,
             webhook_stats: services.webhook_stats,
             tls: services.tls,
+            cluster: services.cluster,
             mailboxes,
             pending: RefCell::new(Slab::new()),
             app_connections: RefCell::new(vec![0; app_count]),
@@ -407,8 +412,17 @@ impl Shard {
         receivers: Vec<ConnectedReceiver<ShardMsg>>,
         listener: Listener,
         metrics_listener: Option<Listener>,
+        cluster_inbox: Option<ClusterInbox>,
         shutdown: Arc<AtomicBool>,
     ) {
+        if let Some(mut inbox) = cluster_inbox {
+            let shard = self.clone();
+            spawn(async move {
+                while let Some(inbound) = inbox.recv().await {
+                    crate::pusher::inbox::handle_remote(&shard, &inbound);
+                }
+            });
+        }
         for rx in receivers {
             let shard = self.clone();
             spawn(async move {

@@ -72,6 +72,17 @@ impl Frame {
         Frame(Bytes::from(buf).slice(start..))
     }
 
+    /// Takes back a frame another node encoded (cluster messages): `None`
+    /// unless `bytes` is exactly one unfragmented, unmasked text frame.
+    pub fn from_encoded(bytes: Bytes) -> Option<Frame> {
+        let (header, len) = FrameHeader::parse(&mut Cursor::new(&bytes[..])).ok()??;
+        let whole = header.len(len) as u64 + len;
+        let text = header.opcode == OpCode::Data(Data::Text);
+        let plain = header.is_final && header.mask.is_none() && !header.rsv1;
+        (text && plain && !header.rsv2 && !header.rsv3 && whole == bytes.len() as u64)
+            .then_some(Frame(bytes))
+    }
+
     pub fn bytes(&self) -> &Bytes {
         &self.0
     }
@@ -253,6 +264,25 @@ pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_encoded_takes_back_exactly_one_text_frame() {
+        for n in [0, 5, 125, 126, 70_000] {
+            let f = Frame::text(&vec![b'x'; n]);
+            assert_eq!(Frame::from_encoded(f.bytes().clone()), Some(f.clone()));
+            // Truncated, padded, masked or another opcode: refused.
+            let b = f.bytes();
+            assert_eq!(Frame::from_encoded(b.slice(..b.len() - 1)), None);
+            let mut longer = b.to_vec();
+            longer.push(0);
+            assert_eq!(Frame::from_encoded(Bytes::from(longer)), None);
+        }
+        let masked = Bytes::from(client_frame(0x81, b"hi"));
+        assert_eq!(Frame::from_encoded(masked), None);
+        assert_eq!(Frame::from_encoded(Frame::pong(b"p").bytes().clone()), None);
+        assert_eq!(Frame::from_encoded(Bytes::new()), None);
+        assert_eq!(Frame::from_encoded(Bytes::from_static(b"\x01\x02hi")), None);
+    }
 
     /// Encodes a client (masked) frame.
     fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {

@@ -1,0 +1,228 @@
+//! The engines that carry node-to-node messages: Redis pub/sub and NATS,
+//! through their well-kept client crates, on the link thread's tokio
+//! runtime. Each offers the same two things: publish bytes on the
+//! cluster's subject, and a stream of what every node published there.
+//!
+//! Redis needs a connection for publishing and another for subscribing;
+//! when either breaks, [`Publisher`] and [`Subscription`] reconnect by
+//! themselves (with backoff) and resubscribe. The NATS client reconnects and
+//! resubscribes on its own; its state changes are logged.
+
+use crate::config::Adapter;
+use bytes::Bytes;
+use futures_lite::StreamExt;
+use std::time::Duration;
+
+/// Longest wait between two reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A connected (or reconnecting) engine.
+#[derive(Clone)]
+pub enum Engine {
+    Redis(redis::Client),
+    Nats { client: async_nats::Client },
+}
+
+impl Engine {
+    /// Opens the engine named by `adapter`; for NATS the connection is made
+    /// in the background (and retried), so a node starts even while NATS is
+    /// down. `None` for the local adapter.
+    pub async fn open(adapter: &Adapter) -> Result<Option<Engine>, String> {
+        match adapter {
+            Adapter::Local => Ok(None),
+            Adapter::Redis { url } => redis::Client::open(url.as_str())
+                .map(|c| Some(Engine::Redis(c)))
+                .map_err(|e| format!("cluster: bad Redis url {url}: {e}")),
+            Adapter::Nats { url } => {
+                let options = async_nats::ConnectOptions::new()
+                    .retry_on_initial_connect()
+                    .max_reconnects(None)
+                    .connection_timeout(Duration::from_secs(2))
+                    .event_callback(|event| async move {
+                        match event {
+                            async_nats::Event::Connected => log::info!("cluster: connected to NATS"),
+                            async_nats::Event::Disconnected => {
+                                log::warn!("cluster: lost the NATS connection; local delivery continues, reconnecting")
+                            }
+                            other => log::debug!("cluster: NATS {other}"),
+                        }
+                    });
+                options
+                    .connect(url.as_str())
+                    .await
+                    .map(|client| Some(Engine::Nats { client }))
+                    .map_err(|e| format!("cluster: cannot use NATS at {url}: {e}"))
+            }
+        }
+    }
+
+    /// The engine's name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Redis(_) => "Redis",
+            Engine::Nats { .. } => "NATS",
+        }
+    }
+}
+
+/// The cluster's subject (Redis channel or NATS subject) under `prefix`.
+pub fn subject(prefix: &str) -> String {
+    format!("{prefix}.cluster")
+}
+
+/// Doubles a reconnection delay up to [`MAX_BACKOFF`].
+fn backoff(delay: &mut Duration) -> Duration {
+    let now = *delay;
+    *delay = (*delay * 2).min(MAX_BACKOFF);
+    now
+}
+
+/// Publishes on the cluster subject.
+pub struct Publisher {
+    engine: Engine,
+    subject: String,
+    redis: Option<redis::aio::MultiplexedConnection>,
+    /// Messages given up while the engine was unreachable (this outage).
+    dropped: u64,
+}
+
+impl Publisher {
+    pub fn new(engine: Engine, subject: String) -> Publisher {
+        Publisher {
+            engine,
+            subject,
+            redis: None,
+            dropped: 0,
+        }
+    }
+
+    /// Publishes one engine message. While Redis is unreachable the message
+    /// is dropped (counted, logged at reconnection): local delivery goes on.
+    pub async fn publish(&mut self, payload: Bytes) {
+        match &self.engine {
+            Engine::Nats { client, .. } => {
+                if let Err(e) = client.publish(self.subject.clone(), payload).await {
+                    self.dropped += 1;
+                    log::warn!("cluster: NATS publish failed: {e}");
+                }
+            }
+            Engine::Redis(client) => {
+                if self.redis.is_none() {
+                    match client.get_multiplexed_tokio_connection().await {
+                        Ok(c) => {
+                            if self.dropped > 0 {
+                                log::info!(
+                                    "cluster: publishing to Redis again; {} messages were not sent while it was unreachable",
+                                    self.dropped
+                                );
+                                self.dropped = 0;
+                            }
+                            self.redis = Some(c);
+                        }
+                        Err(e) => {
+                            if self.dropped == 0 {
+                                log::warn!("cluster: cannot publish to Redis: {e}; local delivery continues");
+                            }
+                            self.dropped += 1;
+                            return;
+                        }
+                    }
+                }
+                let conn = self.redis.as_mut().expect("connected above");
+                let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                    .arg(&self.subject)
+                    .arg(&payload[..])
+                    .query_async(conn)
+                    .await;
+                if let Err(e) = sent {
+                    log::warn!("cluster: lost the Redis publish connection: {e}; local delivery continues, reconnecting");
+                    self.redis = None;
+                    self.dropped += 1;
+                }
+            }
+        }
+    }
+}
+
+/// What every node published on the cluster subject (our own messages
+/// included; the link skips them).
+pub struct Subscription {
+    engine: Engine,
+    subject: String,
+    redis: Option<redis::aio::PubSubStream>,
+    nats: Option<async_nats::Subscriber>,
+}
+
+impl Subscription {
+    pub fn new(engine: Engine, subject: String) -> Subscription {
+        Subscription {
+            engine,
+            subject,
+            redis: None,
+            nats: None,
+        }
+    }
+
+    /// The next message; reconnects and resubscribes as long as it takes.
+    pub async fn next(&mut self) -> Bytes {
+        let mut delay = Duration::from_millis(50);
+        let mut outage = false;
+        loop {
+            match &self.engine {
+                Engine::Redis(client) => {
+                    if let Some(stream) = &mut self.redis {
+                        match stream.next().await {
+                            Some(msg) => return Bytes::copy_from_slice(msg.get_payload_bytes()),
+                            None => {
+                                log::warn!("cluster: lost the Redis subscription; local delivery continues, reconnecting");
+                                self.redis = None;
+                                outage = true;
+                            }
+                        }
+                    }
+                    match subscribe_redis(client, &self.subject).await {
+                        Ok(stream) => {
+                            if outage {
+                                log::info!("cluster: subscribed to Redis again");
+                            }
+                            self.redis = Some(stream);
+                            delay = Duration::from_millis(50);
+                        }
+                        Err(e) => {
+                            if !outage {
+                                log::warn!("cluster: cannot subscribe to Redis: {e}; retrying");
+                                outage = true;
+                            }
+                            tokio::time::sleep(backoff(&mut delay)).await;
+                        }
+                    }
+                }
+                Engine::Nats { client } => {
+                    if let Some(sub) = &mut self.nats {
+                        // The client resubscribes by itself after a reconnect.
+                        match sub.next().await {
+                            Some(msg) => return msg.payload,
+                            None => self.nats = None,
+                        }
+                    }
+                    match client.subscribe(self.subject.clone()).await {
+                        Ok(sub) => self.nats = Some(sub),
+                        Err(e) => {
+                            log::warn!("cluster: cannot subscribe to NATS: {e}; retrying");
+                            tokio::time::sleep(backoff(&mut delay)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn subscribe_redis(
+    client: &redis::Client,
+    subject: &str,
+) -> redis::RedisResult<redis::aio::PubSubStream> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(subject).await?;
+    Ok(pubsub.into_on_message())
+}

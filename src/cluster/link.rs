@@ -1,0 +1,341 @@
+//! The cluster link: one thread per node, outside the shards, running the
+//! engine client on a current-thread tokio runtime.
+//!
+//! Shards hand it encoded [`NodeMsg`]s through a bounded lock-free queue
+//! ([`ClusterHandle`]); it batches whatever queued up into one engine
+//! publish. What other nodes publish is decoded here once and handed to
+//! every shard through its own bounded queue ([`ClusterInbox`]), as an
+//! `Arc` the shards share. The link also sends this node's heartbeat and
+//! keeps the list of live nodes: a node silent for `node_timeout` is
+//! announced gone to the shards.
+
+use super::engine::{self, Engine, Publisher, Subscription};
+use super::wire::{self, NodeMsg};
+use crate::apps::{AppIdx, AppRegistry};
+use crate::config::ClusterSettings;
+use crate::pusher::broadcast::Publication;
+use crate::ws::frame::Frame;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Messages waiting for the link, from all shards.
+const OUTBOUND_QUEUE: usize = 16 * 1024;
+/// Messages waiting for one shard.
+const INBOUND_QUEUE: usize = 4 * 1024;
+/// An engine message carries at most this much (more goes in the next).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// What the link hands a shard.
+pub enum Inbound {
+    /// Frames another node published: deliver to local subscribers.
+    Publish(Publication),
+    /// Close this user's connections (4009).
+    TerminateUser { app: AppIdx, user_id: Box<str> },
+    /// A node stopped sending heartbeats.
+    NodeGone(u64),
+}
+
+/// Counters the link keeps (process-wide atomics).
+#[derive(Default)]
+pub struct LinkStats {
+    /// Node messages published (after batching: `publishes` engine messages).
+    pub sent: AtomicU64,
+    pub publishes: AtomicU64,
+    /// Node messages from other nodes handed to the shards.
+    pub received: AtomicU64,
+    /// Messages refused as malformed or for an unknown app.
+    pub refused: AtomicU64,
+    /// Shard messages dropped because the link's queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// A shard's way to the link; cheap to clone.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    tx: mpsc::Sender<Vec<u8>>,
+    /// This node's id (random per process).
+    pub node: u64,
+    pub stats: Arc<LinkStats>,
+}
+
+impl ClusterHandle {
+    /// Queues a message for the other nodes without waiting; drops it
+    /// (counted, logged) when the link is that far behind.
+    pub fn send_now(&self, msg: &NodeMsg) {
+        let mut out = Vec::new();
+        wire::encode(msg, &mut out);
+        if self.tx.try_send(out).is_err() {
+            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() || n == 0 {
+                log::warn!(
+                    "cluster: link queue full, {} messages dropped so far",
+                    n + 1
+                );
+            }
+        }
+    }
+
+    /// Queues a message, waiting while the link's queue is full (HTTP
+    /// publishers are slowed down instead of losing events).
+    pub async fn send(&self, msg: &NodeMsg) {
+        let mut out = Vec::new();
+        wire::encode(msg, &mut out);
+        let _ = self.tx.send(out).await;
+    }
+}
+
+/// A shard's end of the link's deliveries.
+pub struct ClusterInbox(mpsc::Receiver<Arc<Inbound>>);
+
+impl ClusterInbox {
+    pub async fn recv(&mut self) -> Option<Arc<Inbound>> {
+        self.0.recv().await
+    }
+}
+
+/// The running link thread.
+pub struct LinkThread {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LinkThread {
+    /// Publishes what is queued (briefly) and joins the thread.
+    pub fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the link for `shards` shards; `None` for the local adapter.
+#[allow(clippy::type_complexity)]
+pub fn start(
+    settings: &ClusterSettings,
+    apps: Arc<AppRegistry>,
+    shards: usize,
+) -> Result<Option<(ClusterHandle, Vec<ClusterInbox>, LinkThread)>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cluster: cannot start the link runtime: {e}"))?;
+    let Some(engine) = runtime.block_on(Engine::open(&settings.adapter))? else {
+        return Ok(None);
+    };
+    let node = random_node_id();
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (to_shards, inboxes): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+            (tx, ClusterInbox(rx))
+        })
+        .unzip();
+    let stats = Arc::new(LinkStats::default());
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let link = Link {
+        node,
+        subject: engine::subject(&settings.prefix),
+        node_timeout: settings.node_timeout,
+        apps,
+        to_shards,
+        stats: stats.clone(),
+    };
+    log::info!(
+        "cluster: node {node:016x} joins through {} on subject {}",
+        engine.name(),
+        link.subject
+    );
+    let thread = std::thread::Builder::new()
+        .name("cluster-link".into())
+        .spawn(move || runtime.block_on(link.run(engine, rx, stop_rx)))
+        .map_err(|e| format!("cluster: cannot start the link thread: {e}"))?;
+    let handle = ClusterHandle { tx, node, stats };
+    let thread = LinkThread {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    };
+    Ok(Some((handle, inboxes, thread)))
+}
+
+fn random_node_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32);
+    }
+    u64::from_le_bytes(bytes)
+}
+
+struct Link {
+    node: u64,
+    subject: String,
+    node_timeout: Duration,
+    apps: Arc<AppRegistry>,
+    to_shards: Vec<mpsc::Sender<Arc<Inbound>>>,
+    stats: Arc<LinkStats>,
+}
+
+impl Link {
+    async fn run(self, engine: Engine, rx: mpsc::Receiver<Vec<u8>>, stop: oneshot::Receiver<()>) {
+        let this = Arc::new(self);
+        let publisher = Publisher::new(engine.clone(), this.subject.clone());
+        let subscription = Subscription::new(engine, this.subject.clone());
+        let sending = tokio::spawn(this.clone().send_loop(publisher, rx));
+        let receiving = tokio::spawn(this.clone().receive_loop(subscription));
+        let _ = stop.await;
+        // Give queued messages a moment to go out, then stop.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while !sending.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        sending.abort();
+        receiving.abort();
+    }
+
+    /// Batches queued messages into engine publishes; sends heartbeats.
+    async fn send_loop(self: Arc<Self>, mut publisher: Publisher, mut rx: mpsc::Receiver<Vec<u8>>) {
+        let mut heartbeat = tokio::time::interval(self.node_timeout / 4);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::new();
+        loop {
+            let first = tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => m,
+                    None => return,
+                },
+                _ = heartbeat.tick() => {
+                    let mut out = Vec::new();
+                    wire::envelope_header(self.node, &mut out);
+                    wire::encode(&NodeMsg::Heartbeat, &mut out);
+                    publisher.publish(Bytes::from(out)).await;
+                    continue;
+                }
+            };
+            batch.clear();
+            wire::envelope_header(self.node, &mut batch);
+            batch.extend_from_slice(&first);
+            let mut count = 1;
+            while batch.len() < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        batch.extend_from_slice(&m);
+                        count += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            publisher.publish(Bytes::copy_from_slice(&batch)).await;
+            self.stats.sent.fetch_add(count, Ordering::Relaxed);
+            self.stats.publishes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Decodes what other nodes publish and hands it to every shard; keeps
+    /// the list of live nodes.
+    async fn receive_loop(self: Arc<Self>, mut subscription: Subscription) {
+        let mut nodes: HashMap<u64, Instant> = HashMap::new();
+        let mut check = tokio::time::interval(self.node_timeout / 4);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let payload = tokio::select! {
+                p = subscription.next() => p,
+                _ = check.tick() => {
+                    let timeout = self.node_timeout;
+                    let gone: Vec<u64> = nodes
+                        .iter()
+                        .filter(|(_, seen)| seen.elapsed() > timeout)
+                        .map(|(&n, _)| n)
+                        .collect();
+                    for node in gone {
+                        nodes.remove(&node);
+                        log::warn!("cluster: node {node:016x} silent for {} s, taken as gone", timeout.as_secs());
+                        self.to_all(Arc::new(Inbound::NodeGone(node))).await;
+                    }
+                    continue;
+                }
+            };
+            let envelope = match wire::decode(&payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    log::warn!("cluster: ignored a message on {}: {e}", self.subject);
+                    continue;
+                }
+            };
+            if envelope.node == self.node {
+                continue;
+            }
+            if nodes.insert(envelope.node, Instant::now()).is_none() {
+                log::info!("cluster: node {:016x} is up", envelope.node);
+            }
+            for msg in envelope.messages {
+                if let Some(inbound) = self.resolve(msg) {
+                    self.stats.received.fetch_add(1, Ordering::Relaxed);
+                    self.to_all(Arc::new(inbound)).await;
+                }
+            }
+        }
+    }
+
+    /// Turns a node message into what shards act on (app ids to indexes,
+    /// frames checked); `None` for heartbeats and refused messages.
+    fn resolve(&self, msg: NodeMsg) -> Option<Inbound> {
+        let app_of = |id: &str| {
+            let idx = self.apps.by_id(id);
+            if idx.is_none() {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                log::debug!("cluster: message for unknown app {id:?} ignored");
+            }
+            idx
+        };
+        match msg {
+            NodeMsg::Heartbeat => None,
+            NodeMsg::TerminateUser { app, user_id } => Some(Inbound::TerminateUser {
+                app: app_of(&app)?,
+                user_id,
+            }),
+            NodeMsg::Publish {
+                app,
+                except,
+                frames,
+            } => {
+                let app = app_of(&app)?;
+                let mut checked = Vec::with_capacity(frames.len());
+                for (channel, bytes) in frames {
+                    match Frame::from_encoded(bytes) {
+                        Some(frame) => checked.push((channel, frame)),
+                        None => {
+                            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                            log::warn!("cluster: ignored a malformed frame for {channel:?}");
+                            return None;
+                        }
+                    }
+                }
+                Some(Inbound::Publish(Publication {
+                    app,
+                    except,
+                    frames: checked,
+                }))
+            }
+        }
+    }
+
+    async fn to_all(&self, inbound: Arc<Inbound>) {
+        for shard in &self.to_shards {
+            let _ = shard.send(inbound.clone()).await;
+        }
+    }
+}

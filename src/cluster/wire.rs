@@ -1,0 +1,301 @@
+//! The bytes nodes exchange through the engine (Redis pub/sub or NATS).
+//!
+//! One engine message is an [`Envelope`]: a header naming the sending node,
+//! then one or more [`NodeMsg`]s, so messages that queued up while the link
+//! was busy go out in one publish. Everything is length-prefixed; a
+//! malformed message is refused with a [`WireError`], never a panic (the
+//! engine is shared infrastructure, not a trusted peer).
+//!
+//! Layout: `"SC"` `version: u8` `node: u64` then items `kind: u8` + fields;
+//! strings and byte strings are `len: u32` + bytes; integers little-endian.
+
+use crate::pusher::socket_id::SocketId;
+use bytes::Bytes;
+
+const MAGIC: &[u8; 2] = b"SC";
+const VERSION: u8 = 1;
+/// Frames in one publish message, at most.
+const MAX_FRAMES: usize = 10_000;
+
+/// One node-level event or announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeMsg {
+    /// Deliver each pre-encoded WebSocket frame to the channel's subscribers
+    /// on every node, except the socket `except` (which lives on one node).
+    Publish {
+        app: Box<str>,
+        except: Option<SocketId>,
+        frames: Vec<(Box<str>, Bytes)>,
+    },
+    /// Close every connection signed in as this user.
+    TerminateUser { app: Box<str>, user_id: Box<str> },
+    /// "I am alive" (sent every quarter of the node timeout).
+    Heartbeat,
+}
+
+const KIND_PUBLISH: u8 = 1;
+const KIND_TERMINATE: u8 = 2;
+const KIND_HEARTBEAT: u8 = 3;
+
+/// A decoded engine message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub node: u64,
+    pub messages: Vec<NodeMsg>,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("not a shardcast cluster message")]
+    NotOurs,
+    #[error("cluster message version {0}, this node speaks {VERSION}")]
+    Version(u8),
+    #[error("cluster message cut short")]
+    Short,
+    #[error("unknown cluster message kind {0}")]
+    Kind(u8),
+    #[error("cluster message field is not UTF-8")]
+    Utf8,
+    #[error("cluster message has too many frames")]
+    TooMany,
+}
+
+/// Starts an envelope from `node`; append messages with [`encode`].
+pub fn envelope_header(node: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&node.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Appends one message (without header) to `out`.
+pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
+    match msg {
+        NodeMsg::Publish {
+            app,
+            except,
+            frames,
+        } => {
+            out.push(KIND_PUBLISH);
+            put_bytes(out, app.as_bytes());
+            match except {
+                Some(id) => {
+                    out.push(1);
+                    out.extend_from_slice(&id.nonce.to_le_bytes());
+                    out.extend_from_slice(&id.shard.to_le_bytes());
+                    out.extend_from_slice(&id.slot.to_le_bytes());
+                    out.extend_from_slice(&id.serial.to_le_bytes());
+                }
+                None => out.push(0),
+            }
+            out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+            for (channel, frame) in frames {
+                put_bytes(out, channel.as_bytes());
+                put_bytes(out, frame);
+            }
+        }
+        NodeMsg::TerminateUser { app, user_id } => {
+            out.push(KIND_TERMINATE);
+            put_bytes(out, app.as_bytes());
+            put_bytes(out, user_id.as_bytes());
+        }
+        NodeMsg::Heartbeat => out.push(KIND_HEARTBEAT),
+    }
+}
+
+/// Reads fields off the front of a message.
+struct Reader<'a> {
+    rest: &'a [u8],
+    /// The whole message, so byte strings can be sliced without copying.
+    whole: &'a Bytes,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.rest.len() < n {
+            return Err(WireError::Short);
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, WireError> {
+        let n = self.u32()? as usize;
+        let slice = self.take(n)?;
+        Ok(self.whole.slice_ref(slice))
+    }
+
+    fn str(&mut self) -> Result<Box<str>, WireError> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?)
+            .map(Into::into)
+            .map_err(|_| WireError::Utf8)
+    }
+}
+
+/// Decodes one engine message.
+pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
+    let mut r = Reader {
+        rest: message,
+        whole: message,
+    };
+    if r.take(2).map_err(|_| WireError::NotOurs)? != MAGIC {
+        return Err(WireError::NotOurs);
+    }
+    let version = r.u8()?;
+    if version != VERSION {
+        return Err(WireError::Version(version));
+    }
+    let node = r.u64()?;
+    let mut messages = Vec::new();
+    while !r.rest.is_empty() {
+        messages.push(match r.u8()? {
+            KIND_PUBLISH => {
+                let app = r.str()?;
+                let except = match r.u8()? {
+                    0 => None,
+                    _ => Some(SocketId {
+                        nonce: r.u32()?,
+                        shard: r.u16()?,
+                        slot: r.u32()?,
+                        serial: r.u32()?,
+                    }),
+                };
+                let count = r.u32()? as usize;
+                if count > MAX_FRAMES {
+                    return Err(WireError::TooMany);
+                }
+                // Each frame takes at least 8 bytes: no huge reservation
+                // from a count the message cannot back.
+                let mut frames = Vec::with_capacity(count.min(r.rest.len() / 8));
+                for _ in 0..count {
+                    frames.push((r.str()?, r.bytes()?));
+                }
+                NodeMsg::Publish {
+                    app,
+                    except,
+                    frames,
+                }
+            }
+            KIND_TERMINATE => NodeMsg::TerminateUser {
+                app: r.str()?,
+                user_id: r.str()?,
+            },
+            KIND_HEARTBEAT => NodeMsg::Heartbeat,
+            other => return Err(WireError::Kind(other)),
+        });
+    }
+    Ok(Envelope { node, messages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<NodeMsg> {
+        vec![
+            NodeMsg::Publish {
+                app: "app-id".into(),
+                except: Some(SocketId {
+                    nonce: 7,
+                    shard: 1,
+                    slot: 42,
+                    serial: 9,
+                }),
+                frames: vec![
+                    ("news".into(), Bytes::from_static(b"\x81\x02hi")),
+                    ("ch-é".into(), Bytes::from_static(b"\x81\x00")),
+                ],
+            },
+            NodeMsg::TerminateUser {
+                app: "a".into(),
+                user_id: "u-1".into(),
+            },
+            NodeMsg::Heartbeat,
+            NodeMsg::Publish {
+                app: "b".into(),
+                except: None,
+                frames: vec![],
+            },
+        ]
+    }
+
+    fn encode_all(node: u64, msgs: &[NodeMsg]) -> Bytes {
+        let mut out = Vec::new();
+        envelope_header(node, &mut out);
+        for m in msgs {
+            encode(m, &mut out);
+        }
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn messages_round_trip_in_one_envelope() {
+        let msgs = sample();
+        let env = decode(&encode_all(0xdead_beef_0102, &msgs)).unwrap();
+        assert_eq!(env.node, 0xdead_beef_0102);
+        assert_eq!(env.messages, msgs);
+    }
+
+    #[test]
+    fn every_truncation_is_refused_without_panic() {
+        let whole = encode_all(3, &sample());
+        for cut in 0..whole.len() {
+            let part = whole.slice(..cut);
+            let result = decode(&part);
+            // A cut exactly between two messages is a valid shorter envelope.
+            if let Ok(env) = result {
+                assert!(env.messages.len() < sample().len(), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_and_future_messages_are_named() {
+        assert_eq!(
+            decode(&Bytes::from_static(b"hello")),
+            Err(WireError::NotOurs)
+        );
+        assert_eq!(decode(&Bytes::from_static(b"")), Err(WireError::NotOurs));
+        assert_eq!(
+            decode(&Bytes::from_static(b"SC\x09\0\0\0\0\0\0\0\0")),
+            Err(WireError::Version(9))
+        );
+        let mut bad = encode_all(1, &[]).to_vec();
+        bad.push(200);
+        assert_eq!(decode(&Bytes::from(bad)), Err(WireError::Kind(200)));
+        let mut huge = encode_all(1, &[]).to_vec();
+        huge.push(KIND_PUBLISH);
+        put_bytes(&mut huge, b"a");
+        huge.push(0);
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&Bytes::from(huge)), Err(WireError::TooMany));
+    }
+}

@@ -1,0 +1,357 @@
+//! Clusters: two shardcast processes (2 shards each) joined through a
+//! private Redis or NATS server started by the test on an ephemeral port.
+//! Every scenario runs against both engines.
+//!
+//! Needs `redis-server` and `nats-server` (Debian packages of those names);
+//! `scripts/test.sh` installs them when they are missing.
+
+use crate::support::*;
+use serde_json::json;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Redis,
+    Nats,
+}
+
+/// A private Redis or NATS server.
+struct EngineProcess {
+    kind: Kind,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn find_binary(name: &str) -> PathBuf {
+    let dirs = std::env::var("PATH").unwrap_or_default();
+    let found = dirs
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/usr/local/bin", "/sbin"])
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!("{name} not found: install it (Debian package {name}; scripts/test.sh does)")
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl EngineProcess {
+    fn start(kind: Kind) -> EngineProcess {
+        let mut engine = EngineProcess {
+            kind,
+            port: free_port(),
+            child: None,
+        };
+        engine.spawn();
+        engine
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let mut cmd = match self.kind {
+            Kind::Redis => {
+                let mut c = Command::new(find_binary("redis-server"));
+                c.args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+                    .args(["--appendonly", "no", "--protected-mode", "no"]);
+                c
+            }
+            Kind::Nats => {
+                let mut c = Command::new(find_binary("nats-server"));
+                c.args(["-a", "127.0.0.1", "-p", &port]);
+                c
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the engine");
+        self.child = Some(child);
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(up, "{:?} did not start on port {}", self.kind, self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn config(&self, extra: &str) -> String {
+        let (adapter, url) = match self.kind {
+            Kind::Redis => ("redis", format!("redis://127.0.0.1:{}", self.port)),
+            Kind::Nats => ("nats", format!("nats://127.0.0.1:{}", self.port)),
+        };
+        // A fresh prefix per test: engines are private, but keep clusters apart anyway.
+        let prefix = format!("it{}", self.port);
+        format!(
+            "[cluster]\nadapter = \"{adapter}\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\nnode_timeout_secs = 2\n\n{}",
+            dev_app_with(&format!("enable_client_messages = true\n{extra}"))
+        )
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until `server`'s log has `count` lines containing `needle`.
+fn wait_log(server: &Server, needle: &str, count: usize, timeout: Duration) {
+    let ok = wait_until(timeout, || {
+        server.log_text().matches(needle).count() >= count
+    });
+    assert!(
+        ok,
+        "no {needle:?} (x{count}) in the log within {timeout:?}:\n{}",
+        server.log_text()
+    );
+}
+
+/// Two nodes on one engine, each having heard the other.
+fn two_nodes(engine: &EngineProcess) -> (Server, Server) {
+    let a = Server::start_with(&engine.config(""));
+    let b = Server::start_with(&engine.config(""));
+    wait_log(&a, "is up", 1, Duration::from_secs(10));
+    wait_log(&b, "is up", 1, Duration::from_secs(10));
+    (a, b)
+}
+
+/// Connections on both shards of a node, subscribed to `channel`.
+fn subscribers(port: u16, channel: &str) -> Vec<Ws> {
+    let mut out = Vec::new();
+    for shard in 0..2 {
+        for _ in 0..2 {
+            let mut ws = Ws::connect_on(port, shard);
+            ws.subscribe(channel);
+            out.push(ws);
+        }
+    }
+    out
+}
+
+fn for_each_engine(test: impl Fn(&EngineProcess)) {
+    for kind in [Kind::Redis, Kind::Nats] {
+        let engine = EngineProcess::start(kind);
+        eprintln!("-- {kind:?} on port {}", engine.port);
+        test(&engine);
+    }
+}
+
+/// A trigger on node A carrying the socket_id of a connection on node B
+/// reaches every subscriber on A and B except that connection, once.
+#[test]
+fn trigger_on_one_node_reaches_both_nodes_except_the_named_socket() {
+    for_each_engine(|engine| {
+        let (a, b) = two_nodes(engine);
+        let mut on_a = subscribers(a.port, "news");
+        let mut on_b = subscribers(b.port, "news");
+        let excluded = on_b[3].socket_id.clone();
+        let body = json!({"name":"e1","channel":"news","data":"one","socket_id":excluded});
+        trigger(a.port, &DEV, &body);
+        trigger(
+            a.port,
+            &DEV,
+            &json!({"name":"e2","channel":"news","data":"two"}),
+        );
+        let (first, second) = (
+            event_text("e1", "news", "one"),
+            event_text("e2", "news", "two"),
+        );
+        for ws in on_a.iter_mut().chain(on_b[..3].iter_mut()) {
+            ws.expect_text(&first);
+            ws.expect_text(&second);
+        }
+        on_b[3].expect_text(&second);
+        // Nothing twice: a node does not deliver its own publication again.
+        for ws in on_a.iter_mut().chain(on_b.iter_mut()) {
+            ws.expect_silence(300);
+        }
+        // The other way round, a batch from B.
+        let batch = json!({"batch":[
+            {"name":"b1","channel":"news","data":"x"},
+            {"name":"b2","channel":"news","data":"y"}]});
+        Http::connect(b.port).batch(&DEV, &batch).expect_ok_json();
+        for ws in on_a.iter_mut().chain(on_b.iter_mut()) {
+            ws.expect_text(&event_text("b1", "news", "x"));
+            ws.expect_text(&event_text("b2", "news", "y"));
+        }
+    });
+}
+
+/// Client events cross nodes and are not echoed to their sender.
+#[test]
+fn client_events_reach_subscribers_on_the_other_node() {
+    for_each_engine(|engine| {
+        let (a, b) = two_nodes(engine);
+        let mut sender = Ws::connect(a.port);
+        sender.subscribe_private("private-chat");
+        let mut far = Ws::connect(b.port);
+        far.subscribe_private("private-chat");
+        let mut near = Ws::connect(a.port);
+        near.subscribe_private("private-chat");
+        sender.send_client_event("client-hi", "private-chat", &json!({"n":1}));
+        let expected = r#"{"event":"client-hi","channel":"private-chat","data":{"n":1}}"#;
+        far.expect_text(expected);
+        near.expect_text(expected);
+        sender.expect_silence(300);
+        far.expect_silence(100);
+    });
+}
+
+/// sendToUser and terminate_connections on node A reach the user's
+/// connections on node B.
+#[test]
+fn send_to_user_and_terminate_reach_the_other_node() {
+    for_each_engine(|engine| {
+        let (a, b) = two_nodes(engine);
+        let user = r#"{"id":"u-7"}"#;
+        let mut on_b = Ws::connect(b.port);
+        on_b.signin(user);
+        // As pusher-js does after signing in.
+        on_b.subscribe("#server-to-user-u-7");
+        let mut other_on_b = Ws::connect(b.port);
+        other_on_b.signin(r#"{"id":"u-8"}"#);
+        let body = json!({"name":"note","channel":"#server-to-user-u-7","data":"hello"});
+        trigger(a.port, &DEV, &body);
+        on_b.expect_text(&event_text("note", "#server-to-user-u-7", "hello"));
+        other_on_b.expect_silence(200);
+        let r = Http::connect(a.port).post_signed(
+            &DEV,
+            "/apps/app-id/users/u-7/terminate_connections",
+            "{}",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        on_b.expect_pusher_close(4009);
+        other_on_b.expect_silence(200);
+    });
+}
+
+/// The engine restarts mid-test: local delivery never stops, and delivery
+/// across nodes resumes without restarting shardcast.
+#[test]
+fn delivery_resumes_after_the_engine_restarts() {
+    for kind in [Kind::Redis, Kind::Nats] {
+        let mut engine = EngineProcess::start(kind);
+        let (a, b) = two_nodes(&engine);
+        let mut on_a = Ws::connect(a.port);
+        on_a.subscribe("live");
+        let mut on_b = Ws::connect(b.port);
+        on_b.subscribe("live");
+        trigger(
+            a.port,
+            &DEV,
+            &json!({"name":"before","channel":"live","data":"1"}),
+        );
+        on_a.expect_text(&event_text("before", "live", "1"));
+        on_b.expect_text(&event_text("before", "live", "1"));
+
+        engine.stop();
+        // While the engine is down, a node's own subscribers still get
+        // everything. (What it publishes for other nodes meanwhile is lost
+        // with Redis; the NATS client holds it and sends it on reconnection.)
+        trigger(
+            a.port,
+            &DEV,
+            &json!({"name":"during","channel":"live","data":"2"}),
+        );
+        on_a.expect_text(&event_text("during", "live", "2"));
+        engine.spawn();
+
+        // Each node hears the other again once both links are back.
+        let started = Instant::now();
+        let mut n = 0;
+        let resumed = wait_until(Duration::from_secs(20), || {
+            n += 1;
+            let expected = event_text(&format!("after{n}"), "live", "3");
+            trigger(
+                a.port,
+                &DEV,
+                &json!({"name":format!("after{n}"),"channel":"live","data":"3"}),
+            );
+            on_a.expect_text(&expected);
+            // Earlier attempts (and "during") may arrive first.
+            let deadline = Instant::now() + Duration::from_millis(300);
+            while let Ok(f) = on_b.read_frame(deadline.saturating_duration_since(Instant::now())) {
+                if f.text() == expected {
+                    return true;
+                }
+            }
+            false
+        });
+        assert!(
+            resumed,
+            "{kind:?}: no delivery across nodes 20 s after the restart; logs:\n{}\n---\n{}",
+            a.log_text(),
+            b.log_text()
+        );
+        eprintln!(
+            "{kind:?}: resumed {:?} after the restart",
+            started.elapsed()
+        );
+        // And it keeps working, in order.
+        on_b.expect_silence(300);
+        for i in 0..5 {
+            let name = format!("steady{i}");
+            trigger(
+                a.port,
+                &DEV,
+                &json!({"name":name,"channel":"live","data":"4"}),
+            );
+        }
+        for i in 0..5 {
+            on_b.expect_text(&event_text(&format!("steady{i}"), "live", "4"));
+        }
+    }
+}
+
+/// Cluster settings are checked at start.
+#[test]
+fn bad_cluster_settings_are_named() {
+    let cases = [
+        ("[cluster]\nadapter = \"zookeeper\"\n", "cluster.adapter"),
+        (
+            "[cluster]\nadapter = \"redis\"\nurl = \"http://x\"\n",
+            "cluster.url",
+        ),
+        ("[cluster]\nurl = \"redis://x\"\n", "cluster.url"),
+        (
+            "[cluster]\nadapter = \"nats\"\nprefix = \"a b\"\n",
+            "cluster.prefix",
+        ),
+        (
+            "[cluster]\nnode_timeout_secs = 0\n",
+            "cluster.node_timeout_secs",
+        ),
+    ];
+    for (toml, key) in cases {
+        let dir =
+            std::env::temp_dir().join(format!("shardcast-cluster-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_shardcast"))
+            .args(["--host", "127.0.0.1", "--port", "0", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{toml}: {log}");
+        assert!(log.contains(key), "{toml}: log lacks {key}: {log}");
+    }
+}
