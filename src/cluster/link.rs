@@ -14,6 +14,7 @@ use super::wire::{self, NodeMsg};
 use crate::apps::{AppIdx, AppRegistry};
 use crate::config::ClusterSettings;
 use crate::pusher::broadcast::Publication;
+use crate::pusher::owned::owner_of;
 use crate::ws::frame::Frame;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -35,8 +36,20 @@ pub enum Inbound {
     Publish(Publication),
     /// Close this user's connections (4009).
     TerminateUser { app: AppIdx, user_id: Box<str> },
-    /// A node stopped sending heartbeats.
-    NodeGone(u64),
+    /// Another node has (`Some(user_info)`) or no longer has (`None`)
+    /// sockets of a presence member; for the channel's owner shard.
+    Member {
+        node: u64,
+        app: AppIdx,
+        channel: Box<str>,
+        user_id: Box<str>,
+        joined: Option<Box<str>>,
+    },
+    /// A node (re)joined: tell the other nodes again what this node holds.
+    Resend,
+    /// A node stopped sending heartbeats; `report` on the one surviving
+    /// node (the lowest id) that sends webhooks for what it took along.
+    NodeGone { node: u64, report: bool },
 }
 
 /// Counters the link keeps (process-wide atomics).
@@ -141,6 +154,7 @@ pub fn start(
     let (stop_tx, stop_rx) = oneshot::channel();
     let link = Link {
         node,
+        tx: tx.clone(),
         subject: engine::subject(&settings.prefix),
         node_timeout: settings.node_timeout,
         apps,
@@ -179,6 +193,8 @@ fn random_node_id() -> u64 {
 
 struct Link {
     node: u64,
+    /// The shards' queue to the link, for the link's own messages (Hello).
+    tx: mpsc::Sender<Vec<u8>>,
     subject: String,
     node_timeout: Duration,
     apps: Arc<AppRegistry>,
@@ -262,7 +278,8 @@ impl Link {
                     for node in gone {
                         nodes.remove(&node);
                         log::warn!("cluster: node {node:016x} silent for {} s, taken as gone", timeout.as_secs());
-                        self.to_all(Arc::new(Inbound::NodeGone(node))).await;
+                        let report = nodes.keys().all(|&other| self.node < other);
+                        self.to_all(Arc::new(Inbound::NodeGone { node, report })).await;
                     }
                     continue;
                 }
@@ -280,11 +297,21 @@ impl Link {
             }
             if nodes.insert(envelope.node, Instant::now()).is_none() {
                 log::info!("cluster: node {:016x} is up", envelope.node);
+                // It may have dropped what we hold (new, or it timed us out).
+                let mut hello = Vec::new();
+                wire::encode(&NodeMsg::Hello, &mut hello);
+                let _ = self.tx.send(hello).await;
             }
             for msg in envelope.messages {
-                if let Some(inbound) = self.resolve(msg) {
+                if let Some(inbound) = self.resolve(envelope.node, msg) {
                     self.stats.received.fetch_add(1, Ordering::Relaxed);
-                    self.to_all(Arc::new(inbound)).await;
+                    match &inbound {
+                        Inbound::Member { app, channel, .. } => {
+                            let owner = owner_of(*app, channel, self.to_shards.len() as u16);
+                            let _ = self.to_shards[owner].send(Arc::new(inbound)).await;
+                        }
+                        _ => self.to_all(Arc::new(inbound)).await,
+                    }
                 }
             }
         }
@@ -292,7 +319,7 @@ impl Link {
 
     /// Turns a node message into what shards act on (app ids to indexes,
     /// frames checked); `None` for heartbeats and refused messages.
-    fn resolve(&self, msg: NodeMsg) -> Option<Inbound> {
+    fn resolve(&self, node: u64, msg: NodeMsg) -> Option<Inbound> {
         let app_of = |id: &str| {
             let idx = self.apps.by_id(id);
             if idx.is_none() {
@@ -303,6 +330,30 @@ impl Link {
         };
         match msg {
             NodeMsg::Heartbeat => None,
+            NodeMsg::Hello => Some(Inbound::Resend),
+            NodeMsg::MemberJoined {
+                app,
+                channel,
+                user_id,
+                user_info,
+            } => Some(Inbound::Member {
+                node,
+                app: app_of(&app)?,
+                channel,
+                user_id,
+                joined: Some(user_info),
+            }),
+            NodeMsg::MemberLeft {
+                app,
+                channel,
+                user_id,
+            } => Some(Inbound::Member {
+                node,
+                app: app_of(&app)?,
+                channel,
+                user_id,
+                joined: None,
+            }),
             NodeMsg::TerminateUser { app, user_id } => Some(Inbound::TerminateUser {
                 app: app_of(&app)?,
                 user_id,

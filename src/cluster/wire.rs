@@ -31,11 +31,30 @@ pub enum NodeMsg {
     TerminateUser { app: Box<str>, user_id: Box<str> },
     /// "I am alive" (sent every quarter of the node timeout).
     Heartbeat,
+    /// "I just (re)joined": every node tells again what it holds
+    /// (its presence members).
+    Hello,
+    /// The sending node has sockets of this presence member now (its first).
+    MemberJoined {
+        app: Box<str>,
+        channel: Box<str>,
+        user_id: Box<str>,
+        user_info: Box<str>,
+    },
+    /// The sending node has no socket of this presence member any more.
+    MemberLeft {
+        app: Box<str>,
+        channel: Box<str>,
+        user_id: Box<str>,
+    },
 }
 
 const KIND_PUBLISH: u8 = 1;
 const KIND_TERMINATE: u8 = 2;
 const KIND_HEARTBEAT: u8 = 3;
+const KIND_HELLO: u8 = 4;
+const KIND_MEMBER_JOINED: u8 = 5;
+const KIND_MEMBER_LEFT: u8 = 6;
 
 /// A decoded engine message.
 #[derive(Debug, PartialEq, Eq)]
@@ -104,6 +123,28 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
             put_bytes(out, user_id.as_bytes());
         }
         NodeMsg::Heartbeat => out.push(KIND_HEARTBEAT),
+        NodeMsg::Hello => out.push(KIND_HELLO),
+        NodeMsg::MemberJoined {
+            app,
+            channel,
+            user_id,
+            user_info,
+        } => {
+            out.push(KIND_MEMBER_JOINED);
+            for field in [app, channel, user_id, user_info] {
+                put_bytes(out, field.as_bytes());
+            }
+        }
+        NodeMsg::MemberLeft {
+            app,
+            channel,
+            user_id,
+        } => {
+            out.push(KIND_MEMBER_LEFT);
+            for field in [app, channel, user_id] {
+                put_bytes(out, field.as_bytes());
+            }
+        }
     }
 }
 
@@ -209,6 +250,18 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
                 user_id: r.str()?,
             },
             KIND_HEARTBEAT => NodeMsg::Heartbeat,
+            KIND_HELLO => NodeMsg::Hello,
+            KIND_MEMBER_JOINED => NodeMsg::MemberJoined {
+                app: r.str()?,
+                channel: r.str()?,
+                user_id: r.str()?,
+                user_info: r.str()?,
+            },
+            KIND_MEMBER_LEFT => NodeMsg::MemberLeft {
+                app: r.str()?,
+                channel: r.str()?,
+                user_id: r.str()?,
+            },
             other => return Err(WireError::Kind(other)),
         });
     }
@@ -239,6 +292,18 @@ mod tests {
                 user_id: "u-1".into(),
             },
             NodeMsg::Heartbeat,
+            NodeMsg::Hello,
+            NodeMsg::MemberJoined {
+                app: "a".into(),
+                channel: "presence-x".into(),
+                user_id: "u".into(),
+                user_info: r#"{"n":1}"#.into(),
+            },
+            NodeMsg::MemberLeft {
+                app: "a".into(),
+                channel: "presence-x".into(),
+                user_id: "u".into(),
+            },
             NodeMsg::Publish {
                 app: "b".into(),
                 except: None,

@@ -70,6 +70,14 @@ pub fn handle_remote(shard: &Shard, inbound: &Inbound) {
     match inbound {
         Inbound::Publish(publication) => broadcast::deliver_local(shard, publication),
         Inbound::TerminateUser { app, user_id } => session::terminate_user(shard, *app, user_id),
-        Inbound::NodeGone(_) => {}
+        Inbound::Member {
+            node,
+            app,
+            channel,
+            user_id,
+            joined,
+        } => owned::on_remote_member(shard, *node, *app, channel, user_id, joined.as_deref()),
+        Inbound::Resend => owned::resend_members(shard),
+        Inbound::NodeGone { node, report } => owned::on_node_gone(shard, *node, *report),
     }
 }

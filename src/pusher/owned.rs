@@ -11,6 +11,7 @@
 //! decided, and where vacated/removed webhooks wait out their delay.
 
 use crate::apps::AppIdx;
+use crate::cluster::NodeMsg;
 use crate::pusher::broadcast::{publish_on_node, Publication};
 use crate::pusher::cache::CacheTable;
 use crate::pusher::counts::{subscription_count_event, CountTable};
@@ -98,6 +99,15 @@ pub fn on_join(
                     announce = Some(member_added(&channel, &member));
                     added = Some(member.user_id.clone());
                 }
+                if joined != Joined::SameMember {
+                    tell_nodes(
+                        shard,
+                        app,
+                        &channel,
+                        &member.user_id,
+                        Some(&member.user_info),
+                    );
+                }
                 outcome.presence = Some((member, members.snapshot()));
             }
         }
@@ -150,16 +160,133 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
         let Some(members) = owned.presence.get_mut(&key) else {
             return;
         };
-        let last = members.leave(user_id);
+        let left = members.leave(user_id);
         if members.is_empty() {
             owned.presence.remove(&key);
         }
-        last
+        if left.last_here {
+            tell_nodes(shard, app, &channel, user_id, None);
+        }
+        left.gone
     };
     if removed {
         webhooks::on_member(shard, app, &channel, user_id, false);
         let frame = member_removed(&channel, user_id);
         publish_on_node(shard, Publication::one(app, channel, frame, None));
+    }
+}
+
+/// Tells the other nodes of the cluster that this node has (or no longer
+/// has) sockets of a presence member.
+fn tell_nodes(shard: &Shard, app: AppIdx, channel: &str, user_id: &str, info: Option<&str>) {
+    let Some(cluster) = &shard.cluster else {
+        return;
+    };
+    let app = shard.apps.get(app).id.as_str().into();
+    let (channel, user_id) = (channel.into(), user_id.into());
+    cluster.send_now(&match info {
+        Some(info) => NodeMsg::MemberJoined {
+            app,
+            channel,
+            user_id,
+            user_info: info.into(),
+        },
+        None => NodeMsg::MemberLeft {
+            app,
+            channel,
+            user_id,
+        },
+    });
+}
+
+/// Another node has (`info` is `Some`) or no longer has sockets of a
+/// presence member: `member_added` / `member_removed` to this node's
+/// subscribers when the cluster gained or lost the user. Webhooks for it
+/// come from the node where the change happened.
+pub fn on_remote_member(
+    shard: &Shard,
+    node: u64,
+    app: AppIdx,
+    channel: &str,
+    user_id: &str,
+    info: Option<&str>,
+) {
+    let frame = {
+        let mut owned = shard.owned.borrow_mut();
+        let key = (app, Box::<str>::from(channel));
+        let members = owned.presence.entry(key.clone()).or_default();
+        let frame = match info {
+            Some(info) => {
+                let member = Member {
+                    user_id: user_id.into(),
+                    user_info: info.into(),
+                };
+                members
+                    .remote_join(node, &member)
+                    .then(|| member_added(channel, &member))
+            }
+            None => members
+                .remote_leave(node, user_id)
+                .then(|| member_removed(channel, user_id)),
+        };
+        if members.is_empty() {
+            owned.presence.remove(&key);
+        }
+        frame
+    };
+    if let Some(frame) = frame {
+        publish_on_node(shard, Publication::one(app, channel.into(), frame, None));
+    }
+}
+
+/// A node is gone: the members only it had leave every presence channel
+/// this shard owns. `report` (one surviving node does) sends the
+/// `member_removed` webhooks.
+pub fn on_node_gone(shard: &Shard, node: u64, report: bool) {
+    let removed: Vec<(AppIdx, Box<str>, Box<str>)> = {
+        let mut owned = shard.owned.borrow_mut();
+        let mut removed = Vec::new();
+        owned.presence.retain(|(app, channel), members| {
+            for user_id in members.node_gone(node) {
+                removed.push((*app, channel.clone(), user_id));
+            }
+            !members.is_empty()
+        });
+        removed
+    };
+    for (app, channel, user_id) in removed {
+        if report {
+            webhooks::on_member(shard, app, &channel, &user_id, false);
+        }
+        let frame = member_removed(&channel, &user_id);
+        publish_on_node(shard, Publication::one(app, channel, frame, None));
+    }
+}
+
+/// Tells the other nodes again every presence member this shard's channels
+/// have on this node (a node joined or came back).
+pub fn resend_members(shard: &Shard) {
+    let members: Vec<(AppIdx, Box<str>, Member)> = {
+        let owned = shard.owned.borrow();
+        owned
+            .presence
+            .iter()
+            .flat_map(|((app, channel), members)| {
+                members
+                    .local_members()
+                    .into_iter()
+                    .map(move |m| (*app, channel.clone(), m))
+            })
+            .collect()
+    };
+    for (app, channel, member) in members {
+        tell_nodes(
+            shard,
+            app,
+            &channel,
+            &member.user_id,
+            Some(&member.user_info),
+        );
     }
 }
 

@@ -4,9 +4,16 @@
 //! shards is one member. The owner counts sockets per user, and reports when
 //! a user's first socket joined (`member_added`) or last one left
 //! (`member_removed`). [`parse_channel_data`] checks what a client sends.
+//!
+//! In a cluster, the owner on each node also knows which other nodes have
+//! sockets of each user (they say so when the user's first socket on them
+//! joins and its last leaves). A user is a member while any node has a
+//! socket of it: `member_added` and `member_removed` go out when the whole
+//! cluster gains or loses the user, so each client sees them once.
 
 use crate::pusher::messages::{internal_event, push_json_str};
 use crate::ws::frame::Frame;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// Longest `user_id` accepted, in bytes.
@@ -63,9 +70,18 @@ pub fn parse_channel_data(channel_data: &str) -> Result<Member, String> {
 
 struct Entry {
     info: Box<str>,
+    /// Sockets of this user on this node.
     sockets: u32,
+    /// Other nodes with sockets of this user.
+    nodes: SmallVec<[u64; 2]>,
     /// Join order, so `ids` lists members oldest first.
     since: u64,
+}
+
+impl Entry {
+    fn is_gone(&self) -> bool {
+        self.sockets == 0 && self.nodes.is_empty()
+    }
 }
 
 /// One presence channel's members.
@@ -75,50 +91,126 @@ pub struct PresenceChannel {
     joins: u64,
 }
 
-/// What a join did.
+/// What a join of a local socket did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Joined {
-    /// The user's first socket: tell the others.
+    /// The user's first socket anywhere: tell the others (and other nodes).
     NewMember,
-    /// Another socket of a user already present.
+    /// The user's first socket on this node, already present on another
+    /// node: tell the other nodes only.
+    FirstHere,
+    /// Another socket of a user already present here.
     SameMember,
     /// The channel already has `max` distinct users.
     Full,
+}
+
+/// What a leave of a local socket did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Left {
+    /// The user's last socket on this node (tell other nodes).
+    pub last_here: bool,
+    /// The user's last socket anywhere (`member_removed`).
+    pub gone: bool,
 }
 
 impl PresenceChannel {
     pub fn join(&mut self, member: &Member, max: usize) -> Joined {
         if let Some(e) = self.members.get_mut(&member.user_id) {
             e.sockets += 1;
-            return Joined::SameMember;
+            return if e.sockets == 1 {
+                Joined::FirstHere
+            } else {
+                Joined::SameMember
+            };
         }
         if self.members.len() >= max {
             return Joined::Full;
         }
-        self.joins += 1;
-        self.members.insert(
-            member.user_id.clone(),
-            Entry {
-                info: member.user_info.clone(),
-                sockets: 1,
-                since: self.joins,
-            },
-        );
+        self.insert(member, 1, SmallVec::new());
         Joined::NewMember
     }
 
-    /// Removes one socket of `user_id`; true when it was the user's last.
-    pub fn leave(&mut self, user_id: &str) -> bool {
+    fn insert(&mut self, member: &Member, sockets: u32, nodes: SmallVec<[u64; 2]>) {
+        self.joins += 1;
+        let entry = Entry {
+            info: member.user_info.clone(),
+            sockets,
+            nodes,
+            since: self.joins,
+        };
+        self.members.insert(member.user_id.clone(), entry);
+    }
+
+    /// Removes one socket of `user_id`.
+    pub fn leave(&mut self, user_id: &str) -> Left {
+        let Some(e) = self.members.get_mut(user_id) else {
+            return Left {
+                last_here: false,
+                gone: false,
+            };
+        };
+        e.sockets = e.sockets.saturating_sub(1);
+        let last_here = e.sockets == 0;
+        let gone = e.is_gone();
+        if gone {
+            self.members.remove(user_id);
+        }
+        Left { last_here, gone }
+    }
+
+    /// Node `node` has sockets of `member` now; true when the user is new
+    /// to the cluster (`member_added`).
+    pub fn remote_join(&mut self, node: u64, member: &Member) -> bool {
+        if let Some(e) = self.members.get_mut(&member.user_id) {
+            if !e.nodes.contains(&node) {
+                e.nodes.push(node);
+            }
+            return false;
+        }
+        self.insert(member, 0, SmallVec::from_slice(&[node]));
+        true
+    }
+
+    /// Node `node` has no socket of `user_id` any more; true when the user
+    /// left the cluster with it (`member_removed`).
+    pub fn remote_leave(&mut self, node: u64, user_id: &str) -> bool {
         let Some(e) = self.members.get_mut(user_id) else {
             return false;
         };
-        e.sockets -= 1;
-        if e.sockets == 0 {
+        e.nodes.retain(|n| *n != node);
+        let gone = e.is_gone();
+        if gone {
             self.members.remove(user_id);
-            true
-        } else {
-            false
         }
+        gone
+    }
+
+    /// Node `node` is gone: the users only it had, now removed.
+    pub fn node_gone(&mut self, node: u64) -> Vec<Box<str>> {
+        let mut gone = Vec::new();
+        self.members.retain(|user_id, e| {
+            e.nodes.retain(|n| *n != node);
+            if e.is_gone() {
+                gone.push(user_id.clone());
+                false
+            } else {
+                true
+            }
+        });
+        gone
+    }
+
+    /// Members with sockets on this node (what this node tells the others).
+    pub fn local_members(&self) -> Vec<Member> {
+        self.members
+            .iter()
+            .filter(|(_, e)| e.sockets > 0)
+            .map(|(id, e)| Member {
+                user_id: id.clone(),
+                user_info: e.info.clone(),
+            })
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -231,10 +323,39 @@ mod tests {
             c.snapshot(),
             r#"{"presence":{"ids":["1","2"],"hash":{"1":{},"2":{"n":2}},"count":2}}"#
         );
-        assert!(!c.leave("1"));
-        assert!(c.leave("1"));
-        assert!(!c.leave("1"));
+        let left = |last_here, gone| Left { last_here, gone };
+        assert_eq!(c.leave("1"), left(false, false));
+        assert_eq!(c.leave("1"), left(true, true));
+        assert_eq!(c.leave("1"), left(false, false));
         assert_eq!(c.user_count(), 1);
+    }
+
+    #[test]
+    fn cluster_membership_counts_users_on_any_node() {
+        let mut c = PresenceChannel::default();
+        let left = |last_here, gone| Left { last_here, gone };
+        // User 1 on node 7 first, then here: added once, by the remote join.
+        assert!(c.remote_join(7, &m("1", r#"{"a":1}"#)));
+        assert!(!c.remote_join(7, &m("1", r#"{"a":1}"#)));
+        assert_eq!(c.join(&m("1", r#"{"a":1}"#), 10), Joined::FirstHere);
+        assert_eq!(c.join(&m("1", r#"{"a":1}"#), 10), Joined::SameMember);
+        // Here first, then on node 8 too.
+        assert_eq!(c.join(&m("2", "{}"), 10), Joined::NewMember);
+        assert!(!c.remote_join(8, &m("2", "{}")));
+        assert_eq!(c.user_count(), 2);
+        assert_eq!(c.local_members().len(), 2);
+        // User 1 leaves here but stays on node 7; then node 7 lets go.
+        assert_eq!(c.leave("1"), left(false, false));
+        assert_eq!(c.leave("1"), left(true, false));
+        assert_eq!(c.local_members(), vec![m("2", "{}")]);
+        assert!(c.remote_leave(7, "1"));
+        assert!(!c.remote_leave(7, "1"));
+        // Node 8 dies: user 2 is still here, so nobody is removed.
+        assert!(c.node_gone(8).is_empty());
+        assert!(c.remote_join(9, &m("3", "{}")));
+        assert_eq!(c.node_gone(9), vec![Box::<str>::from("3")]);
+        assert_eq!(c.leave("2"), left(true, true));
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -355,3 +355,78 @@ fn bad_cluster_settings_are_named() {
         assert!(log.contains(key), "{toml}: log lacks {key}: {log}");
     }
 }
+
+/// Presence across nodes: one user with sockets on both nodes is one
+/// member (member_added once, member_removed once), snapshots list the
+/// members of every node, and a node killed with SIGKILL takes its members
+/// along within the node timeout.
+#[test]
+fn presence_members_are_per_user_across_nodes_and_a_dead_node_takes_its_members() {
+    use crate::presence::{member_added_text, member_removed_text};
+    for_each_engine(|engine| {
+        let (mut a, b) = two_nodes(engine);
+        let room = "presence-room";
+        let mut watcher = Ws::connect(b.port);
+        let p = watcher.subscribe_presence(room, r#"{"user_id":"w"}"#);
+        assert_eq!(p["ids"], json!(["w"]));
+        // Membership reaches the other node through the engine (within a
+        // few milliseconds here); a snapshot taken on A before that would
+        // not list w yet.
+        std::thread::sleep(Duration::from_millis(200));
+
+        // u1 joins on A: the watcher on B hears it once.
+        let mut u1_a = Ws::connect(a.port);
+        let p = u1_a.subscribe_presence(room, r#"{"user_id":"u1","user_info":{"n":1}}"#);
+        assert_eq!(p["count"], 2, "{p}");
+        watcher.expect_text(&member_added_text(room, "u1", r#"{"n":1}"#));
+        // u1 again on B: no news for anyone; its snapshot has everyone.
+        let mut u1_b = Ws::connect(b.port);
+        let p = u1_b.subscribe_presence(room, r#"{"user_id":"u1","user_info":{"n":1}}"#);
+        assert_eq!(p["count"], 2, "{p}");
+        watcher.expect_silence(300);
+        u1_a.expect_silence(0);
+        // u1 leaves A; still on B: no member_removed.
+        u1_a.unsubscribe(room);
+        watcher.expect_silence(300);
+        // u1 leaves B too: removed, once.
+        u1_b.close();
+        watcher.expect_text(&member_removed_text(room, "u1"));
+        watcher.expect_silence(200);
+
+        // u2 only on A; A dies without a word.
+        let mut u2 = Ws::connect(a.port);
+        u2.subscribe_presence(room, r#"{"user_id":"u2"}"#);
+        watcher.expect_text(&member_added_text(room, "u2", "{}"));
+        let killed = Instant::now();
+        a.kill();
+        let v = watcher.recv_json_within(Duration::from_secs(6));
+        assert_eq!(v["event"], "pusher_internal:member_removed", "{v}");
+        assert!(v["data"].as_str().unwrap().contains("\"u2\""), "{v}");
+        eprintln!(
+            "{:?}: member_removed {:?} after SIGKILL",
+            engine.kind,
+            killed.elapsed()
+        );
+        // A node that joins later learns the members already there.
+        let c = Server::start_with(&engine.config(""));
+        wait_log(&c, "is up", 1, Duration::from_secs(10));
+        let mut late = Ws::connect(c.port);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let p = late.subscribe_presence(room, r#"{"user_id":"late"}"#);
+            if p["ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|i| i == "w"))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the new node never learned of w: {p}"
+            );
+            late.unsubscribe(room);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        watcher.expect_text(&member_added_text(room, "late", "{}"));
+    });
+}

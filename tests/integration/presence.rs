@@ -18,7 +18,7 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-fn member_added_text(channel: &str, user_id: &str, user_info: &str) -> String {
+pub fn member_added_text(channel: &str, user_id: &str, user_info: &str) -> String {
     let data = format!(
         "{{\"user_id\":{},\"user_info\":{user_info}}}",
         serde_json::to_string(user_id).unwrap()
@@ -30,7 +30,7 @@ fn member_added_text(channel: &str, user_id: &str, user_info: &str) -> String {
     )
 }
 
-fn member_removed_text(channel: &str, user_id: &str) -> String {
+pub fn member_removed_text(channel: &str, user_id: &str) -> String {
     let data = format!(
         "{{\"user_id\":{}}}",
         serde_json::to_string(user_id).unwrap()

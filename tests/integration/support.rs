@@ -201,6 +201,14 @@ impl Server {
         self.wait_exit(timeout)
     }
 
+    /// Kills the process at once (SIGKILL): no goodbye to anyone.
+    pub fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits up to `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
