@@ -10,7 +10,7 @@
 //! announced gone to the shards.
 
 use super::engine::{self, Engine, Publisher, Subscription};
-use super::wire::{self, NodeMsg};
+use super::wire::{self, NodeMsg, RemoteAsk, RemotePart};
 use crate::apps::{AppIdx, AppRegistry};
 use crate::config::ClusterSettings;
 use crate::pusher::broadcast::Publication;
@@ -18,7 +18,7 @@ use crate::pusher::owned::owner_of;
 use crate::ws::frame::Frame;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -47,6 +47,16 @@ pub enum Inbound {
     },
     /// A node (re)joined: tell the other nodes again what this node holds.
     Resend,
+    /// Another node asks for this node's part of a channel query.
+    Query {
+        from: u64,
+        id: u32,
+        shard: u16,
+        app: AppIdx,
+        ask: RemoteAsk,
+    },
+    /// Another node's part of this shard's query `id`.
+    Answer { id: u32, part: RemotePart },
     /// A node stopped sending heartbeats; `report` on the one surviving
     /// node (the lowest id) that sends webhooks for what it took along.
     NodeGone { node: u64, report: bool },
@@ -73,6 +83,8 @@ pub struct ClusterHandle {
     /// This node's id (random per process).
     pub node: u64,
     pub stats: Arc<LinkStats>,
+    /// Other nodes heard from within the node timeout.
+    pub live_nodes: Arc<AtomicUsize>,
 }
 
 impl ClusterHandle {
@@ -151,6 +163,7 @@ pub fn start(
         })
         .unzip();
     let stats = Arc::new(LinkStats::default());
+    let live_nodes = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop_rx) = oneshot::channel();
     let link = Link {
         node,
@@ -160,6 +173,7 @@ pub fn start(
         apps,
         to_shards,
         stats: stats.clone(),
+        live_nodes: live_nodes.clone(),
     };
     log::info!(
         "cluster: node {node:016x} joins through {} on subject {}",
@@ -170,7 +184,12 @@ pub fn start(
         .name("cluster-link".into())
         .spawn(move || runtime.block_on(link.run(engine, rx, stop_rx)))
         .map_err(|e| format!("cluster: cannot start the link thread: {e}"))?;
-    let handle = ClusterHandle { tx, node, stats };
+    let handle = ClusterHandle {
+        tx,
+        node,
+        stats,
+        live_nodes,
+    };
     let thread = LinkThread {
         stop: Some(stop_tx),
         thread: Some(thread),
@@ -200,6 +219,7 @@ struct Link {
     apps: Arc<AppRegistry>,
     to_shards: Vec<mpsc::Sender<Arc<Inbound>>>,
     stats: Arc<LinkStats>,
+    live_nodes: Arc<AtomicUsize>,
 }
 
 impl Link {
@@ -277,6 +297,7 @@ impl Link {
                         .collect();
                     for node in gone {
                         nodes.remove(&node);
+                        self.live_nodes.store(nodes.len(), Ordering::Relaxed);
                         log::warn!("cluster: node {node:016x} silent for {} s, taken as gone", timeout.as_secs());
                         let report = nodes.keys().all(|&other| self.node < other);
                         self.to_all(Arc::new(Inbound::NodeGone { node, report })).await;
@@ -296,6 +317,7 @@ impl Link {
                 continue;
             }
             if nodes.insert(envelope.node, Instant::now()).is_none() {
+                self.live_nodes.store(nodes.len(), Ordering::Relaxed);
                 log::info!("cluster: node {:016x} is up", envelope.node);
                 // It may have dropped what we hold (new, or it timed us out).
                 let mut hello = Vec::new();
@@ -303,14 +325,30 @@ impl Link {
                 let _ = self.tx.send(hello).await;
             }
             for msg in envelope.messages {
+                // Answers are for one shard of one node.
+                let mut answer_shard = 0;
+                if let NodeMsg::Answer { to, shard, .. } = &msg {
+                    if *to != self.node || *shard as usize >= self.to_shards.len() {
+                        continue;
+                    }
+                    answer_shard = *shard as usize;
+                }
                 if let Some(inbound) = self.resolve(envelope.node, msg) {
                     self.stats.received.fetch_add(1, Ordering::Relaxed);
-                    match &inbound {
+                    let shards = self.to_shards.len();
+                    let one = match &inbound {
                         Inbound::Member { app, channel, .. } => {
-                            let owner = owner_of(*app, channel, self.to_shards.len() as u16);
-                            let _ = self.to_shards[owner].send(Arc::new(inbound)).await;
+                            Some(owner_of(*app, channel, shards as u16))
                         }
-                        _ => self.to_all(Arc::new(inbound)).await,
+                        Inbound::Query { id, .. } => Some(*id as usize % shards),
+                        Inbound::Answer { .. } => Some(answer_shard),
+                        _ => None,
+                    };
+                    match one {
+                        Some(i) => {
+                            let _ = self.to_shards[i].send(Arc::new(inbound)).await;
+                        }
+                        None => self.to_all(Arc::new(inbound)).await,
                     }
                 }
             }
@@ -331,6 +369,19 @@ impl Link {
         match msg {
             NodeMsg::Heartbeat => None,
             NodeMsg::Hello => Some(Inbound::Resend),
+            NodeMsg::Query {
+                id,
+                shard,
+                app,
+                ask,
+            } => Some(Inbound::Query {
+                from: node,
+                id,
+                shard,
+                app: app_of(&app)?,
+                ask,
+            }),
+            NodeMsg::Answer { id, part, .. } => Some(Inbound::Answer { id, part }),
             NodeMsg::MemberJoined {
                 app,
                 channel,

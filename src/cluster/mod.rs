@@ -18,4 +18,4 @@ pub mod link;
 pub mod wire;
 
 pub use link::{start, ClusterHandle, ClusterInbox, Inbound, LinkStats, LinkThread};
-pub use wire::NodeMsg;
+pub use wire::{NodeMsg, RemoteAsk, RemotePart};

@@ -47,6 +47,38 @@ pub enum NodeMsg {
         channel: Box<str>,
         user_id: Box<str>,
     },
+    /// A channel query: every other node answers with its own part.
+    Query {
+        id: u32,
+        shard: u16,
+        app: Box<str>,
+        ask: RemoteAsk,
+    },
+    /// One node's part of the answer to query `id` of `shard` on node `to`.
+    Answer {
+        to: u64,
+        id: u32,
+        shard: u16,
+        part: RemotePart,
+    },
+}
+
+/// What a channel query asks of other nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteAsk {
+    /// Occupied channels whose name starts with the prefix.
+    Channels(Box<str>),
+    /// One channel.
+    Channel(Box<str>),
+}
+
+/// A node's part of a channel query's answer: its subscriber counts, and
+/// the cached event it holds (data, seconds left). Presence members are
+/// known on every node already, so they are not part of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemotePart {
+    pub subscriptions: Vec<(Box<str>, u32)>,
+    pub cache: Option<(Box<str>, u64)>,
 }
 
 const KIND_PUBLISH: u8 = 1;
@@ -55,6 +87,10 @@ const KIND_HEARTBEAT: u8 = 3;
 const KIND_HELLO: u8 = 4;
 const KIND_MEMBER_JOINED: u8 = 5;
 const KIND_MEMBER_LEFT: u8 = 6;
+const KIND_QUERY: u8 = 7;
+const KIND_ANSWER: u8 = 8;
+/// Channels in one answer, at most.
+const MAX_ANSWER_CHANNELS: usize = 1_000_000;
 
 /// A decoded engine message.
 #[derive(Debug, PartialEq, Eq)]
@@ -143,6 +179,47 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
             out.push(KIND_MEMBER_LEFT);
             for field in [app, channel, user_id] {
                 put_bytes(out, field.as_bytes());
+            }
+        }
+        NodeMsg::Query {
+            id,
+            shard,
+            app,
+            ask,
+        } => {
+            out.push(KIND_QUERY);
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&shard.to_le_bytes());
+            put_bytes(out, app.as_bytes());
+            let (tag, name) = match ask {
+                RemoteAsk::Channels(prefix) => (0, prefix),
+                RemoteAsk::Channel(channel) => (1, channel),
+            };
+            out.push(tag);
+            put_bytes(out, name.as_bytes());
+        }
+        NodeMsg::Answer {
+            to,
+            id,
+            shard,
+            part,
+        } => {
+            out.push(KIND_ANSWER);
+            out.extend_from_slice(&to.to_le_bytes());
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&shard.to_le_bytes());
+            out.extend_from_slice(&(part.subscriptions.len() as u32).to_le_bytes());
+            for (channel, n) in &part.subscriptions {
+                put_bytes(out, channel.as_bytes());
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            match &part.cache {
+                Some((data, ttl)) => {
+                    out.push(1);
+                    put_bytes(out, data.as_bytes());
+                    out.extend_from_slice(&ttl.to_le_bytes());
+                }
+                None => out.push(0),
             }
         }
     }
@@ -262,6 +339,39 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
                 channel: r.str()?,
                 user_id: r.str()?,
             },
+            KIND_QUERY => NodeMsg::Query {
+                id: r.u32()?,
+                shard: r.u16()?,
+                app: r.str()?,
+                ask: match r.u8()? {
+                    0 => RemoteAsk::Channels(r.str()?),
+                    _ => RemoteAsk::Channel(r.str()?),
+                },
+            },
+            KIND_ANSWER => {
+                let (to, id, shard) = (r.u64()?, r.u32()?, r.u16()?);
+                let count = r.u32()? as usize;
+                if count > MAX_ANSWER_CHANNELS {
+                    return Err(WireError::TooMany);
+                }
+                let mut subscriptions = Vec::with_capacity(count.min(r.rest.len() / 8));
+                for _ in 0..count {
+                    subscriptions.push((r.str()?, r.u32()?));
+                }
+                let cache = match r.u8()? {
+                    0 => None,
+                    _ => Some((r.str()?, r.u64()?)),
+                };
+                NodeMsg::Answer {
+                    to,
+                    id,
+                    shard,
+                    part: RemotePart {
+                        subscriptions,
+                        cache,
+                    },
+                }
+            }
             other => return Err(WireError::Kind(other)),
         });
     }
@@ -308,6 +418,33 @@ mod tests {
                 app: "b".into(),
                 except: None,
                 frames: vec![],
+            },
+            NodeMsg::Query {
+                id: 77,
+                shard: 3,
+                app: "a".into(),
+                ask: RemoteAsk::Channels("presence-".into()),
+            },
+            NodeMsg::Query {
+                id: 78,
+                shard: 0,
+                app: "a".into(),
+                ask: RemoteAsk::Channel("cache-x".into()),
+            },
+            NodeMsg::Answer {
+                to: 0xabc,
+                id: 77,
+                shard: 3,
+                part: RemotePart {
+                    subscriptions: vec![("a".into(), 2), ("b".into(), 7)],
+                    cache: Some(("data".into(), 60)),
+                },
+            },
+            NodeMsg::Answer {
+                to: 1,
+                id: 1,
+                shard: 1,
+                part: RemotePart::default(),
             },
         ]
     }

@@ -7,7 +7,7 @@ use crate::errors::ApiError;
 use crate::pusher::channel::{validate_name, ChannelClass, ChannelKind};
 use crate::pusher::messages::push_json_str;
 use crate::pusher::owned::owner_of;
-use crate::pusher::query::{merge, QueryAsk};
+use crate::pusher::query::{ask_cluster, merge, QueryAsk};
 use crate::runtime::Shard;
 
 /// Which attributes an `info` parameter asks for.
@@ -72,12 +72,14 @@ pub async fn channels(
             "info=user_count needs filter_by_prefix=presence- (it applies to presence channels only)".into(),
         ));
     }
-    let answers = shard
-        .ask_all(QueryAsk::Channels {
+    let answers = ask_cluster(
+        shard,
+        QueryAsk::Channels {
             app,
             prefix: prefix.into(),
-        })
-        .await;
+        },
+    )
+    .await;
     let mut out = b"{\"channels\":{".to_vec();
     let mut first = true;
     for (name, totals) in merge(&answers) {
@@ -125,12 +127,14 @@ pub async fn channel(
             "cache applies to cache channels only, not {name}"
         )));
     }
-    let answers = shard
-        .ask_all(QueryAsk::Channel {
+    let answers = ask_cluster(
+        shard,
+        QueryAsk::Channel {
             app,
             channel: name.into(),
-        })
-        .await;
+        },
+    )
+    .await;
     let totals = merge(&answers).remove(name).unwrap_or_default();
     let mut out = format!("{{\"occupied\":{}", totals.subscription_count > 0).into_bytes();
     if attrs.user_count {
@@ -187,12 +191,14 @@ pub async fn users(shard: &Shard, app: AppIdx, name: &str) -> Result<Response, A
 
 /// The attributes of one channel, as an object (for trigger `info`).
 async fn attributes_of(shard: &Shard, app: AppIdx, channel: &str, attrs: &Attributes) -> String {
-    let answers = shard
-        .ask_all(QueryAsk::Channel {
+    let answers = ask_cluster(
+        shard,
+        QueryAsk::Channel {
             app,
             channel: channel.into(),
-        })
-        .await;
+        },
+    )
+    .await;
     let totals = merge(&answers).remove(channel).unwrap_or_default();
     let mut fields = Vec::new();
     if attrs.user_count && is_presence(channel) {

@@ -2,8 +2,9 @@
 //! and with what another node of the cluster sends (through the link).
 
 use crate::cluster::Inbound;
-use crate::pusher::{broadcast, owned, session, subscribe};
+use crate::pusher::{broadcast, owned, query, session, subscribe};
 use crate::runtime::{Shard, ShardMsg};
+use std::rc::Rc;
 
 /// Handles a protocol message. Called with no borrow of shard state held.
 pub fn handle(shard: &Shard, msg: ShardMsg) {
@@ -66,7 +67,7 @@ pub fn handle(shard: &Shard, msg: ShardMsg) {
 }
 
 /// Handles what another node published (decoded once by the link thread).
-pub fn handle_remote(shard: &Shard, inbound: &Inbound) {
+pub fn handle_remote(shard: &Rc<Shard>, inbound: &Inbound) {
     match inbound {
         Inbound::Publish(publication) => broadcast::deliver_local(shard, publication),
         Inbound::TerminateUser { app, user_id } => session::terminate_user(shard, *app, user_id),
@@ -78,6 +79,18 @@ pub fn handle_remote(shard: &Shard, inbound: &Inbound) {
             joined,
         } => owned::on_remote_member(shard, *node, *app, channel, user_id, joined.as_deref()),
         Inbound::Resend => owned::resend_members(shard),
+        Inbound::Query {
+            from,
+            id,
+            shard: to_shard,
+            app,
+            ask,
+        } => {
+            let task =
+                query::answer_remote(shard.clone(), *from, *id, *to_shard, *app, ask.clone());
+            crate::runtime::spawn(task);
+        }
+        Inbound::Answer { id, part } => query::on_remote_answer(shard, *id, part),
         Inbound::NodeGone { node, report } => owned::on_node_gone(shard, *node, *report),
     }
 }

@@ -1,11 +1,18 @@
 //! The HTTP API's channel queries, answered by gathering each shard's part:
 //! every shard counts its own subscribers, and a channel's owner adds what
-//! only it knows (presence users, the cached event).
+//! only it knows (presence users, the cached event). In a cluster, every
+//! other node adds its part through the link ([`ask_cluster`]).
 
 use crate::apps::AppIdx;
+use crate::cluster::{NodeMsg, RemoteAsk, RemotePart};
 use crate::pusher::owned::owner_of;
-use crate::runtime::Shard;
-use std::collections::BTreeMap;
+use crate::runtime::{sleep, Shard};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Poll, Waker};
+use std::time::Duration;
 
 /// A question sent to every shard (or to one channel's owner).
 #[derive(Debug, Clone)]
@@ -98,4 +105,120 @@ pub fn merge(answers: &[QueryAnswer]) -> BTreeMap<Box<str>, ChannelTotals> {
         }
     }
     totals
+}
+
+/// How long a channel query waits for the other nodes' parts.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// This shard's channel queries waiting for other nodes' parts.
+#[derive(Default)]
+pub struct ClusterQueries {
+    next: Cell<u32>,
+    pending: RefCell<HashMap<u32, Gather>>,
+}
+
+#[derive(Default)]
+struct Gather {
+    parts: Vec<RemotePart>,
+    waker: Option<Waker>,
+}
+
+/// Every shard's answer on this node, plus the part of every other live
+/// node of the cluster (subscriber counts and cached events; presence
+/// members are on every node already). A node that does not answer within
+/// [`REMOTE_TIMEOUT`] is left out.
+pub async fn ask_cluster(shard: &Shard, ask: QueryAsk) -> Vec<QueryAnswer> {
+    let mut answers = shard.ask_all(ask.clone()).await;
+    let Some(cluster) = &shard.cluster else {
+        return answers;
+    };
+    let expected = cluster.live_nodes.load(Ordering::Relaxed);
+    let (app, remote) = match ask {
+        QueryAsk::Channels { app, prefix } => (app, RemoteAsk::Channels(prefix)),
+        QueryAsk::Channel { app, channel } => (app, RemoteAsk::Channel(channel)),
+        QueryAsk::Users { .. } => return answers,
+    };
+    if expected == 0 {
+        return answers;
+    }
+    let queries = &shard.cluster_queries;
+    let id = queries.next.get().wrapping_add(1);
+    queries.next.set(id);
+    queries.pending.borrow_mut().insert(id, Gather::default());
+    let msg = NodeMsg::Query {
+        id,
+        shard: shard.id,
+        app: shard.apps.get(app).id.as_str().into(),
+        ask: remote,
+    };
+    cluster.send(&msg).await;
+    let all_in = futures_lite::future::poll_fn(|cx| {
+        let mut pending = queries.pending.borrow_mut();
+        match pending.get_mut(&id) {
+            Some(g) if g.parts.len() < expected => {
+                g.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    });
+    futures_lite::future::or(all_in, sleep(REMOTE_TIMEOUT)).await;
+    let gather = queries.pending.borrow_mut().remove(&id).unwrap_or_default();
+    if gather.parts.len() < expected {
+        log::warn!(
+            "cluster: channel query answered by {} of {expected} other nodes within {} ms",
+            gather.parts.len(),
+            REMOTE_TIMEOUT.as_millis()
+        );
+    }
+    answers.extend(gather.parts.into_iter().map(|p| QueryAnswer {
+        subscriptions: p.subscriptions,
+        cache: p.cache,
+        ..QueryAnswer::default()
+    }));
+    answers
+}
+
+/// Another node's part of this shard's query `id`.
+pub fn on_remote_answer(shard: &Shard, id: u32, part: &RemotePart) {
+    let mut pending = shard.cluster_queries.pending.borrow_mut();
+    if let Some(g) = pending.get_mut(&id) {
+        g.parts.push(part.clone());
+        if let Some(w) = g.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Answers another node's query with this node's part.
+pub async fn answer_remote(
+    shard: Rc<Shard>,
+    from: u64,
+    id: u32,
+    to_shard: u16,
+    app: AppIdx,
+    ask: RemoteAsk,
+) {
+    let Some(cluster) = shard.cluster.clone() else {
+        return;
+    };
+    let ask = match ask {
+        RemoteAsk::Channels(prefix) => QueryAsk::Channels { app, prefix },
+        RemoteAsk::Channel(channel) => QueryAsk::Channel { app, channel },
+    };
+    let answers = shard.ask_all(ask).await;
+    let part = RemotePart {
+        subscriptions: merge(&answers)
+            .into_iter()
+            .filter(|(_, t)| t.subscription_count > 0)
+            .map(|(name, t)| (name, t.subscription_count))
+            .collect(),
+        cache: answers.iter().find_map(|a| a.cache.clone()),
+    };
+    cluster.send_now(&NodeMsg::Answer {
+        to: from,
+        id,
+        shard: to_shard,
+        part,
+    });
 }

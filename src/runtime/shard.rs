@@ -93,6 +93,8 @@ pub struct Shard {
     pub tls: Option<TlsAcceptor>,
     /// The way to the other nodes of the cluster; `None` on a single node.
     pub cluster: Option<ClusterHandle>,
+    /// Channel queries waiting for other nodes' parts.
+    pub cluster_queries: query::ClusterQueries,
     mailboxes: Mailboxes,
     pending: RefCell<Slab<PendingReply>>,
     /// Open connections per app; meaningful for apps this shard owns.
@@ -150,6 +152,7 @@ impl Shard {
             webhook_stats: services.webhook_stats,
             tls: services.tls,
             cluster: services.cluster,
+            cluster_queries: Default::default(),
             mailboxes,
             pending: RefCell::new(Slab::new()),
             app_connections: RefCell::new(vec![0; app_count]),

@@ -430,3 +430,81 @@ fn presence_members_are_per_user_across_nodes_and_a_dead_node_takes_its_members(
         watcher.expect_text(&member_added_text(room, "late", "{}"));
     });
 }
+
+/// Channel queries and trigger `info` answer for the whole cluster, the
+/// same from every node; a dead node's subscribers drop out of the counts.
+#[test]
+fn channel_queries_answer_for_the_whole_cluster_from_every_node() {
+    for_each_engine(|engine| {
+        let (a, mut b) = two_nodes(engine);
+        let mut keep = Vec::new();
+        for (port, channel, n) in [
+            (a.port, "q-news", 2),
+            (b.port, "q-news", 3),
+            (a.port, "q-a", 1),
+            (b.port, "q-b", 1),
+        ] {
+            for _ in 0..n {
+                let mut ws = Ws::connect(port);
+                ws.subscribe(channel);
+                keep.push(ws);
+            }
+        }
+        let mut member = Ws::connect(b.port);
+        member.subscribe_presence("presence-q", r#"{"user_id":"only-on-b"}"#);
+        std::thread::sleep(Duration::from_millis(200)); // membership crosses nodes
+        for port in [a.port, b.port] {
+            let v = get_json(
+                port,
+                "/apps/app-id/channels",
+                &[("info", "subscription_count")],
+            );
+            assert_eq!(
+                v["channels"],
+                json!({"q-news":{"subscription_count":5},"q-a":{"subscription_count":1},
+                       "q-b":{"subscription_count":1},"presence-q":{"subscription_count":1}}),
+                "from port {port}: {v}"
+            );
+            let v = get_json(
+                port,
+                "/apps/app-id/channels/presence-q",
+                &[("info", "user_count,subscription_count")],
+            );
+            assert_eq!(
+                v,
+                json!({"occupied":true,"user_count":1,"subscription_count":1}),
+                "{v}"
+            );
+            let v = get_json(port, "/apps/app-id/channels/presence-q/users", &[]);
+            assert_eq!(v, json!({"users":[{"id":"only-on-b"}]}), "{v}");
+            let v = get_json(
+                port,
+                "/apps/app-id/channels",
+                &[("filter_by_prefix", "presence-"), ("info", "user_count")],
+            );
+            assert_eq!(v["channels"], json!({"presence-q":{"user_count":1}}), "{v}");
+        }
+        let r = Http::connect(a.port).trigger(
+            &DEV,
+            &json!({"name":"e","channel":"q-news","data":"d","info":"subscription_count"}),
+        );
+        assert_eq!(
+            r.json(),
+            json!({"channels":{"q-news":{"subscription_count":5}}})
+        );
+        // B dies: A answers with its own subscribers (after the node timeout
+        // the query no longer waits for B either).
+        b.kill();
+        std::thread::sleep(Duration::from_millis(2600));
+        let v = get_json(
+            a.port,
+            "/apps/app-id/channels",
+            &[("info", "subscription_count")],
+        );
+        assert_eq!(
+            v["channels"],
+            json!({"q-news":{"subscription_count":2},"q-a":{"subscription_count":1}}),
+            "{v}"
+        );
+    });
+}
