@@ -44,7 +44,19 @@ pub enum Inbound {
         channel: Box<str>,
         user_id: Box<str>,
         joined: Option<Box<str>>,
+        sync: bool,
     },
+    /// A channel became occupied (or empty) on another node; for the
+    /// channel's owner shard.
+    Occupancy {
+        node: u64,
+        app: AppIdx,
+        channel: Box<str>,
+        occupied: bool,
+        sync: bool,
+    },
+    /// The other live nodes, after a node came or went.
+    Nodes(Vec<u64>),
     /// A node (re)joined: tell the other nodes again what this node holds.
     Resend,
     /// Another node asks for this node's part of a channel query.
@@ -57,9 +69,8 @@ pub enum Inbound {
     },
     /// Another node's part of this shard's query `id`.
     Answer { id: u32, part: RemotePart },
-    /// A node stopped sending heartbeats; `report` on the one surviving
-    /// node (the lowest id) that sends webhooks for what it took along.
-    NodeGone { node: u64, report: bool },
+    /// A node stopped sending heartbeats.
+    NodeGone(u64),
 }
 
 /// Counters the link keeps (process-wide atomics).
@@ -299,8 +310,9 @@ impl Link {
                         nodes.remove(&node);
                         self.live_nodes.store(nodes.len(), Ordering::Relaxed);
                         log::warn!("cluster: node {node:016x} silent for {} s, taken as gone", timeout.as_secs());
-                        let report = nodes.keys().all(|&other| self.node < other);
-                        self.to_all(Arc::new(Inbound::NodeGone { node, report })).await;
+                        let live = nodes.keys().copied().collect();
+                        self.to_all(Arc::new(Inbound::Nodes(live))).await;
+                        self.to_all(Arc::new(Inbound::NodeGone(node))).await;
                     }
                     continue;
                 }
@@ -319,6 +331,8 @@ impl Link {
             if nodes.insert(envelope.node, Instant::now()).is_none() {
                 self.live_nodes.store(nodes.len(), Ordering::Relaxed);
                 log::info!("cluster: node {:016x} is up", envelope.node);
+                let live = nodes.keys().copied().collect();
+                self.to_all(Arc::new(Inbound::Nodes(live))).await;
                 // It may have dropped what we hold (new, or it timed us out).
                 let mut hello = Vec::new();
                 wire::encode(&NodeMsg::Hello, &mut hello);
@@ -337,7 +351,8 @@ impl Link {
                     self.stats.received.fetch_add(1, Ordering::Relaxed);
                     let shards = self.to_shards.len();
                     let one = match &inbound {
-                        Inbound::Member { app, channel, .. } => {
+                        Inbound::Member { app, channel, .. }
+                        | Inbound::Occupancy { app, channel, .. } => {
                             Some(owner_of(*app, channel, shards as u16))
                         }
                         Inbound::Query { id, .. } => Some(*id as usize % shards),
@@ -387,12 +402,26 @@ impl Link {
                 channel,
                 user_id,
                 user_info,
+                sync,
             } => Some(Inbound::Member {
                 node,
                 app: app_of(&app)?,
                 channel,
                 user_id,
                 joined: Some(user_info),
+                sync,
+            }),
+            NodeMsg::Occupancy {
+                app,
+                channel,
+                occupied,
+                sync,
+            } => Some(Inbound::Occupancy {
+                node,
+                app: app_of(&app)?,
+                channel,
+                occupied,
+                sync,
             }),
             NodeMsg::MemberLeft {
                 app,
@@ -404,6 +433,7 @@ impl Link {
                 channel,
                 user_id,
                 joined: None,
+                sync: false,
             }),
             NodeMsg::TerminateUser { app, user_id } => Some(Inbound::TerminateUser {
                 app: app_of(&app)?,

@@ -34,18 +34,28 @@ pub enum NodeMsg {
     /// "I just (re)joined": every node tells again what it holds
     /// (its presence members).
     Hello,
-    /// The sending node has sockets of this presence member now (its first).
+    /// The sending node has sockets of this presence member now (its
+    /// first). `sync`: said again for a node that (re)joined, not a change.
     MemberJoined {
         app: Box<str>,
         channel: Box<str>,
         user_id: Box<str>,
         user_info: Box<str>,
+        sync: bool,
     },
     /// The sending node has no socket of this presence member any more.
     MemberLeft {
         app: Box<str>,
         channel: Box<str>,
         user_id: Box<str>,
+    },
+    /// A channel became occupied (or empty) on the sending node; `sync` as
+    /// for `MemberJoined`.
+    Occupancy {
+        app: Box<str>,
+        channel: Box<str>,
+        occupied: bool,
+        sync: bool,
     },
     /// A channel query: every other node answers with its own part.
     Query {
@@ -89,6 +99,7 @@ const KIND_MEMBER_JOINED: u8 = 5;
 const KIND_MEMBER_LEFT: u8 = 6;
 const KIND_QUERY: u8 = 7;
 const KIND_ANSWER: u8 = 8;
+const KIND_OCCUPANCY: u8 = 9;
 /// Channels in one answer, at most.
 const MAX_ANSWER_CHANNELS: usize = 1_000_000;
 
@@ -165,11 +176,25 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
             channel,
             user_id,
             user_info,
+            sync,
         } => {
             out.push(KIND_MEMBER_JOINED);
             for field in [app, channel, user_id, user_info] {
                 put_bytes(out, field.as_bytes());
             }
+            out.push(*sync as u8);
+        }
+        NodeMsg::Occupancy {
+            app,
+            channel,
+            occupied,
+            sync,
+        } => {
+            out.push(KIND_OCCUPANCY);
+            put_bytes(out, app.as_bytes());
+            put_bytes(out, channel.as_bytes());
+            out.push(*occupied as u8);
+            out.push(*sync as u8);
         }
         NodeMsg::MemberLeft {
             app,
@@ -333,6 +358,13 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
                 channel: r.str()?,
                 user_id: r.str()?,
                 user_info: r.str()?,
+                sync: r.u8()? != 0,
+            },
+            KIND_OCCUPANCY => NodeMsg::Occupancy {
+                app: r.str()?,
+                channel: r.str()?,
+                occupied: r.u8()? != 0,
+                sync: r.u8()? != 0,
             },
             KIND_MEMBER_LEFT => NodeMsg::MemberLeft {
                 app: r.str()?,
@@ -408,6 +440,13 @@ mod tests {
                 channel: "presence-x".into(),
                 user_id: "u".into(),
                 user_info: r#"{"n":1}"#.into(),
+                sync: true,
+            },
+            NodeMsg::Occupancy {
+                app: "a".into(),
+                channel: "c".into(),
+                occupied: true,
+                sync: false,
             },
             NodeMsg::MemberLeft {
                 app: "a".into(),

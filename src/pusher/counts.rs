@@ -79,6 +79,22 @@ impl CountTable {
         change
     }
 
+    /// A channel's current count.
+    pub fn total(&self, app: AppIdx, channel: &str) -> u32 {
+        self.channels
+            .get(&(app, Box::from(channel)))
+            .map_or(0, |c| c.total)
+    }
+
+    /// Every channel with subscribers.
+    pub fn occupied(&self) -> Vec<(AppIdx, Box<str>)> {
+        self.channels
+            .iter()
+            .filter(|(_, c)| c.total > 0)
+            .map(|((app, name), _)| (*app, name.clone()))
+            .collect()
+    }
+
     /// Counts held back by the rate limit whose interval has passed.
     pub fn due(&mut self, now: Instant) -> Vec<(AppIdx, Box<str>, u32)> {
         let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //! and with what another node of the cluster sends (through the link).
 
 use crate::cluster::Inbound;
-use crate::pusher::{broadcast, owned, query, session, subscribe};
+use crate::pusher::{broadcast, nodes, owned, query, session, subscribe};
 use crate::runtime::{Shard, ShardMsg};
 use std::rc::Rc;
 
@@ -77,8 +77,25 @@ pub fn handle_remote(shard: &Rc<Shard>, inbound: &Inbound) {
             channel,
             user_id,
             joined,
-        } => owned::on_remote_member(shard, *node, *app, channel, user_id, joined.as_deref()),
-        Inbound::Resend => owned::resend_members(shard),
+            sync,
+        } => nodes::on_remote_member(
+            shard,
+            *node,
+            *app,
+            channel,
+            user_id,
+            joined.as_deref(),
+            *sync,
+        ),
+        Inbound::Occupancy {
+            node,
+            app,
+            channel,
+            occupied,
+            sync,
+        } => nodes::on_remote_occupancy(shard, *node, *app, channel, *occupied, *sync),
+        Inbound::Nodes(live) => nodes::on_live_nodes(shard, live),
+        Inbound::Resend => nodes::resend(shard),
         Inbound::Query {
             from,
             id,
@@ -91,6 +108,6 @@ pub fn handle_remote(shard: &Rc<Shard>, inbound: &Inbound) {
             crate::runtime::spawn(task);
         }
         Inbound::Answer { id, part } => query::on_remote_answer(shard, *id, part),
-        Inbound::NodeGone { node, report } => owned::on_node_gone(shard, *node, *report),
+        Inbound::NodeGone(node) => nodes::on_node_gone(shard, *node),
     }
 }

@@ -14,6 +14,7 @@ pub mod flusher;
 pub mod inbound;
 pub mod inbox;
 pub mod messages;
+pub mod nodes;
 pub mod owned;
 pub mod presence;
 pub mod query;

@@ -11,10 +11,10 @@
 //! decided, and where vacated/removed webhooks wait out their delay.
 
 use crate::apps::AppIdx;
-use crate::cluster::NodeMsg;
 use crate::pusher::broadcast::{publish_on_node, Publication};
 use crate::pusher::cache::CacheTable;
 use crate::pusher::counts::{subscription_count_event, CountTable};
+use crate::pusher::nodes::{self, Nodes};
 pub use crate::pusher::presence::Member;
 use crate::pusher::presence::{member_added, member_removed, Joined, PresenceChannel};
 use crate::pusher::socket_id::SocketId;
@@ -61,6 +61,8 @@ pub struct Owned {
     pub counts: CountTable,
     /// Webhook events held back for `delay_ms`.
     pub delays: DelayTable,
+    /// What the other nodes of a cluster have of this shard's channels.
+    pub nodes: Nodes,
 }
 
 /// Owner side of a join: presence membership and the cached event.
@@ -100,13 +102,8 @@ pub fn on_join(
                     added = Some(member.user_id.clone());
                 }
                 if joined != Joined::SameMember {
-                    tell_nodes(
-                        shard,
-                        app,
-                        &channel,
-                        &member.user_id,
-                        Some(&member.user_info),
-                    );
+                    let info = Some(&*member.user_info);
+                    nodes::tell_member(shard, app, &channel, &member.user_id, info, false);
                 }
                 outcome.presence = Some((member, members.snapshot()));
             }
@@ -123,7 +120,9 @@ pub fn on_join(
         );
     }
     if let Some(user_id) = added {
-        webhooks::on_member(shard, app, &channel, &user_id, true);
+        if nodes::decides_webhooks(shard, app, &channel) {
+            webhooks::on_member(shard, app, &channel, &user_id, true);
+        }
     }
     if matches!(outcome.cache, Some(None)) && webhooks::wanted(shard, app, EventKind::CacheMiss) {
         webhooks::emit(
@@ -165,128 +164,16 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
             owned.presence.remove(&key);
         }
         if left.last_here {
-            tell_nodes(shard, app, &channel, user_id, None);
+            nodes::tell_member(shard, app, &channel, user_id, None, false);
         }
         left.gone
     };
     if removed {
-        webhooks::on_member(shard, app, &channel, user_id, false);
+        if nodes::decides_webhooks(shard, app, &channel) {
+            webhooks::on_member(shard, app, &channel, user_id, false);
+        }
         let frame = member_removed(&channel, user_id);
         publish_on_node(shard, Publication::one(app, channel, frame, None));
-    }
-}
-
-/// Tells the other nodes of the cluster that this node has (or no longer
-/// has) sockets of a presence member.
-fn tell_nodes(shard: &Shard, app: AppIdx, channel: &str, user_id: &str, info: Option<&str>) {
-    let Some(cluster) = &shard.cluster else {
-        return;
-    };
-    let app = shard.apps.get(app).id.as_str().into();
-    let (channel, user_id) = (channel.into(), user_id.into());
-    cluster.send_now(&match info {
-        Some(info) => NodeMsg::MemberJoined {
-            app,
-            channel,
-            user_id,
-            user_info: info.into(),
-        },
-        None => NodeMsg::MemberLeft {
-            app,
-            channel,
-            user_id,
-        },
-    });
-}
-
-/// Another node has (`info` is `Some`) or no longer has sockets of a
-/// presence member: `member_added` / `member_removed` to this node's
-/// subscribers when the cluster gained or lost the user. Webhooks for it
-/// come from the node where the change happened.
-pub fn on_remote_member(
-    shard: &Shard,
-    node: u64,
-    app: AppIdx,
-    channel: &str,
-    user_id: &str,
-    info: Option<&str>,
-) {
-    let frame = {
-        let mut owned = shard.owned.borrow_mut();
-        let key = (app, Box::<str>::from(channel));
-        let members = owned.presence.entry(key.clone()).or_default();
-        let frame = match info {
-            Some(info) => {
-                let member = Member {
-                    user_id: user_id.into(),
-                    user_info: info.into(),
-                };
-                members
-                    .remote_join(node, &member)
-                    .then(|| member_added(channel, &member))
-            }
-            None => members
-                .remote_leave(node, user_id)
-                .then(|| member_removed(channel, user_id)),
-        };
-        if members.is_empty() {
-            owned.presence.remove(&key);
-        }
-        frame
-    };
-    if let Some(frame) = frame {
-        publish_on_node(shard, Publication::one(app, channel.into(), frame, None));
-    }
-}
-
-/// A node is gone: the members only it had leave every presence channel
-/// this shard owns. `report` (one surviving node does) sends the
-/// `member_removed` webhooks.
-pub fn on_node_gone(shard: &Shard, node: u64, report: bool) {
-    let removed: Vec<(AppIdx, Box<str>, Box<str>)> = {
-        let mut owned = shard.owned.borrow_mut();
-        let mut removed = Vec::new();
-        owned.presence.retain(|(app, channel), members| {
-            for user_id in members.node_gone(node) {
-                removed.push((*app, channel.clone(), user_id));
-            }
-            !members.is_empty()
-        });
-        removed
-    };
-    for (app, channel, user_id) in removed {
-        if report {
-            webhooks::on_member(shard, app, &channel, &user_id, false);
-        }
-        let frame = member_removed(&channel, &user_id);
-        publish_on_node(shard, Publication::one(app, channel, frame, None));
-    }
-}
-
-/// Tells the other nodes again every presence member this shard's channels
-/// have on this node (a node joined or came back).
-pub fn resend_members(shard: &Shard) {
-    let members: Vec<(AppIdx, Box<str>, Member)> = {
-        let owned = shard.owned.borrow();
-        owned
-            .presence
-            .iter()
-            .flat_map(|((app, channel), members)| {
-                members
-                    .local_members()
-                    .into_iter()
-                    .map(move |m| (*app, channel.clone(), m))
-            })
-            .collect()
-    };
-    for (app, channel, member) in members {
-        tell_nodes(
-            shard,
-            app,
-            &channel,
-            &member.user_id,
-            Some(&member.user_info),
-        );
     }
 }
 
@@ -300,7 +187,7 @@ pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32)
             .borrow_mut()
             .counts
             .apply(app, &channel, delta, Instant::now(), announced);
-    webhooks::on_occupancy(shard, app, &channel, change.before, change.after);
+    nodes::on_local_occupancy(shard, app, &channel, change.before, change.after);
     if let Some(count) = change.announce {
         let frame = subscription_count_event(&channel, count);
         publish_on_node(shard, Publication::one(app, channel, frame, None));

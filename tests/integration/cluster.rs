@@ -508,3 +508,84 @@ fn channel_queries_answer_for_the_whole_cluster_from_every_node() {
         );
     });
 }
+
+/// Webhooks fire once per cluster, whichever nodes the subscribers are on:
+/// `channel_occupied` / `channel_vacated` when the first subscriber anywhere
+/// arrives and the last one anywhere leaves, `member_added` /
+/// `member_removed` once per user; and a node killed with SIGKILL takes
+/// its channels and members along (vacated and removed, once).
+#[test]
+fn webhooks_fire_once_per_cluster() {
+    use crate::receiver::{count, Receiver};
+    for_each_engine(|engine| {
+        let receiver = Receiver::start();
+        let hooks = format!(
+            "[[apps.webhooks]]\nurl = \"{}\"\nevent_types = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\"]\n\n[server.webhooks]\ndelay_ms = 200\nbatch_window_ms = 10\n",
+            receiver.url("/hooks")
+        );
+        let a = Server::start_with(&engine.config(&hooks));
+        let mut b = Server::start_with(&engine.config(&hooks));
+        wait_log(&a, "is up", 1, Duration::from_secs(10));
+        wait_log(&b, "is up", 1, Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(300)); // both know the live nodes
+
+        let mut on_a = Ws::connect(a.port);
+        on_a.subscribe("wh-news");
+        receiver.wait_events(1, WAIT);
+        let mut on_b = Ws::connect(b.port);
+        on_b.subscribe("wh-news");
+        let room = "presence-wh";
+        let mut u_a = Ws::connect(a.port);
+        u_a.subscribe_presence(room, r#"{"user_id":"u"}"#);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut u_b = Ws::connect(b.port);
+        u_b.subscribe_presence(room, r#"{"user_id":"u"}"#);
+        std::thread::sleep(Duration::from_millis(600));
+        on_a.unsubscribe("wh-news");
+        u_a.unsubscribe(room);
+        std::thread::sleep(Duration::from_millis(600));
+        let events = receiver.events();
+        assert_eq!(
+            count(&events, "channel_occupied", "wh-news"),
+            1,
+            "{events:?}"
+        );
+        assert_eq!(count(&events, "channel_occupied", room), 1, "{events:?}");
+        assert_eq!(count(&events, "member_added", room), 1, "{events:?}");
+        assert_eq!(
+            count(&events, "channel_vacated", "wh-news"),
+            0,
+            "{events:?}"
+        );
+        assert_eq!(count(&events, "member_removed", room), 0, "{events:?}");
+
+        // The last subscribers leave on B: vacated and removed, once.
+        on_b.unsubscribe("wh-news");
+        u_b.close();
+        std::thread::sleep(Duration::from_millis(800));
+        let events = receiver.events();
+        assert_eq!(
+            count(&events, "channel_vacated", "wh-news"),
+            1,
+            "{events:?}"
+        );
+        assert_eq!(count(&events, "channel_vacated", room), 1, "{events:?}");
+        assert_eq!(count(&events, "member_removed", room), 1, "{events:?}");
+
+        // B dies holding a channel and a member: A reports both gone.
+        let mut doomed = Ws::connect(b.port);
+        doomed.subscribe_presence(room, r#"{"user_id":"v"}"#);
+        receiver.wait_for("member_added v", WAIT, |e| {
+            e["name"] == "member_added" && e["user_id"] == "v"
+        });
+        b.kill();
+        receiver.wait_for("member_removed v", Duration::from_secs(6), |e| {
+            e["name"] == "member_removed" && e["user_id"] == "v"
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        let events = receiver.events();
+        assert_eq!(count(&events, "channel_vacated", room), 2, "{events:?}");
+        assert_eq!(count(&events, "member_removed", room), 2, "{events:?}");
+        assert_eq!(count(&events, "channel_occupied", room), 2, "{events:?}");
+    });
+}
