@@ -2,6 +2,9 @@
 //! and with what another node of the cluster sends (through the link).
 
 use crate::cluster::Inbound;
+use crate::pusher::broadcast::Publication;
+use crate::pusher::channel::ChannelClass;
+use crate::pusher::owned::owner_of;
 use crate::pusher::{broadcast, nodes, owned, query, session, subscribe};
 use crate::runtime::{Shard, ShardMsg};
 use std::rc::Rc;
@@ -69,7 +72,10 @@ pub fn handle(shard: &Shard, msg: ShardMsg) {
 /// Handles what another node published (decoded once by the link thread).
 pub fn handle_remote(shard: &Rc<Shard>, inbound: &Inbound) {
     match inbound {
-        Inbound::Publish(publication) => broadcast::deliver_local(shard, publication),
+        Inbound::Publish(publication) => {
+            broadcast::deliver_local(shard, publication);
+            keep_cached(shard, publication);
+        }
         Inbound::TerminateUser { app, user_id } => session::terminate_user(shard, *app, user_id),
         Inbound::Member {
             node,
@@ -110,4 +116,32 @@ pub fn handle_remote(shard: &Rc<Shard>, inbound: &Inbound) {
         Inbound::Answer { id, part } => query::on_remote_answer(shard, *id, part),
         Inbound::NodeGone(node) => nodes::on_node_gone(shard, *node),
     }
+}
+
+/// Cache channels keep the last event triggered on any node: the channel's
+/// owner on this node keeps it too (its `data` read back from the frame).
+fn keep_cached(shard: &Shard, publication: &Publication) {
+    for (channel, frame) in &publication.frames {
+        if !ChannelClass::of(channel).cache
+            || owner_of(publication.app, channel, shard.count) != shard.id as usize
+        {
+            continue;
+        }
+        let Some(data) = event_data(frame.payload()) else {
+            continue;
+        };
+        shard
+            .owned
+            .borrow_mut()
+            .cache
+            .store(publication.app, channel.clone(), frame.clone(), data);
+    }
+}
+
+/// The `data` string of an event frame's JSON payload.
+fn event_data(payload: &[u8]) -> Option<Box<str>> {
+    use simd_json::prelude::*;
+    let mut bytes = payload.to_vec();
+    let value = crate::json::parse(&mut bytes).ok()?;
+    value.get("data")?.as_str().map(Box::from)
 }

@@ -589,3 +589,31 @@ fn webhooks_fire_once_per_cluster() {
         assert_eq!(count(&events, "channel_occupied", room), 2, "{events:?}");
     });
 }
+
+/// A cache channel keeps the last event triggered on any node: a new
+/// subscriber on the other node gets it, and the cache query shows it there.
+#[test]
+fn cache_channels_keep_events_triggered_on_another_node() {
+    for_each_engine(|engine| {
+        let (a, b) = two_nodes(engine);
+        trigger(
+            a.port,
+            &DEV,
+            &json!({"name":"price","channel":"cache-rates","data":"42"}),
+        );
+        let expected = event_text("price", "cache-rates", "42");
+        let ok = wait_until(Duration::from_secs(3), || {
+            let mut ws = Ws::connect(b.port);
+            ws.subscribe("cache-rates");
+            ws.read_frame(Duration::from_millis(300))
+                .is_ok_and(|f| f.text() == expected)
+        });
+        assert!(ok, "no cached event for a subscriber on the other node");
+        let v = get_json(
+            b.port,
+            "/apps/app-id/channels/cache-rates",
+            &[("info", "cache")],
+        );
+        assert_eq!(v["cache"]["data"], "42", "{v}");
+    });
+}
