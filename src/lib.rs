@@ -28,7 +28,10 @@
 //!                                              │ deliver_local: each subscriber's
 //!                                              │   queue gets the same Frame (skip except)
 //!                                              │ ShardMsg::Publish(Arc) ─► every other shard
-//!                                              ▼   (mailbox; peer runs deliver_local)
+//!                                              │   (mailbox; peer runs deliver_local)
+//!                                              │ cluster::NodeMsg ─► cluster link thread
+//!                                              │   ─► Redis/NATS ─► other nodes' links
+//!                                              ▼   ─► their shards (deliver_local)
 //!  pusher::flusher ◄── Conn.out queue ◄────────┘ (queue marks the connection dirty)
 //!   one pass over dirty connections: one vectored sendmsg each (frames
 //!   coalesced); a full socket hands over to its ConnTask, which waits for room;
@@ -39,7 +42,8 @@
 //! [`ws`] speak the wire protocols; [`pusher`] holds protocol state and
 //! logic; [`auth`], [`config`], [`apps`] and [`errors`] are single concerns.
 //! [`webhooks`] reports channel events to app backends from a sender thread
-//! outside the shards; [`metrics`] holds each shard's counters for the
+//! outside the shards; [`cluster`] joins nodes through Redis or NATS from a
+//! link thread outside the shards; [`metrics`] holds each shard's counters for the
 //! Prometheus endpoint.
 
 pub mod apps;

@@ -126,7 +126,7 @@ struct Gather {
 /// Every shard's answer on this node, plus the part of every other live
 /// node of the cluster (subscriber counts and cached events; presence
 /// members are on every node already). A node that does not answer within
-/// [`REMOTE_TIMEOUT`] is left out.
+/// `REMOTE_TIMEOUT` (1 s) is left out.
 pub async fn ask_cluster(shard: &Shard, ask: QueryAsk) -> Vec<QueryAnswer> {
     let mut answers = shard.ask_all(ask.clone()).await;
     let Some(cluster) = &shard.cluster else {

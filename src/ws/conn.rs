@@ -1,6 +1,6 @@
 //! The task that drives one WebSocket connection.
 //!
-//! [`ConnTask`] is a hand-written future, one per connection, that does both
+//! `ConnTask` is a hand-written future, one per connection, that does both
 //! jobs on its socket: it reads into the shard's shared scratch buffer and
 //! decodes frames (keeping only an incomplete frame's bytes, so an idle
 //! socket owns no buffer), and it writes the connection's queue with one
