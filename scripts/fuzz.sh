@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   RUNS=10000000 scripts/fuzz.sh 0 ws_frame   # stop after N inputs instead
 #
-# Targets: http_head ws_frame pusher_message api_body signatures.
+# Targets: http_head ws_frame pusher_message api_body signatures cluster_wire.
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain the
 # nightly flags cargo-fuzz passes (-Zsanitizer=address) are enabled with
 # RUSTC_BOOTSTRAP=1, which this script sets. Crashes land in
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../tests/fuzz"
 
 SECONDS_EACH="${1:-60}"
 shift || true
-ALL=(http_head ws_frame pusher_message api_body signatures)
+ALL=(http_head ws_frame pusher_message api_body signatures cluster_wire)
 TARGETS=("${@:-${ALL[@]}}")
 [ "${#TARGETS[@]}" -eq 0 ] && TARGETS=("${ALL[@]}")
 SANITIZER="${SANITIZER:-address}"

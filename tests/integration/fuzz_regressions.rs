@@ -61,3 +61,8 @@ fn api_body_inputs() {
 fn signatures_inputs() {
     replay("signatures", checks::signatures::run);
 }
+
+#[test]
+fn cluster_wire_inputs() {
+    replay("cluster_wire", checks::cluster_wire::run);
+}
