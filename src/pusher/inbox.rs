@@ -101,7 +101,7 @@ pub fn handle_remote(shard: &Rc<Shard>, inbound: &Inbound) {
             sync,
         } => nodes::on_remote_occupancy(shard, *node, *app, channel, *occupied, *sync),
         Inbound::Nodes(live) => nodes::on_live_nodes(shard, live),
-        Inbound::Resend => nodes::resend(shard),
+        Inbound::Resend => crate::runtime::spawn(nodes::resend(shard.clone())),
         Inbound::Query {
             from,
             id,

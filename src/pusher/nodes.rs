@@ -24,6 +24,7 @@ use crate::runtime::Shard;
 use crate::webhooks;
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// The owner's view of the other nodes.
 #[derive(Default)]
@@ -72,14 +73,7 @@ fn app_id(shard: &Shard, app: AppIdx) -> Box<str> {
 
 /// Tells the other nodes that this node has (`info` is `Some`) or no
 /// longer has sockets of a presence member.
-pub fn tell_member(
-    shard: &Shard,
-    app: AppIdx,
-    channel: &str,
-    user_id: &str,
-    info: Option<&str>,
-    sync: bool,
-) {
+pub fn tell_member(shard: &Shard, app: AppIdx, channel: &str, user_id: &str, info: Option<&str>) {
     let Some(cluster) = &shard.cluster else {
         return;
     };
@@ -90,7 +84,7 @@ pub fn tell_member(
             channel,
             user_id,
             user_info: info.into(),
-            sync,
+            sync: false,
         },
         None => NodeMsg::MemberLeft {
             app,
@@ -239,8 +233,12 @@ pub fn on_node_gone(shard: &Shard, node: u64) {
 
 /// Tells the other nodes again what this shard's channels have on this
 /// node: presence members and occupied channels (a node joined or came
-/// back).
-pub fn resend(shard: &Shard) {
+/// back). Waits for room in the link's queue, so nothing is dropped however
+/// much there is to tell.
+pub async fn resend(shard: Rc<Shard>) {
+    let Some(cluster) = shard.cluster.clone() else {
+        return;
+    };
     let (members, occupied) = {
         let owned = shard.owned.borrow();
         let members: Vec<(AppIdx, Box<str>, Member)> = owned
@@ -256,16 +254,22 @@ pub fn resend(shard: &Shard) {
         (members, owned.counts.occupied())
     };
     for (app, channel, m) in members {
-        tell_member(shard, app, &channel, &m.user_id, Some(&m.user_info), true);
+        let msg = NodeMsg::MemberJoined {
+            app: app_id(&shard, app),
+            channel,
+            user_id: m.user_id,
+            user_info: m.user_info,
+            sync: true,
+        };
+        cluster.send(&msg).await;
     }
-    if let Some(cluster) = &shard.cluster {
-        for (app, channel) in occupied {
-            cluster.send_now(&NodeMsg::Occupancy {
-                app: app_id(shard, app),
-                channel,
-                occupied: true,
-                sync: true,
-            });
-        }
+    for (app, channel) in occupied {
+        let msg = NodeMsg::Occupancy {
+            app: app_id(&shard, app),
+            channel,
+            occupied: true,
+            sync: true,
+        };
+        cluster.send(&msg).await;
     }
 }

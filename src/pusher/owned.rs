@@ -103,7 +103,7 @@ pub fn on_join(
                 }
                 if joined != Joined::SameMember {
                     let info = Some(&*member.user_info);
-                    nodes::tell_member(shard, app, &channel, &member.user_id, info, false);
+                    nodes::tell_member(shard, app, &channel, &member.user_id, info);
                 }
                 outcome.presence = Some((member, members.snapshot()));
             }
@@ -164,7 +164,7 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
             owned.presence.remove(&key);
         }
         if left.last_here {
-            nodes::tell_member(shard, app, &channel, user_id, None, false);
+            nodes::tell_member(shard, app, &channel, user_id, None);
         }
         left.gone
     };
