@@ -5,6 +5,7 @@
 //! over the mailboxes, like channel queries, and [`render`]s them per shard
 //! (label `shard`) and in total, with the process-wide webhook counters.
 
+use crate::cluster::ClusterHandle;
 use crate::webhooks::DeliveryStats;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -145,7 +146,7 @@ impl Family<'_> {
 
 /// The Prometheus text exposition: every shard's values (label `shard`)
 /// and the totals (without it).
-pub fn render(shards: &[Snapshot], webhooks: Option<&DeliveryStats>) -> String {
+pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
     let mut total = Snapshot::default();
     shards.iter().for_each(|s| total.add(s));
     let mut out = String::new();
@@ -258,45 +259,87 @@ pub fn render(shards: &[Snapshot], webhooks: Option<&DeliveryStats>) -> String {
             );
         }
     }
-    if let Some(w) = webhooks {
-        let node: [(&str, &str, u64); 5] = [
-            (
-                "webhook_deliveries_total",
-                "Webhook requests answered with a 2xx.",
-                w.deliveries.load(Ordering::Relaxed),
-            ),
-            (
-                "webhook_retries_total",
-                "Webhook requests that failed and were retried.",
-                w.retries.load(Ordering::Relaxed),
-            ),
-            (
-                "webhook_failures_total",
-                "Webhook batches given up after retrying.",
-                w.failures.load(Ordering::Relaxed),
-            ),
-            (
-                "webhook_dropped_total",
-                "Webhook events dropped because the sender's queue was full.",
-                w.dropped.load(Ordering::Relaxed),
-            ),
-            (
-                "webhook_pending_events",
-                "Webhook events not yet delivered.",
-                w.pending.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, value) in node {
-            let kind = if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            f.header(name, kind, help);
-            f.line(name, "", value);
-        }
+    for &(name, help, value) in process {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        f.header(name, kind, help);
+        f.line(name, "", value);
     }
     out
+}
+
+/// A process-wide figure (not per shard): name, help text, value.
+pub type Figure = (&'static str, &'static str, u64);
+
+/// The webhook sender's counters.
+pub fn webhook_figures(w: &DeliveryStats) -> Vec<Figure> {
+    vec![
+        (
+            "webhook_deliveries_total",
+            "Webhook requests answered with a 2xx.",
+            w.deliveries.load(Ordering::Relaxed),
+        ),
+        (
+            "webhook_retries_total",
+            "Webhook requests that failed and were retried.",
+            w.retries.load(Ordering::Relaxed),
+        ),
+        (
+            "webhook_failures_total",
+            "Webhook batches given up after retrying.",
+            w.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "webhook_dropped_total",
+            "Webhook events dropped because the sender's queue was full.",
+            w.dropped.load(Ordering::Relaxed),
+        ),
+        (
+            "webhook_pending_events",
+            "Webhook events not yet delivered.",
+            w.pending.load(Ordering::Relaxed),
+        ),
+    ]
+}
+
+/// The cluster link's counters.
+pub fn cluster_figures(c: &ClusterHandle) -> Vec<Figure> {
+    let s = &c.stats;
+    vec![
+        (
+            "cluster_messages_sent_total",
+            "Node messages published to the other nodes.",
+            s.sent.load(Ordering::Relaxed),
+        ),
+        (
+            "cluster_publishes_total",
+            "Engine publishes (node messages are batched into them).",
+            s.publishes.load(Ordering::Relaxed),
+        ),
+        (
+            "cluster_messages_received_total",
+            "Node messages from other nodes handed to the shards.",
+            s.received.load(Ordering::Relaxed),
+        ),
+        (
+            "cluster_messages_refused_total",
+            "Engine messages ignored as malformed or for an unknown app.",
+            s.refused.load(Ordering::Relaxed),
+        ),
+        (
+            "cluster_messages_dropped_total",
+            "Node messages dropped because the link's queue was full.",
+            s.dropped.load(Ordering::Relaxed),
+        ),
+        (
+            "cluster_nodes",
+            "Other nodes heard from within the node timeout.",
+            c.live_nodes.load(Ordering::Relaxed) as u64,
+        ),
+    ]
 }
 
 /// Memory figures of this process from `/proc/self/status`, as JSON for `/usage`.
@@ -336,7 +379,7 @@ mod tests {
         let mut busy = crate::pusher::conns::ConnTable::default();
         busy.insert(crate::apps::AppIdx(0), -1, 0);
         busy.slow_consumer_closes = 2;
-        let text = render(&[a.snapshot(&empty), b.snapshot(&busy)], None);
+        let text = render(&[a.snapshot(&empty), b.snapshot(&busy)], &[]);
         assert!(text.contains("shardcast_connections_opened_total{shard=\"0\"} 1\n"));
         assert!(text.contains("shardcast_connections_opened_total 2\n"));
         assert!(text.contains("shardcast_connections 1\n"));

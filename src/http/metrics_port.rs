@@ -30,10 +30,14 @@ pub async fn handle(shard: &Shard, head: &Head) -> (&'static str, Response) {
     let response = match route {
         "metrics" => {
             let shards = shard.gather_metrics().await;
-            let mut r = Response::text(
-                200,
-                &metrics::render(&shards, shard.webhook_stats.as_deref()),
-            );
+            let mut process = Vec::new();
+            if let Some(w) = &shard.webhook_stats {
+                process.extend(metrics::webhook_figures(w));
+            }
+            if let Some(c) = &shard.cluster {
+                process.extend(metrics::cluster_figures(c));
+            }
+            let mut r = Response::text(200, &metrics::render(&shards, &process));
             r.content_type = "text/plain; version=0.0.4; charset=utf-8";
             r
         }

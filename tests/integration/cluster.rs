@@ -617,3 +617,43 @@ fn cache_channels_keep_events_triggered_on_another_node() {
         assert_eq!(v["cache"]["data"], "42", "{v}");
     });
 }
+
+/// The metrics port reports the cluster link: messages sent (batched into
+/// engine publishes) and received, and the other live nodes.
+#[test]
+fn metrics_report_the_cluster_link() {
+    use crate::metrics::{metrics_port, scrape};
+    let engine = EngineProcess::start(Kind::Redis);
+    let with_metrics = format!(
+        "{}\n[server.metrics]\nenabled = true\nport = 0\n",
+        engine.config("")
+    );
+    let a = Server::start_with(&with_metrics);
+    let b = Server::start_with(&with_metrics);
+    wait_log(&a, "is up", 1, Duration::from_secs(10));
+    wait_log(&b, "is up", 1, Duration::from_secs(10));
+    let mut on_b = Ws::connect(b.port);
+    on_b.subscribe("m-news");
+    for i in 0..5 {
+        trigger(
+            a.port,
+            &DEV,
+            &json!({"name":format!("e{i}"),"channel":"m-news","data":"x"}),
+        );
+    }
+    for i in 0..5 {
+        on_b.expect_text(&event_text(&format!("e{i}"), "m-news", "x"));
+    }
+    let m_a = scrape(metrics_port(&a));
+    let m_b = scrape(metrics_port(&b));
+    let get = |m: &std::collections::HashMap<String, u64>, name: &str| {
+        *m.get(&format!("shardcast_{name}"))
+            .unwrap_or_else(|| panic!("no {name} in {m:?}"))
+    };
+    assert_eq!(get(&m_a, "cluster_nodes"), 1);
+    assert!(get(&m_a, "cluster_messages_sent_total") >= 5);
+    assert!(get(&m_a, "cluster_publishes_total") >= 1);
+    assert!(get(&m_b, "cluster_messages_received_total") >= 5);
+    assert_eq!(get(&m_b, "cluster_messages_refused_total"), 0);
+    assert_eq!(get(&m_a, "cluster_messages_dropped_total"), 0);
+}
