@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Benchmarks shardcast against the raw floor (and, with --peers, soketi and sockudo).
+# Benchmarks shardcast against the raw floor (and, with --peers, soketi and
+# sockudo; with --cluster, a two-node shardcast cluster).
 #
-#   scripts/bench.sh [--peers] [--runs N] [--quick] [--targets "shardcast floor ..."] [--cases "..."]
+#   scripts/bench.sh [--peers] [--cluster] [--runs N] [--quick] [--targets "shardcast floor ..."] [--cases "..."]
 #
+# Targets: shardcast, floor (default); soketi, sockudo (--peers); cluster2 (--cluster).
 # Builds the release binaries, then for each run, each case and each target:
 # starts the server pinned to CPU $BENCH_SERVER_CPU (default 0) on a free
 # loopback port, runs the load generator pinned to CPU $BENCH_GEN_CPU
 # (default 1), stops the server by its PID. Results go to
 # bench/results/<date>-<host>/raw.jsonl (one JSON line per scenario run) and
-# summary.md (medians of the runs, per-run ratios to the floor and peers).
+# summary.md (medians of the runs, per-run ratios to the floor and peers,
+# cluster2 / shardcast).
+#
+# cluster2: a private redis-server and two shardcast nodes joined through it
+# ([cluster] adapter = "redis"), all three pinned to the server CPU; the
+# subscribers alternate between the nodes, the publishers trigger on the
+# first; measured once each node logged that it heard the other. Server CPU
+# and memory are the sums over the three processes. It runs only the fan-out
+# cases (fanout-1ch, fanout-100ch, latency): connections, trigger and churn
+# involve no delivery across nodes and are skipped.
 #
 # Cases (full size, defined in bench/cases.sh; --quick shrinks them for a smoke test):
 #   fanout-1ch    1000 subscribers on 1 channel, 4 publishers, max rate, 100-byte events, 10 s
@@ -29,6 +40,7 @@ root=$PWD
 runs=3
 quick=0
 peers=0
+cluster=0
 targets=""
 # shellcheck source=../bench/cases.sh
 . bench/cases.sh
@@ -40,13 +52,15 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift ;;
     --targets) targets=$2; shift ;;
     --cases) cases=$2; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --cluster) cluster=1 ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
 done
 if [ -z "$targets" ]; then
   targets="shardcast floor"
+  [ "$cluster" = 1 ] && targets="$targets cluster2"
   [ "$peers" = 1 ] && targets="$targets soketi sockudo"
 fi
 server_cpu=${BENCH_SERVER_CPU:-0}
@@ -73,6 +87,8 @@ for t in $targets; do
         echo "== installing sockudo into $peer_dir/sockudo (15-25 minutes)"
         scripts/peers/install-sockudo.sh "$peer_dir/sockudo"
       } ;;
+    cluster2)
+      command -v redis-server >/dev/null || { echo "cluster2 needs redis-server" >&2; exit 2; } ;;
     shardcast|floor) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
@@ -86,40 +102,89 @@ raw=$out/raw.jsonl
 logs=$out/logs
 mkdir -p "$logs"
 
-server_pid=""
+# Everything started for the current target, stopped by PID after each case and on exit.
+server_pids=""
 stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
+  local pid
+  # shellcheck disable=SC2086
+  [ -z "$server_pids" ] || kill $server_pids 2>/dev/null || true
+  for pid in $server_pids; do
     for _ in $(seq 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  server_pids=""
 }
-trap stop_server EXIT INT TERM
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
 
-# start_server TARGET PORT LOG: starts it pinned, sets server_pid, waits for the port.
-start_server() {
-  local target=$1 port=$2 log=$3
-  case "$target" in
-    shardcast) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu" >"$log" 2>&1 & ;;
-    floor) taskset -c "$server_cpu" "$bin/floor" --host 127.0.0.1 --port "$port" >"$log" 2>&1 & ;;
-    soketi) taskset -c "$server_cpu" scripts/peers/start-soketi.sh "$peer_dir/soketi" "$port" >"$log" 2>&1 & ;;
-    sockudo) taskset -c "$server_cpu" scripts/peers/start-sockudo.sh "$peer_dir/sockudo" "$port" >"$log" 2>&1 & ;;
-  esac
-  server_pid=$!
+# wait_port PORT PID: until PORT accepts connections (false if PID exits or 30 s pass).
+wait_port() {
   for _ in $(seq 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_cluster2 LOG: redis and two shardcast nodes, pinned; sets url and
+# sub_urls, adds their PIDs to server_pids; waits until each node heard the other.
+start_cluster2() {
+  local log=${1%.log} rport=$("$loadgen" free-port) pa pb pid node
+  taskset -c "$server_cpu" redis-server --port "$rport" --bind 127.0.0.1 --save "" \
+    --appendonly no >"$log-redis.log" 2>&1 &
+  server_pids=$!
+  wait_port "$rport" $! || return 1
+  printf '[cluster]\nadapter = "redis"\nurl = "redis://127.0.0.1:%s"\nprefix = "bench"\nnode_timeout_secs = 10\n' \
+    "$rport" >"$log.toml"
+  pa=$("$loadgen" free-port)
+  pb=$("$loadgen" free-port)
+  [ "$pa" != "$pb" ] && [ "$pa" != "$rport" ] && [ "$pb" != "$rport" ] || return 1
+  for node in a:"$pa" b:"$pb"; do
+    # The readiness line below is logged at info.
+    RUST_LOG=info taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "${node#*:}" \
+      --cpus "$server_cpu" --config "$log.toml" >"$log-${node%%:*}.log" 2>&1 &
+    pid=$!
+    server_pids="$server_pids $pid"
+    wait_port "${node#*:}" "$pid" || return 1
+  done
+  for _ in $(seq 200); do
+    grep -q 'cluster: node .* is up' "$log-a.log" && grep -q 'cluster: node .* is up' "$log-b.log" &&
+      { url="ws://127.0.0.1:$pa"; sub_urls="--sub-url $url --sub-url ws://127.0.0.1:$pb"; return 0; }
+    for pid in $server_pids; do kill -0 "$pid" 2>/dev/null || return 1; done
+    sleep 0.1
+  done
+  echo "!! the cluster nodes did not see each other within 20 s" >&2
+  return 1
+}
+
+# start_server TARGET LOG: starts it pinned on free port(s), sets server_pids,
+# url and sub_urls (extra loadgen arguments), waits until it serves.
+start_server() {
+  local target=$1 log=$2 port
+  sub_urls=""
+  if [ "$target" = cluster2 ]; then
+    start_cluster2 "$log" && return 0
+  else
+    port=$("$loadgen" free-port)
+    url="ws://127.0.0.1:$port"
+    case "$target" in
+      shardcast) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu" >"$log" 2>&1 & ;;
+      floor) taskset -c "$server_cpu" "$bin/floor" --host 127.0.0.1 --port "$port" >"$log" 2>&1 & ;;
+      soketi) taskset -c "$server_cpu" scripts/peers/start-soketi.sh "$peer_dir/soketi" "$port" >"$log" 2>&1 & ;;
+      sockudo) taskset -c "$server_cpu" scripts/peers/start-sockudo.sh "$peer_dir/sockudo" "$port" >"$log" 2>&1 & ;;
+    esac
+    server_pids=$!
+    if wait_port "$port" $!; then
       sleep 0.5 # let it finish starting (soketi logs after binding)
       return 0
     fi
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "!! $target did not start; see $log" >&2
+  fi
+  echo "!! $target did not start; see ${log%.log}*" >&2
   stop_server
   return 1
 }
@@ -127,11 +192,15 @@ start_server() {
 for run in $(seq "$runs"); do
   for c in $cases; do
     for t in $targets; do
+      if [ "$t" = cluster2 ] && [[ "$(case_args "$c" "$quick")" != fanout* ]]; then
+        echo "== run $run/$runs  $c  $t: skipped (not a fan-out case)"
+        continue
+      fi
+      log=$logs/$t-$c-$run.log
       started=0
       for _attempt in 1 2 3; do # a port can be taken between the probe and the server's bind
-        port=$("$loadgen" free-port)
-        echo "== run $run/$runs  $c  $t  (port $port)"
-        if start_server "$t" "$port" "$logs/$t-$c-$run.log"; then
+        echo "== run $run/$runs  $c  $t"
+        if start_server "$t" "$log"; then
           started=1
           break
         fi
@@ -140,21 +209,24 @@ for run in $(seq "$runs"); do
         echo "{\"case\":\"$c\",\"target\":\"$t\",\"run\":$run,\"error\":\"server did not start\"}" >> "$raw"
         continue
       fi
-      # shellcheck disable=SC2046
+      echo "   $url ${sub_urls:+($sub_urls)} pids $server_pids"
       ok=1
+      # shellcheck disable=SC2046,SC2086
       if ! timeout 600 taskset -c "$gen_cpu" "$loadgen" $(case_args "$c" "$quick") \
-          --url "ws://127.0.0.1:$port" --server-pid "$server_pid" \
+          --url "$url" $sub_urls --server-pid "$(echo $server_pids | tr ' ' ,)" \
           --label "$t" --case "$c" --run "$run" >> "$raw" 2> >(sed 's/^/   /' >&2); then
         echo "!! loadgen failed for $c on $t (run $run)" >&2
         ok=0
       fi
-      if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "!! $t exited during $c; see $logs/$t-$c-$run.log" >&2
-        ok=0
-      fi
+      for pid in $server_pids; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+          echo "!! a $t process ($pid) exited during $c; see ${log%.log}*" >&2
+          ok=0
+        fi
+      done
       stop_server
-      # Keep a server's log only when something went wrong (sockudo logs every connection).
-      [ "$ok" = 1 ] && rm -f "$logs/$t-$c-$run.log"
+      # Keep a server's logs only when something went wrong (sockudo logs every connection).
+      [ "$ok" = 1 ] && rm -f "$log" "${log%.log}"-*.log "${log%.log}.toml"
       sleep 1 # let sockets in TIME_WAIT and the CPU settle
     done
   done

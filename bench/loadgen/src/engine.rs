@@ -48,8 +48,12 @@ pub struct Stats {
     pub deliveries: u64,
     /// Benchmark events received by other (churning) connections.
     pub other_deliveries: u64,
+    /// Steady deliveries per WebSocket server (see [`Engine::new`]).
+    pub deliveries_by_server: Vec<u64>,
     /// End-to-end latency of steady deliveries, microseconds.
     pub latency_us: Histogram<u64>,
+    /// The same per WebSocket server (kept only when there are several).
+    pub latency_by_server: Vec<Histogram<u64>>,
     pub last_delivery_ns: u64,
     pub pusher_errors: u64,
     pub first_pusher_error: Option<String>,
@@ -70,6 +74,8 @@ enum WsState {
 struct Ws {
     sock: TcpStream,
     tag: u32,
+    /// Index of the WebSocket server it is connected to.
+    server: usize,
     steady: bool,
     state: WsState,
     inbuf: Vec<u8>,
@@ -124,8 +130,10 @@ pub struct Engine {
     conns: Slab<Conn>,
     scratch: Vec<u8>,
     base: Instant,
+    /// The HTTP API's address (publishers).
     pub target: SocketAddr,
-    handshake: Vec<u8>,
+    /// WebSocket servers and their handshake requests.
+    ws_servers: Vec<(SocketAddr, Vec<u8>)>,
     rng: u64,
     pub notes: Vec<Note>,
     pub stats: Stats,
@@ -136,13 +144,27 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(target: SocketAddr, key: &str) -> io::Result<Engine> {
-        let handshake = format!(
-            "GET /app/{key}?protocol=7&client=shardcast-loadgen&version=0.1 HTTP/1.1\r\n\
-             Host: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .into_bytes();
+    /// Publishers go to `target`; WebSocket connection `tag` goes to
+    /// `ws_servers[tag % len]` (`target` alone when empty).
+    pub fn new(target: SocketAddr, ws_servers: &[SocketAddr], key: &str) -> io::Result<Engine> {
+        let handshake = |addr: SocketAddr| {
+            format!(
+                "GET /app/{key}?protocol=7&client=shardcast-loadgen&version=0.1 HTTP/1.1\r\n\
+                 Host: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        let ws_servers: Vec<_> = if ws_servers.is_empty() {
+            vec![target]
+        } else {
+            ws_servers.to_vec()
+        }
+        .into_iter()
+        .map(|a| (a, handshake(a)))
+        .collect();
+        let histogram = || Histogram::new_with_bounds(1, 120_000_000, 3).unwrap();
+        let n = ws_servers.len();
         Ok(Engine {
             poll: Poll::new()?,
             events: Some(Events::with_capacity(4096)),
@@ -150,13 +172,16 @@ impl Engine {
             scratch: vec![0; SCRATCH],
             base: Instant::now(),
             target,
-            handshake,
-            rng: 0x9e37_79b9_7f4a_7c15,
-            notes: Vec::new(),
             stats: Stats {
                 deliveries: 0,
                 other_deliveries: 0,
-                latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
+                deliveries_by_server: vec![0; n],
+                latency_us: histogram(),
+                latency_by_server: if n > 1 {
+                    (0..n).map(|_| histogram()).collect()
+                } else {
+                    Vec::new()
+                },
                 last_delivery_ns: 0,
                 pusher_errors: 0,
                 first_pusher_error: None,
@@ -164,6 +189,9 @@ impl Engine {
                 http_reconnects: 0,
                 http_retries: 0,
             },
+            ws_servers,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            notes: Vec::new(),
             sources: 1,
             next_source: 0,
             record_latency: true,
@@ -186,15 +214,23 @@ impl Engine {
         (x as u32).to_le_bytes()
     }
 
-    fn connect(&mut self) -> io::Result<TcpStream> {
-        let src = self.next_source % self.sources.max(1);
-        self.next_source = self.next_source.wrapping_add(1);
-        connect_from(self.target, src)
+    /// How many WebSocket servers connections are spread over.
+    pub fn ws_servers(&self) -> usize {
+        self.ws_servers.len()
     }
 
-    /// Starts a WebSocket connection (source address chosen round-robin).
+    /// The WebSocket server connection `tag` goes to.
+    pub fn ws_server_of(&self, tag: u32) -> usize {
+        tag as usize % self.ws_servers.len()
+    }
+
+    /// Starts a WebSocket connection to server [`Engine::ws_server_of`]`(tag)`
+    /// (source address chosen round-robin).
     pub fn ws_connect(&mut self, tag: u32, steady: bool) -> io::Result<usize> {
-        let mut sock = self.connect()?;
+        let server = self.ws_server_of(tag);
+        let src = self.next_source % self.sources.max(1);
+        self.next_source = self.next_source.wrapping_add(1);
+        let mut sock = connect_from(self.ws_servers[server].0, src)?;
         let entry = self.conns.vacant_entry();
         let tok = entry.key();
         self.poll.registry().register(
@@ -205,6 +241,7 @@ impl Engine {
         entry.insert(Conn::Ws(Ws {
             sock,
             tag,
+            server,
             steady,
             state: WsState::Connecting,
             inbuf: Vec::new(),
@@ -349,7 +386,6 @@ impl Engine {
     }
 
     fn on_ws(&mut self, tok: usize, readable: bool, writable: bool, closed: bool) {
-        let handshake_len = self.handshake.len();
         {
             let Some(Conn::Ws(ws)) = self.conns.get_mut(tok) else {
                 return;
@@ -358,7 +394,7 @@ impl Engine {
                 match connected(&ws.sock) {
                     Ok(true) => {
                         ws.state = WsState::Handshake;
-                        let hs = &self.handshake[..handshake_len];
+                        let hs = &self.ws_servers[ws.server].1;
                         if send(&mut ws.sock, &mut ws.out, hs).is_err() {
                             return self.ws_gone(tok, "write failed");
                         }
@@ -466,10 +502,14 @@ impl Engine {
                             ws.received += 1;
                             if ws.steady {
                                 stats.deliveries += 1;
+                                stats.deliveries_by_server[ws.server] += 1;
                                 stats.last_delivery_ns = now;
                                 if *record_latency {
-                                    let us = now.saturating_sub(ts) / 1000;
-                                    let _ = stats.latency_us.record(us.max(1));
+                                    let us = (now.saturating_sub(ts) / 1000).max(1);
+                                    let _ = stats.latency_us.record(us);
+                                    if let Some(h) = stats.latency_by_server.get_mut(ws.server) {
+                                        let _ = h.record(us);
+                                    }
                                 }
                             } else {
                                 stats.other_deliveries += 1;

@@ -8,7 +8,8 @@
 //! Scenarios:
 //! - `fanout`: subscribers over channels, signed HTTP publishers at a fixed
 //!   rate or as fast as possible; loss and end-to-end latency (the send time
-//!   travels in the event's data).
+//!   travels in the event's data). The subscribers may be spread over the
+//!   nodes of a cluster (`--sub-url`), with loss and latency per node.
 //! - `connections`: idle connections held open; time to open, failures and
 //!   the server's resident memory per connection.
 //! - `trigger`: HTTP trigger throughput and latency with nobody subscribed.
@@ -64,6 +65,10 @@ struct Common {
     /// Server address: ws://HOST:PORT (the HTTP API is on the same port).
     #[arg(long, default_value = "ws://127.0.0.1:6001")]
     url: String,
+    /// WebSocket servers for the connections, repeatable: connection i goes
+    /// to the (i mod n)th (default: --url). Publishers always use --url.
+    #[arg(long = "sub-url", value_name = "URL")]
+    sub_urls: Vec<String>,
     #[arg(long, default_value = "app-id")]
     app_id: String,
     #[arg(long, default_value = "app-key")]
@@ -71,8 +76,9 @@ struct Common {
     #[arg(long, default_value = "app-secret")]
     secret: String,
     /// The server's process id: its CPU time and resident memory are reported.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Repeatable or comma-separated: the sums over all of them are reported.
+    #[arg(long = "server-pid", value_name = "PID", value_delimiter = ',')]
+    server_pids: Vec<u32>,
     /// WebSocket handshakes in progress at once while opening connections.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
@@ -286,7 +292,12 @@ fn parse_rate(s: &str) -> Result<Option<f64>, String> {
 
 fn new_engine(c: &Common, conns: usize) -> Result<(Engine, String), String> {
     let (addr, host) = target_of(&c.url)?;
-    let mut eng = Engine::new(addr, &c.key).map_err(|e| e.to_string())?;
+    let ws_servers = c
+        .sub_urls
+        .iter()
+        .map(|u| target_of(u).map(|(a, _)| a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut eng = Engine::new(addr, &ws_servers, &c.key).map_err(|e| e.to_string())?;
     eng.sources = if c.sources > 0 {
         c.sources
     } else {
@@ -328,28 +339,42 @@ fn latency_line(h: &Histogram<u64>) -> String {
     )
 }
 
-/// CPU use of this process and the server over a window.
+/// The sum of `f` over the server processes (None without any, or when one
+/// cannot be read).
+fn servers_sum<T: std::iter::Sum>(pids: &[u32], f: fn(u32) -> Option<T>) -> Option<T> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| f(p)).sum()
+}
+
+/// Resident KiB of the server processes together.
+fn servers_rss_kib(pids: &[u32]) -> Option<u64> {
+    servers_sum(pids, sys::rss_kib)
+}
+
+/// CPU use of this process and the server(s) over a window.
 struct CpuWindow {
     wall0: u64,
     self0: f64,
     server0: Option<f64>,
-    pid: Option<u32>,
+    pids: Vec<u32>,
 }
 
 impl CpuWindow {
-    fn start(eng: &Engine, pid: Option<u32>) -> CpuWindow {
+    fn start(eng: &Engine, pids: &[u32]) -> CpuWindow {
         CpuWindow {
             wall0: eng.now_ns(),
             self0: sys::self_cpu_seconds(),
-            server0: pid.and_then(sys::cpu_seconds),
-            pid,
+            server0: servers_sum(pids, sys::cpu_seconds),
+            pids: pids.to_vec(),
         }
     }
-    /// (loadgen %, server %) of one CPU.
+    /// (loadgen %, server %) of one CPU; the servers' CPU time is summed.
     fn stop(&self, eng: &Engine) -> (f64, Option<f64>) {
         let wall = (eng.now_ns() - self.wall0) as f64 / 1e9;
         let me = (sys::self_cpu_seconds() - self.self0) / wall * 100.0;
-        let server = match (self.pid.and_then(sys::cpu_seconds), self.server0) {
+        let server = match (servers_sum(&self.pids, sys::cpu_seconds), self.server0) {
             (Some(b), Some(a)) => Some(((b - a) / wall * 100.0 * 10.0).round() / 10.0),
             _ => None,
         };
@@ -360,8 +385,8 @@ impl CpuWindow {
 /// Steady subscribers, opened and subscribed.
 struct Subscribers {
     toks: Vec<Option<usize>>,
-    /// Subscribers confirmed on each channel.
-    per_channel: Vec<u64>,
+    /// Subscribers confirmed on each channel, per WebSocket server: [server][channel].
+    per_channel: Vec<Vec<u64>>,
     subscribed: usize,
     failed: usize,
     open_secs: f64,
@@ -380,7 +405,7 @@ fn open_subscribers(
     let deadline = t0 + (c.open_timeout * 1e9) as u64;
     let mut s = Subscribers {
         toks: vec![None; n],
-        per_channel: vec![0; channels.len().max(1)],
+        per_channel: vec![vec![0; channels.len().max(1)]; eng.ws_servers()],
         subscribed: 0,
         failed: 0,
         open_secs: 0.0,
@@ -422,7 +447,7 @@ fn open_subscribers(
                 }
                 Note::WsSubscribed { tag, .. } => {
                     s.subscribed += 1;
-                    s.per_channel[tag as usize % channels.len()] += 1;
+                    s.per_channel[eng.ws_server_of(tag)][tag as usize % channels.len()] += 1;
                 }
                 Note::WsClosed { tag, why, .. } => {
                     s.toks[tag as usize] = None;
@@ -445,6 +470,9 @@ fn common_json(c: &Common, scenario: &str) -> serde_json::Map<String, Value> {
     m.insert("scenario".into(), json!(scenario));
     m.insert("target".into(), json!(c.label));
     m.insert("url".into(), json!(c.url));
+    if !c.sub_urls.is_empty() {
+        m.insert("sub_urls".into(), json!(c.sub_urls));
+    }
     if !c.case.is_empty() {
         m.insert("case".into(), json!(c.case));
     }
@@ -468,9 +496,14 @@ fn fanout(a: FanoutArgs, nofile: u64) -> Res {
     }
     let (mut eng, host) = new_engine(c, a.subscribers)?;
     let channels: Vec<String> = (0..a.channels).map(|i| format!("bench-{i}")).collect();
+    let on = if c.sub_urls.is_empty() {
+        c.url.clone()
+    } else {
+        c.sub_urls.join(" ")
+    };
     eprintln!(
-        "fanout: opening {} subscribers over {} channel(s) on {}",
-        a.subscribers, a.channels, c.url
+        "fanout: opening {} subscribers over {} channel(s) on {on}",
+        a.subscribers, a.channels
     );
     let mut subs = open_subscribers(&mut eng, c, a.subscribers, &channels)?;
     eprintln!(
@@ -490,9 +523,9 @@ fn fanout(a: FanoutArgs, nofile: u64) -> Res {
         event_name: "bench".into(),
     };
     let mut pubs = Publishers::new(&mut eng, cfg, signer).map_err(|e| e.to_string())?;
-    let rss_before = c.server_pid.and_then(sys::rss_kib);
+    let rss_before = servers_rss_kib(&c.server_pids);
 
-    let cpu = CpuWindow::start(&eng, c.server_pid);
+    let cpu = CpuWindow::start(&eng, &c.server_pids);
     let t0 = eng.now_ns();
     pubs.start(t0);
     let pub_end = t0 + (a.duration * 1e9) as u64;
@@ -536,7 +569,7 @@ fn fanout(a: FanoutArgs, nofile: u64) -> Res {
         handle_fanout_notes(&mut eng, &mut pubs, &mut subs);
     }
     let (gen_cpu, server_cpu) = cpu.stop(&eng);
-    let rss_after = c.server_pid.and_then(sys::rss_kib);
+    let rss_after = servers_rss_kib(&c.server_pids);
 
     let expected = expected_deliveries(&pubs, &subs);
     let received = eng.stats.deliveries;
@@ -565,7 +598,14 @@ fn fanout(a: FanoutArgs, nofile: u64) -> Res {
         "  deliveries: expected {}, received {}, lost {} ({:.3}%), {:.0} deliveries/s over {:.2} s",
         expected, received, lost, loss_pct, dps, window
     );
+    if received > expected {
+        eprintln!(
+            "  !! {} deliveries more than expected (duplicates?)",
+            received - expected
+        );
+    }
     eprintln!("  end-to-end latency: {}", latency_line(lat));
+    let servers = per_server(&eng, c, &pubs, &subs);
     eprintln!(
         "  HTTP latency: {}   statuses {:?}",
         latency_line(&pubs.latency_us),
@@ -617,13 +657,53 @@ fn fanout(a: FanoutArgs, nofile: u64) -> Res {
     m.insert("server_cpu_pct".into(), json!(server_cpu));
     m.insert("server_rss_kib_before".into(), json!(rss_before));
     m.insert("server_rss_kib_after".into(), json!(rss_after));
+    if let Some(servers) = servers {
+        m.insert("servers".into(), servers);
+    }
     Ok(Value::Object(m))
 }
 
+/// With several WebSocket servers (`--sub-url`): subscribers, deliveries
+/// expected and received, and latency on each, printed and as JSON.
+fn per_server(eng: &Engine, c: &Common, pubs: &Publishers, subs: &Subscribers) -> Option<Value> {
+    if eng.ws_servers() < 2 {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (i, url) in c.sub_urls.iter().enumerate() {
+        let subscribed: u64 = subs.per_channel[i].iter().sum();
+        let expected = expected_on(pubs, subs, i);
+        let received = eng.stats.deliveries_by_server[i];
+        let lat = &eng.stats.latency_by_server[i];
+        let diff = if received > expected {
+            format!("{} MORE than expected", received - expected)
+        } else {
+            format!("lost {}", expected - received)
+        };
+        eprintln!(
+            "    {url}: {subscribed} subscribed, deliveries expected {expected}, received {received}, \
+             {diff}; latency {}",
+            latency_line(lat)
+        );
+        out.push(json!({
+            "url": url, "subscribed": subscribed, "deliveries_expected": expected,
+            "deliveries_received": received, "latency_ms": latency_json(lat),
+        }));
+    }
+    Some(Value::Array(out))
+}
+
 fn expected_deliveries(pubs: &Publishers, subs: &Subscribers) -> u64 {
+    (0..subs.per_channel.len())
+        .map(|server| expected_on(pubs, subs, server))
+        .sum()
+}
+
+/// Deliveries expected by the subscribers on one WebSocket server.
+fn expected_on(pubs: &Publishers, subs: &Subscribers, server: usize) -> u64 {
     pubs.acked
         .iter()
-        .zip(&subs.per_channel)
+        .zip(&subs.per_channel[server])
         .map(|(e, s)| e * s)
         .sum()
 }
@@ -671,15 +751,15 @@ fn connections(a: ConnArgs, nofile: u64) -> Res {
         ));
     }
     let (mut eng, _) = new_engine(c, a.count)?;
-    let pid = c.server_pid;
+    let pids = &c.server_pids;
     eprintln!(
         "connections: opening {} idle connections on {}",
         a.count, c.url
     );
     let settle = Duration::from_secs_f64(a.settle);
     std::thread::sleep(settle);
-    let rss_before = pid.and_then(sys::rss_kib);
-    let cpu = CpuWindow::start(&eng, pid);
+    let rss_before = servers_rss_kib(pids);
+    let cpu = CpuWindow::start(&eng, pids);
     let t0 = eng.now_ns();
     let deadline = t0 + (c.open_timeout * 1e9) as u64;
     let mut started = 0usize;
@@ -750,7 +830,7 @@ fn connections(a: ConnArgs, nofile: u64) -> Res {
         Ok(())
     };
     hold(&mut eng, a.settle)?;
-    let rss_after = pid.and_then(sys::rss_kib);
+    let rss_after = servers_rss_kib(pids);
     let (gen_cpu, server_cpu) = cpu.stop(&eng);
     hold(&mut eng, a.hold)?;
     let still_open = ready - dropped;
@@ -820,7 +900,7 @@ fn trigger(a: TriggerArgs) -> Res {
         "trigger: {} publishers, rate {}, {} s on {}",
         a.publishers, a.rate, a.duration, c.url
     );
-    let cpu = CpuWindow::start(&eng, c.server_pid);
+    let cpu = CpuWindow::start(&eng, &c.server_pids);
     let t0 = eng.now_ns();
     pubs.start(t0);
     let end = t0 + (a.duration * 1e9) as u64;
@@ -940,7 +1020,7 @@ fn churn(a: ChurnArgs) -> Res {
     let mut first_failure: Option<&'static str> = None;
     let mut cycle_lat = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
     let mut cycle_start = vec![0u64; a.churners];
-    let cpu = CpuWindow::start(&eng, c.server_pid);
+    let cpu = CpuWindow::start(&eng, &c.server_pids);
     let t0 = eng.now_ns();
     pubs.start(t0);
     for (i, start) in cycle_start.iter_mut().enumerate() {

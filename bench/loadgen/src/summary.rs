@@ -3,14 +3,17 @@
 //! Each line of raw.jsonl is one scenario result with `case`, `target` and
 //! `run`. For every case the headline metric is reported as the median over
 //! runs per target, and every comparison is a ratio taken within the same
-//! run (target / floor, shardcast / peer) whose median is reported.
+//! run (target / floor, shardcast / peer, cluster2 / shardcast) whose median
+//! is reported.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// case -> (target rank, target) -> run -> result
-type ByCase = BTreeMap<String, BTreeMap<(usize, String), BTreeMap<u64, Value>>>;
+type ByCase = BTreeMap<String, BTreeMap<(usize, String), Runs>>;
+/// run -> result
+type Runs = BTreeMap<u64, Value>;
 
 /// (JSON path of the headline metric, label, higher is better).
 fn headline(v: &Value) -> (&'static str, &'static str, bool) {
@@ -67,12 +70,66 @@ fn fmt_num(x: f64) -> String {
 fn target_rank(t: &str) -> (usize, String) {
     let r = match t {
         "shardcast" => 0,
-        "floor" => 1,
-        "soketi" => 2,
-        "sockudo" => 3,
-        _ => 4,
+        "cluster2" => 1,
+        "floor" => 2,
+        "soketi" => 3,
+        "sockudo" => 4,
+        _ => 5,
     };
     (r, t.to_string())
+}
+
+/// Median over the runs both have of `metric` in `a` / `metric` in `b`.
+fn run_ratio(a: &Runs, b: &Runs, metric: &str) -> Option<f64> {
+    median(
+        a.iter()
+            .filter_map(|(run, r)| {
+                let x = get(r, metric)?;
+                let y = get(b.get(run)?, metric)?;
+                (y != 0.0).then_some(x / y)
+            })
+            .collect(),
+    )
+}
+
+/// A table of `mine` / each of `others`, per case (`intro` above it).
+fn ratio_table(
+    md: &mut String,
+    by: &ByCase,
+    case_order: &[String],
+    mine: &(usize, String),
+    others: &[&(usize, String)],
+    intro: &str,
+) {
+    let _ = writeln!(md, "\n{intro}\n");
+    let _ = write!(md, "| case |");
+    for (_, t) in others {
+        let _ = write!(md, " {} / {t} |", mine.1);
+    }
+    let _ = writeln!(md);
+    let _ = write!(md, "|---|");
+    for _ in others {
+        let _ = write!(md, "---|");
+    }
+    let _ = writeln!(md);
+    for case in case_order {
+        let per_target = &by[case];
+        let Some(mine_runs) = per_target.get(mine) else {
+            continue;
+        };
+        let Some(sample) = mine_runs.values().next() else {
+            continue;
+        };
+        let (metric, _, _) = headline(sample);
+        let _ = write!(md, "| {case} |");
+        for o in others {
+            let r = per_target
+                .get(*o)
+                .and_then(|theirs| run_ratio(mine_runs, theirs, metric));
+            let _ = write!(md, " {} |", r.map_or("-".into(), |r| format!("{r:.2}")));
+        }
+        let _ = writeln!(md);
+    }
 }
 
 pub fn summarize(path: &std::path::Path, note: &str) -> Result<String, String> {
@@ -147,18 +204,9 @@ pub fn summarize(path: &std::path::Path, note: &str) -> Result<String, String> {
             };
             let med = median(results.values().filter_map(|r| get(r, metric)).collect());
             let ratio = if tk.1 != "floor" {
-                per_target.get(&floor_key).and_then(|floor| {
-                    median(
-                        results
-                            .iter()
-                            .filter_map(|(run, r)| {
-                                let a = get(r, metric)?;
-                                let b = get(floor.get(run)?, metric)?;
-                                (b != 0.0).then_some(a / b)
-                            })
-                            .collect(),
-                    )
-                })
+                per_target
+                    .get(&floor_key)
+                    .and_then(|floor| run_ratio(results, floor, metric))
             } else {
                 None
             };
@@ -176,51 +224,35 @@ pub fn summarize(path: &std::path::Path, note: &str) -> Result<String, String> {
         }
         let _ = writeln!(md);
     }
-    // shardcast against each other target.
+    // shardcast against each other server, and a two-node cluster against one node.
     let sc = target_rank("shardcast");
-    let others: Vec<&(usize, String)> = targets.iter().filter(|t| **t != sc).collect();
+    let cluster = target_rank("cluster2");
+    let others: Vec<&(usize, String)> = targets
+        .iter()
+        .filter(|t| **t != sc && **t != cluster)
+        .collect();
     if targets.contains(&sc) && !others.is_empty() {
-        let _ = writeln!(
-            md,
-            "\nshardcast / other, per-run ratio of the headline metric (median; > 1 is better for \
-             shardcast on throughput, < 1 is better on latency and memory):\n"
+        ratio_table(
+            &mut md,
+            &by,
+            &case_order,
+            &sc,
+            &others,
+            "shardcast / other, per-run ratio of the headline metric (median; > 1 is better for \
+             shardcast on throughput, < 1 is better on latency and memory):",
         );
-        let _ = write!(md, "| case |");
-        for (_, t) in &others {
-            let _ = write!(md, " shardcast / {t} |");
-        }
-        let _ = writeln!(md);
-        let _ = write!(md, "|---|");
-        for _ in &others {
-            let _ = write!(md, "---|");
-        }
-        let _ = writeln!(md);
-        for case in &case_order {
-            let per_target = &by[case];
-            let Some(mine) = per_target.get(&sc) else {
-                continue;
-            };
-            let Some(sample) = mine.values().next() else {
-                continue;
-            };
-            let (metric, _, _) = headline(sample);
-            let _ = write!(md, "| {case} |");
-            for o in &others {
-                let r = per_target.get(*o).and_then(|theirs| {
-                    median(
-                        mine.iter()
-                            .filter_map(|(run, r)| {
-                                let a = get(r, metric)?;
-                                let b = get(theirs.get(run)?, metric)?;
-                                (b != 0.0).then_some(a / b)
-                            })
-                            .collect(),
-                    )
-                });
-                let _ = write!(md, " {} |", r.map_or("-".into(), |r| format!("{r:.2}")));
-            }
-            let _ = writeln!(md);
-        }
+    }
+    if targets.contains(&sc) && targets.contains(&cluster) {
+        ratio_table(
+            &mut md,
+            &by,
+            &case_order,
+            &cluster,
+            &[&sc],
+            "cluster2 (two shardcast nodes and Redis sharing the server CPU, subscribers split \
+             over both, triggers to one) / shardcast (one node), per-run ratio of the headline \
+             metric (median; the cost of clustering: 1 would be free):",
+        );
     }
     // Details.
     let _ = writeln!(md, "\nDetails (medians):\n");
@@ -279,6 +311,7 @@ pub fn summarize(path: &std::path::Path, note: &str) -> Result<String, String> {
             );
         }
     }
+    per_node_table(&mut md, &by, &case_order);
     if !errors.is_empty() {
         let _ = writeln!(md, "\nRuns that failed:\n");
         for e in errors {
@@ -286,4 +319,65 @@ pub fn summarize(path: &std::path::Path, note: &str) -> Result<String, String> {
         }
     }
     Ok(md)
+}
+
+/// Subscribers spread over several servers (`servers` in the result): loss
+/// and latency per server, medians over the runs.
+fn per_node_table(md: &mut String, by: &ByCase, case_order: &[String]) {
+    let mut header = false;
+    for case in case_order {
+        for (tk, results) in &by[case] {
+            let Some(sample) = results.values().next() else {
+                continue;
+            };
+            let Some(nodes) = sample["servers"].as_array() else {
+                continue;
+            };
+            if !header {
+                header = true;
+                let _ = writeln!(
+                    md,
+                    "\nPer node (subscribers spread round-robin; `triggers` marks the node the \
+                     publishers post to; medians):\n"
+                );
+                let _ = writeln!(
+                    md,
+                    "| case | target | node | subscribed | loss % | p50 ms | p99 ms | max ms |"
+                );
+                let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+            }
+            for i in 0..nodes.len() {
+                let m = |f: &dyn Fn(&Value) -> Option<f64>| -> String {
+                    median(
+                        results
+                            .values()
+                            .filter_map(|r| f(&r["servers"][i]))
+                            .collect(),
+                    )
+                    .map_or("-".into(), fmt_num)
+                };
+                let loss = m(&|n| {
+                    let e = n["deliveries_expected"].as_f64()?;
+                    let r = n["deliveries_received"].as_f64()?;
+                    Some(if e > 0.0 { (e - r) * 100.0 / e } else { 0.0 })
+                });
+                let role = if nodes[i]["url"] == sample["url"] {
+                    " (triggers)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    md,
+                    "| {case} | {} | {}{role} | {} | {} | {} | {} | {} |",
+                    tk.1,
+                    i + 1,
+                    m(&|n| n["subscribed"].as_f64()),
+                    loss,
+                    m(&|n| get(n, "latency_ms.p50")),
+                    m(&|n| get(n, "latency_ms.p99")),
+                    m(&|n| get(n, "latency_ms.max")),
+                );
+            }
+        }
+    }
 }
