@@ -123,6 +123,22 @@ fn wait_log(server: &Server, needle: &str, count: usize, timeout: Duration) {
     );
 }
 
+/// Waits until `port`'s node lists exactly `ids` as the members of a
+/// presence channel (what other nodes told it has arrived).
+fn wait_users(port: u16, channel: &str, ids: &[&str]) {
+    let path = format!("/apps/app-id/channels/{channel}/users");
+    let want: Vec<serde_json::Value> = ids.iter().map(|id| json!({ "id": id })).collect();
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(WAIT, || {
+        last = get_json(port, &path, &[]);
+        last["users"] == json!(want)
+    });
+    assert!(
+        ok,
+        "{channel} on port {port}: expected users {ids:?}, have {last}"
+    );
+}
+
 /// Two nodes on one engine, each having heard the other.
 fn two_nodes(engine: &EngineProcess) -> (Server, Server) {
     let a = Server::start_with(&engine.config(""));
@@ -372,7 +388,7 @@ fn presence_members_are_per_user_across_nodes_and_a_dead_node_takes_its_members(
         // Membership reaches the other node through the engine (within a
         // few milliseconds here); a snapshot taken on A before that would
         // not list w yet.
-        std::thread::sleep(Duration::from_millis(200));
+        wait_users(a.port, room, &["w"]);
 
         // u1 joins on A: the watcher on B hears it once.
         let mut u1_a = Ws::connect(a.port);
@@ -452,7 +468,7 @@ fn channel_queries_answer_for_the_whole_cluster_from_every_node() {
         }
         let mut member = Ws::connect(b.port);
         member.subscribe_presence("presence-q", r#"{"user_id":"only-on-b"}"#);
-        std::thread::sleep(Duration::from_millis(200)); // membership crosses nodes
+        wait_users(a.port, "presence-q", &["only-on-b"]); // membership crosses nodes
         for port in [a.port, b.port] {
             let v = get_json(
                 port,
@@ -516,7 +532,7 @@ fn channel_queries_answer_for_the_whole_cluster_from_every_node() {
 /// its channels and members along (vacated and removed, once).
 #[test]
 fn webhooks_fire_once_per_cluster() {
-    use crate::receiver::{count, Receiver};
+    use crate::receiver::{count, is, Receiver};
     for_each_engine(|engine| {
         let receiver = Receiver::start();
         let hooks = format!(
@@ -537,7 +553,7 @@ fn webhooks_fire_once_per_cluster() {
         let room = "presence-wh";
         let mut u_a = Ws::connect(a.port);
         u_a.subscribe_presence(room, r#"{"user_id":"u"}"#);
-        std::thread::sleep(Duration::from_millis(200));
+        wait_users(b.port, room, &["u"]);
         let mut u_b = Ws::connect(b.port);
         u_b.subscribe_presence(room, r#"{"user_id":"u"}"#);
         std::thread::sleep(Duration::from_millis(600));
@@ -562,7 +578,10 @@ fn webhooks_fire_once_per_cluster() {
         // The last subscribers leave on B: vacated and removed, once.
         on_b.unsubscribe("wh-news");
         u_b.close();
-        std::thread::sleep(Duration::from_millis(800));
+        receiver.wait_for("vacated", WAIT, is("channel_vacated", "wh-news"));
+        receiver.wait_for("vacated", WAIT, is("channel_vacated", room));
+        receiver.wait_for("removed", WAIT, is("member_removed", room));
+        std::thread::sleep(Duration::from_millis(600)); // no second one
         let events = receiver.events();
         assert_eq!(
             count(&events, "channel_vacated", "wh-news"),
