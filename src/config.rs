@@ -73,6 +73,22 @@ pub enum Adapter {
     Nats { url: String },
 }
 
+impl Adapter {
+    /// The engine's url for logs, without credentials (`user:pass@`).
+    pub fn url_for_logs(&self) -> Option<String> {
+        let url = match self {
+            Adapter::Local => return None,
+            Adapter::Redis { url } | Adapter::Nats { url } => url,
+        };
+        Some(match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.clone(),
+        })
+    }
+}
+
 /// Resolved `[cluster]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
@@ -878,6 +894,14 @@ mod tests {
         assert_eq!(c.webhooks, WebhookSettings::default());
         assert_eq!(c.metrics_port, None);
         assert_eq!(c.cluster, ClusterSettings::default());
+        let redis = Adapter::Redis {
+            url: "redis://user:secret@db:6379/0".into(),
+        };
+        assert_eq!(redis.url_for_logs().unwrap(), "redis://***@db:6379/0");
+        let nats = Adapter::Nats {
+            url: "nats://127.0.0.1:4222".into(),
+        };
+        assert_eq!(nats.url_for_logs().unwrap(), "nats://127.0.0.1:4222");
         let tls = c.tls.as_ref().expect("[server.tls] uncommented");
         assert_eq!(tls.cert, std::path::Path::new("/etc/shardcast/cert.pem"));
         assert_eq!(tls.key, std::path::Path::new("/etc/shardcast/key.pem"));

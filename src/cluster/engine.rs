@@ -28,11 +28,12 @@ impl Engine {
     /// in the background (and retried), so a node starts even while NATS is
     /// down. `None` for the local adapter.
     pub async fn open(adapter: &Adapter) -> Result<Option<Engine>, String> {
+        let shown = adapter.url_for_logs().unwrap_or_default();
         match adapter {
             Adapter::Local => Ok(None),
             Adapter::Redis { url } => redis::Client::open(url.as_str())
                 .map(|c| Some(Engine::Redis(c)))
-                .map_err(|e| format!("cluster: bad Redis url {url}: {e}")),
+                .map_err(|e| format!("cluster: bad Redis url {shown}: {e}")),
             Adapter::Nats { url } => {
                 let options = async_nats::ConnectOptions::new()
                     .retry_on_initial_connect()
@@ -51,7 +52,7 @@ impl Engine {
                     .connect(url.as_str())
                     .await
                     .map(|client| Some(Engine::Nats { client }))
-                    .map_err(|e| format!("cluster: cannot use NATS at {url}: {e}"))
+                    .map_err(|e| format!("cluster: cannot use NATS at {shown}: {e}"))
             }
         }
     }
@@ -151,6 +152,8 @@ pub struct Subscription {
     subject: String,
     redis: Option<redis::aio::PubSubStream>,
     nats: Option<async_nats::Subscriber>,
+    /// The engine is unreachable (logged once per outage).
+    outage: bool,
 }
 
 impl Subscription {
@@ -160,13 +163,14 @@ impl Subscription {
             subject,
             redis: None,
             nats: None,
+            outage: false,
         }
     }
 
     /// The next message; reconnects and resubscribes as long as it takes.
+    /// Cancel-safe: a dropped call loses no message and no state.
     pub async fn next(&mut self) -> Bytes {
         let mut delay = Duration::from_millis(50);
-        let mut outage = false;
         loop {
             match &self.engine {
                 Engine::Redis(client) => {
@@ -176,22 +180,23 @@ impl Subscription {
                             None => {
                                 log::warn!("cluster: lost the Redis subscription; local delivery continues, reconnecting");
                                 self.redis = None;
-                                outage = true;
+                                self.outage = true;
                             }
                         }
                     }
                     match subscribe_redis(client, &self.subject).await {
                         Ok(stream) => {
-                            if outage {
+                            if self.outage {
                                 log::info!("cluster: subscribed to Redis again");
+                                self.outage = false;
                             }
                             self.redis = Some(stream);
                             delay = Duration::from_millis(50);
                         }
                         Err(e) => {
-                            if !outage {
+                            if !self.outage {
                                 log::warn!("cluster: cannot subscribe to Redis: {e}; retrying");
-                                outage = true;
+                                self.outage = true;
                             }
                             tokio::time::sleep(backoff(&mut delay)).await;
                         }

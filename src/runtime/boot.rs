@@ -237,7 +237,7 @@ fn log_listening(addr: SocketAddr, config: &Config) {
         "config: apps [{}]; activity_timeout {} s, pong_timeout {} s; limits: max_connections {}, \
          max_pending_heads {}, head_timeout {} s, frame {} KiB, write queue {} KiB, body {} KiB, \
          head {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms; \
-         metrics {}",
+         metrics {}; tls {}; cluster {}",
         apps.join(", "),
         config.activity_timeout,
         config.pong_timeout,
@@ -256,6 +256,15 @@ fn log_listening(addr: SocketAddr, config: &Config) {
         match config.metrics_port {
             Some(p) => format!("on port {p}"),
             None => "off".into(),
+        },
+        if config.tls.is_some() { "on" } else { "off" },
+        match config.cluster.adapter.url_for_logs() {
+            None => "local".to_string(),
+            Some(url) => format!(
+                "{url} (prefix {}, node timeout {} s)",
+                config.cluster.prefix,
+                config.cluster.node_timeout.as_secs()
+            ),
         }
     );
     log::info!(
