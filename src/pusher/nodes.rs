@@ -19,6 +19,7 @@
 use crate::apps::AppIdx;
 use crate::cluster::NodeMsg;
 use crate::pusher::broadcast::{publish_on_node, Publication};
+use crate::pusher::owned::name_hash;
 use crate::pusher::presence::{member_added, member_removed, Member};
 use crate::runtime::Shard;
 use crate::webhooks;
@@ -43,12 +44,9 @@ impl Nodes {
     }
 }
 
+/// A node's rendezvous score for a channel.
 fn score(node: u64, app: AppIdx, channel: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ node;
-    for b in app.0.to_le_bytes().iter().chain(channel.as_bytes()) {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = name_hash(node, app, channel);
     h ^ (h >> 29)
 }
 

@@ -27,12 +27,17 @@ use std::time::Instant;
 
 /// The owner shard of a channel or user name: FNV-1a of (app, name).
 pub fn owner_of(app: AppIdx, name: &str, shards: u16) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    (name_hash(0, app, name) % shards.max(1) as u64) as usize
+}
+
+/// FNV-1a of (app, name), its start varied by `seed`.
+pub fn name_hash(seed: u64, app: AppIdx, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
     for b in app.0.to_le_bytes().iter().chain(name.as_bytes()) {
         h ^= *b as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    (h % shards.max(1) as u64) as usize
+    h
 }
 
 /// Why the owner refused a join, as a `pusher:subscription_error`.

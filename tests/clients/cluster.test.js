@@ -6,9 +6,15 @@
 //     socket_id exclusion of a connection on the other node;
 //   - client events from a client on A reach clients on B (not the sender);
 //   - sendToUser and terminateUserConnections through A reach a user signed
-//     in on B (and on A).
-// Presence membership, channel queries, cache channels and webhooks are not
-// cluster-wide yet and are not tested here.
+//     in on B (and on A);
+//   - presence membership is per user across nodes: a user with a connection
+//     on A and one on B is announced once and removed once, after its last
+//     connection anywhere left;
+//   - a third node C killed with SIGKILL: its presence members are removed
+//     (member_removed on A and B) within the node timeout;
+//   - channel queries (/channels, /channels/{name}, /channels/{name}/users,
+//     trigger info) give the same cluster-wide answer through A and through B.
+// Cache channels and webhooks are not tested here.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -18,11 +24,11 @@ const net = require('node:net');
 const path = require('node:path');
 
 const {
-  APP_ID, APP_KEY, APP_SECRET, collect, connectClient, disconnectAll, makeServerClient, sleep,
-  socketId, startServer, subscribe, uniqueChannel, waitFor, NOTHING_WINDOW_MS,
+  APP_ID, APP_KEY, APP_SECRET, collect, connectClient, disconnectAll, disconnectClient,
+  makeServerClient, sleep, socketId, startServer, subscribe, uniqueChannel, waitFor, NOTHING_WINDOW_MS,
 } = require('./helpers');
 const {
-  authedClient, collectConnectionErrors, signIn, unrefCloseTimer, waitConnectionError,
+  authedClient, collectConnectionErrors, signIn, unrefCloseTimer, until, waitConnectionError,
   waitForWithMeta, waitState,
 } = require('./auth_helpers');
 
@@ -31,6 +37,13 @@ const ENGINE_READY_MS = 10_000;
 const ENGINE_STOP_GRACE_MS = 5_000;
 const NODES_UP_MS = 15_000;
 const TEST_TIMEOUT_MS = 30_000;
+const NODE_DEATH_TEST_TIMEOUT_MS = 45_000;
+// A killed node's members must be gone within node_timeout (plus a check
+// interval of a quarter of it, plus the engine); generous for a debug build.
+const NODE_GONE_MS = 6_000;
+// How long other nodes may take to learn a membership change (it crosses the
+// engine in milliseconds; polled, so this is only the upper bound).
+const PROPAGATION_MS = 5_000;
 const HOOK_TIMEOUT_MS = 60_000;
 const DEBUG = !!process.env.SHARDCAST_TEST_DEBUG;
 
@@ -233,6 +246,36 @@ function waitUserEvent(client, event, timeout = 5_000) {
   });
 }
 
+/** Every member of a pusher-js Members object, sorted by id. */
+function memberList(members) {
+  const out = [];
+  members.each((m) => out.push(m));
+  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** GET through the `pusher` library; asserts 200 and returns the JSON body. */
+async function getJson(api, path, params) {
+  const res = await api.get({ path, params });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+/** Sorted user ids of GET /channels/{name}/users through `api`. */
+async function userIds(api, channel) {
+  return (await getJson(api, `/channels/${channel}/users`)).users.map((u) => u.id).sort();
+}
+
+/** Poll until `api`'s node lists exactly `ids` (sorted) as members of `channel`. */
+async function waitUsers(api, channel, ids, label) {
+  let last;
+  await until(async () => {
+    last = await userIds(api, channel);
+    return JSON.stringify(last) === JSON.stringify(ids);
+  }, `${label} listing ${JSON.stringify(ids)} as members of ${channel}`, PROPAGATION_MS).catch((e) => {
+    throw new Error(`${e.message}; last answer ${JSON.stringify(last)}`);
+  });
+}
+
 // ---------------------------------------------------------------------------
 
 for (const kind of Object.keys(ENGINES)) {
@@ -242,24 +285,44 @@ for (const kind of Object.keys(ENGINES)) {
     let nodeB;
     let apiA; // `pusher` library talking to node A
     let apiB;
+    let config; // the TOML every node of this cluster gets
+    let idA;
+    let idB;
+    const extraNodes = []; // nodes started by one test, stopped after it
 
     before(async () => {
       engine = await startEngine(kind);
       const prefix = `sc_${kind}_${process.pid}_${Date.now().toString(36)}`;
-      const config = clusterConfig(engine, prefix);
+      config = clusterConfig(engine, prefix);
       [nodeA, nodeB] = await Promise.all([startServer({ config }), startServer({ config })]);
-      const [idA, idB] = await Promise.all([nodeId(nodeA), nodeId(nodeB)]);
+      [idA, idB] = await Promise.all([nodeId(nodeA), nodeId(nodeB)]);
       assert.notEqual(idA, idB, 'both nodes logged the same node id');
       await Promise.all([waitNodeUp(nodeA, idB, 'node A'), waitNodeUp(nodeB, idA, 'node B')]);
       apiA = makeServerClient(nodeA.port);
       apiB = makeServerClient(nodeB.port);
     }, { timeout: HOOK_TIMEOUT_MS });
 
-    afterEach(async () => { await disconnectAll(); }, { timeout: HOOK_TIMEOUT_MS });
+    /** Start one more node of this cluster (stopped after the test); wait until it and A, B have heard each other. */
+    async function startThirdNode() {
+      const node = await startServer({ config });
+      extraNodes.push(node);
+      const id = await nodeId(node);
+      assert.ok(![idA, idB].includes(id), 'the third node logged the id of A or B');
+      await Promise.all([
+        waitNodeUp(nodeA, id, 'node A'), waitNodeUp(nodeB, id, 'node B'),
+        waitNodeUp(node, idA, 'node C'), waitNodeUp(node, idB, 'node C'),
+      ]);
+      return { node, id };
+    }
+
+    afterEach(async () => {
+      await disconnectAll();
+      await Promise.all(extraNodes.splice(0).map((n) => n.stop()));
+    }, { timeout: HOOK_TIMEOUT_MS });
 
     after(async () => {
       await disconnectAll();
-      await Promise.all([nodeA && nodeA.stop(), nodeB && nodeB.stop()]);
+      await Promise.all([nodeA && nodeA.stop(), nodeB && nodeB.stop(), ...extraNodes.splice(0).map((n) => n.stop())]);
       if (engine) await engine.stop();
     }, { timeout: HOOK_TIMEOUT_MS });
 
@@ -410,6 +473,210 @@ for (const kind of Object.keys(ENGINES)) {
       const still = waitUserEvent(bystander, 'still');
       await apiA.sendToUser(bystanderId, 'still', 'here');
       assert.equal(await still, 'here');
+    });
+
+    it('presence: u1 on A and then on B is one member: member_added once, member_removed after its last connection', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const name = `presence-${uniqueChannel('cluster-dedup')}`;
+      const W = { id: 'watcher', info: { on: 'B' } };
+      const U1 = { id: 'u1', info: { name: 'User One ✓' } };
+      const as = (m) => ({ presence: { user_id: m.id, user_info: m.info } });
+
+      const watcher = await authedClient(nodeB.port, apiB, as(W));
+      const wchan = await subscribe(watcher, name);
+      assert.deepEqual(memberList(wchan.members), [W]);
+      const wAdded = collect(wchan, 'pusher:member_added');
+      const wRemoved = collect(wchan, 'pusher:member_removed');
+      // u1's snapshot on A can only list the watcher once A has heard of it.
+      await waitUsers(apiA, name, ['watcher'], 'node A');
+
+      // u1's first connection, on A.
+      const u1a = await authedClient(nodeA.port, apiA, as(U1));
+      const chA = await subscribe(u1a, name);
+      const aAdded = collect(chA, 'pusher:member_added');
+      const aRemoved = collect(chA, 'pusher:member_removed');
+      assert.equal(chA.members.count, 2, 'u1 on A: count');
+      assert.deepEqual(chA.members.me, U1);
+      assert.deepEqual(memberList(chA.members), [U1, W], 'u1 on A: members');
+      assert.deepEqual(await wAdded.waitForCount(1), [U1], 'the watcher on B was told u1 joined on A');
+      assert.equal(wchan.members.count, 2);
+
+      // u1's second connection, on B (B knows u1 is on A: it told the watcher).
+      const u1b = await authedClient(nodeB.port, apiB, as(U1));
+      const chB = await subscribe(u1b, name);
+      const bAdded = collect(chB, 'pusher:member_added');
+      const bRemoved = collect(chB, 'pusher:member_removed');
+      assert.equal(chB.members.count, 2, 'u1 on B: count');
+      assert.deepEqual(chB.members.me, U1);
+      assert.deepEqual(memberList(chB.members), [U1, W], 'u1 on B: members');
+      // A hears of u1's connection on B within milliseconds; give it time to
+      // (wrongly) announce anything.
+      await sleep(NOTHING_WINDOW_MS);
+      assert.deepEqual(wAdded.events, [U1], 'member_added for u1 more than once');
+      assert.deepEqual(aAdded.events, [], 'u1 on A got member_added (for its own second connection?)');
+      assert.deepEqual(wRemoved.events, []);
+      for (const [label, ch] of [['watcher', wchan], ['u1 on A', chA], ['u1 on B', chB]]) {
+        assert.equal(ch.members.count, 2, `${label}: members.count`);
+      }
+      for (const [label, api] of [['A', apiA], ['B', apiB]]) {
+        assert.deepEqual(await userIds(api, name), ['u1', 'watcher'], `users through node ${label}`);
+        assert.deepEqual(await getJson(api, `/channels/${name}`, { info: 'user_count,subscription_count' }),
+          { occupied: true, user_count: 2, subscription_count: 3 }, `/channels/${name} through node ${label}`);
+      }
+
+      // u1 leaves A: still a member through its connection on B.
+      await disconnectClient(u1a);
+      await sleep(NOTHING_WINDOW_MS);
+      assert.deepEqual(wRemoved.events, [], 'member_removed for u1 while it is still connected on B');
+      assert.deepEqual(bRemoved.events, [], 'u1 on B got member_removed');
+      assert.deepEqual(aRemoved.events, []);
+      assert.equal(wchan.members.count, 2);
+      assert.equal(chB.members.count, 2);
+      await waitUsers(apiA, name, ['u1', 'watcher'], 'node A');
+      await waitUsers(apiB, name, ['u1', 'watcher'], 'node B');
+
+      // u1 leaves B: gone, once.
+      await disconnectClient(u1b);
+      assert.deepEqual(await wRemoved.waitForCount(1), [U1]);
+      await sleep(NOTHING_WINDOW_MS);
+      assert.deepEqual(wRemoved.events, [U1], 'member_removed for u1 more than once');
+      assert.deepEqual(wAdded.events, [U1]);
+      assert.deepEqual(bAdded.events, []);
+      assert.equal(wchan.members.count, 1);
+      assert.deepEqual(memberList(wchan.members), [W]);
+      await waitUsers(apiA, name, ['watcher'], 'node A');
+      await waitUsers(apiB, name, ['watcher'], 'node B');
+    });
+
+    it('presence: a member whose node (C) is killed with SIGKILL is removed on A and B within the node timeout', { timeout: NODE_DEATH_TEST_TIMEOUT_MS }, async () => {
+      const { node: nodeC, id: idC } = await startThirdNode();
+      const apiC = makeServerClient(nodeC.port);
+      const name = `presence-${uniqueChannel('cluster-death')}`;
+      const W = { id: 'watcher', info: { on: 'B' } };
+      const A = { id: 'a', info: { on: 'A' } };
+      const U2 = { id: 'u2', info: { on: 'C' } };
+      const as = (m) => ({ presence: { user_id: m.id, user_info: m.info } });
+
+      const watcher = await authedClient(nodeB.port, apiB, as(W));
+      const wchan = await subscribe(watcher, name);
+      const wAdded = collect(wchan, 'pusher:member_added');
+      const wRemoved = collect(wchan, 'pusher:member_removed');
+      await waitUsers(apiA, name, ['watcher'], 'node A');
+      const onA = await authedClient(nodeA.port, apiA, as(A));
+      const achan = await subscribe(onA, name);
+      assert.deepEqual(memberList(achan.members), [A, W]);
+      assert.deepEqual(await wAdded.waitForCount(1), [A]);
+      const aAdded = collect(achan, 'pusher:member_added');
+      const aRemoved = collect(achan, 'pusher:member_removed');
+
+      // u2 only on C.
+      await waitUsers(apiC, name, ['a', 'watcher'], 'node C');
+      const u2 = await authedClient(nodeC.port, apiC, as(U2));
+      const cchan = await subscribe(u2, name);
+      assert.deepEqual(memberList(cchan.members), [A, U2, W], 'u2 on C: members');
+      assert.deepEqual(await wAdded.waitForCount(2), [A, U2], 'the watcher on B was told u2 joined on C');
+      assert.deepEqual(await aAdded.waitForCount(1), [U2], 'the member on A was told u2 joined on C');
+      assert.equal(wchan.members.count, 3);
+      assert.equal(achan.members.count, 3);
+      await waitUsers(apiA, name, ['a', 'u2', 'watcher'], 'node A');
+      await waitUsers(apiB, name, ['a', 'u2', 'watcher'], 'node B');
+
+      const killedAt = Date.now();
+      process.kill(nodeC.proc.pid, 'SIGKILL');
+      await until(() => !nodeC.alive(), 'node C exiting after SIGKILL', 5_000);
+      assert.equal(nodeC.proc.signalCode, 'SIGKILL');
+      // The server side is gone; stop pusher-js from reconnecting to a dead port.
+      await disconnectClient(u2);
+
+      const [wGone, aGone] = await Promise.all([
+        wRemoved.waitForCount(1, NODE_GONE_MS), aRemoved.waitForCount(1, NODE_GONE_MS),
+      ]);
+      const elapsed = Date.now() - killedAt;
+      assert.ok(elapsed <= NODE_GONE_MS, `member_removed ${elapsed} ms after SIGKILL`);
+      assert.deepEqual(wGone, [U2]);
+      assert.deepEqual(aGone, [U2]);
+      await sleep(NOTHING_WINDOW_MS);
+      assert.deepEqual(wRemoved.events, [U2], 'the watcher on B: member_removed');
+      assert.deepEqual(aRemoved.events, [U2], 'the member on A: member_removed');
+      assert.deepEqual(wAdded.events, [A, U2]);
+      assert.deepEqual(aAdded.events, [U2]);
+      assert.deepEqual(memberList(wchan.members), [A, W]);
+      assert.deepEqual(memberList(achan.members), [A, W]);
+      await waitUsers(apiA, name, ['a', 'watcher'], 'node A');
+      await waitUsers(apiB, name, ['a', 'watcher'], 'node B');
+      const gone = `cluster: node ${idC} silent for ${NODE_TIMEOUT_SECS} s, taken as gone`;
+      assert.ok(nodeB.stderr().replace(ANSI, '').includes(gone), `node B did not log "${gone}"`);
+      assert.ok(nodeA.stderr().replace(ANSI, '').includes(gone), `node A did not log "${gone}"`);
+      assert.ok(nodeA.alive() && nodeB.alive(), 'node A or B died with C');
+    });
+
+    it('channel queries through A and through B give the same cluster-wide answers', { timeout: TEST_TIMEOUT_MS }, async () => {
+      const tag = uniqueChannel('cluster-q');
+      const pub = `${tag}-pub`;
+      const pres = `presence-${tag}-pres`;
+      const PB = { presence: { user_id: 'pb', user_info: { on: 'B' } } };
+      const subsA = await Promise.all([1, 2].map(() => connectClient(nodeA.port)));
+      const subsB = await Promise.all([1, 2, 3].map(() => connectClient(nodeB.port)));
+      await Promise.all([...subsA, ...subsB].map((c) => subscribe(c, pub)));
+      const member = await authedClient(nodeB.port, apiB, PB);
+      await subscribe(member, pres);
+      // /users and user_count come from the members each node holds: wait until A knows pb.
+      await waitUsers(apiA, pres, ['pb'], 'node A');
+
+      /** The same GET through A and through B: equal bodies; returns A's. */
+      const both = async (path, params) => {
+        const [a, b] = await Promise.all([getJson(apiA, path, params), getJson(apiB, path, params)]);
+        assert.deepEqual(b, a, `GET ${path} ${JSON.stringify(params || {})}: node B answers differently from node A`);
+        return a;
+      };
+      /**
+       * Same for the app-wide lists, which may also hold channels of the
+       * previous tests for the moment their clients' departures take to
+       * settle: poll (bounded) until A and B agree.
+       */
+      const bothEventually = async (path, params) => {
+        let a;
+        let b;
+        await until(async () => {
+          [a, b] = await Promise.all([getJson(apiA, path, params), getJson(apiB, path, params)]);
+          return JSON.stringify(a) === JSON.stringify(b);
+        }, `GET ${path} ${JSON.stringify(params)} answered the same by A and B`, PROPAGATION_MS).catch(() => {});
+        assert.deepEqual(b, a, `GET ${path} ${JSON.stringify(params)}: node B answers differently from node A`);
+        return a;
+      };
+
+      const all = await bothEventually('/channels', { info: 'subscription_count' });
+      assert.deepEqual(all.channels[pub], { subscription_count: 5 }, JSON.stringify(all));
+      assert.deepEqual(all.channels[pres], { subscription_count: 1 }, JSON.stringify(all));
+      assert.deepEqual(await both('/channels', { filter_by_prefix: tag }), { channels: { [pub]: {} } });
+      assert.deepEqual(await both(`/channels/${pub}`, { info: 'subscription_count' }),
+        { occupied: true, subscription_count: 5 });
+      assert.deepEqual(await both(`/channels/${pres}/users`), { users: [{ id: 'pb' }] });
+      const presence = await bothEventually('/channels', { filter_by_prefix: 'presence-', info: 'user_count' });
+      assert.deepEqual(presence.channels[pres], { user_count: 1 }, JSON.stringify(presence));
+      for (const ch of Object.keys(presence.channels)) assert.ok(ch.startsWith('presence-'), ch);
+      assert.deepEqual(await both(`/channels/${pres}`, { info: 'user_count,subscription_count' }),
+        { occupied: true, user_count: 1, subscription_count: 1 });
+      for (const [label, api] of [['A', apiA], ['B', apiB]]) {
+        const res = await api.trigger(pub, 'e', {}, { info: 'subscription_count' });
+        assert.deepEqual(await res.json(), { channels: { [pub]: { subscription_count: 5 } } }, `trigger info through node ${label}`);
+      }
+
+      // pb's second connection, on A: still one user, two subscriptions.
+      const memberOnA = await authedClient(nodeA.port, apiA, PB);
+      await subscribe(memberOnA, pres);
+      await sleep(200);
+      assert.deepEqual(await both(`/channels/${pres}`, { info: 'user_count,subscription_count' }),
+        { occupied: true, user_count: 1, subscription_count: 2 });
+      assert.deepEqual(await both(`/channels/${pres}/users`), { users: [{ id: 'pb' }] });
+      assert.deepEqual(await both('/channels', { filter_by_prefix: `presence-${tag}`, info: 'user_count' }),
+        { channels: { [pres]: { user_count: 1 } } });
+
+      // A subscriber on A leaves: both nodes count 4.
+      await disconnectClient(subsA[0]);
+      await until(async () => (await getJson(apiB, `/channels/${pub}`, { info: 'subscription_count' })).subscription_count === 4,
+        'node B counting 4 subscriptions', PROPAGATION_MS).catch(() => {});
+      assert.deepEqual(await both(`/channels/${pub}`, { info: 'subscription_count' }),
+        { occupied: true, subscription_count: 4 });
     });
 
     it('engine and both nodes are still running after all of the above', () => {
