@@ -3,18 +3,42 @@
 //! simd-json builds values recursively, so a deeply nested document could
 //! overflow the stack. [`parse`] first scans the bytes (skipping strings) and
 //! refuses anything nested deeper than [`MAX_DEPTH`], then parses in place.
+//!
+//! The parser's working buffers (an aligned copy of the input, the
+//! structural index, a string buffer) are kept per thread, so a shard
+//! parsing its messages allocates them once, not per message; documents
+//! over [`REUSE_LIMIT`] get buffers of their own, so no thread keeps a large
+//! one.
 
-use simd_json::BorrowedValue;
+use simd_json::{BorrowedValue, Buffers};
+use std::cell::RefCell;
 
 /// Deepest nesting of arrays and objects accepted anywhere.
 pub const MAX_DEPTH: usize = 64;
+/// Largest document parsed with the thread's kept buffers.
+pub const REUSE_LIMIT: usize = 16 * 1024;
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::new(REUSE_LIMIT));
+}
 
 /// Parses `bytes` in place after checking the nesting depth.
 pub fn parse(bytes: &mut [u8]) -> Result<BorrowedValue<'_>, String> {
     if depth_exceeds(bytes, MAX_DEPTH) {
         return Err(format!("JSON is nested deeper than {MAX_DEPTH} levels"));
     }
-    simd_json::to_borrowed_value(bytes).map_err(|e| e.to_string())
+    if bytes.len() > REUSE_LIMIT {
+        return simd_json::to_borrowed_value(bytes).map_err(|e| e.to_string());
+    }
+    BUFFERS
+        .with(|buffers| match buffers.try_borrow_mut() {
+            Ok(mut buffers) => {
+                simd_json::value::borrowed::to_value_with_buffers(bytes, &mut buffers)
+            }
+            // Parsing inside a parse (never today): fresh buffers.
+            Err(_) => simd_json::to_borrowed_value(bytes),
+        })
+        .map_err(|e| e.to_string())
 }
 
 /// True when arrays/objects nest deeper than `max` (outside strings).

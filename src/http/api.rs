@@ -62,12 +62,14 @@ impl Route {
             ["events"] => Route::Events,
             ["batch_events"] => Route::BatchEvents,
             ["channels"] => Route::Channels,
-            ["channels", name] if !name.is_empty() => Route::Channel(percent_decode(name)),
+            ["channels", name] if !name.is_empty() => {
+                Route::Channel(percent_decode(name).into_owned())
+            }
             ["channels", name, "users"] if !name.is_empty() => {
-                Route::ChannelUsers(percent_decode(name))
+                Route::ChannelUsers(percent_decode(name).into_owned())
             }
             ["users", user, "terminate_connections"] if !user.is_empty() => {
-                Route::TerminateUser(percent_decode(user))
+                Route::TerminateUser(percent_decode(user).into_owned())
             }
             _ => return None,
         })
@@ -135,7 +137,7 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
         query
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     };
     match route {
         Route::Events => {

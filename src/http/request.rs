@@ -2,6 +2,7 @@
 
 use crate::errors::ApiError;
 use crate::ws::handshake::Upgrade;
+use std::borrow::Cow;
 
 const MAX_HEADERS: usize = 64;
 
@@ -120,9 +121,9 @@ impl Head {
         let protocol = parse_query(&self.query)
             .into_iter()
             .find(|(k, _)| k == "protocol")
-            .map(|(_, v)| v);
+            .map(|(_, v)| v.into_owned());
         Some(Upgrade {
-            app_key: percent_decode(key),
+            app_key: percent_decode(key).into_owned(),
             protocol,
             ws_key: self.upgrade.as_ref()?.ws_key.clone().unwrap_or_default(),
         })
@@ -130,7 +131,9 @@ impl Head {
 }
 
 /// Splits a query string into decoded `(key, value)` pairs.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
+/// Splits a query string into decoded `(key, value)` pairs; a part without
+/// escapes is borrowed, not copied.
+pub fn parse_query(query: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -142,9 +145,9 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
 }
 
 /// Decodes `%XX` escapes and `+` (as space); invalid escapes stay as written.
-pub fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -167,7 +170,7 @@ pub fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]

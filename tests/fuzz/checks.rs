@@ -377,6 +377,7 @@ pub mod signatures {
                     "auth_key" | "auth_timestamp" | "auth_version" | "body_md5" | "auth_signature"
                 )
             })
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         signed.push(("auth_key".into(), "app-key".into()));
         signed.push(("auth_timestamp".into(), (now + skew).to_string()));
