@@ -76,7 +76,8 @@ impl Frame {
     /// unless `bytes` is exactly one unfragmented, unmasked text frame.
     pub fn from_encoded(bytes: Bytes) -> Option<Frame> {
         let (header, len) = FrameHeader::parse(&mut Cursor::new(&bytes[..])).ok()??;
-        let whole = header.len(len) as u64 + len;
+        // A length field near 2^64 must not overflow the sum.
+        let whole = (header.len(len) as u64).checked_add(len)?;
         let text = header.opcode == OpCode::Data(Data::Text);
         let plain = header.is_final && header.mask.is_none() && !header.rsv1;
         (text && plain && !header.rsv2 && !header.rsv3 && whole == bytes.len() as u64)
@@ -282,6 +283,10 @@ mod tests {
         assert_eq!(Frame::from_encoded(Frame::pong(b"p").bytes().clone()), None);
         assert_eq!(Frame::from_encoded(Bytes::new()), None);
         assert_eq!(Frame::from_encoded(Bytes::from_static(b"\x01\x02hi")), None);
+        // A 64-bit length near 2^64 (found by the fuzzer): refused, no overflow.
+        let mut wrap = vec![0x81, 127];
+        wrap.extend_from_slice(&(u64::MAX - 9).to_be_bytes());
+        assert_eq!(Frame::from_encoded(Bytes::from(wrap)), None);
     }
 
     /// Encodes a client (masked) frame.
