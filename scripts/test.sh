@@ -16,8 +16,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages, for the cluster tests)"
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  install_engines() {
+    $sudo apt-get update -q >/dev/null &&
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  }
+  install_engines || { echo "apt-get failed; retrying in 10 s" >&2; sleep 10; install_engines; }
   # The packages may start system-wide instances; the tests use their own.
   for svc in redis-server nats-server; do
     $sudo service "$svc" stop >/dev/null 2>&1 || true
