@@ -185,6 +185,22 @@ function unrefCloseTimer(client) {
   };
 }
 
+/** Wait for `event` on the signed-in user facade (pusher.user). */
+function waitUserEvent(client, event, timeout = 5_000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.user.unbind(event, handler);
+      reject(new Error(`user event "${event}" did not arrive within ${timeout} ms`));
+    }, timeout);
+    function handler(data) {
+      clearTimeout(timer);
+      client.user.unbind(event, handler);
+      resolve(data);
+    }
+    client.user.bind(event, handler);
+  });
+}
+
 module.exports = {
   authedClient,
   unrefCloseTimer,
@@ -198,4 +214,5 @@ module.exports = {
   waitConnectionError,
   waitForWithMeta,
   waitState,
+  waitUserEvent,
 };

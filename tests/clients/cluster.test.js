@@ -29,7 +29,7 @@ const {
 } = require('./helpers');
 const {
   authedClient, collectConnectionErrors, signIn, unrefCloseTimer, until, waitConnectionError,
-  waitForWithMeta, waitState,
+  waitForWithMeta, waitState, waitUserEvent,
 } = require('./auth_helpers');
 
 const NODE_TIMEOUT_SECS = 2;
@@ -230,21 +230,6 @@ async function waitNodeUp(server, id, label, timeout = NODES_UP_MS) {
   }
 }
 
-/** Wait for `event` on the signed-in user facade (pusher.user). */
-function waitUserEvent(client, event, timeout = 5_000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.user.unbind(event, handler);
-      reject(new Error(`user event "${event}" did not arrive within ${timeout} ms`));
-    }, timeout);
-    function handler(data) {
-      clearTimeout(timer);
-      client.user.unbind(event, handler);
-      resolve(data);
-    }
-    client.user.bind(event, handler);
-  });
-}
 
 /** Every member of a pusher-js Members object, sorted by id. */
 function memberList(members) {

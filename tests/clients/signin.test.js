@@ -15,23 +15,9 @@ const {
 } = require('./helpers');
 const {
   authedClient, collectConnectionErrors, signIn, unrefCloseTimer, until, waitConnectionError, waitState,
+  waitUserEvent,
 } = require('./auth_helpers');
 
-/** Wait for `event` on the signed-in user facade (pusher.user). */
-function waitUserEvent(client, event, timeout = 5_000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.user.unbind(event, handler);
-      reject(new Error(`user event "${event}" did not arrive within ${timeout} ms`));
-    }, timeout);
-    function handler(data) {
-      clearTimeout(timer);
-      client.user.unbind(event, handler);
-      resolve(data);
-    }
-    client.user.bind(event, handler);
-  });
-}
 
 /**
  * Record watchlist events of one kind ('online' / 'offline'): the set of user
