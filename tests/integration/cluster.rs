@@ -557,9 +557,11 @@ fn webhooks_fire_once_per_cluster() {
         let mut u_b = Ws::connect(b.port);
         u_b.subscribe_presence(room, r#"{"user_id":"u"}"#);
         std::thread::sleep(Duration::from_millis(600));
+        receiver.wait_for("occupied", WAIT, is("channel_occupied", room));
+        receiver.wait_for("added", WAIT, is("member_added", room));
         on_a.unsubscribe("wh-news");
         u_a.unsubscribe(room);
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(600)); // nothing more may come
         let events = receiver.events();
         assert_eq!(
             count(&events, "channel_occupied", "wh-news"),
@@ -601,7 +603,11 @@ fn webhooks_fire_once_per_cluster() {
         receiver.wait_for("member_removed v", Duration::from_secs(6), |e| {
             e["name"] == "member_removed" && e["user_id"] == "v"
         });
-        std::thread::sleep(Duration::from_millis(600));
+        let vacated_twice = wait_until(WAIT, || {
+            count(&receiver.events(), "channel_vacated", room) >= 2
+        });
+        assert!(vacated_twice, "{:?}", receiver.events());
+        std::thread::sleep(Duration::from_millis(600)); // no third one
         let events = receiver.events();
         assert_eq!(count(&events, "channel_vacated", room), 2, "{events:?}");
         assert_eq!(count(&events, "member_removed", room), 2, "{events:?}");
