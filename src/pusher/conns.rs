@@ -234,14 +234,28 @@ impl ConnTable {
     /// `cap` bytes is a slow consumer: its queue is dropped and it is closed
     /// with 4100, so it never holds up anyone else.
     pub fn enqueue(&mut self, key: ConnKey, frame: &Frame, cap: usize, now: u32) {
+        // Queue sizes are counted in u32: no queue may pass 1 GiB.
+        self.push_within(key, frame, cap.min(1 << 30), Some(now));
+    }
+
+    /// Queues a reply to the connection's own message (pong, error,
+    /// subscription answers). Replies count against the same cap as
+    /// broadcasts, so a client that sends without ever reading is closed
+    /// with 4100 instead of growing its queue.
+    pub fn reply(&mut self, key: ConnKey, frame: &Frame) {
+        self.push_within(key, frame, self.reply_cap, None);
+    }
+
+    /// Queues `frame` on an open connection, or closes it as a slow consumer
+    /// when its queue would pass `cap`. Without `now` (replies), the clock
+    /// is the connection's last message, which the reply answers.
+    fn push_within(&mut self, key: ConnKey, frame: &Frame, cap: usize, now: Option<u32>) {
         let Some(conn) = self.slab.get_mut(key as usize) else {
             return;
         };
         if conn.phase != Phase::Open {
             return;
         }
-        // Queue sizes are counted in u32: no queue may pass 1 GiB.
-        let cap = cap.min(1 << 30);
         if conn.out_bytes as usize + frame.len() > cap {
             log::info!(
                 "slow consumer closed (4100): app {}, slot {key}, {} bytes queued",
@@ -250,6 +264,7 @@ impl ConnTable {
             );
             self.slow_consumer_closes += 1;
             Self::drop_queue(conn);
+            let now = now.unwrap_or(conn.last_seen);
             Self::begin_close(conn, &ClientError::SlowConsumer(cap), now, &mut self.flush);
             return;
         }
@@ -315,32 +330,6 @@ impl ConnTable {
                 conn.close_code = Some(code);
                 conn.wake();
             }
-        }
-    }
-
-    /// Queues a frame regardless of the slow-consumer cap (small replies).
-    /// Queues a reply to the connection's own message (pong, error,
-    /// subscription answers). Replies count against the same cap as
-    /// broadcasts, so a client that sends without ever reading is closed
-    /// with 4100 instead of growing its queue.
-    pub fn reply(&mut self, key: ConnKey, frame: &Frame) {
-        let cap = self.reply_cap;
-        if let Some(conn) = self.slab.get_mut(key as usize) {
-            if conn.phase != Phase::Open {
-                return;
-            }
-            if conn.out_bytes as usize + frame.len() > cap {
-                log::info!(
-                    "slow consumer closed (4100): app {}, slot {key}, {} bytes of replies queued",
-                    conn.app.0,
-                    conn.out_bytes
-                );
-                self.slow_consumer_closes += 1;
-                Self::drop_queue(conn);
-                Self::begin_close(conn, &ClientError::SlowConsumer(cap), 0, &mut self.flush);
-                return;
-            }
-            Self::push(conn, frame.bytes().clone(), &mut self.flush);
         }
     }
 

@@ -155,6 +155,13 @@ fn rss_and_fds_return_after_20000_connections_close() {
     assert_healthy(port);
 }
 
+/// Open fds and RSS (kB) of a freshly started, healthy server.
+fn baseline(server: &Server) -> (usize, u64) {
+    assert_healthy(server.port);
+    std::thread::sleep(Duration::from_millis(300));
+    (fd_count(server.pid()), rss_kb(server.pid()))
+}
+
 /// Light traffic for a little longer than one heap-collect period of the
 /// shards (`runtime/allocator.rs`, every 5 s; see [`expect_rss_back`]);
 /// returns the lowest RSS seen, which is what the round left behind once
@@ -182,11 +189,7 @@ fn rss_is_bounded_over_repeated_rounds_of_abuse() {
     let _heavy = heavy_lock();
     let server = Server::start_with_env(PURGE_AT_ONCE);
     let port = server.port;
-    let pid = server.pid();
-    assert_healthy(port);
-    std::thread::sleep(Duration::from_millis(300));
-    let base_fds = fd_count(pid);
-    let base = rss_kb(pid);
+    let (base_fds, base) = baseline(&server);
     let mut peak = base;
     let mut after = Vec::new();
     // More rounds for a closer look: SHARDCAST_MEM_ROUNDS=6 (at least 3).
@@ -226,11 +229,7 @@ fn rss_returns_after_a_round_of_abuse() {
     let _heavy = heavy_lock();
     let server = Server::start();
     let port = server.port;
-    let pid = server.pid();
-    assert_healthy(port);
-    std::thread::sleep(Duration::from_millis(300));
-    let base_fds = fd_count(pid);
-    let base = rss_kb(pid);
+    let (base_fds, base) = baseline(&server);
     let mut peak = base;
     abuse_round(&server, &mut peak);
     wait_fds_at_most(&server, base_fds + 2, Duration::from_secs(35));
