@@ -182,6 +182,7 @@ pub struct LimitsSection {
     pub max_connections: Option<u32>,
     pub max_pending_heads: Option<u32>,
     pub head_timeout_secs: Option<u32>,
+    pub max_subscriptions_per_connection: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +228,9 @@ pub struct ServerLimits {
     pub max_pending_heads: u32,
     /// How long a client may take to send a request head (408 after it).
     pub head_timeout: Duration,
+    /// Channels one connection may be subscribed to (or joining) at once;
+    /// one more gets `pusher:subscription_error` (4100) for that channel.
+    pub max_subscriptions_per_connection: u32,
 }
 
 impl Default for ServerLimits {
@@ -239,6 +243,7 @@ impl Default for ServerLimits {
             max_connections: 100_000,
             max_pending_heads: 1024,
             head_timeout: Duration::from_secs(30),
+            max_subscriptions_per_connection: 200,
         }
     }
 }
@@ -469,6 +474,11 @@ fn resolve_limits(l: &LimitsSection) -> Result<ServerLimits, ConfigError> {
             d.head_timeout.as_secs() as u32,
             "server.limits.head_timeout_secs",
         )? as u64),
+        max_subscriptions_per_connection: positive(
+            l.max_subscriptions_per_connection,
+            d.max_subscriptions_per_connection,
+            "server.limits.max_subscriptions_per_connection",
+        )?,
     })
 }
 
@@ -891,6 +901,7 @@ mod tests {
         assert_eq!(c.limits.max_connections, 100_000);
         assert_eq!(c.limits.max_pending_heads, 1024);
         assert_eq!(c.limits.head_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.max_subscriptions_per_connection, 200);
         assert_eq!(c.webhooks, WebhookSettings::default());
         assert_eq!(c.metrics_port, None);
         assert_eq!(c.cluster, ClusterSettings::default());

@@ -79,11 +79,10 @@ fn check<'a>(
         }
         _ => return Err(format!("{channel} is not a private or presence channel")),
     }
-    let Some(id) = shard
-        .channels
-        .borrow()
+    let channels = shard.channels.borrow();
+    let Some(id) = channels
         .find(conn.app, channel)
-        .filter(|id| conn.subs.contains(id))
+        .filter(|&id| channels.is_member(id, key))
     else {
         return Err(format!("this connection is not subscribed to {channel}"));
     };
@@ -100,7 +99,8 @@ fn check<'a>(
         ));
     }
     let per_second = app.limits.max_client_events_per_second;
-    let user_id = conn.presence_user(id).map(Box::from);
+    let user_id = channels.presence_user(id, key).map(Box::from);
+    drop(channels);
     let extra = conn.extra_mut();
     if extra.events_second != now {
         extra.events_second = now;

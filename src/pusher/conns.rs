@@ -8,6 +8,7 @@
 
 use crate::apps::AppIdx;
 use crate::errors::ClientError;
+use crate::pusher::channels::SubList;
 use crate::pusher::messages;
 use crate::pusher::socket_id::SocketId;
 use crate::ws::frame::Frame;
@@ -37,6 +38,10 @@ pub enum Phase {
     },
     /// Give up on a clean close and drop the socket now.
     Abort,
+    /// The socket is gone; the connection still holds its slot while it
+    /// leaves its channels in slices (`session::close`). Nothing is queued
+    /// to it and no socket id finds it.
+    Gone,
 }
 
 /// `Conn::fd` of a connection the flusher must not write to directly.
@@ -55,7 +60,9 @@ pub struct Conn {
     pub blocked: bool,
     pub serial: u32,
     pub app: AppIdx,
-    pub subs: SmallVec<[ChannelId; 4]>,
+    /// The channels this connection is subscribed to on this shard (the
+    /// connection's side of the `ChannelTable` index).
+    pub subs: SubList,
     /// Frames waiting to be written, oldest first.
     pub out: VecDeque<Bytes>,
     /// Bytes in `out` not yet written.
@@ -81,8 +88,6 @@ pub struct ConnExtra {
     pub user_id: Option<Box<str>>,
     /// Users this connection watches (from its sign-in `user_data`).
     pub watchlist: Vec<Box<str>>,
-    /// Presence channels joined, with the user id given for each.
-    pub presence: Vec<(ChannelId, Box<str>)>,
     /// Channels whose owner has not answered the join yet.
     pub pending: Vec<Box<str>>,
     /// Client events rate limit: the current second and the count in it.
@@ -99,16 +104,6 @@ impl Conn {
 
     pub fn user_id(&self) -> Option<&str> {
         self.extra.as_ref()?.user_id.as_deref()
-    }
-
-    /// The user id this connection declared on a presence channel.
-    pub fn presence_user(&self, channel: ChannelId) -> Option<&str> {
-        let extra = self.extra.as_ref()?;
-        extra
-            .presence
-            .iter()
-            .find(|(c, _)| *c == channel)
-            .map(|(_, u)| &**u)
     }
 
     fn wake(&mut self) {
@@ -183,7 +178,7 @@ impl ConnTable {
             blocked: false,
             serial,
             app,
-            subs: SmallVec::new(),
+            subs: SubList::new(),
             out: VecDeque::new(),
             out_bytes: 0,
             out_offset: 0,
@@ -215,7 +210,7 @@ impl ConnTable {
             return None;
         }
         let conn = self.slab.get(socket.slot as usize)?;
-        (conn.serial == socket.serial).then_some(socket.slot)
+        (conn.serial == socket.serial && conn.phase != Phase::Gone).then_some(socket.slot)
     }
 
     pub fn len(&self) -> usize {

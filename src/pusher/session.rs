@@ -2,7 +2,7 @@
 //! when it sends a message, and when it goes away.
 
 use crate::apps::AppIdx;
-use crate::pusher::conns::{ConnKey, NO_FD};
+use crate::pusher::conns::{ConnKey, Phase, NO_FD};
 use crate::pusher::inbound::{self, ClientMessage};
 use crate::pusher::owned::owner_of;
 use crate::pusher::socket_id::SocketId;
@@ -49,18 +49,58 @@ fn socket_of(shard: &Shard, key: ConnKey) -> Option<SocketId> {
     })
 }
 
-/// Removes a connection: leaves its channels (presence members and counts
-/// included), signs its user out, and frees its slot and quota.
+/// Channels a closing connection leaves before it lets other tasks run.
+const LEAVE_SLICE: usize = 256;
+
+/// Removes a connection whose socket is gone: leaves its channels
+/// (presence members and counts included), signs its user out, and frees
+/// its slot and quota. A connection with many channels leaves them in
+/// slices of [`LEAVE_SLICE`] from a task of its own that yields between
+/// slices, so one client's departure never holds up the shard; its slot
+/// stays taken ([`Phase::Gone`]) until it has left them all, so no new
+/// connection can inherit its subscriptions.
 pub fn close(shard: &Rc<Shard>, key: ConnKey) {
     let Some(socket) = socket_of(shard, key) else {
         return;
     };
-    subscribe::leave_all(shard, key);
+    let subs = {
+        let mut conns = shard.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        // 1006: the socket went away without a close frame.
+        shard.counters.closed(conn.close_code.unwrap_or(1006));
+        conn.phase = Phase::Gone;
+        conn.fd = NO_FD;
+        conn.waker = None;
+        conn.out = Default::default();
+        conn.out_bytes = 0;
+        conn.out_offset = 0;
+        // Joins still waiting for their owner are undone by `on_joined`.
+        if let Some(extra) = conn.extra.as_mut() {
+            extra.pending = Vec::new();
+        }
+        conn.subs.len()
+    };
+    if subs <= LEAVE_SLICE {
+        subscribe::leave_some(shard, key, LEAVE_SLICE);
+        finish_close(shard, key, socket);
+        return;
+    }
+    let shard = shard.clone();
+    crate::runtime::spawn(async move {
+        while subscribe::leave_some(&shard, key, LEAVE_SLICE) > 0 {
+            crate::runtime::yield_now().await;
+        }
+        finish_close(&shard, key, socket);
+    });
+}
+
+/// The last step of [`close`], once every channel is left.
+fn finish_close(shard: &Shard, key: ConnKey, socket: SocketId) {
     let Some(conn) = shard.conns.borrow_mut().remove(key) else {
         return;
     };
-    // 1006: the socket went away without a close frame.
-    shard.counters.closed(conn.close_code.unwrap_or(1006));
     if let Some(extra) = conn.extra {
         if let Some(user_id) = extra.user_id {
             let owner = owner_of(conn.app, &user_id, shard.count);

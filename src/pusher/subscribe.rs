@@ -62,17 +62,12 @@ pub fn subscribe(
                         .as_ref()
                         .is_some_and(|e| e.pending.iter().any(|p| &**p == channel))
                 });
-                let subscribed = shard
-                    .channels
-                    .borrow()
-                    .find(app, channel)
-                    .is_some_and(|id| {
-                        shard
-                            .conns
-                            .borrow()
-                            .get(key)
-                            .is_some_and(|c| c.subs.contains(&id))
-                    });
+                let subscribed = {
+                    let channels = shard.channels.borrow();
+                    channels
+                        .find(app, channel)
+                        .is_some_and(|id| channels.is_member(id, key))
+                };
                 if already || subscribed {
                     return; // a join is under way or done; nothing to repeat
                 }
@@ -91,7 +86,7 @@ pub fn subscribe(
                     },
                 );
             } else {
-                let (_, added) = add_local(shard, key, app, channel);
+                let (_, added) = add_local(shard, key, app, channel, None);
                 shard
                     .conns
                     .borrow_mut()
@@ -121,6 +116,19 @@ fn check(
     let app = shard.apps.get(app_idx);
     validate_name(channel, app.limits.max_channel_name_length)
         .map_err(|e| refused("InvalidChannel", format!("Invalid channel name: {e}"), 400))?;
+    let max = shard.config.limits.max_subscriptions_per_connection;
+    let held = conn.subs.len() + conn.extra.as_ref().map_or(0, |e| e.pending.len());
+    if held >= max as usize && !is_subscribed(shard, app_idx, channel, key) {
+        return Err(refused(
+            "LimitReached",
+            format!(
+                "this connection already has {max} subscriptions, the most \
+                 server.limits.max_subscriptions_per_connection allows: \
+                 unsubscribe from a channel first"
+            ),
+            4100,
+        ));
+    }
     let class = ChannelClass::of(channel);
     let need_auth = |to_sign: &str| -> Result<(), Refused> {
         let Some(auth) = auth else {
@@ -168,6 +176,15 @@ fn check(
     Ok((app_idx, class, member))
 }
 
+/// Whether the connection already holds (or is joining) the channel: a
+/// repeated subscribe is not a new one and never hits the limit.
+fn is_subscribed(shard: &Shard, app: AppIdx, channel: &str, key: ConnKey) -> bool {
+    let channels = shard.channels.borrow();
+    channels
+        .find(app, channel)
+        .is_some_and(|id| channels.is_member(id, key))
+}
+
 fn reply_refusal(
     shard: &Shard,
     key: ConnKey,
@@ -182,28 +199,26 @@ fn reply_refusal(
     );
 }
 
-/// Adds the connection to the local channel table. Returns the channel and
-/// whether the connection is new on it; the caller reports the count change
-/// *after* queueing `subscription_succeeded`, so the subscriber never sees a
-/// count for a channel it has not yet joined.
-fn add_local(shard: &Shard, key: ConnKey, app: AppIdx, channel: &str) -> (ChannelId, bool) {
-    let is_member = |id| {
-        shard
-            .conns
-            .borrow()
-            .get(key)
-            .is_some_and(|c| c.subs.contains(&id))
+/// Adds the connection to the local channel table (with the presence user
+/// it declared). Returns the channel and whether the connection is new on
+/// it; the caller reports the count change *after* queueing
+/// `subscription_succeeded`, so the subscriber never sees a count for a
+/// channel it has not yet joined.
+fn add_local(
+    shard: &Shard,
+    key: ConnKey,
+    app: AppIdx,
+    channel: &str,
+    user: Option<Box<str>>,
+) -> (ChannelId, bool) {
+    let mut conns = shard.conns.borrow_mut();
+    let Some(conn) = conns.get_mut(key) else {
+        return (0, false);
     };
-    let (id, added) = shard
+    shard
         .channels
         .borrow_mut()
-        .subscribe(app, channel, key, is_member);
-    if added {
-        if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
-            conn.subs.push(id);
-        }
-    }
-    (id, added)
+        .subscribe(app, channel, key, &mut conn.subs, user)
 }
 
 /// Tells the channel's owner about a subscription count change, when the
@@ -266,13 +281,11 @@ pub fn on_joined(
     if let Some(r) = outcome.refused {
         return reply_refusal(shard, key, &channel, r.kind, &r.message, r.status);
     }
-    let (id, added) = add_local(shard, key, app, &channel);
+    let user = outcome.presence.as_ref().map(|(m, _)| m.user_id.clone());
+    let (_, added) = add_local(shard, key, app, &channel, user);
     let mut conns = shard.conns.borrow_mut();
     match outcome.presence {
-        Some((member, snapshot)) => {
-            if let Some(conn) = conns.get_mut(key) {
-                conn.extra_mut().presence.push((id, member.user_id));
-            }
+        Some((_, snapshot)) => {
             let frame = messages::internal_event(
                 "pusher_internal:subscription_succeeded",
                 Some(&channel),
@@ -315,21 +328,19 @@ pub fn unsubscribe(shard: &Shard, key: ConnKey, channel: &str) {
 
 /// Removes one subscription and tells owners what they need to know.
 fn leave(shard: &Shard, key: ConnKey, app: AppIdx, id: ChannelId, channel: &str) {
-    if !shard.channels.borrow_mut().unsubscribe(id, key) {
-        return;
-    }
     let user = {
         let mut conns = shard.conns.borrow_mut();
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
-        if let Some(pos) = conn.subs.iter().position(|&s| s == id) {
-            conn.subs.swap_remove(pos);
+        match shard
+            .channels
+            .borrow_mut()
+            .unsubscribe(id, key, &mut conn.subs)
+        {
+            Some(user) => user,
+            None => return,
         }
-        conn.extra.as_mut().and_then(|e| {
-            let pos = e.presence.iter().position(|(c, _)| *c == id)?;
-            Some(e.presence.swap_remove(pos).1)
-        })
     };
     report_count(shard, app, channel, -1);
     if let Some(user_id) = user {
@@ -345,20 +356,23 @@ fn leave(shard: &Shard, key: ConnKey, app: AppIdx, id: ChannelId, channel: &str)
     }
 }
 
-/// Leaves every channel of a closing connection.
-pub fn leave_all(shard: &Shard, key: ConnKey) {
-    let Some((app, subs)) = shard
-        .conns
-        .borrow()
-        .get(key)
-        .map(|c| (c.app, c.subs.clone()))
-    else {
-        return;
-    };
-    for id in subs {
+/// Leaves up to `budget` channels of a closing connection, last joined
+/// first (each step O(1)); returns how many remain.
+pub fn leave_some(shard: &Shard, key: ConnKey, budget: usize) -> usize {
+    for _ in 0..budget {
+        let next = shard
+            .conns
+            .borrow()
+            .get(key)
+            .and_then(|c| Some((c.app, *c.subs.last()?)));
+        let Some((app, id)) = next else {
+            return 0;
+        };
         let name = shard.channels.borrow().get(id).map(|c| c.name.clone());
-        if let Some(name) = name {
-            leave(shard, key, app, id, &name);
+        match name {
+            Some(name) => leave(shard, key, app, id, &name),
+            None => return 0, // cannot happen: the index is exact
         }
     }
+    shard.conns.borrow().get(key).map_or(0, |c| c.subs.len())
 }
