@@ -25,6 +25,8 @@ pub struct Counters {
     pub bytes_in: Cell<u64>,
     /// HTTP requests by (route, status).
     pub http_requests: RefCell<BTreeMap<(&'static str, u16), u64>>,
+    /// Questions to other shards that got no answer in time.
+    pub requests_timed_out: Cell<u64>,
 }
 
 fn bump(cell: &Cell<u64>, by: u64) {
@@ -56,6 +58,10 @@ impl Counters {
         bump(&self.messages_in, 1);
     }
 
+    pub fn request_timed_out(&self) {
+        bump(&self.requests_timed_out, 1);
+    }
+
     pub fn read_bytes(&self, bytes: usize) {
         bump(&self.bytes_in, bytes as u64);
     }
@@ -81,6 +87,7 @@ impl Counters {
             bytes_out: conns.bytes_out,
             http_requests: self.http_requests.borrow().clone(),
             slow_consumer_closes: conns.slow_consumer_closes,
+            shard_requests_timed_out: self.requests_timed_out.get(),
         }
     }
 }
@@ -98,6 +105,7 @@ pub struct Snapshot {
     pub bytes_out: u64,
     pub http_requests: BTreeMap<(&'static str, u16), u64>,
     pub slow_consumer_closes: u64,
+    pub shard_requests_timed_out: u64,
 }
 
 impl Snapshot {
@@ -118,6 +126,7 @@ impl Snapshot {
             *self.http_requests.entry(*k).or_default() += v;
         }
         self.slow_consumer_closes += other.slow_consumer_closes;
+        self.shard_requests_timed_out += other.shard_requests_timed_out;
     }
 }
 
@@ -164,7 +173,7 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             format!("{a},{b}")
         }
     };
-    let plain: [(&str, &str, &str, Getter); 8] = [
+    let plain: [(&str, &str, &str, Getter); 9] = [
         ("connections", "gauge", "Open WebSocket connections.", |s| {
             s.connections_current
         }),
@@ -203,6 +212,12 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             "counter",
             "Connections closed with 4100 because their queue overflowed.",
             |s| s.slow_consumer_closes,
+        ),
+        (
+            "shard_requests_timed_out_total",
+            "counter",
+            "Questions to another shard (quota leases, queries, metrics) not answered in time.",
+            |s| s.shard_requests_timed_out,
         ),
         (
             "connections_refused_all_total",

@@ -233,7 +233,10 @@ mod tests {
             for (i, &id) in subs.iter().enumerate() {
                 let m = &t.memberships[&(id, conn)];
                 assert_eq!(m.in_conn as usize, i);
-                assert_eq!(t.channels[id as usize].subscribers[m.in_channel as usize], conn);
+                assert_eq!(
+                    t.channels[id as usize].subscribers[m.in_channel as usize],
+                    conn
+                );
                 pairs += 1;
             }
         }

@@ -103,22 +103,28 @@ pub enum ShardMsg {
         id: u32,
         body: Reply,
     },
-    /// A slot of `quota` taken on this (owner) shard is free again.
-    Release(Quota),
+    /// To a quota's home: the sender gives back `n` slots of its lease.
+    Return {
+        quota: Quota,
+        n: u32,
+    },
 }
 
-/// A count with a cap, kept by one owner shard.
+/// A connection count with a cap, leased out to shards by a home shard
+/// (see `runtime::quota`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quota {
-    /// WebSocket connections on the node (`server.limits.max_connections`; shard 0).
+    /// WebSocket connections on the node (`server.limits.max_connections`; home: shard 0).
     Node,
-    /// Connections of one app (`max_connections`; the app's owner shard).
+    /// Connections of one app (`max_connections`; home: a hash of the app id).
     App(AppIdx),
 }
 
 pub enum Request {
-    /// May one more connection count against `quota`?
-    Admit(Quota),
+    /// To a quota's home: lend the sender up to `want` more slots.
+    Lease { quota: Quota, want: u32 },
+    /// From a quota's home: give back every slot you do not use.
+    Reclaim(Quota),
     /// May `app` make one more HTTP API request this second?
     ApiRequest { app: AppIdx },
     /// What does this shard know about some channels (HTTP queries)?
@@ -127,8 +133,20 @@ pub enum Request {
     Metrics,
 }
 
+/// An answer. Answers that move quota slots name the quota, so one that
+/// arrives after its asker stopped waiting is still counted, never lost.
 pub enum Reply {
     Admitted(bool),
+    /// Slots lent (answer to `Lease`).
+    Leased {
+        quota: Quota,
+        n: u32,
+    },
+    /// Slots given back (answer to `Reclaim`).
+    Returned {
+        quota: Quota,
+        n: u32,
+    },
     Query(QueryAnswer),
     Metrics(Snapshot),
 }

@@ -10,6 +10,7 @@ mod boot;
 mod deadlines;
 pub mod env_check;
 mod mailbox;
+mod quota;
 mod shard;
 mod tasks;
 

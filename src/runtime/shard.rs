@@ -12,17 +12,22 @@
 //!   it (the shard is encoded in the socket_id); other shards skip nothing.
 //! - Order: FIFO per (source shard → destination shard) ring and per socket
 //!   queue, so events from one HTTP connection reach each subscriber in order.
-//! - Per-app connection counts and API request rates are authoritative on
-//!   the app's owner shard (`app index % shard count`), the node's
-//!   connection count on shard 0; others ask the owner before admitting, so
-//!   a limit refuses exactly at its value.
+//! - Connection limits (node and per app) are leased out to shards in chunks
+//!   ([`Quotas`]): a shard admits from its own lease and asks the quota's
+//!   home only when the lease runs out, so no shard is asked per connection
+//!   and a limit still refuses exactly at its value. API request rates are
+//!   counted on the app's home shard (a hash of the app id).
+//! - Every question to another shard has a time limit ([`REQUEST_TIMEOUT`])
+//!   and a defined answer when it expires; an answer that moves quota slots
+//!   and arrives late is still counted.
 //! - Delivering webhooks never blocks a shard: events go to the sender
 //!   thread through a bounded queue ([`WebhookQueue`]) and are dropped, and
 //!   counted, when it is full. The webhook delivery counters are process-wide
 //!   atomics, read only by the metrics endpoint.
 
 use super::mailbox::{Mailboxes, Quota, Reply, Request, ShardMsg};
-use super::tasks::{sleep, spawn, Signal};
+use super::quota::Quotas;
+use super::tasks::{sleep, spawn, yield_now, Signal};
 use crate::apps::{AppIdx, AppRegistry};
 use crate::cluster::{ClusterHandle, ClusterInbox};
 use crate::config::Config;
@@ -36,8 +41,9 @@ use crate::pusher::inbox;
 use crate::pusher::owned::{self, Owned};
 use crate::pusher::query::{self, QueryAnswer, QueryAsk};
 use crate::webhooks::{self, DeliveryStats, WebhookQueue};
+use futures_util::future::join_all;
 use glommio::channels::shared_channel::ConnectedReceiver;
-use slab::Slab;
+use rustc_hash::FxHashMap;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +60,10 @@ const CLOSE_TIMEOUT_SECS: u32 = 3;
 const DRAIN_DEADLINE: Duration = Duration::from_millis(4500);
 /// Size of the shared read buffer every connection reads into.
 const SCRATCH_BYTES: usize = 64 * 1024;
+/// How long a shard waits for another shard's answer. On expiry: a quota
+/// lease counts as refused (the client gets 4100 and retries), a rate-limit
+/// check as allowed, a query or metrics part as empty.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct PendingReply {
@@ -96,13 +106,16 @@ pub struct Shard {
     /// Channel queries waiting for other nodes' parts.
     pub cluster_queries: query::ClusterQueries,
     mailboxes: Mailboxes,
-    pending: RefCell<Slab<PendingReply>>,
-    /// Open connections per app; meaningful for apps this shard owns.
-    app_connections: RefCell<Vec<u32>>,
-    /// Open connections on the node; meaningful on shard 0.
-    node_connections: Cell<u32>,
+    /// Questions to other shards awaiting their answer, by request id.
+    /// Ids are never reused while the process runs long enough to matter
+    /// (u32 wraps after 4 billion questions), so a late answer cannot be
+    /// taken for another question's.
+    pending: RefCell<FxHashMap<u32, PendingReply>>,
+    next_request: Cell<u32>,
+    /// Connection quotas: this shard's leases, and the budgets it is home of.
+    quotas: RefCell<Quotas>,
     /// API requests per app in the current second (second, count);
-    /// meaningful for apps this shard owns.
+    /// meaningful for apps whose home is this shard.
     api_requests: RefCell<Vec<(u32, u32)>>,
     started: Instant,
 }
@@ -136,6 +149,12 @@ impl Shard {
             nonce,
             config,
             channels: RefCell::new(ChannelTable::new(app_count)),
+            quotas: RefCell::new(Quotas::new(
+                id as usize,
+                count as usize,
+                max_connections as u32,
+                &apps,
+            )),
             apps,
             // Room for the node's connection limit up front: untouched slots
             // cost address space, not resident memory, and the table never
@@ -154,9 +173,8 @@ impl Shard {
             cluster: services.cluster,
             cluster_queries: Default::default(),
             mailboxes,
-            pending: RefCell::new(Slab::new()),
-            app_connections: RefCell::new(vec![0; app_count]),
-            node_connections: Cell::new(0),
+            pending: RefCell::new(FxHashMap::default()),
+            next_request: Cell::new(0),
             api_requests: RefCell::new(vec![(0, 0); app_count]),
             started: Instant::now(),
         }
@@ -174,12 +192,18 @@ impl Shard {
 
     /// Sends a message to a shard in FIFO order without waiting. A message
     /// to this shard itself is handled right away, so callers must hold no
-    /// borrow of shard state.
+    /// borrow of shard state. (Questions and quota moves never go to the
+    /// shard itself: their callers handle the local case directly.)
     pub fn post(&self, peer: usize, msg: ShardMsg) {
-        if peer == self.id as usize {
-            self.handle_msg(msg);
-        } else {
+        if peer != self.id as usize {
             self.mailboxes.post(peer, msg);
+            return;
+        }
+        match msg {
+            ShardMsg::Request { .. } | ShardMsg::Reply { .. } | ShardMsg::Return { .. } => {
+                debug_assert!(false, "a shard asked itself over the mailbox");
+            }
+            other => inbox::handle(self, other),
         }
     }
 
@@ -188,9 +212,15 @@ impl Shard {
         self.mailboxes.wait_for_room(peer).await
     }
 
-    /// Asks `peer` a question and waits for its answer.
-    async fn request(&self, peer: usize, body: Request) -> Reply {
-        let id = self.pending.borrow_mut().insert(PendingReply::default()) as u32;
+    /// Asks `peer` a question and waits for its answer, at most
+    /// [`REQUEST_TIMEOUT`]; `None` when it did not answer in time (a late
+    /// answer is then handled by [`Shard::late_reply`]).
+    async fn request(&self, peer: usize, body: Request) -> Option<Reply> {
+        let id = self.next_request.get();
+        self.next_request.set(id.wrapping_add(1));
+        self.pending
+            .borrow_mut()
+            .insert(id, PendingReply::default());
         self.post(
             peer,
             ShardMsg::Request {
@@ -199,31 +229,44 @@ impl Shard {
                 body,
             },
         );
-        futures_lite::future::poll_fn(|cx| {
+        let answer = futures_lite::future::poll_fn(|cx| {
             let mut pending = self.pending.borrow_mut();
-            let slot = &mut pending[id as usize];
+            let Some(slot) = pending.get_mut(&id) else {
+                return Poll::Ready(None);
+            };
             match slot.reply.take() {
-                Some(reply) => {
-                    pending.remove(id as usize);
-                    Poll::Ready(reply)
-                }
+                Some(reply) => Poll::Ready(Some(reply)),
                 None => {
                     slot.waker = Some(cx.waker().clone());
                     Poll::Pending
                 }
             }
-        })
-        .await
+        });
+        let expiry = async {
+            sleep(REQUEST_TIMEOUT).await;
+            None
+        };
+        let reply = futures_lite::future::or(answer, expiry).await;
+        self.pending.borrow_mut().remove(&id);
+        if reply.is_none() {
+            self.counters.request_timed_out();
+            log::debug!("shard {}: shard {peer} did not answer in time", self.id);
+        }
+        reply
     }
 
-    /// Gathers every shard's answer to a channel query.
+    /// Gathers every shard's answer to a channel query (a shard that does
+    /// not answer in time is left out).
     pub async fn ask_all(&self, ask: QueryAsk) -> Vec<QueryAnswer> {
+        let asks = self
+            .peers()
+            .map(|peer| self.request(peer, Request::Query(ask.clone())));
+        let replies = join_all(asks).await;
         let mut answers = vec![query::answer(self, &ask)];
-        for peer in self.peers() {
-            if let Reply::Query(a) = self.request(peer, Request::Query(ask.clone())).await {
-                answers.push(a);
-            }
-        }
+        answers.extend(replies.into_iter().filter_map(|r| match r {
+            Some(Reply::Query(a)) => Some(a),
+            _ => None,
+        }));
         answers
     }
 
@@ -233,17 +276,25 @@ impl Shard {
             return query::answer(self, &ask);
         }
         match self.request(shard, Request::Query(ask)).await {
-            Reply::Query(a) => a,
+            Some(Reply::Query(a)) => a,
             _ => QueryAnswer::default(),
         }
     }
 
-    /// Gathers every shard's counters, in shard order.
+    /// Gathers every shard's counters, in shard order (a shard that does not
+    /// answer in time shows zeros).
     pub async fn gather_metrics(&self) -> Vec<Snapshot> {
+        let peers: Vec<usize> = self.peers().collect();
+        let replies = join_all(
+            peers
+                .iter()
+                .map(|&peer| self.request(peer, Request::Metrics)),
+        )
+        .await;
         let mut all = vec![Snapshot::default(); self.count as usize];
         all[self.id as usize] = self.snapshot();
-        for peer in self.peers() {
-            if let Reply::Metrics(s) = self.request(peer, Request::Metrics).await {
+        for (peer, reply) in peers.into_iter().zip(replies) {
+            if let Some(Reply::Metrics(s)) = reply {
                 all[peer] = s;
             }
         }
@@ -254,33 +305,64 @@ impl Shard {
         self.counters.snapshot(&self.conns.borrow())
     }
 
-    fn owner_of(&self, app: AppIdx) -> usize {
-        app.0 as usize % self.count as usize
+    /// The home shard of `quota`.
+    fn home_of(&self, quota: Quota) -> usize {
+        self.quotas.borrow().home_of(quota, &self.apps)
     }
 
-    fn quota_owner(&self, quota: Quota) -> usize {
-        match quota {
-            Quota::Node => 0,
-            Quota::App(app) => self.owner_of(app),
+    /// Takes a slot of `quota`: from the local lease, else after asking
+    /// its home for another chunk.
+    async fn take_slot(&self, quota: Quota) -> bool {
+        if self.quotas.borrow_mut().take(quota) {
+            return true;
         }
+        let want = self.quotas.borrow().chunk(quota);
+        let home = self.home_of(quota);
+        let granted = if home == self.id as usize {
+            self.lend(quota, home, want).await
+        } else {
+            match self.request(home, Request::Lease { quota, want }).await {
+                Some(Reply::Leased { n, .. }) => n,
+                _ => 0,
+            }
+        };
+        let mut quotas = self.quotas.borrow_mut();
+        quotas.absorb(quota, granted);
+        quotas.take(quota)
     }
 
-    /// Takes a slot of `quota`, asking its owner shard when that is another one.
-    async fn admit(&self, quota: Quota) -> bool {
-        let owner = self.quota_owner(quota);
-        if owner == self.id as usize {
-            return self.count_connection(quota);
+    /// At a quota's home: lends up to `want` slots to shard `to`. When the
+    /// budget is all lent out, first reclaims every shard's unused slots,
+    /// so a refusal means the limit really is reached.
+    async fn lend(&self, quota: Quota, to: usize, want: u32) -> u32 {
+        let granted = self.quotas.borrow_mut().grant(quota, to, want);
+        if granted > 0 || !self.quotas.borrow().lent_out(quota) {
+            return granted;
         }
-        matches!(
-            self.request(owner, Request::Admit(quota)).await,
-            Reply::Admitted(true)
+        let mine = self.quotas.borrow_mut().reclaim(quota);
+        self.quotas
+            .borrow_mut()
+            .returned(quota, self.id as usize, mine);
+        let peers: Vec<usize> = self.peers().collect();
+        let replies = join_all(
+            peers
+                .iter()
+                .map(|&peer| self.request(peer, Request::Reclaim(quota))),
         )
+        .await;
+        let mut quotas = self.quotas.borrow_mut();
+        for (peer, reply) in peers.into_iter().zip(replies) {
+            if let Some(Reply::Returned { n, .. }) = reply {
+                quotas.returned(quota, peer, n);
+            }
+        }
+        quotas.grant(quota, to, want)
     }
 
     /// Reserves a connection slot on the node (`server.limits.max_connections`)
     /// and for `app` (its `max_connections`); says which limit refused.
     pub async fn admit_connection(&self, app: AppIdx) -> Result<(), ClientError> {
-        if !self.admit(Quota::Node).await {
+        if !self.take_slot(Quota::Node).await {
             log::warn!(
                 "shard {}: connection refused, node is at max_connections {}",
                 self.id,
@@ -288,9 +370,10 @@ impl Shard {
             );
             return Err(ClientError::OverCapacity);
         }
-        if self.apps.get(app).limits.max_connections.is_some() && !self.admit(Quota::App(app)).await
+        if self.apps.get(app).limits.max_connections.is_some()
+            && !self.take_slot(Quota::App(app)).await
         {
-            self.post(0, ShardMsg::Release(Quota::Node));
+            self.release_slot(Quota::Node);
             log::warn!(
                 "shard {}: connection refused, app {} is at its max_connections",
                 self.id,
@@ -303,64 +386,54 @@ impl Shard {
 
     /// Gives back the slots taken by [`Shard::admit_connection`].
     pub fn release_connection(&self, app: AppIdx) {
-        self.post(0, ShardMsg::Release(Quota::Node));
+        self.release_slot(Quota::Node);
         if self.apps.get(app).limits.max_connections.is_some() {
-            self.post(self.owner_of(app), ShardMsg::Release(Quota::App(app)));
+            self.release_slot(Quota::App(app));
         }
     }
 
-    fn count_connection(&self, quota: Quota) -> bool {
-        let (count, max) = match quota {
-            Quota::Node => (
-                self.node_connections.get(),
-                self.config.limits.max_connections,
-            ),
-            Quota::App(app) => (
-                self.app_connections.borrow()[app.0 as usize],
-                self.apps
-                    .get(app)
-                    .limits
-                    .max_connections
-                    .unwrap_or(u32::MAX),
-            ),
-        };
-        if count >= max {
-            return false;
+    /// Frees one slot locally; spare slots beyond the lease's margin go
+    /// back to the home.
+    fn release_slot(&self, quota: Quota) {
+        let back = self.quotas.borrow_mut().release(quota);
+        if back > 0 {
+            self.give_back(quota, back);
         }
-        match quota {
-            Quota::Node => self.node_connections.set(count + 1),
-            Quota::App(app) => self.app_connections.borrow_mut()[app.0 as usize] = count + 1,
-        }
-        true
     }
 
-    fn uncount_connection(&self, quota: Quota) {
-        match quota {
-            Quota::Node => self
-                .node_connections
-                .set(self.node_connections.get().saturating_sub(1)),
-            Quota::App(app) => {
-                let mut counts = self.app_connections.borrow_mut();
-                let count = &mut counts[app.0 as usize];
-                *count = count.saturating_sub(1);
-            }
+    fn give_back(&self, quota: Quota, n: u32) {
+        let home = self.home_of(quota);
+        if home == self.id as usize {
+            self.quotas.borrow_mut().returned(quota, home, n);
+        } else {
+            self.post(home, ShardMsg::Return { quota, n });
+        }
+    }
+
+    /// An answer that arrived after its asker stopped waiting: slots it
+    /// moves are counted where they now belong.
+    fn late_reply(&self, from: usize, body: Reply) {
+        match body {
+            Reply::Leased { quota, n } => self.quotas.borrow_mut().absorb(quota, n),
+            Reply::Returned { quota, n } => self.quotas.borrow_mut().returned(quota, from, n),
+            _ => {}
         }
     }
 
     /// Counts one HTTP API request of `app` against its
-    /// `max_api_requests_per_second`, on the app's owner shard.
+    /// `max_api_requests_per_second`, on the app's home shard.
     pub async fn admit_api_request(&self, app: AppIdx) -> bool {
         if self.apps.get(app).max_api_requests_per_second.is_none() {
             return true;
         }
-        let owner = self.owner_of(app);
-        if owner == self.id as usize {
+        let home = self.home_of(Quota::App(app));
+        if home == self.id as usize {
             return self.count_api_request(app);
         }
-        matches!(
-            self.request(owner, Request::ApiRequest { app }).await,
-            Reply::Admitted(true)
-        )
+        match self.request(home, Request::ApiRequest { app }).await {
+            Some(Reply::Admitted(admitted)) => admitted,
+            _ => true, // the home did not answer in time: let it through
+        }
     }
 
     fn count_api_request(&self, app: AppIdx) -> bool {
@@ -384,27 +457,50 @@ impl Shard {
         }
     }
 
-    /// Handles one message from another shard (or posted to itself).
-    fn handle_msg(&self, msg: ShardMsg) {
-        match msg {
-            ShardMsg::Request { from, id, body } => {
-                let reply = match body {
-                    Request::Admit(quota) => Reply::Admitted(self.count_connection(quota)),
-                    Request::ApiRequest { app } => Reply::Admitted(self.count_api_request(app)),
-                    Request::Query(ask) => Reply::Query(query::answer(self, &ask)),
-                    Request::Metrics => Reply::Metrics(self.snapshot()),
-                };
-                self.post(from as usize, ShardMsg::Reply { id, body: reply });
+    /// Answers a question from shard `from`. A lease request may have to
+    /// reclaim slots from every shard first, so it is answered from a task.
+    fn answer(self: &Rc<Self>, from: u16, id: u32, body: Request) {
+        let reply = match body {
+            Request::Lease { quota, want } => {
+                let shard = self.clone();
+                spawn(async move {
+                    let n = shard.lend(quota, from as usize, want).await;
+                    let body = Reply::Leased { quota, n };
+                    shard.post(from as usize, ShardMsg::Reply { id, body });
+                });
+                return;
             }
+            Request::Reclaim(quota) => Reply::Returned {
+                quota,
+                n: self.quotas.borrow_mut().reclaim(quota),
+            },
+            Request::ApiRequest { app } => Reply::Admitted(self.count_api_request(app)),
+            Request::Query(ask) => Reply::Query(query::answer(self, &ask)),
+            Request::Metrics => Reply::Metrics(self.snapshot()),
+        };
+        self.post(from as usize, ShardMsg::Reply { id, body: reply });
+    }
+
+    /// Handles one message from another shard (or posted to itself).
+    fn handle_msg(self: &Rc<Self>, from: usize, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Request { from, id, body } => self.answer(from, id, body),
             ShardMsg::Reply { id, body } => {
-                if let Some(slot) = self.pending.borrow_mut().get_mut(id as usize) {
-                    slot.reply = Some(body);
-                    if let Some(w) = slot.waker.take() {
-                        w.wake();
+                let mut pending = self.pending.borrow_mut();
+                match pending.get_mut(&id) {
+                    Some(slot) => {
+                        slot.reply = Some(body);
+                        if let Some(w) = slot.waker.take() {
+                            w.wake();
+                        }
+                    }
+                    None => {
+                        drop(pending);
+                        self.late_reply(from, body);
                     }
                 }
             }
-            ShardMsg::Release(quota) => self.uncount_connection(quota),
+            ShardMsg::Return { quota, n } => self.quotas.borrow_mut().returned(quota, from, n),
             other => inbox::handle(self, other),
         }
     }
@@ -426,11 +522,15 @@ impl Shard {
                 }
             });
         }
-        for rx in receivers {
+        // Receivers come in peer order, this shard left out.
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let from = if i < self.id as usize { i } else { i + 1 };
             let shard = self.clone();
             spawn(async move {
                 while let Some(msg) = rx.recv().await {
-                    shard.handle_msg(msg);
+                    shard.handle_msg(from, msg);
+                    // A long backlog is handled in slices like any other work.
+                    yield_now().await;
                 }
             });
         }

@@ -474,7 +474,7 @@ fn malformed_pusher_messages_of_every_shape() {
 
 #[test]
 fn one_connection_subscribes_to_twenty_thousand_channels() {
-    let server = Server::start();
+    let server = Server::start_with("[server.limits]\nmax_subscriptions_per_connection = 20000\n");
     let port = server.port;
     let pid = server.pid();
     let rss_before = rss_kb(pid);

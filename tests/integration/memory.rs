@@ -240,19 +240,28 @@ fn rss_returns_after_a_round_of_abuse() {
 /// One round of abuse: many subscriptions, hanging and oversized heads, a
 /// slow subscriber under large events, pipelined requests, resets.
 fn abuse_round(server: &Server, peak: &mut u64) {
-    // 1. One connection with 5,000 subscriptions, then closed.
-    let mut ws = Ws::connect(server.port);
-    let mut batch = Vec::new();
-    for i in 0..5_000 {
-        let m = format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"ab-{i}"}}}}"#);
-        batch.extend(encode_frame(true, OP_TEXT, m.as_bytes(), true));
+    // 1. 5,000 subscriptions on 25 connections (200 each, the default
+    //    per-connection limit), then closed.
+    let mut conns = Vec::new();
+    for c in 0..25 {
+        let mut ws = Ws::connect(server.port);
+        let mut batch = Vec::new();
+        for i in 0..200 {
+            let m = format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"ab-{c}-{i}"}}}}"#);
+            batch.extend(encode_frame(true, OP_TEXT, m.as_bytes(), true));
+        }
+        ws.send_raw(&batch);
+        conns.push(ws);
     }
-    ws.send_raw(&batch);
-    for _ in 0..5_000 {
-        ws.expect_event("pusher_internal:subscription_succeeded");
+    for ws in &mut conns {
+        for _ in 0..200 {
+            ws.expect_event("pusher_internal:subscription_succeeded");
+        }
     }
     *peak = (*peak).max(rss_kb(server.pid()));
-    ws.close();
+    for ws in conns {
+        ws.close();
+    }
 
     // 2. 300 unfinished heads and 100 oversized ones.
     let mut hanging = Vec::new();
