@@ -103,7 +103,8 @@ fn main() {
         let mut channels = ChannelTable::new(1);
         for _ in 0..subscribers {
             let (key, _) = conns.insert(AppIdx(0), -1, 0);
-            channels.subscribe(AppIdx(0), "news", key, |_| false);
+            let subs = &mut conns.get_mut(key).expect("just inserted").subs;
+            channels.subscribe(AppIdx(0), "news", key, subs, None);
         }
         let frame = messages::channel_event("my-event", "news", &data);
         let keys = conns.keys();

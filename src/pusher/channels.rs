@@ -257,7 +257,7 @@ mod tests {
             let conn = (x >> 8) as usize % 8;
             let name = format!("c{}", (x >> 16) % 12);
             let (k, subs) = &mut lists[conn];
-            if (x >> 4) % 3 == 0 {
+            if (x >> 4).is_multiple_of(3) {
                 if let Some(id) = t.find(AppIdx(0), &name) {
                     t.unsubscribe(id, *k, subs);
                 }
