@@ -22,8 +22,12 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// Reads handled per poll before yielding to other tasks.
+/// Reads (or backlog slices) handled per poll before yielding to other tasks.
 const READ_BUDGET: usize = 16;
+/// Client messages handled per read before the rest waits for the next
+/// step: one read can hold a thousand small frames, and a burst of them
+/// must not keep the shard from its other connections.
+const MESSAGE_BUDGET: usize = 32;
 
 /// Answers an accepted upgrade and runs the connection until it closes.
 /// `leftover` holds bytes the client sent right after its request head.
@@ -67,6 +71,8 @@ pub async fn serve(
         socket,
         key,
         partial: Vec::new(),
+        partial_start: 0,
+        backlog: false,
         decoder: Decoder::default(),
         write_closed: false,
         peer_closed: false,
@@ -99,8 +105,13 @@ struct ConnTask {
     shard: Rc<Shard>,
     socket: Stream,
     key: ConnKey,
-    /// Bytes of an incomplete frame, kept between reads; usually empty.
+    /// Bytes kept between reads: an incomplete frame, or complete frames
+    /// not yet handled (a burst beyond [`MESSAGE_BUDGET`]); usually empty.
     partial: Vec<u8>,
+    /// Where the unhandled bytes of `partial` start.
+    partial_start: usize,
+    /// `partial` may hold complete frames to handle before reading more.
+    backlog: bool,
     decoder: Decoder,
     /// The close frame went out and FIN was sent; only waiting for the peer.
     write_closed: bool,
@@ -143,7 +154,13 @@ impl Future for ConnTask {
             if this.write_closed && this.peer_closed {
                 return Poll::Ready(());
             }
-            match this.read(cx) {
+            let step = if this.backlog {
+                this.take_input_from(&mut []);
+                Step::Continue
+            } else {
+                this.read(cx)
+            };
+            match step {
                 Step::Continue => {}
                 Step::Pending => return Poll::Pending,
                 Step::Done => return Poll::Ready(()),
@@ -213,29 +230,52 @@ impl ConnTask {
         self.take_input_from(&mut owned[..n]);
     }
 
-    /// Decodes and handles every complete frame in `fresh` (after any bytes
-    /// kept from before), keeping an incomplete tail for the next read.
+    /// Decodes and handles up to [`MESSAGE_BUDGET`] frames from the kept
+    /// bytes followed by `fresh`; keeps the rest (an incomplete frame, or
+    /// frames over the budget, which make a backlog) for the next step.
     fn take_input_from(&mut self, fresh: &mut [u8]) {
-        let max = self.shard.config.limits.max_frame_bytes;
+        if self.partial_start == self.partial.len() {
+            // Nothing kept: decode straight from the read buffer.
+            self.partial.clear();
+            self.partial_start = 0;
+            let used = self.decode_some(fresh);
+            if used < fresh.len() {
+                self.partial.extend_from_slice(&fresh[used..]);
+            }
+            return;
+        }
+        if !fresh.is_empty() {
+            // Only an incomplete frame is kept when reading: compact it first.
+            self.partial.drain(..self.partial_start);
+            self.partial_start = 0;
+            self.partial.extend_from_slice(fresh);
+        }
         let mut kept = std::mem::take(&mut self.partial);
-        let buf: &mut [u8] = if kept.is_empty() {
-            fresh
-        } else {
-            kept.extend_from_slice(fresh);
-            &mut kept[..]
-        };
+        let used = self.decode_some(&mut kept[self.partial_start..]);
+        self.partial = kept;
+        self.partial_start += used;
+        if self.partial_start == self.partial.len() {
+            self.partial = Vec::new();
+            self.partial_start = 0;
+        }
+    }
+
+    /// Handles complete frames at the start of `buf`, at most
+    /// [`MESSAGE_BUDGET`]; returns the bytes used and sets `backlog` when
+    /// it stopped at the budget.
+    fn decode_some(&mut self, buf: &mut [u8]) -> usize {
+        let max = self.shard.config.limits.max_frame_bytes;
         let mut pos = 0;
-        loop {
-            let decoded = self.decoder.decode(&mut buf[pos..], max);
-            match decoded {
-                Ok(None) => break,
+        self.backlog = false;
+        for _ in 0..MESSAGE_BUDGET {
+            match self.decoder.decode(&mut buf[pos..], max) {
+                Ok(None) => return pos,
                 Ok(Some((message, used))) => {
                     pos += used;
                     self.shard.counters.message_in();
                     if handle(&self.shard, self.key, message) {
                         self.peer_closed = true;
-                        pos = buf.len();
-                        break;
+                        return buf.len();
                     }
                 }
                 Err(e) => {
@@ -244,14 +284,12 @@ impl ConnTask {
                         .conns
                         .borrow_mut()
                         .close_ws(self.key, e.code, e.reason, now);
-                    pos = buf.len();
-                    break;
+                    return buf.len();
                 }
             }
         }
-        if pos < buf.len() {
-            self.partial = buf[pos..].to_vec();
-        }
+        self.backlog = pos < buf.len();
+        pos
     }
 }
 
