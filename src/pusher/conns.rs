@@ -15,7 +15,7 @@ use crate::ws::frame::Frame;
 use bytes::Bytes;
 use slab::Slab;
 use smallvec::SmallVec;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::task::Waker;
 
@@ -135,6 +135,10 @@ impl FlushList {
 
 pub struct ConnTable {
     slab: Slab<Conn>,
+    /// Signed-in connections by (app, user id), so terminating a user's
+    /// connections touches only theirs. User ids come from clients (signed
+    /// by the app's backend), so the map keeps std's keyed hash.
+    users: HashMap<(AppIdx, Box<str>), SmallVec<[ConnKey; 2]>>,
     pub flush: FlushList,
     next_serial: u32,
     /// Connections closed with 4100 because their queue overflowed (metrics).
@@ -157,6 +161,7 @@ impl ConnTable {
     pub fn with_capacity(connections: usize, queue_cap: usize) -> ConnTable {
         ConnTable {
             slab: Slab::with_capacity(connections),
+            users: HashMap::new(),
             flush: FlushList::default(),
             next_serial: 0,
             slow_consumer_closes: 0,
@@ -193,7 +198,37 @@ impl ConnTable {
     }
 
     pub fn remove(&mut self, key: ConnKey) -> Option<Conn> {
-        self.slab.try_remove(key as usize)
+        let conn = self.slab.try_remove(key as usize)?;
+        if let Some(user) = conn.user_id() {
+            let id = (conn.app, Box::<str>::from(user));
+            if let Some(keys) = self.users.get_mut(&id) {
+                keys.retain(|k| *k != key);
+                if keys.is_empty() {
+                    self.users.remove(&id);
+                }
+            }
+        }
+        Some(conn)
+    }
+
+    /// Records that connection `key` signed in as `user` (once per
+    /// connection: a second sign-in is refused before this).
+    pub fn sign_in(&mut self, key: ConnKey, user: &str) {
+        let Some(conn) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        conn.extra_mut().user_id = Some(user.into());
+        self.users
+            .entry((conn.app, user.into()))
+            .or_default()
+            .push(key);
+    }
+
+    /// The connections signed in as `user` of `app`.
+    pub fn of_user(&self, app: AppIdx, user: &str) -> &[ConnKey] {
+        self.users
+            .get(&(app, Box::<str>::from(user)))
+            .map_or(&[], |keys| keys.as_slice())
     }
 
     pub fn get(&self, key: ConnKey) -> Option<&Conn> {
@@ -328,9 +363,7 @@ impl ConnTable {
         }
     }
 
-    /// The periodic sweep: ping connections silent for `activity_timeout`,
-    /// close with 4201 those that did not answer within `pong_timeout`, and
-    /// abort closes that take longer than `close_timeout`.
+    /// The periodic sweep of every connection (see [`ConnTable::sweep_slots`]).
     pub fn sweep(
         &mut self,
         now: u32,
@@ -338,9 +371,34 @@ impl ConnTable {
         pong_timeout: u32,
         close_timeout: u32,
     ) {
+        let all = 0..self.slots();
+        self.sweep_slots(all, now, activity_timeout, pong_timeout, close_timeout);
+    }
+
+    /// Slots the table has room for: the range a sweep walks.
+    pub fn slots(&self) -> usize {
+        self.slab.capacity()
+    }
+
+    /// The periodic sweep over the slots in `range`: ping connections silent
+    /// for `activity_timeout`, close with 4201 those that did not answer
+    /// within `pong_timeout`, close with 4009 those that had to sign in by
+    /// now, and abort closes that take longer than `close_timeout`. The
+    /// shard sweeps in slices of slots, yielding between them.
+    pub fn sweep_slots(
+        &mut self,
+        range: std::ops::Range<usize>,
+        now: u32,
+        activity_timeout: u32,
+        pong_timeout: u32,
+        close_timeout: u32,
+    ) {
         let ping = messages::ping();
         let flush = &mut self.flush;
-        for (_, conn) in self.slab.iter_mut() {
+        for key in range {
+            let Some(conn) = self.slab.get_mut(key) else {
+                continue;
+            };
             match conn.phase {
                 Phase::Open
                     if conn

@@ -170,11 +170,7 @@ fn reply_error(shard: &Shard, key: ConnKey, code: Option<u16>, message: &str) {
 pub fn terminate_user(shard: &Shard, app: AppIdx, user_id: &str) {
     let now = shard.now();
     let mut conns = shard.conns.borrow_mut();
-    let keys: Vec<ConnKey> = conns
-        .iter_mut()
-        .filter(|(_, c)| c.app == app && c.user_id() == Some(user_id))
-        .map(|(k, _)| k)
-        .collect();
+    let keys: Vec<ConnKey> = conns.of_user(app, user_id).to_vec();
     let why = crate::errors::ClientError::Unauthorized(format!(
         "Connections of user {user_id} were terminated by the app's server"
     ));

@@ -109,9 +109,9 @@ pub fn signin(
             return refuse("this connection is already signed in");
         }
         let extra = conn.extra_mut();
-        extra.user_id = Some(data.id.clone());
         extra.watchlist = data.watchlist.clone();
         extra.sign_in_by = None;
+        conns.sign_in(key, &data.id);
         conns.reply(key, &messages::signin_success(user_data));
         if data.truncated {
             let message = format!("Watchlist has more than {MAX_WATCHLIST} ids: only the first {MAX_WATCHLIST} are watched");

@@ -14,6 +14,11 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 
+/// How long a shard's tasks may run before work that yields lets the
+/// reactor look at the sockets (glommio's default is 100 ms, the whole
+/// budget of the "answered within 100 ms" rule).
+const PREEMPT_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Runs the server until SIGINT or SIGTERM has drained every shard.
 pub fn run(config: Config) -> Result<(), StartupError> {
     let (nofile, memlock) = env_check::raise_limits();
@@ -131,6 +136,9 @@ pub fn run(config: Config) -> Result<(), StartupError> {
                 let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                     .name(&format!("shard-{index}"))
                     .io_memory(64 * 1024)
+                    // Long work yields (`yield_now`) once it has run this
+                    // long, so the reactor polls sockets at least this often.
+                    .preempt_timer(PREEMPT_AFTER)
                     .make();
                 let executor = match executor {
                     Ok(ex) => ex,

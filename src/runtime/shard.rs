@@ -56,6 +56,8 @@ pub type ShardId = u16;
 
 /// How long a client may take to finish a close before its socket is dropped.
 const CLOSE_TIMEOUT_SECS: u32 = 3;
+/// Connection slots swept before the sweep lets other tasks run.
+const SWEEP_SLICE: usize = 4096;
 /// How long draining may take before the shard stops regardless.
 const DRAIN_DEADLINE: Duration = Duration::from_millis(4500);
 /// Size of the shared read buffer every connection reads into.
@@ -555,13 +557,7 @@ impl Shard {
                 if now.is_multiple_of(super::allocator::COLLECT_EVERY_SECS) {
                     super::allocator::collect_thread_heap();
                 }
-                let c = &self.config;
-                self.conns.borrow_mut().sweep(
-                    now,
-                    c.activity_timeout,
-                    c.pong_timeout,
-                    CLOSE_TIMEOUT_SECS,
-                );
+                self.sweep_connections(now).await;
                 owned::flush_due_counts(&self);
                 if now.is_multiple_of(10) {
                     let apps = &self.apps;
@@ -573,6 +569,26 @@ impl Shard {
             }
         }
         self.drain().await;
+    }
+
+    /// The once-a-second sweep of every connection, in slices of
+    /// [`SWEEP_SLICE`] slots that let other tasks run in between.
+    async fn sweep_connections(&self, now: u32) {
+        let c = &self.config;
+        let slots = self.conns.borrow().slots();
+        let mut from = 0;
+        while from < slots {
+            let to = (from + SWEEP_SLICE).min(slots);
+            self.conns.borrow_mut().sweep_slots(
+                from..to,
+                now,
+                c.activity_timeout,
+                c.pong_timeout,
+                CLOSE_TIMEOUT_SECS,
+            );
+            from = to;
+            yield_now().await;
+        }
     }
 
     async fn accept_loop(self: Rc<Self>, listener: Listener, site: Site) {

@@ -24,4 +24,5 @@ mod webhooks;
 
 mod abuse;
 mod fuzz_regressions;
+mod hostile;
 mod memory;

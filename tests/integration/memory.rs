@@ -28,7 +28,7 @@ const MARGIN_KB: u64 = 12 * 1024;
 /// with light traffic meanwhile: the allocator (mimalloc) gives freed pages
 /// back to the OS lazily, from the allocating thread, so a shard that sits
 /// idle after the connections left keeps them until it allocates again.
-fn expect_rss_back(server: &Server, base: u64, peak: u64, what: &str) -> u64 {
+pub(crate) fn expect_rss_back(server: &Server, base: u64, peak: u64, what: &str) -> u64 {
     let pid = server.pid();
     let mut now = rss_kb(pid);
     let back = wait_until(Duration::from_secs(20), || {
@@ -52,8 +52,8 @@ fn expect_rss_back(server: &Server, base: u64, peak: u64, what: &str) -> u64 {
 }
 
 /// Opens `n` WebSocket connections over 4 threads, each subscribed to one
-/// of 100 channels; returns them.
-fn open_many(port: u16, n: usize) -> Vec<Ws> {
+/// of `channels` channels (`mem-0`, `mem-1`, ...); returns them.
+pub(crate) fn open_many(port: u16, n: usize, channels: usize) -> Vec<Ws> {
     let per = n / 4;
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..4)
@@ -61,7 +61,7 @@ fn open_many(port: u16, n: usize) -> Vec<Ws> {
                 scope.spawn(move || {
                     let mut out = Vec::with_capacity(per);
                     for i in 0..per {
-                        let channel = format!("mem-{}", (t * per + i) % 100);
+                        let channel = format!("mem-{}", (t * per + i) % channels);
                         let sub = format!(
                             r#"{{"event":"pusher:subscribe","data":{{"channel":"{channel}"}}}}"#
                         );
@@ -109,7 +109,7 @@ fn rss_and_fds_return_after_20000_connections_close() {
     let pid = server.pid();
     // Warm up: the first connections and triggers size the shards' scratch
     // buffers and the allocator's first pages.
-    drop(open_many(port, 400));
+    drop(open_many(port, 400, 100));
     assert_healthy(port);
     wait_fds_at_most(&server, fd_count(pid), Duration::from_secs(1));
     std::thread::sleep(Duration::from_millis(500));
@@ -118,7 +118,7 @@ fn rss_and_fds_return_after_20000_connections_close() {
     let mut peak = base;
     let started = Instant::now();
     for wave in 0..2 {
-        let mut conns = open_many(port, 10_000);
+        let mut conns = open_many(port, 10_000, 100);
         assert_eq!(conns.len(), 10_000);
         // One event to every channel while they are all connected.
         let mut h = Http::connect(port);

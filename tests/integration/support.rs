@@ -8,7 +8,7 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -94,6 +94,27 @@ fn parse_cpu_list(list: &str) -> Vec<usize> {
 
 static CONFIG_COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The optimized server binary: `SHARDCAST_OPTIMIZED_BIN`, else
+/// `target/attack/shardcast` of this workspace.
+pub fn optimized_bin() -> PathBuf {
+    let bin = std::env::var_os("SHARDCAST_OPTIMIZED_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_BIN_EXE_shardcast"))
+                .ancestors()
+                .nth(2)
+                .expect("target dir")
+                .join("attack/shardcast")
+        });
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build --profile attack --bin shardcast` \
+         (scripts/test.sh does), or name another optimized build in SHARDCAST_OPTIMIZED_BIN",
+        bin.display()
+    );
+    bin
+}
+
 impl Server {
     /// Starts the server with no config file (the development app).
     pub fn start() -> Server {
@@ -102,6 +123,19 @@ impl Server {
 
     /// Starts the server with `toml` as its config file.
     pub fn start_with(toml: &str) -> Server {
+        let path = Self::write_config(toml);
+        Self::launch(Some(path), &[])
+    }
+
+    /// Starts the optimized build (`--profile attack`, which
+    /// `scripts/test.sh` builds) with `toml` as its config file: tests that
+    /// judge response times must not run a debug build.
+    pub fn start_optimized(toml: &str) -> Server {
+        let path = Self::write_config(toml);
+        Self::launch_bin(&optimized_bin(), Some(path), &[])
+    }
+
+    fn write_config(toml: &str) -> PathBuf {
         let n = CONFIG_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
             "shardcast-it-{}-{}-{}.toml",
@@ -113,11 +147,15 @@ impl Server {
                 .as_nanos()
         ));
         std::fs::write(&path, toml).expect("write config file");
-        Self::launch(Some(path), &[])
+        path
     }
 
     fn launch(config_path: Option<PathBuf>, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+        Self::launch_bin(Path::new(env!("CARGO_BIN_EXE_shardcast")), config_path, env)
+    }
+
+    fn launch_bin(bin: &Path, config_path: Option<PathBuf>, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(bin);
         cmd.args(["--host", "127.0.0.1", "--port", "0", "--cpus", &two_cpus()]);
         if let Some(p) = &config_path {
             cmd.arg("--config").arg(p);

@@ -1,0 +1,391 @@
+//! Hostile clients: whatever one client sends, every other client is
+//! answered within [`BOUND`], on either shard.
+//!
+//! Each test runs one attack against the optimized build
+//! ([`Server::start_optimized`]) with 2 shards while a [`Probe`] opens a new
+//! connection and triggers an event to a subscriber on each shard every
+//! 50 ms, timing each answer. The test then asserts that no probe step
+//! waited longer than the bound, that the server still serves, and, where
+//! the attack held memory, that the memory came back. The tests take
+//! [`heavy_lock`]: they are the heavy ones and must not judge each other's
+//! load.
+
+use crate::memory::{expect_rss_back, open_many};
+use crate::support::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The rule: every other client is answered within this.
+const BOUND: Duration = Duration::from_millis(100);
+/// How often the probe acts.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+
+/// What the probe saw: the slowest answer of each kind, and how many.
+#[derive(Debug, Default)]
+struct ProbeReport {
+    steps: u32,
+    slowest_connect: Duration,
+    slowest_trigger: Duration,
+    slowest_delivery: Duration,
+}
+
+/// A client that keeps using the server while an attack runs.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<ProbeReport>,
+}
+
+/// What a probe connection may be answered with besides
+/// `connection_established`: at a full node the answer is a refusal.
+#[derive(Clone, Copy, PartialEq)]
+enum Admission {
+    Expected,
+    RefusalAllowed,
+}
+
+impl Probe {
+    /// Starts probing with one subscriber of `probe` on each shard (opened
+    /// before the attack starts).
+    fn start(port: u16, admission: Admission) -> Probe {
+        let mut subscribers = connect_spread(port, 1);
+        for ws in &mut subscribers {
+            ws.subscribe("probe");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut report = ProbeReport::default();
+            let mut http = Http::connect(port);
+            let mut next = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                report.steps += 1;
+                // A new connection, answered.
+                let t = Instant::now();
+                match Ws::upgrade(port, &app_path("app-key")) {
+                    Ok(mut ws) => {
+                        let v = ws.recv_json_within(WAIT);
+                        let ok = v["event"] == "pusher:connection_established"
+                            || admission == Admission::RefusalAllowed
+                                && v["event"] == "pusher:error";
+                        assert!(ok, "probe connection answered with {v}");
+                        report.slowest_connect = report.slowest_connect.max(t.elapsed());
+                        ws.shutdown();
+                    }
+                    Err(e) => panic!("probe connection not upgraded: {e:?}"),
+                }
+                // An event, accepted and delivered on both shards.
+                let data = format!("p{}", report.steps);
+                let t = Instant::now();
+                let r = http.trigger(&DEV, &json!({"name":"tick","channel":"probe","data":data}));
+                assert_eq!(r.status, 200, "probe trigger: {}", r.text());
+                report.slowest_trigger = report.slowest_trigger.max(t.elapsed());
+                for ws in &mut subscribers {
+                    ws.expect_text(&event_text("tick", "probe", &data));
+                }
+                report.slowest_delivery = report.slowest_delivery.max(t.elapsed());
+                next += PROBE_EVERY;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                } else {
+                    next = Instant::now();
+                }
+            }
+            report
+        });
+        Probe { stop, thread }
+    }
+
+    /// Stops probing and checks every answer came within [`BOUND`].
+    fn finish(self, attack: &str) -> ProbeReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let report = match self.thread.join() {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e),
+        };
+        eprintln!("{attack}: {report:?}");
+        assert!(report.steps >= 5, "{attack}: the probe ran only {report:?}");
+        for (what, took) in [
+            ("a new connection", report.slowest_connect),
+            ("a trigger", report.slowest_trigger),
+            ("a delivery", report.slowest_delivery),
+        ] {
+            assert!(
+                took <= BOUND,
+                "{attack}: {what} waited {took:?} (bound {BOUND:?}); {report:?}"
+            );
+        }
+        report
+    }
+}
+
+/// A raw client whose replies a thread counts, so it can send a burst
+/// without reading in between (and without being closed as a slow reader).
+struct Attacker {
+    ws: Ws,
+    seen: Arc<AtomicU64>,
+    reader: JoinHandle<()>,
+}
+
+impl Attacker {
+    /// Connects and counts every occurrence of `pattern` in what arrives.
+    fn connect(port: u16, pattern: &'static [u8]) -> Attacker {
+        let ws = Ws::connect(port);
+        let seen = Arc::new(AtomicU64::new(0));
+        let mut stream = ws.stream.try_clone().expect("clone socket");
+        let count = seen.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut tail: Vec<u8> = Vec::new();
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                let found = tail
+                    .windows(pattern.len())
+                    .filter(|w| *w == pattern)
+                    .count();
+                count.fetch_add(found as u64, Ordering::Relaxed);
+                let keep = tail.len().min(pattern.len() - 1);
+                tail.drain(..tail.len() - keep);
+            }
+        });
+        Attacker { ws, seen, reader }
+    }
+
+    /// Sends `messages` as masked text frames in large writes.
+    fn burst(&mut self, messages: impl Iterator<Item = String>) {
+        let mut batch = Vec::new();
+        for m in messages {
+            batch.extend(encode_frame(true, OP_TEXT, m.as_bytes(), true));
+            if batch.len() > 256 * 1024 {
+                self.ws.stream.write_all(&batch).expect("attacker write");
+                batch.clear();
+            }
+        }
+        self.ws.stream.write_all(&batch).expect("attacker write");
+    }
+
+    /// Waits until `n` replies were counted.
+    fn wait_for(&self, n: u64, within: Duration) {
+        let seen = &self.seen;
+        assert!(
+            wait_until(within, || seen.load(Ordering::Relaxed) >= n),
+            "the server answered {} of {n} attacker messages in {within:?}",
+            seen.load(Ordering::Relaxed)
+        );
+    }
+
+    /// Drops the connection without a close handshake.
+    fn drop_connection(self) {
+        self.ws.shutdown();
+        let _ = self.reader.join();
+    }
+}
+
+fn subscribe_msg(channel: &str) -> String {
+    format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"{channel}"}}}}"#)
+}
+
+/// Whether `channel` has no subscriber left anywhere.
+fn vacated(port: u16, channel: &str) -> bool {
+    let v: Value = get_json(port, &format!("/apps/app-id/channels/{channel}"), &[]);
+    v["occupied"] == false
+}
+
+#[test]
+fn one_connection_subscribing_to_300000_channels_then_dropping() {
+    let _heavy = heavy_lock();
+    const N: usize = 300_000;
+    let server = Server::start_optimized(
+        "[server.limits]\nmax_subscriptions_per_connection = 300000\nmax_write_queue_kb = 65536\n",
+    );
+    let port = server.port;
+    let base = rss_kb(server.pid());
+    let probe = Probe::start(port, Admission::Expected);
+    let mut attacker = Attacker::connect(port, b"subscription_succeeded");
+    attacker.burst((0..N).map(|i| subscribe_msg(&format!("atk-{i}"))));
+    attacker.wait_for(N as u64, Duration::from_secs(60));
+    let peak = rss_kb(server.pid());
+    attacker.drop_connection();
+    // The first channel joined is the last one left.
+    assert!(
+        wait_until(Duration::from_secs(30), || vacated(port, "atk-0")),
+        "the attacker's channels were not all left"
+    );
+    probe.finish("300,000 subscriptions, then a drop");
+    expect_rss_back(&server, base, peak, "300,000 subscriptions");
+    assert_healthy(port);
+}
+
+#[test]
+fn nineteen_thousand_subscribers_of_one_channel_dropping_at_once() {
+    let _heavy = heavy_lock();
+    let server = Server::start_optimized("");
+    let port = server.port;
+    let base = rss_kb(server.pid());
+    let mut crowd = open_many(port, 19_000, 1);
+    // Every one of them receives an event (the channel really is that big).
+    trigger(
+        port,
+        &DEV,
+        &json!({"name":"e","channel":"mem-0","data":"all"}),
+    );
+    for ws in &mut crowd {
+        ws.expect_text(&event_text("e", "mem-0", "all"));
+    }
+    let peak = rss_kb(server.pid());
+    let probe = Probe::start(port, Admission::Expected);
+    std::thread::sleep(PROBE_EVERY * 4); // the probe's baseline
+    for ws in &crowd {
+        ws.shutdown();
+    }
+    drop(crowd);
+    assert!(
+        wait_until(Duration::from_secs(30), || vacated(port, "mem-0")),
+        "mem-0 still has subscribers after all of them dropped"
+    );
+    probe.finish("19,000 subscribers of one channel dropping at once");
+    expect_rss_back(&server, base, peak, "19,000 subscribers dropped");
+    assert_healthy(port);
+}
+
+#[test]
+fn one_client_sending_100000_messages_in_one_burst() {
+    let _heavy = heavy_lock();
+    const N: u64 = 100_000;
+    let server = Server::start_optimized("");
+    let port = server.port;
+    let probe = Probe::start(port, Admission::Expected);
+    let mut attacker = Attacker::connect(port, b"pusher:pong");
+    attacker.burst((0..N).map(|_| r#"{"event":"pusher:ping","data":{}}"#.to_string()));
+    attacker.wait_for(N, Duration::from_secs(60));
+    // And a burst of subscribe/unsubscribe pairs on one channel.
+    let pairs = (0..N / 2).flat_map(|_| {
+        [
+            subscribe_msg("burst"),
+            r#"{"event":"pusher:unsubscribe","data":{"channel":"burst"}}"#.to_string(),
+        ]
+    });
+    attacker.burst(pairs);
+    attacker.burst(std::iter::once(
+        r#"{"event":"pusher:ping","data":{}}"#.into(),
+    ));
+    attacker.wait_for(N + 1, Duration::from_secs(60));
+    probe.finish("100,000 messages in one burst");
+    attacker.drop_connection();
+    assert_healthy(port);
+}
+
+#[test]
+fn a_node_at_its_connection_limit() {
+    let _heavy = heavy_lock();
+    // Room for the probe's two subscribers and one probe connection at a time.
+    let server = Server::start_optimized("[server.limits]\nmax_connections = 503\n");
+    let port = server.port;
+    let probe = Probe::start(port, Admission::RefusalAllowed);
+    let mut held = Vec::new();
+    let mut refused = 0;
+    while held.len() < 500 && refused < 50 {
+        let mut ws = Ws::upgrade(port, &app_path("app-key")).expect("upgrade");
+        let v = ws.recv_json_within(WAIT);
+        if v["event"] == "pusher:connection_established" {
+            held.push(ws);
+        } else {
+            assert_eq!(v["data"]["code"], 4100, "{v}");
+            refused += 1;
+        }
+    }
+    // Full now: more are refused with 4100, at once.
+    for _ in 0..200 {
+        let mut ws = Ws::upgrade(port, &app_path("app-key")).expect("upgrade");
+        let v = ws.recv_json_within(WAIT);
+        if v["event"] == "pusher:error" {
+            assert_eq!(v["data"]["code"], 4100, "{v}");
+        } else {
+            // Only the probe's own connection slot can free up between.
+            held.push(ws);
+        }
+    }
+    probe.finish("a node at its connection limit");
+    drop(held);
+    assert_healthy(port);
+}
+
+#[test]
+fn an_http_api_flood() {
+    let _heavy = heavy_lock();
+    let server = Server::start_optimized("");
+    let port = server.port;
+    let probe = Probe::start(port, Admission::Expected);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let flooders: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let mut http = Http::connect(port);
+                let body =
+                    json!({"name":"flood","channel":format!("nobody-{t}"),"data":"x"}).to_string();
+                while !stop.load(Ordering::Relaxed) {
+                    // 50 pipelined triggers (half of them badly signed), then the answers.
+                    let mut bytes = Vec::new();
+                    for i in 0..50 {
+                        let mut target =
+                            signed_target(&DEV, "/apps/app-id/events", body.as_bytes());
+                        if i % 2 == 1 {
+                            target = target.replace("auth_signature=", "auth_signature=0");
+                        }
+                        bytes.extend(request_bytes("POST", &target, body.as_bytes(), &[]));
+                    }
+                    http.send(&bytes);
+                    for _ in 0..50 {
+                        let r = http.read_response();
+                        assert!(r.status == 200 || r.status == 401, "{}", r.text());
+                    }
+                    sent.fetch_add(50, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.join().unwrap();
+    }
+    assert!(sent.load(Ordering::Relaxed) > 1000, "the flood hardly ran");
+    probe.finish("an HTTP API flood");
+    assert_healthy(port);
+}
+
+#[test]
+fn subscriptions_beyond_the_limit_are_refused_and_the_connection_stays() {
+    let server = Server::start_with("[server.limits]\nmax_subscriptions_per_connection = 3\n");
+    let port = server.port;
+    let mut ws = Ws::connect(port);
+    for c in ["a", "b", "c"] {
+        ws.subscribe(c);
+    }
+    // A repeat of a held channel is not a new subscription.
+    ws.subscribe("b");
+    ws.send_text(&subscribe_msg("d"));
+    let v = ws.expect_event("pusher:subscription_error");
+    assert_eq!(v["channel"], "d", "{v}");
+    assert_eq!(v["data"]["type"], "LimitReached", "{v}");
+    assert_eq!(v["data"]["status"], 4100, "{v}");
+    let error = v["data"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("max_subscriptions_per_connection") && error.contains('3'),
+        "{error}"
+    );
+    // The connection stays, and a freed place can be used.
+    ws.ping();
+    ws.unsubscribe("a");
+    ws.subscribe("d");
+    trigger(port, &DEV, &json!({"name":"e","channel":"d","data":"x"}));
+    ws.expect_text(&event_text("e", "d", "x"));
+}
