@@ -11,6 +11,7 @@ mod cluster;
 mod connection;
 mod framing;
 mod http_api;
+mod http_framing;
 mod lifecycle;
 mod limits;
 mod metrics;
