@@ -52,8 +52,9 @@ pub struct FileConfig {
     pub cluster: ClusterSection,
 }
 
-/// `[cluster]`: how this node reaches the others.
-#[derive(Debug, Deserialize, Default)]
+/// `[cluster]`: how this node reaches the others; its `Debug` prints the
+/// url without credentials.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSection {
     pub adapter: Option<String>,
@@ -62,8 +63,20 @@ pub struct ClusterSection {
     pub node_timeout_secs: Option<u32>,
 }
 
-/// The engine joining the nodes of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Debug for ClusterSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSection")
+            .field("adapter", &self.adapter)
+            .field("url", &self.url.as_deref().map(crate::logging::redact::url))
+            .field("prefix", &self.prefix)
+            .field("node_timeout_secs", &self.node_timeout_secs)
+            .finish()
+    }
+}
+
+/// The engine joining the nodes of a cluster; its `Debug` prints the url
+/// without credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Adapter {
     /// One node, no other process.
     Local,
@@ -71,6 +84,24 @@ pub enum Adapter {
     Redis { url: String },
     /// NATS at `url` (`nats://host:port`).
     Nats { url: String },
+}
+
+impl std::fmt::Debug for Adapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Adapter::Local => f.write_str("Local"),
+            Adapter::Redis { .. } | Adapter::Nats { .. } => {
+                let name = if matches!(self, Adapter::Redis { .. }) {
+                    "Redis"
+                } else {
+                    "Nats"
+                };
+                f.debug_struct(name)
+                    .field("url", &self.url_for_logs().unwrap_or_default())
+                    .finish()
+            }
+        }
+    }
 }
 
 impl Adapter {
@@ -154,8 +185,9 @@ pub struct MetricsSection {
     pub port: Option<u16>,
 }
 
-/// One `[[apps.webhooks]]` table as written.
-#[derive(Debug, Deserialize)]
+/// One `[[apps.webhooks]]` table as written; its `Debug` prints the URL
+/// without credentials and the headers' names only.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSection {
     pub url: String,
@@ -163,6 +195,17 @@ pub struct WebhookSection {
     pub filter: Option<FilterSection>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for WebhookSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSection")
+            .field("url", &crate::logging::redact::url(&self.url))
+            .field("event_types", &self.event_types)
+            .field("filter", &self.filter)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,7 +227,8 @@ pub struct LimitsSection {
     pub head_timeout_secs: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[apps]]` as written; its `Debug` prints the secret as `***`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSection {
     pub id: String,
@@ -207,6 +251,17 @@ pub struct AppSection {
     pub max_api_requests_per_second: Option<u32>,
     #[serde(default)]
     pub webhooks: Vec<WebhookSection>,
+}
+
+impl std::fmt::Debug for AppSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSection")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &crate::logging::redact::Masked)
+            .field("webhooks", &self.webhooks)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Server-wide limits that protect the process, not a particular app.
@@ -503,7 +558,10 @@ fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
         if !url.starts_with(scheme) {
             return Err(invalid(
                 "url",
-                format!("must start with {scheme} (got {url:?})"),
+                format!(
+                    "must start with {scheme} (got {:?})",
+                    crate::logging::redact::url(&url)
+                ),
             ));
         }
         Ok(url)
@@ -581,7 +639,10 @@ fn resolve_webhook(
     if !scheme_ok || reqwest::Url::parse(&w.url).is_err() {
         return Err(invalid(
             "url",
-            format!("`{}` is not an http:// or https:// URL", w.url),
+            format!(
+                "`{}` is not an http:// or https:// URL",
+                crate::logging::redact::url(&w.url)
+            ),
         ));
     }
     let mut kinds = KindSet::default();
@@ -1007,5 +1068,48 @@ mod tests {
         assert!(err.to_string().contains("apps[1].id"), "{err}");
         let err = resolve(Cli::default(), Some("[[apps]]\nid = \"1\"\nkey = \"k\"\n")).unwrap_err();
         assert!(err.to_string().contains("secret"), "{err}");
+    }
+
+    /// A cluster url that fails the scheme check is echoed without its
+    /// credentials.
+    #[test]
+    fn a_refused_cluster_url_is_logged_without_credentials() {
+        let err = resolve(
+            Cli::default(),
+            Some("[cluster]\nadapter = \"redis\"\nurl = \"rediss://admin:hunter2@db:6380/0?x=1\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cluster.url"), "{err}");
+        assert!(err.contains("rediss://db:6380/0"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_webhook_url_is_logged_without_credentials() {
+        let err = resolve(
+            Cli::default(),
+            Some("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n[[apps.webhooks]]\nurl = \"ftp://u:hunter2@x/h?token=t0ken\"\nevent_types = [\"cache_miss\"]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ftp://x/h"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("t0ken"), "{err}");
+    }
+
+    /// `{:?}` of the file as written and of the resolved config keeps the
+    /// app secret and webhook tokens out.
+    #[test]
+    fn debug_output_masks_secrets() {
+        let toml = "[cluster]\nadapter = \"redis\"\nurl = \"redis://admin:pa55@db:6379\"\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"hunter2\"\n[[apps.webhooks]]\nurl = \"https://u:pw0rd@x/h?token=t0ken\"\nevent_types = [\"cache_miss\"]\nheaders = { Authorization = \"Bearer b3arer\" }\n";
+        let file = format!("{:?}", parse_file(toml).unwrap());
+        let config = format!("{:?}", resolve(Cli::default(), Some(toml)).unwrap());
+        for text in [&file, &config] {
+            for secret in ["hunter2", "pw0rd", "t0ken", "b3arer", "pa55"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            assert!(text.contains("***"), "{text}");
+            assert!(text.contains("https://x/h"), "{text}");
+        }
     }
 }

@@ -1,9 +1,17 @@
 //! Credentials kept out of log lines: a URL is logged as
 //! `scheme://host[:port]/path`, without its userinfo (`user:password@`),
-//! query string (tokens) and fragment.
+//! query string (tokens) and fragment; a secret field prints as [`Masked`].
 
-/// What [`url`] prints for a secret it removed.
-pub const MASK: &str = "***";
+use std::fmt;
+
+/// Stands in for a secret in a hand-written `Debug`: prints `***`.
+pub struct Masked;
+
+impl fmt::Debug for Masked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
 
 /// `raw` without userinfo, query and fragment. Safety first for malformed
 /// input: everything up to the last `@` goes (even one in a path or query),

@@ -281,7 +281,7 @@ impl Shard {
     /// and for `app` (its `max_connections`); says which limit refused.
     pub async fn admit_connection(&self, app: AppIdx) -> Result<(), ClientError> {
         if !self.admit(Quota::Node).await {
-            log::warn!(
+            crate::warn_limited!(
                 "shard {}: connection refused, node is at max_connections {}",
                 self.id,
                 self.config.limits.max_connections
@@ -291,7 +291,7 @@ impl Shard {
         if self.apps.get(app).limits.max_connections.is_some() && !self.admit(Quota::App(app)).await
         {
             self.post(0, ShardMsg::Release(Quota::Node));
-            log::warn!(
+            crate::warn_limited!(
                 "shard {}: connection refused, app {} is at its max_connections",
                 self.id,
                 self.apps.get(app).id
@@ -490,7 +490,7 @@ impl Shard {
                     spawn(async move { crate::http::serve(shard, socket, site).await });
                 }
                 Some(Err(e)) => {
-                    log::warn!("shard {}: accept failed: {e}", self.id);
+                    crate::warn_limited!("shard {}: accept failed: {e}", self.id);
                     // Out of file descriptors or similar: back off briefly.
                     sleep(Duration::from_millis(10)).await;
                 }
