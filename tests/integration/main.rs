@@ -14,6 +14,7 @@ mod http_api;
 mod http_framing;
 mod lifecycle;
 mod limits;
+mod log_limits;
 mod metrics;
 mod presence;
 mod private;
