@@ -6,8 +6,8 @@
 
 use crate::logging::redact::Masked;
 use crate::webhooks::{KindSet, Webhook};
-use std::fmt;
 use std::collections::HashMap;
+use std::fmt;
 use std::time::Duration;
 
 /// Position of an app in the [`AppRegistry`]; cheap to copy and to send between shards.

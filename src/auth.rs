@@ -407,7 +407,11 @@ mod tests {
         ));
         assert!(!signature_matches("secret", b"message!", &sig));
         assert!(!signature_matches("secret", b"message", &sig[..62]));
-        assert!(!signature_matches("secret", b"message", &format!("{sig}00")));
+        assert!(!signature_matches(
+            "secret",
+            b"message",
+            &format!("{sig}00")
+        ));
         assert!(!signature_matches("secret", b"message", "zz"));
     }
 

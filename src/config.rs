@@ -277,10 +277,11 @@ pub struct ServerLimits {
     pub max_request_head_bytes: usize,
     /// WebSocket connections on the whole node (4100 above it).
     pub max_connections: u32,
-    /// Connections still sending their first request head, node-wide
-    /// (shared out evenly between shards; 503 above it).
+    /// Connections whose request (head or body) is still arriving,
+    /// node-wide (shared out evenly between shards; 503 above it).
     pub max_pending_heads: u32,
-    /// How long a client may take to send a request head (408 after it).
+    /// How long a client may take to send a whole request, head and body
+    /// (408 and close after it).
     pub head_timeout: Duration,
 }
 
@@ -1076,7 +1077,9 @@ mod tests {
     fn a_refused_cluster_url_is_logged_without_credentials() {
         let err = resolve(
             Cli::default(),
-            Some("[cluster]\nadapter = \"redis\"\nurl = \"rediss://admin:hunter2@db:6380/0?x=1\"\n"),
+            Some(
+                "[cluster]\nadapter = \"redis\"\nurl = \"rediss://admin:hunter2@db:6380/0?x=1\"\n",
+            ),
         )
         .unwrap_err()
         .to_string();

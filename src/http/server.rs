@@ -129,7 +129,11 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
         return refuse(&shard, &mut Stream::Plain(socket), &e).await;
     }
     let mut socket = match tls {
-        Some(tls) => match shard.deadlines.within(left(deadline), tls.accept(socket)).await {
+        Some(tls) => match shard
+            .deadlines
+            .within(left(deadline), tls.accept(socket))
+            .await
+        {
             Some(Ok(stream)) => stream,
             Some(Err(e)) => {
                 crate::debug_limited!("shard {}: TLS handshake failed: {e}", shard.id);

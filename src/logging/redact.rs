@@ -61,7 +61,10 @@ mod tests {
             let logged = url(raw);
             assert!(!logged.contains("hunter2"), "{raw} logged as {logged}");
             assert!(!logged.contains("hun"), "{raw} logged as {logged}");
-            assert!(logged.ends_with("db") || logged.ends_with("db:6379"), "{logged}");
+            assert!(
+                logged.ends_with("db") || logged.ends_with("db:6379"),
+                "{logged}"
+            );
         }
     }
 }

@@ -68,7 +68,12 @@ impl Throttle {
         let won = now_ms >= next
             && self
                 .next_ms
-                .compare_exchange(next, now_ms + WINDOW_MS, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    next,
+                    now_ms + WINDOW_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok();
         if !won {
             self.held.fetch_add(1, Ordering::Relaxed);
@@ -140,10 +145,7 @@ mod tests {
                 over_ms: 1000
             }
         );
-        assert_eq!(
-            next.to_string(),
-            " (and 4 more like this in the last 1 s)"
-        );
+        assert_eq!(next.to_string(), " (and 4 more like this in the last 1 s)");
         // Quiet for a while: the next line is written at once, with nothing held.
         let later = t.admit_at(60_000).unwrap();
         assert_eq!(later.lines, 0);

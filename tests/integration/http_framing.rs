@@ -111,7 +111,10 @@ fn every_transfer_encoding_is_refused_and_closed() {
 fn bad_content_lengths_are_refused_and_closed() {
     let server = Server::start();
     let cases = [
-        ("different duplicates", "Content-Length: 2\r\nContent-Length: 3\r\n"),
+        (
+            "different duplicates",
+            "Content-Length: 2\r\nContent-Length: 3\r\n",
+        ),
         ("plus sign", "Content-Length: +2\r\n"),
         ("space inside", "Content-Length: 1 2\r\n"),
         ("list", "Content-Length: 2, 2\r\n"),
