@@ -21,7 +21,7 @@
 //!        │   GET /app/{key} (Upgrade)        POST /apps/{id}/events
 //!        ▼                                    ▼
 //!  ws::conn::serve                        http::api ── auth::verify_api_request
-//!   handshake, pusher::session::open          │         (key, timestamp, body_md5, HMAC)
+//!   handshake, pusher::session::open          │         (key, timestamp, HMAC, body_md5)
 //!   ConnTask: read ─► ws::frame::Decoder      │ trigger body (simd-json) ─► one Frame
 //!             ─► pusher::session               ▼          per (event, channel)
 //!             (subscribe → ChannelTable)   pusher::broadcast::publish
