@@ -251,6 +251,23 @@ fn keep_alive_connections_are_pending_only_while_a_request_arrives() {
     for h in &mut idle {
         h.send(b"GET / HTTP/1.1\r\nHo");
     }
+    // Two a shard hold the cap; the server answers the other twelve 503
+    // as it reads their bytes. Those answers are the barrier: once all
+    // twelve are in, both shards are full (a probe before that could take
+    // a slot and push a keep-alive request out instead).
+    let mut answered = vec![false; idle.len()];
+    let deadline = Instant::now() + WAIT;
+    while answered.iter().filter(|a| **a).count() < 12 {
+        assert!(Instant::now() < deadline, "fewer than twelve refusals");
+        for (h, done) in idle.iter_mut().zip(&mut answered) {
+            if !*done {
+                if let Ok(r) = h.try_read_response(Duration::from_millis(20)) {
+                    r.expect_error(503);
+                    *done = true;
+                }
+            }
+        }
+    }
     expect_refused_as_pending(port);
     drop(idle);
     wait_until_served(port);
