@@ -111,11 +111,15 @@ impl Adapter {
             Adapter::Local => return None,
             Adapter::Redis { url } | Adapter::Nats { url } => url,
         };
+        // `***@` says credentials were configured; the query (`?password=`)
+        // is dropped like the rest (`logging::redact::url`).
+        let logged = crate::logging::redact::url(url);
         Some(match (url.find("://"), url.rfind('@')) {
             (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}***{}", &url[..scheme + 3], &url[at..])
+                let (scheme, rest) = logged.split_at(scheme + 3);
+                format!("{scheme}***@{rest}")
             }
-            _ => url.clone(),
+            _ => logged,
         })
     }
 }
@@ -960,6 +964,10 @@ mod tests {
             url: "redis://user:secret@db:6379/0".into(),
         };
         assert_eq!(redis.url_for_logs().unwrap(), "redis://***@db:6379/0");
+        let query = Adapter::Redis {
+            url: "redis://db:6379/0?password=hunter2".into(),
+        };
+        assert_eq!(query.url_for_logs().unwrap(), "redis://db:6379/0");
         let nats = Adapter::Nats {
             url: "nats://127.0.0.1:4222".into(),
         };
