@@ -4,8 +4,10 @@
 //! every shard behind an `Arc`; nothing in it changes while the server runs.
 //! Apps are addressed inside the server by [`AppIdx`], their position here.
 
+use crate::logging::redact::Masked;
 use crate::webhooks::{KindSet, Webhook};
 use std::collections::HashMap;
+use std::fmt;
 use std::time::Duration;
 
 /// Position of an app in the [`AppRegistry`]; cheap to copy and to send between shards.
@@ -43,8 +45,9 @@ impl Default for AppLimits {
     }
 }
 
-/// One app as configured.
-#[derive(Debug, Clone)]
+/// One app as configured. Its `Debug` prints the secret as `***` and
+/// webhook URLs without credentials, so `{:?}` of a config is safe to log.
+#[derive(Clone)]
 pub struct App {
     pub id: String,
     pub key: String,
@@ -65,6 +68,34 @@ pub struct App {
     /// Every event kind some webhook wants (empty without webhooks).
     pub webhook_kinds: KindSet,
     pub limits: AppLimits,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &Masked)
+            .field("enabled", &self.enabled)
+            .field("enable_client_messages", &self.enable_client_messages)
+            .field(
+                "enable_user_authentication",
+                &self.enable_user_authentication,
+            )
+            .field(
+                "user_authentication_timeout",
+                &self.user_authentication_timeout,
+            )
+            .field("enable_subscription_count", &self.enable_subscription_count)
+            .field("cache_ttl", &self.cache_ttl)
+            .field(
+                "max_api_requests_per_second",
+                &self.max_api_requests_per_second,
+            )
+            .field("webhooks", &self.webhooks)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl App {

@@ -15,9 +15,24 @@ pub const TIMESTAMP_WINDOW_SECS: i64 = 600;
 
 /// Hex HMAC-SHA256 of `message` under `secret`.
 pub fn sign(secret: &str, message: &[u8]) -> String {
+    to_hex(&keyed(secret, message).finalize().into_bytes())
+}
+
+/// The HMAC-SHA256 state of `message` under `secret`, not yet finalized.
+fn keyed(secret: &str, message: &[u8]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(message);
-    to_hex(&mac.finalize().into_bytes())
+    mac
+}
+
+/// Whether `signature` (hex, either case) is the HMAC-SHA256 of `message`
+/// under `secret`; compared in constant time by `Mac::verify_slice`.
+pub fn signature_matches(secret: &str, message: &[u8], signature: &str) -> bool {
+    let mut raw = [0u8; 32];
+    if hex::decode_to_slice(signature, &mut raw).is_err() {
+        return false;
+    }
+    keyed(secret, message).verify_slice(&raw).is_ok()
 }
 
 /// Hex MD5 of `body`, as sent in `body_md5`.
@@ -77,9 +92,9 @@ pub fn api_string_to_sign<K: AsRef<str>, V: AsRef<str>>(
 }
 
 /// Checks an HTTP API request's authentication (Pusher REST API,
-/// "Authentication"): key, version, timestamp window, `body_md5`, signature.
-/// `query` holds the decoded parameters; they are signed unescaped, as the
-/// Pusher docs specify and the official libraries do.
+/// "Authentication"): key, version, timestamp window, signature, then
+/// `body_md5`. `query` holds the decoded parameters; they are signed
+/// unescaped, as the Pusher docs specify and the official libraries do.
 pub fn verify_api_request<K: AsRef<str>, V: AsRef<str>>(
     app: &App,
     method: &str,
@@ -88,8 +103,35 @@ pub fn verify_api_request<K: AsRef<str>, V: AsRef<str>>(
     body: &[u8],
     now_secs: i64,
 ) -> Result<(), ApiError> {
+    let request = ApiRequest {
+        method,
+        path,
+        query,
+        has_body: !body.is_empty(),
+    };
+    verify_with(app, &request, || body_md5(body), now_secs)
+}
+
+/// What [`verify_with`] reads of a request besides its body.
+struct ApiRequest<'a, K, V> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a [(K, V)],
+    has_body: bool,
+}
+
+/// [`verify_api_request`] with the body's MD5 behind `hash_body`, called
+/// only once the signature is good: the signed query carries the claimed
+/// `body_md5`, so an unauthenticated request never costs a hash of its body.
+fn verify_with<K: AsRef<str>, V: AsRef<str>>(
+    app: &App,
+    request: &ApiRequest<'_, K, V>,
+    hash_body: impl FnOnce() -> String,
+    now_secs: i64,
+) -> Result<(), ApiError> {
     let param = |name: &str| {
-        query
+        request
+            .query
             .iter()
             .find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_ref())
@@ -117,33 +159,25 @@ pub fn verify_api_request<K: AsRef<str>, V: AsRef<str>>(
             "auth_timestamp is more than 600 seconds away from the server time: check the clock",
         );
     }
-    let md5_ok = match param("body_md5") {
-        Some(sent) => constant_time_eq(
-            sent.to_ascii_lowercase().as_bytes(),
-            body_md5(body).as_bytes(),
-        ),
-        None if !body.is_empty() => {
-            return unauthorized("Missing body_md5 query parameter for a request with a body")
-        }
-        None => true,
-    };
-    if !md5_ok {
-        return unauthorized("body_md5 does not match the MD5 of the request body");
+    let claimed_md5 = param("body_md5");
+    if claimed_md5.is_none() && request.has_body {
+        return unauthorized("Missing body_md5 query parameter for a request with a body");
     }
     let Some(signature) = param("auth_signature") else {
         return unauthorized("Missing auth_signature query parameter");
     };
-    let expected = sign(
-        &app.secret,
-        api_string_to_sign(method, path, query).as_bytes(),
-    );
-    if constant_time_eq(
-        signature.to_ascii_lowercase().as_bytes(),
-        expected.as_bytes(),
-    ) {
+    let to_sign = api_string_to_sign(request.method, request.path, request.query);
+    if !signature_matches(&app.secret, to_sign.as_bytes(), signature) {
+        return unauthorized("Invalid signature: check the app secret and the string to sign");
+    }
+    // Signed by the app's owner from here on: hashing the body is earned.
+    let md5_ok = claimed_md5.is_none_or(|sent| {
+        constant_time_eq(sent.to_ascii_lowercase().as_bytes(), hash_body().as_bytes())
+    });
+    if md5_ok {
         Ok(())
     } else {
-        unauthorized("Invalid signature: check the app secret and the string to sign")
+        unauthorized("body_md5 does not match the MD5 of the request body")
     }
 }
 
@@ -154,11 +188,17 @@ pub fn verify_client_auth(app: &App, auth: &str, string_to_sign: &str) -> bool {
     let Some((key, signature)) = auth.split_once(':') else {
         return false;
     };
-    let expected = sign(&app.secret, string_to_sign.as_bytes());
     // Both halves are checked without an early exit on the first mismatch.
     let key_ok = constant_time_eq(key.as_bytes(), app.key.as_bytes());
-    let sig_ok = constant_time_eq(signature.as_bytes(), expected.as_bytes());
+    let sig_ok = lower_hex(signature)
+        && signature_matches(&app.secret, string_to_sign.as_bytes(), signature);
     key_ok & sig_ok
+}
+
+/// Whether `s` has no upper-case hex digit: client signatures are
+/// compared as lower-case hex strings, as the Pusher libraries produce them.
+fn lower_hex(s: &str) -> bool {
+    !s.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -322,6 +362,57 @@ mod tests {
             now
         ))
         .contains("body_md5"));
+    }
+
+    /// A request whose signature fails is refused before its body is
+    /// hashed; a good one hashes it exactly once.
+    #[test]
+    fn the_body_is_hashed_only_after_the_signature_passes() {
+        let app = docs_app();
+        let body = vec![b'x'; 4 * 1024 * 1024];
+        let now = 1_700_000_000;
+        let good = signed(&app, "POST", "/apps/3/events", &body, now);
+        let mut forged = good.clone();
+        forged.last_mut().unwrap().1 = "00".repeat(32);
+        let hashes = std::cell::Cell::new(0);
+        let hash = || {
+            hashes.set(hashes.get() + 1);
+            body_md5(&body)
+        };
+        let forged_request = ApiRequest {
+            method: "POST",
+            path: "/apps/3/events",
+            query: &forged[..],
+            has_body: true,
+        };
+        let refused = verify_with(&app, &forged_request, hash, now);
+        assert!(matches!(refused, Err(ApiError::Unauthorized(m)) if m.contains("signature")));
+        assert_eq!(hashes.get(), 0, "body hashed for a forged signature");
+        let good_request = ApiRequest {
+            query: &good[..],
+            ..forged_request
+        };
+        assert_eq!(verify_with(&app, &good_request, hash, now), Ok(()));
+        assert_eq!(hashes.get(), 1);
+    }
+
+    #[test]
+    fn signature_matches_takes_hex_of_the_right_length_only() {
+        let sig = sign("secret", b"message");
+        assert!(signature_matches("secret", b"message", &sig));
+        assert!(signature_matches(
+            "secret",
+            b"message",
+            &sig.to_ascii_uppercase()
+        ));
+        assert!(!signature_matches("secret", b"message!", &sig));
+        assert!(!signature_matches("secret", b"message", &sig[..62]));
+        assert!(!signature_matches(
+            "secret",
+            b"message",
+            &format!("{sig}00")
+        ));
+        assert!(!signature_matches("secret", b"message", "zz"));
     }
 
     #[test]

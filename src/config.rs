@@ -52,8 +52,9 @@ pub struct FileConfig {
     pub cluster: ClusterSection,
 }
 
-/// `[cluster]`: how this node reaches the others.
-#[derive(Debug, Deserialize, Default)]
+/// `[cluster]`: how this node reaches the others; its `Debug` prints the
+/// url without credentials.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSection {
     pub adapter: Option<String>,
@@ -62,8 +63,20 @@ pub struct ClusterSection {
     pub node_timeout_secs: Option<u32>,
 }
 
-/// The engine joining the nodes of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Debug for ClusterSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSection")
+            .field("adapter", &self.adapter)
+            .field("url", &self.url.as_deref().map(crate::logging::redact::url))
+            .field("prefix", &self.prefix)
+            .field("node_timeout_secs", &self.node_timeout_secs)
+            .finish()
+    }
+}
+
+/// The engine joining the nodes of a cluster; its `Debug` prints the url
+/// without credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Adapter {
     /// One node, no other process.
     Local,
@@ -73,6 +86,24 @@ pub enum Adapter {
     Nats { url: String },
 }
 
+impl std::fmt::Debug for Adapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Adapter::Local => f.write_str("Local"),
+            Adapter::Redis { .. } | Adapter::Nats { .. } => {
+                let name = if matches!(self, Adapter::Redis { .. }) {
+                    "Redis"
+                } else {
+                    "Nats"
+                };
+                f.debug_struct(name)
+                    .field("url", &self.url_for_logs().unwrap_or_default())
+                    .finish()
+            }
+        }
+    }
+}
+
 impl Adapter {
     /// The engine's url for logs, without credentials (`user:pass@`).
     pub fn url_for_logs(&self) -> Option<String> {
@@ -80,11 +111,15 @@ impl Adapter {
             Adapter::Local => return None,
             Adapter::Redis { url } | Adapter::Nats { url } => url,
         };
+        // `***@` says credentials were configured; the query (`?password=`)
+        // is dropped like the rest (`logging::redact::url`).
+        let logged = crate::logging::redact::url(url);
         Some(match (url.find("://"), url.rfind('@')) {
             (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}***{}", &url[..scheme + 3], &url[at..])
+                let (scheme, rest) = logged.split_at(scheme + 3);
+                format!("{scheme}***@{rest}")
             }
-            _ => url.clone(),
+            _ => logged,
         })
     }
 }
@@ -154,8 +189,9 @@ pub struct MetricsSection {
     pub port: Option<u16>,
 }
 
-/// One `[[apps.webhooks]]` table as written.
-#[derive(Debug, Deserialize)]
+/// One `[[apps.webhooks]]` table as written; its `Debug` prints the URL
+/// without credentials and the headers' names only.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSection {
     pub url: String,
@@ -163,6 +199,17 @@ pub struct WebhookSection {
     pub filter: Option<FilterSection>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for WebhookSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSection")
+            .field("url", &crate::logging::redact::url(&self.url))
+            .field("event_types", &self.event_types)
+            .field("filter", &self.filter)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,7 +232,8 @@ pub struct LimitsSection {
     pub max_subscriptions_per_connection: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[apps]]` as written; its `Debug` prints the secret as `***`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSection {
     pub id: String,
@@ -210,6 +258,17 @@ pub struct AppSection {
     pub webhooks: Vec<WebhookSection>,
 }
 
+impl std::fmt::Debug for AppSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSection")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &crate::logging::redact::Masked)
+            .field("webhooks", &self.webhooks)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Server-wide limits that protect the process, not a particular app.
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -223,10 +282,11 @@ pub struct ServerLimits {
     pub max_request_head_bytes: usize,
     /// WebSocket connections on the whole node (4100 above it).
     pub max_connections: u32,
-    /// Connections still sending their first request head, node-wide
-    /// (shared out evenly between shards; 503 above it).
+    /// Connections whose request (head or body) is still arriving,
+    /// node-wide (shared out evenly between shards; 503 above it).
     pub max_pending_heads: u32,
-    /// How long a client may take to send a request head (408 after it).
+    /// How long a client may take to send a whole request, head and body
+    /// (408 and close after it).
     pub head_timeout: Duration,
     /// Channels one connection may be subscribed to (or joining) at once;
     /// one more gets `pusher:subscription_error` (4100) for that channel.
@@ -513,7 +573,10 @@ fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
         if !url.starts_with(scheme) {
             return Err(invalid(
                 "url",
-                format!("must start with {scheme} (got {url:?})"),
+                format!(
+                    "must start with {scheme} (got {:?})",
+                    crate::logging::redact::url(&url)
+                ),
             ));
         }
         Ok(url)
@@ -591,7 +654,10 @@ fn resolve_webhook(
     if !scheme_ok || reqwest::Url::parse(&w.url).is_err() {
         return Err(invalid(
             "url",
-            format!("`{}` is not an http:// or https:// URL", w.url),
+            format!(
+                "`{}` is not an http:// or https:// URL",
+                crate::logging::redact::url(&w.url)
+            ),
         ));
     }
     let mut kinds = KindSet::default();
@@ -909,6 +975,10 @@ mod tests {
             url: "redis://user:secret@db:6379/0".into(),
         };
         assert_eq!(redis.url_for_logs().unwrap(), "redis://***@db:6379/0");
+        let query = Adapter::Redis {
+            url: "redis://db:6379/0?password=hunter2".into(),
+        };
+        assert_eq!(query.url_for_logs().unwrap(), "redis://db:6379/0");
         let nats = Adapter::Nats {
             url: "nats://127.0.0.1:4222".into(),
         };
@@ -1018,5 +1088,50 @@ mod tests {
         assert!(err.to_string().contains("apps[1].id"), "{err}");
         let err = resolve(Cli::default(), Some("[[apps]]\nid = \"1\"\nkey = \"k\"\n")).unwrap_err();
         assert!(err.to_string().contains("secret"), "{err}");
+    }
+
+    /// A cluster url that fails the scheme check is echoed without its
+    /// credentials.
+    #[test]
+    fn a_refused_cluster_url_is_logged_without_credentials() {
+        let err = resolve(
+            Cli::default(),
+            Some(
+                "[cluster]\nadapter = \"redis\"\nurl = \"rediss://admin:hunter2@db:6380/0?x=1\"\n",
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cluster.url"), "{err}");
+        assert!(err.contains("rediss://db:6380/0"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_webhook_url_is_logged_without_credentials() {
+        let err = resolve(
+            Cli::default(),
+            Some("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n[[apps.webhooks]]\nurl = \"ftp://u:hunter2@x/h?token=t0ken\"\nevent_types = [\"cache_miss\"]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ftp://x/h"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("t0ken"), "{err}");
+    }
+
+    /// `{:?}` of the file as written and of the resolved config keeps the
+    /// app secret and webhook tokens out.
+    #[test]
+    fn debug_output_masks_secrets() {
+        let toml = "[cluster]\nadapter = \"redis\"\nurl = \"redis://admin:pa55@db:6379\"\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"hunter2\"\n[[apps.webhooks]]\nurl = \"https://u:pw0rd@x/h?token=t0ken\"\nevent_types = [\"cache_miss\"]\nheaders = { Authorization = \"Bearer b3arer\" }\n";
+        let file = format!("{:?}", parse_file(toml).unwrap());
+        let config = format!("{:?}", resolve(Cli::default(), Some(toml)).unwrap());
+        for text in [&file, &config] {
+            for secret in ["hunter2", "pw0rd", "t0ken", "b3arer", "pa55"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            assert!(text.contains("***"), "{text}");
+            assert!(text.contains("https://x/h"), "{text}");
+        }
     }
 }

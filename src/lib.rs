@@ -21,7 +21,7 @@
 //!        │   GET /app/{key} (Upgrade)        POST /apps/{id}/events
 //!        ▼                                    ▼
 //!  ws::conn::serve                        http::api ── auth::verify_api_request
-//!   handshake, pusher::session::open          │         (key, timestamp, body_md5, HMAC)
+//!   handshake, pusher::session::open          │         (key, timestamp, HMAC, body_md5)
 //!   ConnTask: read ─► ws::frame::Decoder      │ trigger body (simd-json) ─► one Frame
 //!             ─► pusher::session               ▼          per (event, channel)
 //!             (subscribe → ChannelTable)   pusher::broadcast::publish
@@ -44,7 +44,8 @@
 //! [`webhooks`] reports channel events to app backends from a sender thread
 //! outside the shards; [`cluster`] joins nodes through Redis or NATS from a
 //! link thread outside the shards; [`metrics`] holds each shard's counters for the
-//! Prometheus endpoint.
+//! Prometheus endpoint. [`logging`] writes log lines from its own thread,
+//! rate-limits the ones clients can trigger, and keeps secrets out of them.
 
 pub mod apps;
 pub mod auth;
@@ -53,6 +54,7 @@ pub mod config;
 pub mod errors;
 pub mod http;
 pub mod json;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod pusher;

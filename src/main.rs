@@ -18,9 +18,9 @@ fn main() {
             std::process::exit(1);
         }
     };
-    // RUST_LOG wins over `server.log_level`; `info` without either.
-    let level = config.log_level.as_deref().unwrap_or("info");
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    // RUST_LOG wins over `server.log_level`; `info` without either. Lines
+    // go through a bounded queue to a writer thread (`logging`).
+    shardcast::logging::init(config.log_level.as_deref().unwrap_or("info"));
     if config.dev_app {
         log::warn!(
             "no apps configured: serving the development app id={} key={} with its default \
@@ -29,7 +29,9 @@ fn main() {
             config.apps[0].key
         );
     }
-    if let Err(e) = runtime::run(config) {
+    let result = runtime::run(config);
+    shardcast::logging::flush();
+    if let Err(e) = result {
         eprintln!("shardcast: {e}");
         std::process::exit(1);
     }

@@ -1,4 +1,9 @@
 //! Reading one HTTP/1.1 request head with httparse, with hard limits.
+//!
+//! Nothing in a head is trusted: bodies are framed by one plain-digit
+//! `Content-Length` only, and any `Transfer-Encoding` is refused (the
+//! server decodes none, and guessing a body's end is how requests are
+//! smuggled past a proxy).
 
 use crate::errors::ApiError;
 use crate::ws::handshake::Upgrade;
@@ -15,7 +20,6 @@ pub struct Head {
     /// The raw query string (after `?`), empty when absent.
     pub query: String,
     pub content_length: Option<usize>,
-    pub chunked: bool,
     /// Whether the connection stays open after the response.
     pub keep_alive: bool,
     /// Set when the request asks for a WebSocket upgrade.
@@ -48,7 +52,6 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut content_length = None;
-    let mut chunked = false;
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut connection_upgrade = false;
@@ -72,7 +75,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked |= value.to_ascii_lowercase().contains("chunked");
+            return Err(ApiError::BadRequest(format!(
+                "Transfer-Encoding `{}` is not supported (chunked included): send the body with Content-Length",
+                value.escape_default()
+            )));
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(|t| t.trim().to_ascii_lowercase()) {
                 match token.as_str() {
@@ -96,7 +102,6 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
         path: path.to_string(),
         query: query.to_string(),
         content_length,
-        chunked,
         keep_alive: if http11 {
             !connection_close
         } else {
@@ -144,33 +149,18 @@ pub fn parse_query(query: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
         .collect()
 }
 
-/// Decodes `%XX` escapes and `+` (as space); invalid escapes stay as written.
+/// Decodes `%XX` escapes (two hex digits exactly, no sign) and `+` (as
+/// space); an invalid escape stays as written, as the Pusher libraries
+/// never produce one, and bytes that are not UTF-8 become U+FFFD.
 pub fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(s);
+    if !s.contains('+') {
+        return percent_encoding::percent_decode_str(s).decode_utf8_lossy();
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    let spaced = s.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned();
+    Cow::Owned(decoded)
 }
 
 #[cfg(test)]
@@ -239,5 +229,51 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
         assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%2B+%2b"), "+ +");
+        assert!(matches!(percent_decode("plain"), Cow::Borrowed("plain")));
+    }
+
+    /// `u8::from_str_radix` takes a sign: `%+5` and `%-0` must not decode.
+    #[test]
+    fn escapes_with_a_sign_stay_literal() {
+        assert_eq!(percent_decode("%+5"), "% 5");
+        assert_eq!(percent_decode("%-0x"), "%-0x");
+        assert_eq!(percent_decode("a%+fb"), "a% fb");
+    }
+
+    /// Any Transfer-Encoding is refused, alone, listed, repeated or beside
+    /// a Content-Length; the message names the header.
+    #[test]
+    fn every_transfer_encoding_is_refused() {
+        for te in [
+            "Transfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: identity\r\n",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "Content-Length: 3\r\nTransfer-Encoding: identity\r\n",
+            "transfer-encoding: \r\n",
+        ] {
+            let raw = format!("POST /apps/1/events HTTP/1.1\r\nHost: h\r\n{te}\r\nabc");
+            assert!(
+                matches!(parse_head(raw.as_bytes()), Err(ApiError::BadRequest(m)) if m.contains("Transfer-Encoding")),
+                "{te:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn content_length_takes_plain_digits_only() {
+        for cl in ["+5", "-5", "5 5", "5, 5", "0x5", " ", "5\t5"] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\n");
+            assert!(
+                matches!(parse_head(raw.as_bytes()), Err(ApiError::BadRequest(_))),
+                "Content-Length {cl:?} accepted"
+            );
+        }
+        let padded = parse_head(b"POST / HTTP/1.1\r\nContent-Length:  7 \r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(padded.content_length, Some(7));
     }
 }

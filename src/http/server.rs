@@ -1,9 +1,13 @@
 //! One accepted TCP connection: HTTP/1.1 requests in order (keep-alive and
 //! pipelining) until it closes or upgrades to a WebSocket.
 //!
-//! Abuse limits: connections still sending their first request head are
-//! capped per shard (a share of `max_pending_heads`; 503 above it), and a
-//! head must arrive within `head_timeout_secs` (408 after it).
+//! Abuse limits: connections whose request (head or body) is still
+//! arriving are "pending", capped per shard (a share of `max_pending_heads`;
+//! 503 and close above it); a request, head and body together, must arrive
+//! within `head_timeout_secs` of its start (408 and close after it). A
+//! request starts when the connection is accepted, or for a later
+//! keep-alive request with its first byte: an idle keep-alive connection
+//! is neither pending nor on the request clock.
 //!
 //! With TLS configured, a main-port connection first completes its TLS
 //! handshake, within the same time limit and counted against the same cap
@@ -18,7 +22,7 @@ use crate::runtime::Shard;
 use crate::ws;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -41,13 +45,44 @@ enum Read {
     TimedOut,
 }
 
-/// A connection counted in `Shard::pending_heads` until its first head is in.
-struct PendingHead<'a> {
+/// A connection counted in `Shard::pending_heads` while one of its
+/// requests is incomplete (head or body).
+struct PendingRequest<'a> {
     shard: &'a Shard,
+    /// This shard's share of `max_pending_heads`.
+    cap: u32,
     held: bool,
 }
 
-impl PendingHead<'_> {
+impl<'a> PendingRequest<'a> {
+    fn new(shard: &'a Shard) -> Self {
+        let cap = shard
+            .config
+            .limits
+            .max_pending_heads
+            .div_ceil(shard.count as u32)
+            .max(1);
+        PendingRequest {
+            shard,
+            cap,
+            held: false,
+        }
+    }
+
+    /// Counts the connection as pending; false when the shard is at its cap.
+    fn hold(&mut self) -> bool {
+        if self.held {
+            return true;
+        }
+        let n = self.shard.pending_heads.get();
+        if n >= self.cap {
+            return false;
+        }
+        self.shard.pending_heads.set(n + 1);
+        self.held = true;
+        true
+    }
+
     fn release(&mut self) {
         if self.held {
             self.held = false;
@@ -55,9 +90,16 @@ impl PendingHead<'_> {
             self.shard.pending_heads.set(n.saturating_sub(1));
         }
     }
+
+    fn refusal(&self) -> ApiError {
+        ApiError::Unavailable(format!(
+            "too many connections are still sending their request ({} on this core); retry later",
+            self.cap
+        ))
+    }
 }
 
-impl Drop for PendingHead<'_> {
+impl Drop for PendingRequest<'_> {
     fn drop(&mut self) {
         self.release();
     }
@@ -76,56 +118,61 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
         Site::Main => shard.tls.clone(),
         Site::Metrics => None,
     };
-    let cap = shard
-        .config
-        .limits
-        .max_pending_heads
-        .div_ceil(shard.count as u32)
-        .max(1);
-    if shard.pending_heads.get() >= cap {
+    let head_timeout = shard.config.limits.head_timeout;
+    let mut deadline = Instant::now() + head_timeout;
+    let mut pending = PendingRequest::new(&shard);
+    if !pending.hold() {
         if tls.is_some() {
             return; // no handshake spent on a connection we refuse
         }
-        let e = ApiError::Unavailable(format!(
-            "too many connections are still sending their request ({cap} on this core); retry later"
-        ));
+        let e = pending.refusal();
         return refuse(&shard, &mut Stream::Plain(socket), &e).await;
     }
-    shard.pending_heads.set(shard.pending_heads.get() + 1);
-    let mut pending = PendingHead {
-        shard: &shard,
-        held: true,
-    };
     let mut socket = match tls {
-        Some(tls) => {
-            let timeout = shard.config.limits.head_timeout;
-            match shard.deadlines.within(timeout, tls.accept(socket)).await {
-                Some(Ok(stream)) => stream,
-                Some(Err(e)) => {
-                    log::debug!("shard {}: TLS handshake failed: {e}", shard.id);
-                    return;
-                }
-                None => return, // the handshake took longer than head_timeout
+        Some(tls) => match shard
+            .deadlines
+            .within(left(deadline), tls.accept(socket))
+            .await
+        {
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
+                crate::debug_limited!("shard {}: TLS handshake failed: {e}", shard.id);
+                return;
             }
-        }
+            None => return, // the handshake took longer than head_timeout
+        },
         None => Stream::Plain(socket),
     };
     let mut buf: Vec<u8> = Vec::new();
     let mut served = false;
     loop {
-        let head = match read_head(&shard, &mut socket, &mut buf, served).await {
-            Read::Head(h) => h,
-            Read::Closed => return,
-            Read::TimedOut => {
-                let e = ApiError::Timeout(format!(
-                    "request head not received within {} s",
-                    shard.config.limits.head_timeout.as_secs()
-                ));
+        if served {
+            // Idle until the next request's first byte: not pending, and
+            // that byte starts the next request's clock.
+            if buf.is_empty() {
+                match read_more(&shard, &mut socket, &mut buf, IDLE_TIMEOUT).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return,
+                }
+            }
+            if !pending.hold() {
+                let e = pending.refusal();
                 return refuse(&shard, &mut socket, &e).await;
             }
+            deadline = Instant::now() + head_timeout;
+        }
+        let too_slow = || {
+            ApiError::Timeout(format!(
+                "request not received in full within {} s",
+                head_timeout.as_secs()
+            ))
+        };
+        let head = match read_head(&shard, &mut socket, &mut buf, deadline).await {
+            Read::Head(h) => h,
+            Read::Closed => return,
+            Read::TimedOut => return refuse(&shard, &mut socket, &too_slow()).await,
             Read::Refused(e) => return refuse(&shard, &mut socket, &e).await,
         };
-        pending.release();
         if site == Site::Metrics && head.upgrade.is_some() {
             let e = ApiError::NotFound("no WebSocket endpoint on the metrics port".into());
             return refuse(&shard, &mut socket, &e).await;
@@ -156,24 +203,24 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
         }
         buf.drain(..head.len);
         let keep_alive = head.keep_alive && !shard.draining.is_raised();
-        let response = match read_body(&shard, &mut socket, &mut buf, &head).await {
-            Ok(Some(len)) => {
-                shard.http_in_flight.set(shard.http_in_flight.get() + 1);
-                let (route, response) = match site {
-                    Site::Main => (
-                        api::route_label(&head.path),
-                        Box::pin(api::handle(&shard, &head, &mut buf[..len])).await,
-                    ),
-                    Site::Metrics => Box::pin(metrics_port::handle(&shard, &head)).await,
-                };
-                shard.http_in_flight.set(shard.http_in_flight.get() - 1);
-                shard.counters.http_request(route, response.status);
-                buf.drain(..len);
-                response
-            }
-            Ok(None) => return,
+        let len = match read_body(&shard, &mut socket, &mut buf, &head, deadline).await {
+            Ok(Body::Complete(len)) => len,
+            Ok(Body::Closed) => return,
+            Ok(Body::TimedOut) => return refuse(&shard, &mut socket, &too_slow()).await,
             Err(e) => return refuse(&shard, &mut socket, &e).await,
         };
+        pending.release();
+        shard.http_in_flight.set(shard.http_in_flight.get() + 1);
+        let (route, response) = match site {
+            Site::Main => (
+                api::route_label(&head.path),
+                Box::pin(api::handle(&shard, &head, &mut buf[..len])).await,
+            ),
+            Site::Metrics => Box::pin(metrics_port::handle(&shard, &head)).await,
+        };
+        shard.http_in_flight.set(shard.http_in_flight.get() - 1);
+        shard.counters.http_request(route, response.status);
+        buf.drain(..len);
         served = true;
         let mut out = Vec::with_capacity(128 + response.body.len());
         response.encode(keep_alive, &mut out);
@@ -190,12 +237,19 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
     }
 }
 
-/// Reads until `buf` starts with a complete head, within the time limits.
-/// Between keep-alive requests (`served`) the connection may idle longer.
-async fn read_head(shard: &Shard, socket: &mut Stream, buf: &mut Vec<u8>, served: bool) -> Read {
+/// Time left until `deadline` (zero once it passed).
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Reads until `buf` starts with a complete head, by `deadline`.
+async fn read_head(
+    shard: &Shard,
+    socket: &mut Stream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Read {
     let limit = shard.config.limits.max_request_head_bytes;
-    let head_timeout = shard.config.limits.head_timeout;
-    let mut first = true;
     loop {
         if !buf.is_empty() {
             match parse_head(buf) {
@@ -210,29 +264,32 @@ async fn read_head(shard: &Shard, socket: &mut Stream, buf: &mut Vec<u8>, served
                 Err(e) => return Read::Refused(e),
             }
         }
-        let idle = served && first && buf.is_empty();
-        let timeout = if idle { IDLE_TIMEOUT } else { head_timeout };
-        first = false;
-        match read_more(shard, socket, buf, timeout).await {
+        match read_more(shard, socket, buf, left(deadline)).await {
             Ok(n) if n > 0 => {}
-            Err(TimedOut) if !idle => return Read::TimedOut,
-            _ => return Read::Closed,
+            Err(TimedOut) => return Read::TimedOut,
+            Ok(_) => return Read::Closed,
         }
     }
 }
 
-/// Reads the body into `buf` (after the head was removed); returns its length.
+/// How reading a body ended.
+enum Body {
+    /// `buf` starts with the whole body, this long.
+    Complete(usize),
+    /// The peer went away first.
+    Closed,
+    /// The request's deadline passed first.
+    TimedOut,
+}
+
+/// Reads the body into `buf` (after the head was removed), by `deadline`.
 async fn read_body(
     shard: &Shard,
     socket: &mut Stream,
     buf: &mut Vec<u8>,
     head: &Head,
-) -> Result<Option<usize>, ApiError> {
-    if head.chunked {
-        return Err(ApiError::BadRequest(
-            "chunked request bodies are not supported: send Content-Length".into(),
-        ));
-    }
+    deadline: Instant,
+) -> Result<Body, ApiError> {
     let len = head.content_length.unwrap_or(0);
     let cap = shard.config.limits.max_request_body_bytes;
     if len > cap {
@@ -242,12 +299,13 @@ async fn read_body(
         )));
     }
     while buf.len() < len {
-        match read_more(shard, socket, buf, shard.config.limits.head_timeout).await {
+        match read_more(shard, socket, buf, left(deadline)).await {
             Ok(n) if n > 0 => {}
-            _ => return Ok(None),
+            Ok(_) => return Ok(Body::Closed),
+            Err(TimedOut) => return Ok(Body::TimedOut),
         }
     }
-    Ok(Some(len))
+    Ok(Body::Complete(len))
 }
 
 /// The peer sent nothing within the time limit.
@@ -262,6 +320,9 @@ async fn read_more(
     buf: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<usize, TimedOut> {
+    if timeout.is_zero() {
+        return Err(TimedOut);
+    }
     let read = futures_lite::future::poll_fn(|cx| {
         let mut scratch = shard.scratch.borrow_mut();
         match socket.poll_read(cx, &mut scratch[..]) {

@@ -287,7 +287,7 @@ impl ConnTable {
             return;
         }
         if conn.out_bytes as usize + frame.len() > cap {
-            log::info!(
+            crate::info_limited!(
                 "slow consumer closed (4100): app {}, slot {key}, {} bytes queued",
                 conn.app.0,
                 conn.out_bytes

@@ -365,7 +365,7 @@ impl Shard {
     /// and for `app` (its `max_connections`); says which limit refused.
     pub async fn admit_connection(&self, app: AppIdx) -> Result<(), ClientError> {
         if !self.take_slot(Quota::Node).await {
-            log::warn!(
+            crate::warn_limited!(
                 "shard {}: connection refused, node is at max_connections {}",
                 self.id,
                 self.config.limits.max_connections
@@ -376,7 +376,7 @@ impl Shard {
             && !self.take_slot(Quota::App(app)).await
         {
             self.release_slot(Quota::Node);
-            log::warn!(
+            crate::warn_limited!(
                 "shard {}: connection refused, app {} is at its max_connections",
                 self.id,
                 self.apps.get(app).id
@@ -606,7 +606,7 @@ impl Shard {
                     spawn(async move { crate::http::serve(shard, socket, site).await });
                 }
                 Some(Err(e)) => {
-                    log::warn!("shard {}: accept failed: {e}", self.id);
+                    crate::warn_limited!("shard {}: accept failed: {e}", self.id);
                     // Out of file descriptors or similar: back off briefly.
                     sleep(Duration::from_millis(10)).await;
                 }

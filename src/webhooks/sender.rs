@@ -237,6 +237,7 @@ impl Sender {
             let lane = Lane {
                 client: self.client.clone(),
                 hook: app.webhooks[key.1].clone(),
+                logged_url: crate::logging::redact::url(&app.webhooks[key.1].url),
                 app_key: app.key.clone(),
                 secret: app.secret.clone(),
                 retry_for: self.settings.retry_for,
@@ -261,6 +262,8 @@ async fn sleep_until(at: Option<Instant>) {
 struct Lane {
     client: reqwest::Client,
     hook: Webhook,
+    /// The hook's URL without userinfo or query (tokens), for log lines.
+    logged_url: String,
     app_key: String,
     secret: String,
     retry_for: Duration,
@@ -283,7 +286,7 @@ impl Lane {
                     .fetch_sub(events.len() as u64, Ordering::Relaxed);
                 log::warn!(
                     "webhook {}: gave up on {} events after retrying for {} s",
-                    self.hook.url,
+                    self.logged_url,
                     events.len(),
                     self.retry_for.as_secs()
                 );
@@ -307,16 +310,17 @@ impl Lane {
             let why = match self.post(&body, &signature).await {
                 Ok(status) if status.is_success() => return true,
                 Ok(status) => format!("answered {status}"),
-                Err(e) => format!("failed: {e}"),
+                // Without the URL: reqwest would print it whole (query included).
+                Err(e) => format!("failed: {}", e.without_url()),
             };
             let out_of_time = started.elapsed() + backoff > self.retry_for;
             if self.shutdown.raised.load(Ordering::Relaxed) || out_of_time {
-                log::warn!("webhook {} {why}; not retrying", self.hook.url);
+                log::warn!("webhook {} {why}; not retrying", self.logged_url);
                 return false;
             }
             log::warn!(
                 "webhook {} {why}; retrying in {} s",
-                self.hook.url,
+                self.logged_url,
                 backoff.as_secs()
             );
             self.stats.retries.fetch_add(1, Ordering::Relaxed);

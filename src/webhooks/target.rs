@@ -5,8 +5,10 @@
 use super::event::{EventKind, KindSet, WebhookEvent};
 use std::time::Duration;
 
-/// One `[[apps.webhooks]]` entry, validated.
-#[derive(Debug, Clone)]
+/// One `[[apps.webhooks]]` entry, validated. Its `Debug` prints the URL
+/// without credentials and the extra headers' names only (their values
+/// are often tokens).
+#[derive(Clone)]
 pub struct Webhook {
     pub url: String,
     pub kinds: KindSet,
@@ -16,6 +18,19 @@ pub struct Webhook {
     pub suffix: Option<String>,
     /// Extra request headers (never `X-Pusher-*`, checked at startup).
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Webhook")
+            .field("url", &crate::logging::redact::url(&self.url))
+            .field("kinds", &self.kinds)
+            .field("prefix", &self.prefix)
+            .field("suffix", &self.suffix)
+            .field("headers", &header_names)
+            .finish()
+    }
 }
 
 impl Webhook {

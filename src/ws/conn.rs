@@ -52,7 +52,7 @@ pub async fn serve(
                 ClientError::ShuttingDown | ClientError::OverCapacity | ClientError::OverQuota
             ) {
                 // Quota refusals are logged where they are decided.
-                log::warn!(
+                crate::warn_limited!(
                     "shard {}: connection refused ({}): {why}",
                     shard.id,
                     why.code()

@@ -9,7 +9,7 @@ pub mod http_head {
     //! The HTTP request head and body reader, as `http::serve` drives it: bytes
     //! arrive in chunks; after each chunk the head parser runs on what is
     //! buffered (refused past the head limit); a complete head is followed by
-    //! its Content-Length body (refused past the body limit, chunked refused),
+    //! its Content-Length body (refused past the body limit, any Transfer-Encoding refused),
     //! then the next pipelined request. Checks that the parser never claims more
     //! bytes than it was given, that a head parsed from a prefix is the head
     //! parsed from the whole, and that the buffer never grows past
@@ -92,10 +92,7 @@ pub mod http_head {
                 break;
             }
             buf.drain(..head.len);
-            // read_body
-            if head.chunked {
-                break; // 400
-            }
+            // read_body (a Transfer-Encoding was refused with the head)
             let len = head.content_length.unwrap_or(0);
             if len > BODY_LIMIT {
                 break; // 413
