@@ -28,7 +28,8 @@ pub struct Cli {
     /// TOML configuration file (see shardcast.example.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0].
+    /// Address to listen on [default: 0.0.0.0; 127.0.0.1 when the built-in
+    /// development app is served].
     #[arg(long, value_name = "H")]
     pub host: Option<String>,
     /// Port for WebSocket and HTTP API (0 picks a free one) [default: 6001].
@@ -266,10 +267,15 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// `server.log_level`, used when `RUST_LOG` is not set.
     pub log_level: Option<String>,
+    /// The development app is served and no host was given, so the server
+    /// listens on loopback only: its credentials are public.
+    pub dev_loopback: bool,
 }
 
 pub const DEFAULT_PORT: u16 = 6001;
 pub const DEFAULT_HOST: &str = "0.0.0.0";
+/// Where the development app is served when no host is given.
+pub const DEV_HOST: &str = "127.0.0.1";
 pub const DEFAULT_METRICS_PORT: u16 = 9601;
 
 impl Config {
@@ -291,11 +297,11 @@ impl Config {
             None => FileConfig::default(),
         };
         let server = &file.server;
-        let host = cli
-            .host
-            .clone()
-            .or_else(|| server.host.clone())
-            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let dev_app = file.apps.is_empty();
+        let given_host = cli.host.clone().or_else(|| server.host.clone());
+        let dev_loopback = dev_app && given_host.is_none();
+        let host =
+            given_host.unwrap_or_else(|| if dev_app { DEV_HOST } else { DEFAULT_HOST }.to_string());
         let port = cli.port.or(server.port).unwrap_or(DEFAULT_PORT);
         let cpus = match cli.cpus.as_deref().or(server.cpus.as_deref()) {
             Some(list) => {
@@ -336,7 +342,6 @@ impl Config {
             None => None,
         };
 
-        let dev_app = file.apps.is_empty();
         let apps = if dev_app {
             vec![App::new(
                 env("SHARDCAST_APP_ID").unwrap_or_else(|| "app-id".into()),
@@ -376,6 +381,7 @@ impl Config {
                 }
             }),
             log_level,
+            dev_loopback,
         })
     }
 }
@@ -791,7 +797,9 @@ mod tests {
     fn defaults_serve_the_dev_app_on_every_cpu() {
         let c = resolve(Cli::default(), None).unwrap();
         assert_eq!(c.port, 6001);
-        assert_eq!(c.host, "0.0.0.0");
+        // The development app's credentials are public: loopback only.
+        assert_eq!(c.host, "127.0.0.1");
+        assert!(c.dev_loopback);
         assert_eq!(c.cpus, vec![0, 1]);
         assert_eq!(c.activity_timeout, 120);
         assert!(c.dev_app);
@@ -802,6 +810,27 @@ mod tests {
         assert_eq!(c.apps[0].limits.max_event_payload_bytes, 100 * 1024);
         assert_eq!(c.apps[0].limits.max_channels_per_event, 100);
         assert_eq!(c.apps[0].limits.max_batch_size, 10);
+    }
+
+    #[test]
+    fn dev_app_binds_a_given_host_and_configured_apps_every_interface() {
+        let cli = Cli {
+            host: Some("0.0.0.0".into()),
+            ..Cli::default()
+        };
+        let c = resolve(cli, None).unwrap();
+        assert_eq!(c.host, "0.0.0.0");
+        assert!(c.dev_app && !c.dev_loopback);
+        let c = resolve(Cli::default(), Some("[server]\nhost = \"::1\"\n")).unwrap();
+        assert_eq!(c.host, "::1");
+        assert!(c.dev_app && !c.dev_loopback);
+        let c = resolve(
+            Cli::default(),
+            Some("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n"),
+        )
+        .unwrap();
+        assert_eq!(c.host, DEFAULT_HOST);
+        assert!(!c.dev_app && !c.dev_loopback);
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
             return refuse(&shard, &mut socket, &refusal).await;
         }
         buf.drain(..head.len);
-        let keep_alive = head.keep_alive && !shard.draining.is_raised();
+        let keep_alive = head.keep_alive && !shard.is_draining();
         let response = match read_body(&shard, &mut socket, &mut buf, &head).await {
             Ok(Some(len)) => {
                 shard.http_in_flight.set(shard.http_in_flight.get() + 1);

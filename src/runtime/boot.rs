@@ -45,18 +45,19 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             })?;
     }
 
-    let (addr, reservation) =
-        net::probe_port(&config.host, config.port).map_err(|e| StartupError::Bind {
-            addr: format!("{}:{}", config.host, config.port),
-            source: e,
-        })?;
+    // Fails when another process listens on the port (see net::probe_port).
+    let (addr, reservation) = net::probe_port(&config.host, config.port).map_err(|e| {
+        StartupError::bind(
+            format!("{}:{}", config.host, config.port),
+            "--port or server.port",
+            e,
+        )
+    })?;
     let mut metrics = match config.metrics_port {
         Some(port) => {
-            let (addr, listener) =
-                net::bind_single(&config.host, port).map_err(|e| StartupError::Bind {
-                    addr: format!("{}:{port}", config.host),
-                    source: e,
-                })?;
+            let (addr, listener) = net::bind_single(&config.host, port).map_err(|e| {
+                StartupError::bind(format!("{}:{port}", config.host), "server.metrics.port", e)
+            })?;
             log::info!("metrics on {addr} (/metrics, /usage)");
             Some(listener)
         }
@@ -80,17 +81,17 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let config = Arc::new(config);
     let apps = Arc::new(AppRegistry::new(config.apps.clone()));
     let mut sender = None;
-    let mut services = Services::default();
+    let mut services = Services {
+        shutdown: shutdown.clone(),
+        ..Services::default()
+    };
     if apps.any_webhooks() {
         let (queue, stats, thread) =
             crate::webhooks::sender::start(apps.clone(), config.webhooks.clone()).map_err(|e| {
                 StartupError::Environment(format!("cannot start the webhook sender: {e}"))
             })?;
-        services = Services {
-            webhooks: Some(queue),
-            webhook_stats: Some(stats),
-            ..Services::default()
-        };
+        services.webhooks = Some(queue);
+        services.webhook_stats = Some(stats);
         sender = Some(thread);
     }
     let mut inboxes: Vec<Option<crate::cluster::ClusterInbox>> = Vec::new();
@@ -107,10 +108,9 @@ pub fn run(config: Config) -> Result<(), StartupError> {
 
     let mut threads = Vec::new();
     for (index, (ends, &cpu)) in build_mesh(count).into_iter().zip(&config.cpus).enumerate() {
-        let (config, apps, shutdown, ready, mut services) = (
+        let (config, apps, ready, mut services) = (
             config.clone(),
             apps.clone(),
-            shutdown.clone(),
             ready_tx.clone(),
             services.clone(),
         );
@@ -176,7 +176,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
                     ));
                     let _ = ready.send(Ok(()));
                     shard
-                        .run(receivers, listener, metrics_listener, inbox, shutdown)
+                        .run(receivers, listener, metrics_listener, inbox)
                         .await;
                 });
             })

@@ -19,6 +19,7 @@ mod private;
 mod protocol;
 mod queries;
 mod signin;
+mod startup;
 mod tls;
 mod webhooks;
 

@@ -117,8 +117,23 @@ impl Server {
     }
 
     fn launch(config_path: Option<PathBuf>, env: &[(&str, &str)]) -> Server {
+        let cpus = two_cpus();
+        Self::launch_args(
+            &["--host", "127.0.0.1", "--port", "0", "--cpus", &cpus],
+            config_path,
+            env,
+        )
+    }
+
+    /// Starts the development app with exactly these flags (they must make
+    /// it listen on 127.0.0.1, where the start-up line is looked for).
+    pub fn start_args(args: &[&str]) -> Server {
+        Self::launch_args(args, None, &[])
+    }
+
+    fn launch_args(args: &[&str], config_path: Option<PathBuf>, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
-        cmd.args(["--host", "127.0.0.1", "--port", "0", "--cpus", &two_cpus()]);
+        cmd.args(args);
         if let Some(p) = &config_path {
             cmd.arg("--config").arg(p);
         }
