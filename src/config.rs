@@ -146,6 +146,7 @@ pub struct WebhooksSection {
     pub delay_ms: Option<u32>,
     pub retry_for_secs: Option<u32>,
     pub timeout_ms: Option<u32>,
+    pub max_queued_events: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -495,6 +496,11 @@ fn resolve_webhook_settings(w: &WebhooksSection) -> Result<WebhookSettings, Conf
             d.timeout.as_millis() as u32,
             "server.webhooks.timeout_ms",
         )? as u64),
+        max_queued_events: positive(
+            w.max_queued_events,
+            d.max_queued_events as u32,
+            "server.webhooks.max_queued_events",
+        )? as usize,
     })
 }
 

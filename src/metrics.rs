@@ -302,6 +302,16 @@ pub fn webhook_figures(w: &DeliveryStats) -> Vec<Figure> {
             "Webhook events not yet delivered.",
             w.pending.load(Ordering::Relaxed),
         ),
+        (
+            "webhook_events_dropped_total",
+            "Webhook events dropped, oldest first, because their webhook's queue was at max_queued_events.",
+            w.dropped_oldest.load(Ordering::Relaxed),
+        ),
+        (
+            "webhook_queue_depth",
+            "Webhook events waiting in the webhooks' queues (all webhooks together).",
+            w.queued.load(Ordering::Relaxed),
+        ),
     ]
 }
 

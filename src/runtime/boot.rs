@@ -236,8 +236,8 @@ fn log_listening(addr: SocketAddr, config: &Config) {
     log::info!(
         "config: apps [{}]; activity_timeout {} s, pong_timeout {} s; limits: max_connections {}, \
          max_pending_heads {}, head_timeout {} s, frame {} KiB, write queue {} KiB, body {} KiB, \
-         head {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms; \
-         metrics {}; tls {}; cluster {}",
+         head {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms, \
+         queue {} events; metrics {}; tls {}; cluster {}",
         apps.join(", "),
         config.activity_timeout,
         config.pong_timeout,
@@ -253,6 +253,7 @@ fn log_listening(addr: SocketAddr, config: &Config) {
         w.delay.as_millis(),
         w.retry_for.as_secs(),
         w.timeout.as_millis(),
+        w.max_queued_events,
         match config.metrics_port {
             Some(p) => format!("on port {p}"),
             None => "off".into(),

@@ -58,6 +58,9 @@ pub struct WebhookSettings {
     pub retry_for: Duration,
     /// Time limit of one request.
     pub timeout: Duration,
+    /// Events waiting per webhook while its batches are posted or retried;
+    /// beyond it the oldest waiting events are dropped (and counted).
+    pub max_queued_events: usize,
 }
 
 impl Default for WebhookSettings {
@@ -68,6 +71,7 @@ impl Default for WebhookSettings {
             delay: Duration::from_millis(3000),
             retry_for: Duration::from_secs(300),
             timeout: Duration::from_millis(10_000),
+            max_queued_events: 10_000,
         }
     }
 }
