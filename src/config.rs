@@ -184,6 +184,8 @@ pub struct LimitsSection {
     pub max_connections: Option<u32>,
     pub max_pending_heads: Option<u32>,
     pub head_timeout_secs: Option<u32>,
+    pub max_cached_channels: Option<u32>,
+    pub max_cache_kb: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +231,11 @@ pub struct ServerLimits {
     pub max_pending_heads: u32,
     /// How long a client may take to send a request head (408 after it).
     pub head_timeout: Duration,
+    /// Cache channels with a kept event, node-wide (shared out evenly
+    /// between shards); beyond it the entries closest to expiry are evicted.
+    pub max_cached_channels: u32,
+    /// Bytes of kept cache events, node-wide (shared out like the above).
+    pub max_cache_bytes: usize,
 }
 
 impl Default for ServerLimits {
@@ -241,6 +248,8 @@ impl Default for ServerLimits {
             max_connections: 100_000,
             max_pending_heads: 1024,
             head_timeout: Duration::from_secs(30),
+            max_cached_channels: 100_000,
+            max_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -476,6 +485,16 @@ fn resolve_limits(l: &LimitsSection) -> Result<ServerLimits, ConfigError> {
             d.head_timeout.as_secs() as u32,
             "server.limits.head_timeout_secs",
         )? as u64),
+        max_cached_channels: positive(
+            l.max_cached_channels,
+            d.max_cached_channels,
+            "server.limits.max_cached_channels",
+        )?,
+        max_cache_bytes: kb(
+            l.max_cache_kb,
+            d.max_cache_bytes,
+            "server.limits.max_cache_kb",
+        )?,
     })
 }
 
@@ -926,6 +945,9 @@ mod tests {
         assert_eq!(c.limits.max_connections, 100_000);
         assert_eq!(c.limits.max_pending_heads, 1024);
         assert_eq!(c.limits.head_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.max_cached_channels, 100_000);
+        assert_eq!(c.limits.max_cache_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.webhooks.max_queued_events, 10_000);
         assert_eq!(c.webhooks, WebhookSettings::default());
         assert_eq!(c.metrics_port, None);
         assert_eq!(c.cluster, ClusterSettings::default());

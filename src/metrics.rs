@@ -25,6 +25,8 @@ pub struct Counters {
     pub bytes_in: Cell<u64>,
     /// HTTP requests by (route, status).
     pub http_requests: RefCell<BTreeMap<(&'static str, u16), u64>>,
+    /// Cached events evicted before their TTL because the cache was full.
+    pub cache_evictions: Cell<u64>,
 }
 
 fn bump(cell: &Cell<u64>, by: u64) {
@@ -60,6 +62,10 @@ impl Counters {
         bump(&self.bytes_in, bytes as u64);
     }
 
+    pub fn cache_evicted(&self, entries: usize) {
+        bump(&self.cache_evictions, entries as u64);
+    }
+
     pub fn http_request(&self, route: &'static str, status: u16) {
         *self
             .http_requests
@@ -81,6 +87,7 @@ impl Counters {
             bytes_out: conns.bytes_out,
             http_requests: self.http_requests.borrow().clone(),
             slow_consumer_closes: conns.slow_consumer_closes,
+            cache_evictions: self.cache_evictions.get(),
         }
     }
 }
@@ -98,6 +105,7 @@ pub struct Snapshot {
     pub bytes_out: u64,
     pub http_requests: BTreeMap<(&'static str, u16), u64>,
     pub slow_consumer_closes: u64,
+    pub cache_evictions: u64,
 }
 
 impl Snapshot {
@@ -118,6 +126,7 @@ impl Snapshot {
             *self.http_requests.entry(*k).or_default() += v;
         }
         self.slow_consumer_closes += other.slow_consumer_closes;
+        self.cache_evictions += other.cache_evictions;
     }
 }
 
@@ -164,7 +173,7 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             format!("{a},{b}")
         }
     };
-    let plain: [(&str, &str, &str, Getter); 8] = [
+    let plain: [(&str, &str, &str, Getter); 9] = [
         ("connections", "gauge", "Open WebSocket connections.", |s| {
             s.connections_current
         }),
@@ -209,6 +218,12 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             "counter",
             "WebSocket upgrades refused, all codes.",
             |s| s.connections_refused.values().sum(),
+        ),
+        (
+            "cache_evictions_total",
+            "counter",
+            "Cached events evicted before their TTL because the cache was at its limits.",
+            |s| s.cache_evictions,
         ),
     ];
     for (name, kind, help, get) in plain {

@@ -236,7 +236,7 @@ fn log_listening(addr: SocketAddr, config: &Config) {
     log::info!(
         "config: apps [{}]; activity_timeout {} s, pong_timeout {} s; limits: max_connections {}, \
          max_pending_heads {}, head_timeout {} s, frame {} KiB, write queue {} KiB, body {} KiB, \
-         head {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms, \
+         head {} KiB, cache {} channels / {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms, \
          queue {} events; metrics {}; tls {}; cluster {}",
         apps.join(", "),
         config.activity_timeout,
@@ -248,6 +248,8 @@ fn log_listening(addr: SocketAddr, config: &Config) {
         l.max_write_queue_bytes / 1024,
         l.max_request_body_bytes / 1024,
         l.max_request_head_bytes / 1024,
+        l.max_cached_channels,
+        l.max_cache_bytes / 1024,
         w.batch_window.as_millis(),
         w.batch_max,
         w.delay.as_millis(),

@@ -477,11 +477,7 @@ impl Shard {
                 );
                 owned::flush_due_counts(&self);
                 if now.is_multiple_of(10) {
-                    let apps = &self.apps;
-                    self.owned
-                        .borrow_mut()
-                        .cache
-                        .sweep(|app| apps.get(app).cache_ttl);
+                    self.owned.borrow_mut().cache.sweep(Instant::now());
                 }
             }
         }
