@@ -28,7 +28,8 @@ pub struct Cli {
     /// TOML configuration file (see shardcast.example.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0].
+    /// Address to listen on [default: 0.0.0.0; 127.0.0.1 when the built-in
+    /// development app is served].
     #[arg(long, value_name = "H")]
     pub host: Option<String>,
     /// Port for WebSocket and HTTP API (0 picks a free one) [default: 6001].
@@ -180,6 +181,7 @@ pub struct WebhooksSection {
     pub delay_ms: Option<u32>,
     pub retry_for_secs: Option<u32>,
     pub timeout_ms: Option<u32>,
+    pub max_queued_events: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -230,6 +232,8 @@ pub struct LimitsSection {
     pub max_pending_heads: Option<u32>,
     pub head_timeout_secs: Option<u32>,
     pub max_subscriptions_per_connection: Option<u32>,
+    pub max_cached_channels: Option<u32>,
+    pub max_cache_kb: Option<u32>,
 }
 
 /// `[[apps]]` as written; its `Debug` prints the secret as `***`.
@@ -291,6 +295,11 @@ pub struct ServerLimits {
     /// Channels one connection may be subscribed to (or joining) at once;
     /// one more gets `pusher:subscription_error` (4100) for that channel.
     pub max_subscriptions_per_connection: u32,
+    /// Cache channels with a kept event, node-wide (shared out evenly
+    /// between shards); beyond it the entries closest to expiry are evicted.
+    pub max_cached_channels: u32,
+    /// Bytes of kept cache events, node-wide (shared out like the above).
+    pub max_cache_bytes: usize,
 }
 
 impl Default for ServerLimits {
@@ -304,6 +313,8 @@ impl Default for ServerLimits {
             max_pending_heads: 1024,
             head_timeout: Duration::from_secs(30),
             max_subscriptions_per_connection: 200,
+            max_cached_channels: 100_000,
+            max_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -331,10 +342,15 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// `server.log_level`, used when `RUST_LOG` is not set.
     pub log_level: Option<String>,
+    /// The development app is served and no host was given, so the server
+    /// listens on loopback only: its credentials are public.
+    pub dev_loopback: bool,
 }
 
 pub const DEFAULT_PORT: u16 = 6001;
 pub const DEFAULT_HOST: &str = "0.0.0.0";
+/// Where the development app is served when no host is given.
+pub const DEV_HOST: &str = "127.0.0.1";
 pub const DEFAULT_METRICS_PORT: u16 = 9601;
 
 impl Config {
@@ -356,11 +372,11 @@ impl Config {
             None => FileConfig::default(),
         };
         let server = &file.server;
-        let host = cli
-            .host
-            .clone()
-            .or_else(|| server.host.clone())
-            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let dev_app = file.apps.is_empty();
+        let given_host = cli.host.clone().or_else(|| server.host.clone());
+        let dev_loopback = dev_app && given_host.is_none();
+        let host =
+            given_host.unwrap_or_else(|| if dev_app { DEV_HOST } else { DEFAULT_HOST }.to_string());
         let port = cli.port.or(server.port).unwrap_or(DEFAULT_PORT);
         let cpus = match cli.cpus.as_deref().or(server.cpus.as_deref()) {
             Some(list) => {
@@ -401,7 +417,6 @@ impl Config {
             None => None,
         };
 
-        let dev_app = file.apps.is_empty();
         let apps = if dev_app {
             vec![App::new(
                 env("SHARDCAST_APP_ID").unwrap_or_else(|| "app-id".into()),
@@ -441,6 +456,7 @@ impl Config {
                 }
             }),
             log_level,
+            dev_loopback,
         })
     }
 }
@@ -539,6 +555,16 @@ fn resolve_limits(l: &LimitsSection) -> Result<ServerLimits, ConfigError> {
             d.max_subscriptions_per_connection,
             "server.limits.max_subscriptions_per_connection",
         )?,
+        max_cached_channels: positive(
+            l.max_cached_channels,
+            d.max_cached_channels,
+            "server.limits.max_cached_channels",
+        )?,
+        max_cache_bytes: kb(
+            l.max_cache_kb,
+            d.max_cache_bytes,
+            "server.limits.max_cache_kb",
+        )?,
     })
 }
 
@@ -559,6 +585,11 @@ fn resolve_webhook_settings(w: &WebhooksSection) -> Result<WebhookSettings, Conf
             d.timeout.as_millis() as u32,
             "server.webhooks.timeout_ms",
         )? as u64),
+        max_queued_events: positive(
+            w.max_queued_events,
+            d.max_queued_events as u32,
+            "server.webhooks.max_queued_events",
+        )? as usize,
     })
 }
 
@@ -867,7 +898,9 @@ mod tests {
     fn defaults_serve_the_dev_app_on_every_cpu() {
         let c = resolve(Cli::default(), None).unwrap();
         assert_eq!(c.port, 6001);
-        assert_eq!(c.host, "0.0.0.0");
+        // The development app's credentials are public: loopback only.
+        assert_eq!(c.host, "127.0.0.1");
+        assert!(c.dev_loopback);
         assert_eq!(c.cpus, vec![0, 1]);
         assert_eq!(c.activity_timeout, 120);
         assert!(c.dev_app);
@@ -878,6 +911,27 @@ mod tests {
         assert_eq!(c.apps[0].limits.max_event_payload_bytes, 100 * 1024);
         assert_eq!(c.apps[0].limits.max_channels_per_event, 100);
         assert_eq!(c.apps[0].limits.max_batch_size, 10);
+    }
+
+    #[test]
+    fn dev_app_binds_a_given_host_and_configured_apps_every_interface() {
+        let cli = Cli {
+            host: Some("0.0.0.0".into()),
+            ..Cli::default()
+        };
+        let c = resolve(cli, None).unwrap();
+        assert_eq!(c.host, "0.0.0.0");
+        assert!(c.dev_app && !c.dev_loopback);
+        let c = resolve(Cli::default(), Some("[server]\nhost = \"::1\"\n")).unwrap();
+        assert_eq!(c.host, "::1");
+        assert!(c.dev_app && !c.dev_loopback);
+        let c = resolve(
+            Cli::default(),
+            Some("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n"),
+        )
+        .unwrap();
+        assert_eq!(c.host, DEFAULT_HOST);
+        assert!(!c.dev_app && !c.dev_loopback);
     }
 
     #[test]
@@ -968,6 +1022,9 @@ mod tests {
         assert_eq!(c.limits.max_pending_heads, 1024);
         assert_eq!(c.limits.head_timeout, Duration::from_secs(30));
         assert_eq!(c.limits.max_subscriptions_per_connection, 200);
+        assert_eq!(c.limits.max_cached_channels, 100_000);
+        assert_eq!(c.limits.max_cache_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.webhooks.max_queued_events, 10_000);
         assert_eq!(c.webhooks, WebhookSettings::default());
         assert_eq!(c.metrics_port, None);
         assert_eq!(c.cluster, ClusterSettings::default());

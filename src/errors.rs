@@ -39,6 +39,25 @@ pub enum StartupError {
     Cluster(String),
     #[error("shard on CPU {cpu} failed to start: {why}")]
     Shard { cpu: usize, why: String },
+    /// Another process listens on the address: the server would otherwise
+    /// share the port with it (SO_REUSEPORT) and get only some connections.
+    #[error(
+        "cannot listen on {addr}: another process is already listening there; \
+         stop it or choose another port ({setting})"
+    )]
+    PortTaken { addr: String, setting: &'static str },
+}
+
+impl StartupError {
+    /// A failed bind of `addr` (configured by `setting`), with the case of
+    /// an address another process listens on named as such.
+    pub fn bind(addr: String, setting: &'static str, source: std::io::Error) -> StartupError {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            StartupError::PortTaken { addr, setting }
+        } else {
+            StartupError::Bind { addr, source }
+        }
+    }
 }
 
 /// Why an HTTP API request was refused.

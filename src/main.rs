@@ -21,7 +21,16 @@ fn main() {
     // RUST_LOG wins over `server.log_level`; `info` without either. Lines
     // go through a bounded queue to a writer thread (`logging`).
     shardcast::logging::init(config.log_level.as_deref().unwrap_or("info"));
-    if config.dev_app {
+    if config.dev_loopback {
+        log::warn!(
+            "no apps configured: serving the development app id={} key={}, whose credentials \
+             are public, on loopback only ({}); to serve on all interfaces give --host 0.0.0.0 \
+             or configure [[apps]] with your own credentials",
+            config.apps[0].id,
+            config.apps[0].key,
+            config.host
+        );
+    } else if config.dev_app {
         log::warn!(
             "no apps configured: serving the development app id={} key={} with its default \
              secret; these are development credentials, set apps in a config file for production",

@@ -27,6 +27,8 @@ pub struct Counters {
     pub http_requests: RefCell<BTreeMap<(&'static str, u16), u64>>,
     /// Questions to other shards that got no answer in time.
     pub requests_timed_out: Cell<u64>,
+    /// Cached events evicted before their TTL because the cache was full.
+    pub cache_evictions: Cell<u64>,
 }
 
 fn bump(cell: &Cell<u64>, by: u64) {
@@ -66,6 +68,10 @@ impl Counters {
         bump(&self.bytes_in, bytes as u64);
     }
 
+    pub fn cache_evicted(&self, entries: usize) {
+        bump(&self.cache_evictions, entries as u64);
+    }
+
     pub fn http_request(&self, route: &'static str, status: u16) {
         *self
             .http_requests
@@ -88,6 +94,7 @@ impl Counters {
             http_requests: self.http_requests.borrow().clone(),
             slow_consumer_closes: conns.slow_consumer_closes,
             shard_requests_timed_out: self.requests_timed_out.get(),
+            cache_evictions: self.cache_evictions.get(),
         }
     }
 }
@@ -106,6 +113,7 @@ pub struct Snapshot {
     pub http_requests: BTreeMap<(&'static str, u16), u64>,
     pub slow_consumer_closes: u64,
     pub shard_requests_timed_out: u64,
+    pub cache_evictions: u64,
 }
 
 impl Snapshot {
@@ -127,6 +135,7 @@ impl Snapshot {
         }
         self.slow_consumer_closes += other.slow_consumer_closes;
         self.shard_requests_timed_out += other.shard_requests_timed_out;
+        self.cache_evictions += other.cache_evictions;
     }
 }
 
@@ -173,7 +182,7 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             format!("{a},{b}")
         }
     };
-    let plain: [(&str, &str, &str, Getter); 9] = [
+    let plain: [(&str, &str, &str, Getter); 10] = [
         ("connections", "gauge", "Open WebSocket connections.", |s| {
             s.connections_current
         }),
@@ -224,6 +233,12 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             "counter",
             "WebSocket upgrades refused, all codes.",
             |s| s.connections_refused.values().sum(),
+        ),
+        (
+            "cache_evictions_total",
+            "counter",
+            "Cached events evicted before their TTL because the cache was at its limits.",
+            |s| s.cache_evictions,
         ),
     ];
     for (name, kind, help, get) in plain {
@@ -316,6 +331,16 @@ pub fn webhook_figures(w: &DeliveryStats) -> Vec<Figure> {
             "webhook_pending_events",
             "Webhook events not yet delivered.",
             w.pending.load(Ordering::Relaxed),
+        ),
+        (
+            "webhook_events_dropped_total",
+            "Webhook events dropped, oldest first, because their webhook's queue was at max_queued_events.",
+            w.dropped_oldest.load(Ordering::Relaxed),
+        ),
+        (
+            "webhook_queue_depth",
+            "Webhook events waiting in the webhooks' queues (all webhooks together).",
+            w.queued.load(Ordering::Relaxed),
         ),
     ]
 }

@@ -92,7 +92,7 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
                 head.path
             )))
         }
-        "/ready" if shard.draining.is_raised() => {
+        "/ready" if shard.is_draining() => {
             return Err(ApiError::Unavailable("shutting down".into()))
         }
         "/" | "/ready" => return Ok(Response::text(200, "OK")),

@@ -202,7 +202,7 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
             return refuse(&shard, &mut socket, &refusal).await;
         }
         buf.drain(..head.len);
-        let keep_alive = head.keep_alive && !shard.draining.is_raised();
+        let keep_alive = head.keep_alive && !shard.is_draining();
         let len = match read_body(&shard, &mut socket, &mut buf, &head, deadline).await {
             Ok(Body::Complete(len)) => len,
             Ok(Body::Closed) => return,

@@ -1,5 +1,11 @@
 //! The per-shard listener: every shard binds the same address with
 //! SO_REUSEPORT and the kernel spreads new connections across them.
+//!
+//! SO_REUSEPORT would also let a second server process join the group and
+//! silently take a share of the connections. So before the shards bind,
+//! [`probe_port`] binds the address once *without* it: any socket of
+//! another process already listening there (with SO_REUSEPORT or not) makes
+//! that bind fail with `AddrInUse`, and startup stops naming the address.
 
 use super::socket::Socket;
 use socket2::{Domain, Protocol, Socket as RawSocket, Type};
@@ -16,19 +22,25 @@ fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}")))
 }
 
-fn reuseport_socket(addr: SocketAddr) -> io::Result<RawSocket> {
+/// A bound TCP socket; SO_REUSEADDR (a restart may bind over connections
+/// in TIME_WAIT), and SO_REUSEPORT only when `shared`.
+fn bound_socket(addr: SocketAddr, shared: bool) -> io::Result<RawSocket> {
     let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     Ok(socket)
 }
 
-/// Binds (without listening) to find the port the shards will share when the
-/// configured port is 0. Keep the returned socket alive until every shard has
-/// bound, so the port stays reserved for this process.
+/// Binds (without listening, without SO_REUSEPORT) to check that no other
+/// process listens on the address (`AddrInUse` if one does) and to find
+/// the port the shards will share when the configured port is 0. Keep the
+/// returned socket alive until every shard has bound, so the port stays
+/// reserved for this process.
 pub fn probe_port(host: &str, port: u16) -> io::Result<(SocketAddr, RawSocket)> {
-    let socket = reuseport_socket(resolve(host, port)?)?;
+    let socket = bound_socket(resolve(host, port)?, false)?;
     let addr = socket
         .local_addr()?
         .as_socket()
@@ -41,7 +53,7 @@ pub struct Listener(glommio::net::TcpListener);
 
 /// Binds `addr` with SO_REUSEPORT and starts listening.
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
-    let socket = reuseport_socket(addr)?;
+    let socket = bound_socket(addr, true)?;
     socket.listen(BACKLOG)?;
     Listener::adopt(socket)
 }
@@ -50,9 +62,11 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<Listener> {
 /// served by one shard), movable to that shard's thread.
 pub struct BoundListener(RawSocket);
 
-/// Binds and listens on `host:port` (0 picks a free port); returns the address.
+/// Binds and listens on `host:port` (0 picks a free port) without
+/// SO_REUSEPORT, so a port another process listens on fails with
+/// `AddrInUse`; returns the address.
 pub fn bind_single(host: &str, port: u16) -> io::Result<(SocketAddr, BoundListener)> {
-    let socket = reuseport_socket(resolve(host, port)?)?;
+    let socket = bound_socket(resolve(host, port)?, false)?;
     socket.listen(BACKLOG)?;
     let addr = socket
         .local_addr()?

@@ -42,11 +42,7 @@ pub fn handle(shard: &Shard, msg: ShardMsg) {
             channel,
             frame,
             data,
-        } => shard
-            .owned
-            .borrow_mut()
-            .cache
-            .store(app, channel, frame, data),
+        } => owned::on_cache_store(shard, app, channel, frame, data),
         ShardMsg::CountDelta {
             app,
             channel,
@@ -130,11 +126,7 @@ fn keep_cached(shard: &Shard, publication: &Publication) {
         let Some(data) = event_data(frame.payload()) else {
             continue;
         };
-        shard
-            .owned
-            .borrow_mut()
-            .cache
-            .store(publication.app, channel.clone(), frame.clone(), data);
+        owned::on_cache_store(shard, publication.app, channel.clone(), frame.clone(), data);
     }
 }
 

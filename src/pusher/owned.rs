@@ -12,7 +12,7 @@
 
 use crate::apps::AppIdx;
 use crate::pusher::broadcast::{publish_on_node, Publication};
-use crate::pusher::cache::CacheTable;
+use crate::pusher::cache::{CacheLimits, CacheTable};
 use crate::pusher::counts::{subscription_count_event, CountTable};
 use crate::pusher::nodes::{self, Nodes};
 pub use crate::pusher::presence::Member;
@@ -115,14 +115,8 @@ pub fn on_join(
         }
     }
     if want_cache && outcome.refused.is_none() {
-        let ttl = shard.apps.get(app).cache_ttl;
         let owned = shard.owned.borrow();
-        outcome.cache = Some(
-            owned
-                .cache
-                .get(app, &channel, ttl)
-                .map(|(e, _)| e.frame.clone()),
-        );
+        outcome.cache = Some(owned.cache.get(app, &channel).map(|(e, _)| e.frame.clone()));
     }
     if let Some(user_id) = added {
         if nodes::decides_webhooks(shard, app, &channel) {
@@ -154,6 +148,30 @@ pub fn on_join(
             outcome,
         },
     );
+}
+
+/// Owner side of a cache channel's event: keep it for the app's
+/// `cache_ttl`, within this shard's share of the cache limits.
+pub fn on_cache_store(shard: &Shard, app: AppIdx, channel: Box<str>, frame: Frame, data: Box<str>) {
+    let ttl = shard.apps.get(app).cache_ttl;
+    let evicted =
+        shard
+            .owned
+            .borrow_mut()
+            .cache
+            .store(app, channel, frame, data, ttl, cache_limits(shard));
+    shard.counters.cache_evicted(evicted);
+}
+
+/// This shard's share of `max_cached_channels` and `max_cache_kb`: cache
+/// channels are spread over owners by name hash, so an even share.
+fn cache_limits(shard: &Shard) -> CacheLimits {
+    let l = &shard.config.limits;
+    let shards = shard.count.max(1) as usize;
+    CacheLimits {
+        max_channels: (l.max_cached_channels as usize).div_ceil(shards).max(1),
+        max_bytes: l.max_cache_bytes.div_ceil(shards),
+    }
 }
 
 /// Owner side of a presence leave: `member_removed` on the user's last socket.

@@ -66,10 +66,9 @@ pub fn answer(shard: &Shard, ask: &QueryAsk) -> QueryAnswer {
                     out.users
                         .push((channel.clone(), members.user_count() as u32));
                 }
-                let ttl = shard.apps.get(*app).cache_ttl;
                 out.cache = owned
                     .cache
-                    .get(*app, channel, ttl)
+                    .get(*app, channel)
                     .map(|(e, left)| (e.data.clone(), left.as_secs()));
             }
         }

@@ -50,18 +50,19 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             })?;
     }
 
-    let (addr, reservation) =
-        net::probe_port(&config.host, config.port).map_err(|e| StartupError::Bind {
-            addr: format!("{}:{}", config.host, config.port),
-            source: e,
-        })?;
+    // Fails when another process listens on the port (see net::probe_port).
+    let (addr, reservation) = net::probe_port(&config.host, config.port).map_err(|e| {
+        StartupError::bind(
+            format!("{}:{}", config.host, config.port),
+            "--port or server.port",
+            e,
+        )
+    })?;
     let mut metrics = match config.metrics_port {
         Some(port) => {
-            let (addr, listener) =
-                net::bind_single(&config.host, port).map_err(|e| StartupError::Bind {
-                    addr: format!("{}:{port}", config.host),
-                    source: e,
-                })?;
+            let (addr, listener) = net::bind_single(&config.host, port).map_err(|e| {
+                StartupError::bind(format!("{}:{port}", config.host), "server.metrics.port", e)
+            })?;
             log::info!("metrics on {addr} (/metrics, /usage)");
             Some(listener)
         }
@@ -85,17 +86,17 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let config = Arc::new(config);
     let apps = Arc::new(AppRegistry::new(config.apps.clone()));
     let mut sender = None;
-    let mut services = Services::default();
+    let mut services = Services {
+        shutdown: shutdown.clone(),
+        ..Services::default()
+    };
     if apps.any_webhooks() {
         let (queue, stats, thread) =
             crate::webhooks::sender::start(apps.clone(), config.webhooks.clone()).map_err(|e| {
                 StartupError::Environment(format!("cannot start the webhook sender: {e}"))
             })?;
-        services = Services {
-            webhooks: Some(queue),
-            webhook_stats: Some(stats),
-            ..Services::default()
-        };
+        services.webhooks = Some(queue);
+        services.webhook_stats = Some(stats);
         sender = Some(thread);
     }
     let mut inboxes: Vec<Option<crate::cluster::ClusterInbox>> = Vec::new();
@@ -112,10 +113,9 @@ pub fn run(config: Config) -> Result<(), StartupError> {
 
     let mut threads = Vec::new();
     for (index, (ends, &cpu)) in build_mesh(count).into_iter().zip(&config.cpus).enumerate() {
-        let (config, apps, shutdown, ready, mut services) = (
+        let (config, apps, ready, mut services) = (
             config.clone(),
             apps.clone(),
-            shutdown.clone(),
             ready_tx.clone(),
             services.clone(),
         );
@@ -184,7 +184,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
                     ));
                     let _ = ready.send(Ok(()));
                     shard
-                        .run(receivers, listener, metrics_listener, inbox, shutdown)
+                        .run(receivers, listener, metrics_listener, inbox)
                         .await;
                 });
             })
@@ -244,8 +244,8 @@ fn log_listening(addr: SocketAddr, config: &Config) {
     log::info!(
         "config: apps [{}]; activity_timeout {} s, pong_timeout {} s; limits: max_connections {}, \
          max_pending_heads {}, head_timeout {} s, frame {} KiB, write queue {} KiB, body {} KiB, \
-         head {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms; \
-         metrics {}; tls {}; cluster {}",
+         head {} KiB, cache {} channels / {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms, \
+         queue {} events; metrics {}; tls {}; cluster {}",
         apps.join(", "),
         config.activity_timeout,
         config.pong_timeout,
@@ -256,11 +256,14 @@ fn log_listening(addr: SocketAddr, config: &Config) {
         l.max_write_queue_bytes / 1024,
         l.max_request_body_bytes / 1024,
         l.max_request_head_bytes / 1024,
+        l.max_cached_channels,
+        l.max_cache_bytes / 1024,
         w.batch_window.as_millis(),
         w.batch_max,
         w.delay.as_millis(),
         w.retry_for.as_secs(),
         w.timeout.as_millis(),
+        w.max_queued_events,
         match config.metrics_port {
             Some(p) => format!("on port {p}"),
             None => "off".into(),

@@ -120,6 +120,10 @@ pub struct Shard {
     /// meaningful for apps whose home is this shard.
     api_requests: RefCell<Vec<(u32, u32)>>,
     started: Instant,
+    /// The process-wide shutdown flag, set by the signal handler. Admission
+    /// reads it directly ([`Shard::is_draining`]), so no shard admits a
+    /// connection once a signal arrived, even before its tick noticed.
+    shutdown: Arc<AtomicBool>,
 }
 
 /// What a shard gets besides its config: the webhook sender's ends, its
@@ -130,6 +134,8 @@ pub struct Services {
     pub webhook_stats: Option<Arc<DeliveryStats>>,
     pub tls: Option<TlsAcceptor>,
     pub cluster: Option<ClusterHandle>,
+    /// The process-wide shutdown flag.
+    pub shutdown: Arc<AtomicBool>,
 }
 
 impl Shard {
@@ -179,7 +185,15 @@ impl Shard {
             next_request: Cell::new(0),
             api_requests: RefCell::new(vec![(0, 0); app_count]),
             started: Instant::now(),
+            shutdown: services.shutdown,
         }
+    }
+
+    /// Whether the process is shutting down: new connections are refused
+    /// (4200), keep-alive ends and `/ready` answers 503. True from the
+    /// moment a signal arrives, on every shard at once.
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_raised() || self.shutdown.load(Ordering::Acquire)
     }
 
     /// Seconds since the shard started: the coarse clock of activity timers.
@@ -514,7 +528,6 @@ impl Shard {
         listener: Listener,
         metrics_listener: Option<Listener>,
         cluster_inbox: Option<ClusterInbox>,
-        shutdown: Arc<AtomicBool>,
     ) {
         if let Some(mut inbox) = cluster_inbox {
             let shard = self.clone();
@@ -547,7 +560,7 @@ impl Shard {
         // The housekeeping tick: held webhook events and the shutdown flag
         // every 100 ms, activity sweep once a second.
         let mut last_sweep = 0;
-        while !shutdown.load(Ordering::Relaxed) {
+        while !self.shutdown.load(Ordering::Acquire) {
             sleep(Duration::from_millis(100)).await;
             self.deadlines.expire_due(Instant::now());
             webhooks::release_held(&self, false);
@@ -560,11 +573,7 @@ impl Shard {
                 self.sweep_connections(now).await;
                 owned::flush_due_counts(&self);
                 if now.is_multiple_of(10) {
-                    let apps = &self.apps;
-                    self.owned
-                        .borrow_mut()
-                        .cache
-                        .sweep(|app| apps.get(app).cache_ttl);
+                    self.owned.borrow_mut().cache.sweep(Instant::now());
                 }
             }
         }

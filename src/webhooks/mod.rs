@@ -10,6 +10,7 @@
 //! Shards never wait on delivery: they hand events to the sender thread
 //! ([`sender`]), which batches, signs, posts and retries.
 
+pub mod backlog;
 pub mod delays;
 pub mod event;
 pub mod sender;

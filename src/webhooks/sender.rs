@@ -11,16 +11,23 @@
 //! exponential backoff (1 s doubling to 60 s) for up to `retry_for` before
 //! the next, so each webhook sees its events in order.
 //!
+//! Every queue is bounded: the shards' queue into the thread by
+//! `QUEUE_CAPACITY` (newest dropped when full), an open batch by
+//! `batch_max`, and each lane's [`Backlog`] by `max_queued_events` (oldest
+//! dropped when full, see [`super::backlog`]). So a receiver that is down
+//! costs at most `max_queued_events` + one batch in flight per webhook.
+//!
 //! At shutdown, batches still open are handed to their lanes, each lane
 //! gets one more attempt per batch within a short grace period, and what is
 //! still undelivered is logged with its count.
 
+use super::backlog::Backlog;
 use super::event::{body, WebhookEvent};
 use super::target::{Webhook, WebhookSettings};
 use crate::apps::{AppIdx, AppRegistry};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -44,6 +51,11 @@ pub struct DeliveryStats {
     pub dropped: AtomicU64,
     /// Events accepted but not yet delivered or given up.
     pub pending: AtomicU64,
+    /// Events dropped, oldest first, because their webhook's backlog was
+    /// at `max_queued_events`.
+    pub dropped_oldest: AtomicU64,
+    /// Events waiting in the webhooks' backlogs (all lanes together).
+    pub queued: AtomicU64,
 }
 
 /// A shard's handle for handing events to the sender; cheap to clone.
@@ -147,7 +159,65 @@ struct Sender {
     stats: Arc<DeliveryStats>,
     shutdown: Arc<Shutdown>,
     batches: HashMap<LaneKey, Batch>,
-    lanes: HashMap<LaneKey, mpsc::UnboundedSender<Vec<WebhookEvent>>>,
+    lanes: HashMap<LaneKey, Arc<LaneInbox>>,
+}
+
+/// Where the sender leaves a lane's batches and the lane takes them.
+struct LaneInbox {
+    backlog: Mutex<Backlog>,
+    /// Wakes the lane when a batch arrives or the inbox closes.
+    ready: Notify,
+    url: String,
+}
+
+impl LaneInbox {
+    fn backlog(&self) -> MutexGuard<'_, Backlog> {
+        // A panic elsewhere never leaves a backlog half-changed.
+        self.backlog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a batch, dropping the oldest waiting events beyond the bound.
+    fn push(&self, events: Vec<WebhookEvent>, stats: &DeliveryStats) {
+        let added = events.len() as u64;
+        let (pushed, waiting) = {
+            let mut backlog = self.backlog();
+            let pushed = backlog.push(events);
+            (pushed, backlog.len())
+        };
+        let dropped = pushed.dropped as u64;
+        stats.queued.fetch_add(added - dropped, Ordering::Relaxed);
+        if dropped > 0 {
+            stats.dropped_oldest.fetch_add(dropped, Ordering::Relaxed);
+            stats.pending.fetch_sub(dropped, Ordering::Relaxed);
+        }
+        if pushed.began_dropping {
+            log::warn!(
+                "webhook {}: {waiting} events are waiting (server.webhooks.max_queued_events); \
+                 dropping the oldest until it catches up",
+                self.url
+            );
+        }
+        self.ready.notify_one();
+    }
+
+    /// No more batches: the lane delivers what is left and exits.
+    fn close(&self) {
+        self.backlog().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Logs the end of an overflow once there is room again (or at shutdown).
+    fn settle(&self, force: bool) {
+        let summary = self.backlog().settle(force);
+        if let Some(s) = summary {
+            log::warn!(
+                "webhook {}: {} oldest events were dropped over {} s while its queue was full",
+                self.url,
+                s.dropped,
+                s.lasted.as_secs()
+            );
+        }
+    }
 }
 
 impl Sender {
@@ -177,6 +247,9 @@ impl Sender {
             self.route(app, event, &mut workers);
         }
         self.close_batches(None, &mut workers);
+        for lane in self.lanes.values() {
+            lane.close();
+        }
         self.lanes.clear();
         self.shutdown.raised.store(true, Ordering::Relaxed);
         self.shutdown.notify.notify_waiters();
@@ -232,8 +305,12 @@ impl Sender {
         workers: &mut tokio::task::JoinSet<()>,
     ) {
         let lane = self.lanes.entry(key).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
             let app = self.apps.get(key.0);
+            let inbox = Arc::new(LaneInbox {
+                backlog: Mutex::new(Backlog::new(self.settings.max_queued_events)),
+                ready: Notify::new(),
+                url: app.webhooks[key.1].url.clone(),
+            });
             let lane = Lane {
                 client: self.client.clone(),
                 hook: app.webhooks[key.1].clone(),
@@ -244,10 +321,10 @@ impl Sender {
                 stats: self.stats.clone(),
                 shutdown: self.shutdown.clone(),
             };
-            workers.spawn(lane.run(rx));
-            tx
+            workers.spawn(lane.run(inbox.clone()));
+            inbox
         });
-        let _ = lane.send(events);
+        lane.push(events, &self.stats);
     }
 }
 
@@ -272,13 +349,29 @@ struct Lane {
 }
 
 impl Lane {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Vec<WebhookEvent>>) {
-        while let Some(events) = rx.recv().await {
+    async fn run(self, inbox: Arc<LaneInbox>) {
+        loop {
+            let next = {
+                let mut backlog = inbox.backlog();
+                match backlog.pop() {
+                    Some(events) => Some(events),
+                    None if backlog.closed => break,
+                    None => None,
+                }
+            };
+            let Some(events) = next else {
+                inbox.ready.notified().await;
+                continue;
+            };
+            self.stats
+                .queued
+                .fetch_sub(events.len() as u64, Ordering::Relaxed);
             if self.deliver(&events).await {
                 self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .pending
                     .fetch_sub(events.len() as u64, Ordering::Relaxed);
+                inbox.settle(false);
             } else if !self.shutdown.raised.load(Ordering::Relaxed) {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 self.stats
@@ -293,6 +386,7 @@ impl Lane {
             }
             // Given up at shutdown: stays counted as pending (undelivered).
         }
+        inbox.settle(true);
     }
 
     /// Posts one batch until it is accepted, `retry_for` runs out, or the

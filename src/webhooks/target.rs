@@ -73,6 +73,9 @@ pub struct WebhookSettings {
     pub retry_for: Duration,
     /// Time limit of one request.
     pub timeout: Duration,
+    /// Events waiting per webhook while its batches are posted or retried;
+    /// beyond it the oldest waiting events are dropped (and counted).
+    pub max_queued_events: usize,
 }
 
 impl Default for WebhookSettings {
@@ -83,6 +86,7 @@ impl Default for WebhookSettings {
             delay: Duration::from_millis(3000),
             retry_for: Duration::from_secs(300),
             timeout: Duration::from_millis(10_000),
+            max_queued_events: 10_000,
         }
     }
 }

@@ -38,7 +38,7 @@ pub async fn serve(
     leftover: Vec<u8>,
 ) {
     let admitted = match handshake::admit(&shard.apps, &upgrade) {
-        Ok(_) if shard.draining.is_raised() => Err(ClientError::ShuttingDown),
+        Ok(_) if shard.is_draining() => Err(ClientError::ShuttingDown),
         Ok(app) => shard.admit_connection(app).await.map(|()| app),
         Err(e) => Err(e),
     };
@@ -65,6 +65,15 @@ pub async fn serve(
         shard.release_connection(app);
         return;
     }
+    // A signal may have come during the awaits above, and this shard's
+    // drain may already have closed everyone it had: refuse here, with no
+    // await before `session::open`, so no connection is ever admitted
+    // after the drain began (one admitted before it is closed by the drain).
+    if shard.is_draining() {
+        shard.release_connection(app);
+        shard.counters.refused(ClientError::ShuttingDown.code());
+        return refuse(socket, Vec::new(), ClientError::ShuttingDown).await;
+    }
     let (key, _) = session::open(&shard, app, socket.direct_fd());
     let mut task = ConnTask {
         shard,
@@ -85,8 +94,9 @@ pub async fn serve(
     crate::runtime::spawn(task);
 }
 
-/// Completes the handshake only to say why the connection is refused:
-/// `pusher:error` with the code, then a close frame with the same code.
+/// Completes the handshake (`response`; empty when it was already sent)
+/// only to say why the connection is refused: `pusher:error` with the
+/// code, then a close frame with the same code.
 async fn refuse(mut socket: Stream, mut response: Vec<u8>, why: ClientError) {
     let message = why.to_string();
     response.extend_from_slice(crate::pusher::messages::error(Some(why.code()), &message).bytes());

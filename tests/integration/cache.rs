@@ -205,3 +205,45 @@ fn cached_event_expires_after_cache_ttl() {
     subscribe_any(&mut late, "cache-t");
     late.expect_text(&event_text("e", "cache-t", "again"));
 }
+
+#[test]
+fn a_full_cache_evicts_the_oldest_event_and_its_channel_misses_again() {
+    use crate::metrics::{metrics_port, scrape};
+    // 4 node-wide: 2 on each of the 2 shards.
+    let server = Server::start_with(
+        "[server.limits]\nmax_cached_channels = 4\n[server.metrics]\nenabled = true\nport = 0\n",
+    );
+    let mport = metrics_port(&server);
+    // Three cache channels with the same owner, triggered in order over one
+    // connection (so they reach the owner in that order).
+    let names: Vec<String> = (0..)
+        .map(|i| format!("cache-full-{i}"))
+        .filter(|n| shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), n, 2) == 0)
+        .take(3)
+        .collect();
+    let mut http = Http::connect(server.port);
+    for name in &names {
+        http.trigger(&DEV, &json!({"name":"e","channel":name,"data":name}))
+            .expect_ok_json();
+    }
+    let evictions = || {
+        scrape(mport)
+            .get("shardcast_cache_evictions_total")
+            .copied()
+    };
+    assert!(
+        wait_until(WAIT, || evictions() == Some(1)),
+        "cache_evictions_total: {:?}",
+        evictions()
+    );
+    for shard in [0, 1] {
+        let mut ws = Ws::connect_on(server.port, shard);
+        subscribe_any(&mut ws, &names[0]);
+        ws.expect_text(&cache_miss_text(&names[0]));
+        for name in &names[1..] {
+            subscribe_any(&mut ws, name);
+            ws.expect_text(&event_text("e", name, name));
+        }
+    }
+    assert_eq!(evictions(), Some(1));
+}

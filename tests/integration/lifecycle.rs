@@ -345,3 +345,114 @@ fn ready_is_503_while_draining() {
     let status = server.wait_exit(Duration::from_secs(6)).expect("exits");
     assert_eq!(status.code(), Some(0));
 }
+
+/// What one connection attempt to a shutting-down server got.
+#[derive(Debug, PartialEq)]
+enum Attempt {
+    /// The TCP connection was refused: no shard listens any more.
+    Refused,
+    /// 101, then `pusher:error` 4200 and a close.
+    ShuttingDown,
+    /// The stream ended or was reset before any answer.
+    Dropped,
+    /// `pusher:connection_established`: the dying server admitted it.
+    Admitted,
+    /// Anything else, with what arrived.
+    Other(String),
+}
+
+/// Connects and asks for a WebSocket; reads the answer up to its first frame.
+fn attempt_connection(port: u16) -> Attempt {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return Attempt::Refused;
+    };
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        app_path("app-key")
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return Attempt::Dropped;
+    }
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = Vec::new();
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            if !head.starts_with("HTTP/1.1 101 ") {
+                return Attempt::Other(head);
+            }
+            let mut rest = buf[end + 4..].to_vec();
+            if let Some(frame) = split_frame(&mut rest) {
+                let v: serde_json::Value = serde_json::from_slice(&frame.payload)
+                    .unwrap_or_else(|_| panic!("first frame is JSON: {frame:?}"));
+                return match (v["event"].as_str(), v["data"]["code"].as_u64()) {
+                    (Some("pusher:connection_established"), _) => Attempt::Admitted,
+                    (Some("pusher:error"), Some(4200)) => Attempt::ShuttingDown,
+                    _ => Attempt::Other(v.to_string()),
+                };
+            }
+        }
+        let mut tmp = [0u8; 4096];
+        match stream.read(&mut tmp) {
+            Ok(0) | Err(_) if buf.is_empty() => return Attempt::Dropped,
+            Ok(0) | Err(_) => return Attempt::Other(String::from_utf8_lossy(&buf).into()),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+#[test]
+fn no_shard_admits_a_connection_once_shutdown_began() {
+    let mut server = Server::start();
+    let port = server.port;
+    let mut clients = connect_spread(port, 8);
+    let pid = server.pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The first 4200 proves the signal arrived; from then on, every
+    // attempt on any shard must be refused. Three threads keep trying
+    // until the process has exited (one client below never answers its
+    // close, so the drain lasts seconds).
+    clients[0].expect_pusher_close(4200);
+    let exited = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tries: Vec<_> = (0..3)
+        .map(|_| {
+            let exited = exited.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !exited.load(Ordering::Acquire) {
+                    seen.push(attempt_connection(port));
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                seen
+            })
+        })
+        .collect();
+    for ws in clients[1..].iter_mut() {
+        ws.expect_pusher_close(4200);
+        ws.send_raw_lenient(&encode_frame(true, OP_CLOSE, &4200u16.to_be_bytes(), true));
+    }
+    let status = server.wait_exit(Duration::from_secs(8));
+    exited.store(true, Ordering::Release);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status");
+    let attempts: Vec<Attempt> = tries.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let count = |a: Attempt| attempts.iter().filter(|x| **x == a).count();
+    eprintln!(
+        "{} attempts while draining: {} refused by TCP, {} told 4200, {} dropped",
+        attempts.len(),
+        count(Attempt::Refused),
+        count(Attempt::ShuttingDown),
+        count(Attempt::Dropped)
+    );
+    assert!(attempts.len() >= 10, "only {} attempts", attempts.len());
+    let wrong: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|a| matches!(a, Attempt::Admitted | Attempt::Other(_)))
+        .collect();
+    assert!(wrong.is_empty(), "admitted while shutting down: {wrong:?}");
+}

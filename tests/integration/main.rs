@@ -21,6 +21,7 @@ mod private;
 mod protocol;
 mod queries;
 mod signin;
+mod startup;
 mod tls;
 mod webhooks;
 

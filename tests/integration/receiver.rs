@@ -75,8 +75,9 @@ impl Delivery {
 #[derive(Default)]
 struct State {
     deliveries: Vec<Delivery>,
-    /// Statuses to answer next, in order; 200 when empty.
+    /// Statuses to answer next, in order; then `always`, or 200.
     script: VecDeque<u16>,
+    always: Option<u16>,
 }
 
 pub struct Receiver {
@@ -107,6 +108,12 @@ impl Receiver {
     /// The next requests are answered with these statuses, in order.
     pub fn answer_next(&self, statuses: &[u16]) {
         self.state.lock().unwrap().script.extend(statuses);
+    }
+
+    /// Every request after the scripted ones is answered `status` (a
+    /// receiver that is down), until this is called with `None`.
+    pub fn answer_all(&self, status: Option<u16>) {
+        self.state.lock().unwrap().always = status;
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
@@ -208,7 +215,7 @@ fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         buf.drain(..end + 4 + len);
         let status = {
             let mut s = state.lock().unwrap();
-            let status = s.script.pop_front().unwrap_or(200);
+            let status = s.script.pop_front().or(s.always).unwrap_or(200);
             s.deliveries.push(Delivery {
                 method,
                 path,

@@ -132,7 +132,13 @@ impl Server {
     /// judge response times must not run a debug build.
     pub fn start_optimized(toml: &str) -> Server {
         let path = Self::write_config(toml);
-        Self::launch_bin(&optimized_bin(), Some(path), &[])
+        let cpus = two_cpus();
+        Self::launch_args(
+            &optimized_bin(),
+            &["--host", "127.0.0.1", "--port", "0", "--cpus", &cpus],
+            Some(path),
+            &[],
+        )
     }
 
     fn write_config(toml: &str) -> PathBuf {
@@ -151,12 +157,29 @@ impl Server {
     }
 
     fn launch(config_path: Option<PathBuf>, env: &[(&str, &str)]) -> Server {
-        Self::launch_bin(Path::new(env!("CARGO_BIN_EXE_shardcast")), config_path, env)
+        let cpus = two_cpus();
+        Self::launch_args(
+            Path::new(env!("CARGO_BIN_EXE_shardcast")),
+            &["--host", "127.0.0.1", "--port", "0", "--cpus", &cpus],
+            config_path,
+            env,
+        )
     }
 
-    fn launch_bin(bin: &Path, config_path: Option<PathBuf>, env: &[(&str, &str)]) -> Server {
+    /// Starts the development app with exactly these flags (they must make
+    /// it listen on 127.0.0.1, where the start-up line is looked for).
+    pub fn start_args(args: &[&str]) -> Server {
+        Self::launch_args(Path::new(env!("CARGO_BIN_EXE_shardcast")), args, None, &[])
+    }
+
+    fn launch_args(
+        bin: &Path,
+        args: &[&str],
+        config_path: Option<PathBuf>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut cmd = Command::new(bin);
-        cmd.args(["--host", "127.0.0.1", "--port", "0", "--cpus", &two_cpus()]);
+        cmd.args(args);
         if let Some(p) = &config_path {
             cmd.arg("--config").arg(p);
         }

@@ -4,6 +4,7 @@
 use crate::receiver::{count, is, Receiver};
 use crate::support::*;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "hook-key";
@@ -402,4 +403,102 @@ fn undelivered_events_are_counted_at_shutdown() {
     std::thread::sleep(Duration::from_millis(100));
     let log = server.log_text();
     assert!(log.contains("1 events undelivered"), "{log}");
+}
+
+#[test]
+fn a_down_receiver_costs_a_bounded_queue_that_keeps_the_newest_events() {
+    use crate::metrics::{metrics_port, scrape};
+    const CAP: u64 = 20;
+    const TOTAL: usize = 120;
+    let receiver = Receiver::start();
+    receiver.answer_all(Some(500));
+    let server = Server::start_with(&format!(
+        "[server.metrics]\nenabled = true\nport = 0\n{}",
+        config(
+            &format!(
+                "batch_window_ms = 10\nbatch_max = 5\nretry_for_secs = 60\nmax_queued_events = {CAP}"
+            ),
+            &hook(&receiver.url("/down"), r#"["channel_occupied"]"#, ""),
+        )
+    ));
+    let mport = metrics_port(&server);
+    // Channels whose owner is shard 0, so their occupancy events reach the
+    // sender in subscription order.
+    let names: Vec<String> = (0..)
+        .map(|i| format!("q{i}"))
+        .filter(|n| shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), n, 2) == 0)
+        .take(TOTAL)
+        .collect();
+    let mut ws = connect(server.port);
+    // The first event's batch is in flight (answered 500, retried for 60 s)
+    // before the others come, so the others can only wait in the queue.
+    ws.subscribe(&names[0]);
+    assert!(wait_until(LONG, || !receiver.deliveries().is_empty()));
+    for name in &names[1..] {
+        ws.send_json(&json!({"event":"pusher:subscribe","data":{"channel":name}}));
+    }
+    for _ in &names[1..] {
+        ws.expect_event("pusher_internal:subscription_succeeded");
+    }
+    // Every event is routed: one in flight, CAP waiting, the rest dropped.
+    let figure = |m: &HashMap<String, u64>, name: &str| m.get(name).copied().unwrap_or(0);
+    let mut m = scrape(mport);
+    let full = wait_until(LONG, || {
+        m = scrape(mport);
+        figure(&m, "shardcast_webhook_pending_events") == 1 + CAP
+            && figure(&m, "shardcast_webhook_queue_depth") == CAP
+    });
+    assert!(full, "the queue did not fill up to its bound: {m:?}");
+    let dropped = figure(&m, "shardcast_webhook_events_dropped_total");
+    assert_eq!(dropped, TOTAL as u64 - 1 - CAP, "{m:?}");
+    assert_eq!(figure(&m, "shardcast_webhook_deliveries_total"), 0);
+
+    // The receiver recovers: the batch in flight, then the newest CAP events.
+    receiver.answer_all(None);
+    let newest = names.last().unwrap();
+    receiver.wait_for(
+        "the newest event",
+        Duration::from_secs(30),
+        is("channel_occupied", newest),
+    );
+    // FIFO per webhook: the newest arriving proves everything queued before
+    // it has arrived too.
+    let got: Vec<String> = receiver
+        .events()
+        .iter()
+        .map(|e| e["channel"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = names[..1]
+        .iter()
+        .chain(&names[names.len() - CAP as usize..])
+        .cloned()
+        .collect();
+    assert_eq!(got, expected, "the oldest waiting events were dropped");
+    let m = scrape(mport);
+    assert_eq!(figure(&m, "shardcast_webhook_queue_depth"), 0, "{m:?}");
+    assert_eq!(figure(&m, "shardcast_webhook_pending_events"), 0, "{m:?}");
+    assert_eq!(
+        figure(&m, "shardcast_webhook_events_dropped_total"),
+        dropped,
+        "{m:?}"
+    );
+    // One line when dropping began, one summary when it ended.
+    assert!(
+        wait_until(WAIT, || server
+            .log_text()
+            .contains("oldest events were dropped")),
+        "no summary line:\n{}",
+        server.log_text()
+    );
+    let log = server.log_text();
+    assert_eq!(log.matches("dropping the oldest").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("oldest events were dropped").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("{} oldest events were dropped", dropped)),
+        "{log}"
+    );
 }
