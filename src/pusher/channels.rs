@@ -187,9 +187,9 @@ impl ChannelTable {
         if self.memberships.capacity() > 4 * self.memberships.len().max(1024) {
             self.memberships.shrink_to_fit();
         }
-        if self.channels.capacity() > 4 * self.channels.len().max(1024) && self.channels.is_empty()
-        {
-            self.channels = Slab::new();
+        if self.channels.capacity() > 4 * self.channels.len().max(1024) {
+            // Only vacant slots at the end can go: ids in use must stay.
+            self.channels.shrink_to_fit();
         }
         for map in &mut self.by_name {
             if map.capacity() > 4 * map.len().max(1024) {

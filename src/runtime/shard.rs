@@ -575,6 +575,8 @@ impl Shard {
                 if now.is_multiple_of(10) {
                     self.owned.borrow_mut().cache.sweep(Instant::now());
                 }
+                // Tables that grew for a crowd give the room back after it.
+                self.channels.borrow_mut().shrink();
             }
         }
         self.drain().await;
