@@ -232,6 +232,7 @@ pub struct LimitsSection {
     pub max_pending_heads: Option<u32>,
     pub head_timeout_secs: Option<u32>,
     pub max_subscriptions_per_connection: Option<u32>,
+    pub max_write_queues_mb: Option<u32>,
     pub max_cached_channels: Option<u32>,
     pub max_cache_kb: Option<u32>,
 }
@@ -295,6 +296,10 @@ pub struct ServerLimits {
     /// Channels one connection may be subscribed to (or joining) at once;
     /// one more gets `pusher:subscription_error` (4100) for that channel.
     pub max_subscriptions_per_connection: u32,
+    /// Bytes queued for all clients together, node-wide (shared out evenly
+    /// between shards); past it, clients with more than 64 KiB queued are
+    /// closed as slow consumers (4100).
+    pub max_write_queues_bytes: usize,
     /// Cache channels with a kept event, node-wide (shared out evenly
     /// between shards); beyond it the entries closest to expiry are evicted.
     pub max_cached_channels: u32,
@@ -313,6 +318,7 @@ impl Default for ServerLimits {
             max_pending_heads: 1024,
             head_timeout: Duration::from_secs(30),
             max_subscriptions_per_connection: 200,
+            max_write_queues_bytes: 1024 * 1024 * 1024,
             max_cached_channels: 100_000,
             max_cache_bytes: 256 * 1024 * 1024,
         }
@@ -555,6 +561,13 @@ fn resolve_limits(l: &LimitsSection) -> Result<ServerLimits, ConfigError> {
             d.max_subscriptions_per_connection,
             "server.limits.max_subscriptions_per_connection",
         )?,
+        max_write_queues_bytes: positive(
+            l.max_write_queues_mb,
+            (d.max_write_queues_bytes >> 20) as u32,
+            "server.limits.max_write_queues_mb",
+        )? as usize
+            * 1024
+            * 1024,
         max_cached_channels: positive(
             l.max_cached_channels,
             d.max_cached_channels,
@@ -1022,6 +1035,7 @@ mod tests {
         assert_eq!(c.limits.max_pending_heads, 1024);
         assert_eq!(c.limits.head_timeout, Duration::from_secs(30));
         assert_eq!(c.limits.max_subscriptions_per_connection, 200);
+        assert_eq!(c.limits.max_write_queues_bytes, 1 << 30);
         assert_eq!(c.limits.max_cached_channels, 100_000);
         assert_eq!(c.limits.max_cache_bytes, 256 * 1024 * 1024);
         assert_eq!(c.webhooks.max_queued_events, 10_000);

@@ -126,6 +126,11 @@ pub enum ClientError {
     PongTimeout(u32),
     #[error("Slow consumer: more than {0} bytes queued, reconnect later")]
     SlowConsumer(usize),
+    #[error(
+        "Slow consumer: the server's write queues are full and this connection had \
+         more than {0} bytes queued, reconnect later"
+    )]
+    SlowConsumerOverBudget(usize),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -143,7 +148,9 @@ impl ClientError {
             ClientError::BadProtocol(_) => 4007,
             ClientError::NoProtocol => 4008,
             ClientError::Unauthorized(_) => 4009,
-            ClientError::SlowConsumer(_) | ClientError::OverCapacity => 4100,
+            ClientError::SlowConsumer(_)
+            | ClientError::SlowConsumerOverBudget(_)
+            | ClientError::OverCapacity => 4100,
             ClientError::ShuttingDown => 4200,
             ClientError::PongTimeout(_) => 4201,
             ClientError::BadMessage(_) => 4000,

@@ -94,6 +94,8 @@ impl Counters {
             http_requests: self.http_requests.borrow().clone(),
             slow_consumer_closes: conns.slow_consumer_closes,
             shard_requests_timed_out: self.requests_timed_out.get(),
+            write_queue_bytes: conns.flush.queued_bytes as u64,
+            over_budget_closes: conns.over_budget_closes,
             cache_evictions: self.cache_evictions.get(),
         }
     }
@@ -113,6 +115,8 @@ pub struct Snapshot {
     pub http_requests: BTreeMap<(&'static str, u16), u64>,
     pub slow_consumer_closes: u64,
     pub shard_requests_timed_out: u64,
+    pub write_queue_bytes: u64,
+    pub over_budget_closes: u64,
     pub cache_evictions: u64,
 }
 
@@ -135,6 +139,8 @@ impl Snapshot {
         }
         self.slow_consumer_closes += other.slow_consumer_closes;
         self.shard_requests_timed_out += other.shard_requests_timed_out;
+        self.write_queue_bytes += other.write_queue_bytes;
+        self.over_budget_closes += other.over_budget_closes;
         self.cache_evictions += other.cache_evictions;
     }
 }
@@ -182,7 +188,7 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             format!("{a},{b}")
         }
     };
-    let plain: [(&str, &str, &str, Getter); 10] = [
+    let plain: [(&str, &str, &str, Getter); 12] = [
         ("connections", "gauge", "Open WebSocket connections.", |s| {
             s.connections_current
         }),
@@ -221,6 +227,18 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             "counter",
             "Connections closed with 4100 because their queue overflowed.",
             |s| s.slow_consumer_closes,
+        ),
+        (
+            "write_queue_bytes",
+            "gauge",
+            "Bytes queued for clients, all connections together (budget: max_write_queues_mb).",
+            |s| s.write_queue_bytes,
+        ),
+        (
+            "over_budget_closes_total",
+            "counter",
+            "Connections closed with 4100 because the write queues' budget was spent and theirs was large.",
+            |s| s.over_budget_closes,
         ),
         (
             "shard_requests_timed_out_total",

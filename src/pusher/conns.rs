@@ -21,6 +21,10 @@ use std::task::Waker;
 
 /// Frames gathered into one `sendmsg`.
 const MAX_IOVECS: usize = 64;
+/// Once the shard's write queues together pass their budget, a connection
+/// with more than this queued is closed as a slow consumer on its next
+/// frame; connections that keep up (less queued) still get theirs.
+pub const FAIR_QUEUE_BYTES: usize = 64 * 1024;
 
 /// Slot of a connection in its shard's [`ConnTable`].
 pub type ConnKey = u32;
@@ -120,6 +124,9 @@ impl Conn {
 pub struct FlushList {
     pub keys: Vec<ConnKey>,
     pub waker: Option<Waker>,
+    /// Bytes waiting on every connection together (the sum of `out_bytes`),
+    /// judged against the shard's write budget.
+    pub queued_bytes: usize,
 }
 
 impl FlushList {
@@ -145,20 +152,28 @@ pub struct ConnTable {
     pub slow_consumer_closes: u64,
     /// The queue cap applied to replies (the server's `max_write_queue_kb`).
     pub reply_cap: usize,
+    /// The budget for `flush.queued_bytes` (`max_write_queues_total_mb`).
+    queue_budget: usize,
+    /// Connections closed with 4100 because the shard's budget was spent
+    /// and theirs was among the large queues (metrics).
+    pub over_budget_closes: u64,
     /// Frames and bytes written to sockets (metrics).
     pub frames_out: u64,
     pub bytes_out: u64,
 }
 
-/// An empty table with no reply cap beyond the 1 GiB queue limit.
+/// An empty table with no reply cap beyond the 1 GiB queue limit and no
+/// shard-wide budget.
 impl Default for ConnTable {
     fn default() -> Self {
-        ConnTable::with_capacity(0, usize::MAX)
+        ConnTable::with_capacity(0, usize::MAX, usize::MAX)
     }
 }
 
 impl ConnTable {
-    pub fn with_capacity(connections: usize, queue_cap: usize) -> ConnTable {
+    /// A table with room for `connections`, each queue capped at
+    /// `queue_cap` bytes and all of them together at `queue_budget`.
+    pub fn with_capacity(connections: usize, queue_cap: usize, queue_budget: usize) -> ConnTable {
         ConnTable {
             slab: Slab::with_capacity(connections),
             users: HashMap::new(),
@@ -166,6 +181,8 @@ impl ConnTable {
             next_serial: 0,
             slow_consumer_closes: 0,
             reply_cap: queue_cap.min(1 << 30),
+            queue_budget,
+            over_budget_closes: 0,
             frames_out: 0,
             bytes_out: 0,
         }
@@ -199,6 +216,7 @@ impl ConnTable {
 
     pub fn remove(&mut self, key: ConnKey) -> Option<Conn> {
         let conn = self.slab.try_remove(key as usize)?;
+        self.flush.queued_bytes -= conn.out_bytes as usize;
         if let Some(user) = conn.user_id() {
             let id = (conn.app, Box::<str>::from(user));
             if let Some(keys) = self.users.get_mut(&id) {
@@ -286,24 +304,34 @@ impl ConnTable {
         if conn.phase != Phase::Open {
             return;
         }
-        if conn.out_bytes as usize + frame.len() > cap {
-            crate::info_limited!(
-                "slow consumer closed (4100): app {}, slot {key}, {} bytes queued",
-                conn.app.0,
-                conn.out_bytes
-            );
-            self.slow_consumer_closes += 1;
-            Self::drop_queue(conn);
-            let now = now.unwrap_or(conn.last_seen);
-            Self::begin_close(conn, &ClientError::SlowConsumer(cap), now, &mut self.flush);
+        let queued = conn.out_bytes as usize;
+        let why = if queued + frame.len() > cap {
+            ClientError::SlowConsumer(cap)
+        } else if self.flush.queued_bytes + frame.len() > self.queue_budget
+            && queued > FAIR_QUEUE_BYTES
+        {
+            self.over_budget_closes += 1;
+            ClientError::SlowConsumerOverBudget(FAIR_QUEUE_BYTES)
+        } else {
+            Self::push(conn, frame.bytes().clone(), &mut self.flush);
             return;
-        }
-        Self::push(conn, frame.bytes().clone(), &mut self.flush);
+        };
+        crate::info_limited!(
+            "slow consumer closed (4100): app {}, slot {key}, {} bytes queued, {} bytes on the shard",
+            conn.app.0,
+            conn.out_bytes,
+            self.flush.queued_bytes
+        );
+        self.slow_consumer_closes += 1;
+        self.flush.queued_bytes -= Self::drop_queue(conn);
+        let now = now.unwrap_or(conn.last_seen);
+        Self::begin_close(conn, &why, now, &mut self.flush);
     }
 
     fn push(conn: &mut Conn, bytes: Bytes, flush: &mut FlushList) {
         let was_empty = conn.out.is_empty();
         conn.out_bytes += bytes.len() as u32;
+        flush.queued_bytes += bytes.len();
         conn.out.push_back(bytes);
         if was_empty && !conn.blocked {
             flush.mark(conn.key);
@@ -311,8 +339,9 @@ impl ConnTable {
     }
 
     /// Drops what is queued, keeping a partly written front frame so the
-    /// stream stays well-formed.
-    fn drop_queue(conn: &mut Conn) {
+    /// stream stays well-formed; returns the bytes dropped.
+    fn drop_queue(conn: &mut Conn) -> usize {
+        let before = conn.out_bytes;
         let keep = if conn.out_offset > 0 { 1 } else { 0 };
         while conn.out.len() > keep {
             let b = conn.out.pop_back().expect("len checked");
@@ -321,6 +350,22 @@ impl ConnTable {
         if keep == 0 {
             conn.out = VecDeque::new();
         }
+        (before - conn.out_bytes) as usize
+    }
+
+    /// Marks a connection whose socket is gone ([`Phase::Gone`]): nothing is
+    /// queued to it or written any more, and its queue's memory goes now.
+    pub fn retire(&mut self, key: ConnKey) {
+        let Some(conn) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        conn.phase = Phase::Gone;
+        conn.fd = NO_FD;
+        conn.waker = None;
+        self.flush.queued_bytes -= conn.out_bytes as usize;
+        conn.out = VecDeque::new();
+        conn.out_bytes = 0;
+        conn.out_offset = 0;
     }
 
     /// Refuses or ends a connection: `pusher:error` with the code, then a
@@ -448,6 +493,7 @@ impl ConnTable {
             return Ok(true);
         };
         let (bytes_out, frames_out) = (&mut self.bytes_out, &mut self.frames_out);
+        let queued = &mut self.flush.queued_bytes;
         while !conn.out.is_empty() {
             let result = {
                 let mut slices: SmallVec<[IoSlice<'_>; MAX_IOVECS]> = SmallVec::new();
@@ -468,6 +514,7 @@ impl ConnTable {
                 Err(e) => return Err(e),
             };
             conn.out_bytes -= written as u32;
+            *queued -= written;
             *bytes_out += written as u64;
             let mut done = conn.out_offset as usize + written;
             while let Some(front) = conn.out.front() {
@@ -558,6 +605,39 @@ mod tests {
         assert!(c.out_bytes < 200);
         assert_eq!(c.close_code, Some(4100));
         assert_eq!(t.slow_consumer_closes, 1);
+    }
+
+    #[test]
+    fn past_the_shard_budget_large_queues_close_and_small_ones_continue() {
+        let mut t = ConnTable::with_capacity(0, 1 << 20, 200 * 1024);
+        let (slow, _) = t.insert(AppIdx(0), -1, 0);
+        let (fast, _) = t.insert(AppIdx(0), -1, 0);
+        // The slow reader builds up 190 KiB, under its own 1 MiB cap.
+        for _ in 0..19 {
+            t.enqueue(slow, &frame(10 * 1024), 1 << 20, 0);
+        }
+        assert_eq!(
+            t.flush.queued_bytes,
+            t.get(slow).unwrap().out_bytes as usize
+        );
+        // The budget is spent now: the large queue is closed ...
+        t.enqueue(slow, &frame(20 * 1024), 1 << 20, 0);
+        let c = t.get(slow).unwrap();
+        assert_eq!(c.close_code, Some(4100));
+        assert_eq!(c.out.len(), 2, "only the error and the close frame remain");
+        assert_eq!(t.over_budget_closes, 1);
+        // ... and its bytes are given back, so the small one keeps receiving.
+        t.enqueue(fast, &frame(20 * 1024), 1 << 20, 0);
+        assert_eq!(t.get(fast).unwrap().phase, Phase::Open);
+        assert_eq!(t.get(fast).unwrap().out.len(), 1);
+        let total: u32 = [slow, fast]
+            .iter()
+            .map(|&k| t.get(k).unwrap().out_bytes)
+            .sum();
+        assert_eq!(t.flush.queued_bytes, total as usize);
+        t.remove(slow);
+        t.retire(fast);
+        assert_eq!(t.flush.queued_bytes, 0);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! when it sends a message, and when it goes away.
 
 use crate::apps::AppIdx;
-use crate::pusher::conns::{ConnKey, Phase, NO_FD};
+use crate::pusher::conns::{ConnKey, NO_FD};
 use crate::pusher::inbound::{self, ClientMessage};
 use crate::pusher::owned::owner_of;
 use crate::pusher::socket_id::SocketId;
@@ -65,17 +65,12 @@ pub fn close(shard: &Rc<Shard>, key: ConnKey) {
     };
     let subs = {
         let mut conns = shard.conns.borrow_mut();
+        conns.retire(key);
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
         // 1006: the socket went away without a close frame.
         shard.counters.closed(conn.close_code.unwrap_or(1006));
-        conn.phase = Phase::Gone;
-        conn.fd = NO_FD;
-        conn.waker = None;
-        conn.out = Default::default();
-        conn.out_bytes = 0;
-        conn.out_offset = 0;
         // Joins still waiting for their owner are undone by `on_joined`.
         if let Some(extra) = conn.extra.as_mut() {
             extra.pending = Vec::new();

@@ -151,6 +151,7 @@ impl Shard {
         let app_count = apps.len();
         let max_connections = config.limits.max_connections as usize;
         let queue_cap = config.limits.max_write_queue_bytes;
+        let queue_budget = config.limits.max_write_queues_bytes;
         Shard {
             id,
             count,
@@ -167,7 +168,11 @@ impl Shard {
             // Room for the node's connection limit up front: untouched slots
             // cost address space, not resident memory, and the table never
             // has to be copied while it grows.
-            conns: RefCell::new(ConnTable::with_capacity(max_connections, queue_cap)),
+            conns: RefCell::new(ConnTable::with_capacity(
+                max_connections,
+                queue_cap,
+                queue_budget / count as usize,
+            )),
             owned: RefCell::new(Owned::default()),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
             deadlines: super::Deadlines::default(),

@@ -399,3 +399,102 @@ fn subscriptions_beyond_the_limit_are_refused_and_the_connection_stays() {
     trigger(port, &DEV, &json!({"name":"e","channel":"d","data":"x"}));
     ws.expect_text(&event_text("e", "d", "x"));
 }
+
+#[test]
+fn many_slow_readers_cannot_hold_more_than_the_write_budget() {
+    let _heavy = heavy_lock();
+    // 2 MiB for all queues together (1 MiB per shard); each client's own cap
+    // stays at its 4 MiB default, so only the shared budget can close them.
+    let server = Server::start_with(
+        "[server.limits]\nmax_write_queues_mb = 2\n[server.metrics]\nenabled = true\nport = 0\n",
+    );
+    let port = server.port;
+    let metrics = crate::metrics::metrics_port(&server);
+    let mut readers = connect_spread(port, 1);
+    // Slow readers on both shards, with a small TCP window, that never read.
+    let mut slow: Vec<Ws> = (0..10)
+        .map(|_| Ws::connect_small_rcvbuf(port, 8 * 1024))
+        .collect();
+    assert!(
+        slow.iter().any(|w| w.shard() == 0) && slow.iter().any(|w| w.shard() == 1),
+        "the slow readers all landed on one shard"
+    );
+    for ws in readers.iter_mut().chain(slow.iter_mut()) {
+        ws.subscribe("firehose");
+    }
+    // The kernel absorbs up to tcp_wmem's maximum per socket first.
+    const SIZE: usize = 16 * 1024;
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+        .unwrap_or(4 * 1024 * 1024);
+    let events = (wmem_max + 2 * 1024 * 1024) / SIZE;
+    let payload = |i: usize| format!("{i:05}-{}", "x".repeat(SIZE));
+    let progress: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let reading: Vec<_> = readers
+        .into_iter()
+        .zip(progress.clone())
+        .map(|(mut ws, done)| {
+            std::thread::spawn(move || {
+                for i in 0..events {
+                    ws.expect_text(&event_text("big", "firehose", &payload(i)));
+                    done.store(i as u64 + 1, Ordering::Release);
+                }
+                ws
+            })
+        })
+        .collect();
+    let mut http = Http::connect(port);
+    let mut peak_queued = 0;
+    for i in 0..events {
+        // The readers keep up (at most two events behind): they stay under
+        // the 64 KiB that makes a queue "large".
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while progress
+            .iter()
+            .any(|p| p.load(Ordering::Acquire) + 2 < i as u64)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        http.trigger(
+            &DEV,
+            &json!({"name":"big","channel":"firehose","data":payload(i)}),
+        )
+        .expect_ok_json();
+        if i % 32 == 0 {
+            let m = crate::metrics::scrape(metrics);
+            peak_queued = peak_queued.max(m["shardcast_write_queue_bytes"]);
+        }
+    }
+    for r in reading {
+        let mut ws = r.join().expect("a reader that keeps up missed events");
+        ws.ping();
+    }
+    // Every slow reader was closed with 4100 for the budget, never got
+    // everything, and the queues never held much more than the budget.
+    for mut ws in slow {
+        let mut got = 0;
+        let reason = loop {
+            let f = ws
+                .read_frame(WAIT)
+                .expect("slow reader: a frame or the close");
+            match f.opcode {
+                OP_CLOSE => break f,
+                _ if f.text().contains("\"event\":\"big\"") => got += 1,
+                _ => {}
+            }
+        };
+        assert_eq!(reason.close_code(), Some(4100));
+        let why = String::from_utf8_lossy(&reason.payload[2..]).into_owned();
+        assert!(why.contains("write queues are full"), "{why}");
+        assert!(got < events, "a slow reader got all {events} events");
+    }
+    let m = crate::metrics::scrape(metrics);
+    assert!(m["shardcast_over_budget_closes_total"] >= 10, "{m:?}");
+    assert!(
+        peak_queued <= 2 * 1024 * 1024 + 64 * 1024,
+        "queues held {peak_queued} bytes with a 2 MiB budget"
+    );
+    assert_healthy(port);
+}
