@@ -96,6 +96,7 @@ impl Counters {
             shard_requests_timed_out: self.requests_timed_out.get(),
             write_queue_bytes: conns.flush.queued_bytes as u64,
             over_budget_closes: conns.over_budget_closes,
+            outbox_messages: 0, // filled in by the shard, which owns the mailboxes
             cache_evictions: self.cache_evictions.get(),
         }
     }
@@ -117,6 +118,8 @@ pub struct Snapshot {
     pub shard_requests_timed_out: u64,
     pub write_queue_bytes: u64,
     pub over_budget_closes: u64,
+    /// Messages waiting in the shard's outboxes to other shards.
+    pub outbox_messages: u64,
     pub cache_evictions: u64,
 }
 
@@ -141,6 +144,7 @@ impl Snapshot {
         self.shard_requests_timed_out += other.shard_requests_timed_out;
         self.write_queue_bytes += other.write_queue_bytes;
         self.over_budget_closes += other.over_budget_closes;
+        self.outbox_messages += other.outbox_messages;
         self.cache_evictions += other.cache_evictions;
     }
 }
@@ -188,7 +192,7 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             format!("{a},{b}")
         }
     };
-    let plain: [(&str, &str, &str, Getter); 12] = [
+    let plain: [(&str, &str, &str, Getter); 13] = [
         ("connections", "gauge", "Open WebSocket connections.", |s| {
             s.connections_current
         }),
@@ -233,6 +237,12 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             "gauge",
             "Bytes queued for clients, all connections together (budget: max_write_queues_mb).",
             |s| s.write_queue_bytes,
+        ),
+        (
+            "outbox_messages",
+            "gauge",
+            "Messages waiting to cross to other shards (clients pause reading above 4096).",
+            |s| s.outbox_messages,
         ),
         (
             "over_budget_closes_total",

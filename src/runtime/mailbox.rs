@@ -7,8 +7,19 @@
 //! outbox into the ring, waiting while the ring is full. So messages from
 //! one shard to another arrive in the order they were posted, whichever task
 //! posted them, and only the pump ever waits on a ring (glommio's `send`
-//! assumes a single waiter). Callers that must respect backpressure (the HTTP
-//! API) wait with [`Mailboxes::wait_for_room`] after posting.
+//! assumes a single waiter).
+//!
+//! # Bounds
+//! An outbox above [`OUTBOX_HIGH_WATER`] messages makes its producers wait:
+//! HTTP publishers and the cluster inbox wait for room after posting
+//! ([`Mailboxes::wait_for_room`]), and every client connection of the shard
+//! stops reading its socket ([`Mailboxes::poll_room`]) until the outboxes
+//! are back under [`OUTBOX_LOW_WATER`], so a client's subscribes, joins and
+//! client events are slowed by TCP, never dropped. The one producer that
+//! never waits is the mailbox receiver itself (answers and owner
+//! announcements caused by a peer's message): waiting there could deadlock
+//! two shards, and what it posts is bounded by what its paused producers
+//! sent. Nothing in an outbox is ever dropped.
 
 use crate::apps::AppIdx;
 use crate::metrics::Snapshot;
@@ -24,12 +35,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
 
 /// Messages per ring; a full ring pauses the pump, never drops.
 pub const MAILBOX_CAPACITY: usize = 1024;
-/// Outbox length above which backpressure-aware senders wait.
-const OUTBOX_HIGH_WATER: usize = 4096;
+/// Outbox length above which producers wait.
+pub const OUTBOX_HIGH_WATER: usize = 4096;
+/// Outbox length under which waiting producers resume.
+pub const OUTBOX_LOW_WATER: usize = 1024;
 
 /// Everything one shard can tell another.
 pub enum ShardMsg {
@@ -186,6 +199,8 @@ struct Peer {
 /// A shard's connected senders (one per peer, `None` for itself).
 pub struct Mailboxes {
     peers: Vec<Option<Rc<Peer>>>,
+    /// Producers waiting for the outboxes to drain.
+    waiters: Rc<RefCell<Vec<Waker>>>,
 }
 
 impl Mailboxes {
@@ -223,7 +238,8 @@ impl Mailboxes {
         for task in receivers {
             connected_receivers.push(task.await);
         }
-        (Mailboxes { peers }, connected_receivers)
+        let waiters = Rc::new(RefCell::new(Vec::new()));
+        (Mailboxes { peers, waiters }, connected_receivers)
     }
 
     /// Queues `msg` for `peer` in FIFO order; never waits.
@@ -244,6 +260,7 @@ impl Mailboxes {
         if !p.pumping.get() {
             p.pumping.set(true);
             let p = p.clone();
+            let waiters = self.waiters.clone();
             glommio::spawn_local(async move {
                 loop {
                     let next = p.outbox.borrow_mut().pop_front();
@@ -252,18 +269,54 @@ impl Mailboxes {
                         p.outbox.borrow_mut().clear();
                         break;
                     }
+                    if p.outbox.borrow().len() <= OUTBOX_LOW_WATER {
+                        // Waiters re-check every outbox when they run.
+                        let woken = std::mem::take(&mut *waiters.borrow_mut());
+                        woken.into_iter().for_each(Waker::wake);
+                    }
                 }
                 p.pumping.set(false);
+                let woken = std::mem::take(&mut *waiters.borrow_mut());
+                woken.into_iter().for_each(Waker::wake);
             })
             .detach();
         }
     }
 
-    /// Waits while the outbox to `peer` is above its high-water mark.
-    pub async fn wait_for_room(&self, peer: usize) {
-        let Some(p) = &self.peers[peer] else { return };
-        while p.outbox.borrow().len() > OUTBOX_HIGH_WATER {
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+    /// Messages waiting in all outboxes (metrics).
+    pub fn queued(&self) -> usize {
+        self.peers
+            .iter()
+            .flatten()
+            .map(|p| p.outbox.borrow().len())
+            .sum()
+    }
+
+    /// Ready when the outbox to `peer` (every outbox, for `None`) is under
+    /// its high-water mark; otherwise registers `cx`'s waker to be woken
+    /// once it drains under the low-water mark.
+    pub fn poll_room(&self, cx: &mut Context<'_>, peer: Option<usize>) -> Poll<()> {
+        let full = |p: &Option<Rc<Peer>>| {
+            p.as_ref()
+                .is_some_and(|p| p.outbox.borrow().len() > OUTBOX_HIGH_WATER)
+        };
+        let congested = match peer {
+            Some(i) => full(&self.peers[i]),
+            None => self.peers.iter().any(full),
+        };
+        if !congested {
+            return Poll::Ready(());
         }
+        let mut waiters = self.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Waits while the outbox to `peer` (every outbox, for `None`) is
+    /// above its high-water mark.
+    pub async fn wait_for_room(&self, peer: Option<usize>) {
+        futures_lite::future::poll_fn(|cx| self.poll_room(cx, peer)).await
     }
 }

@@ -228,9 +228,16 @@ impl Shard {
         }
     }
 
+    /// Ready unless this shard's outboxes are backed up; then `cx` is woken
+    /// once they drain. Client connections stop reading meanwhile (see
+    /// `runtime::mailbox`, "Bounds").
+    pub fn poll_outbox_room(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        self.mailboxes.poll_room(cx, None)
+    }
+
     /// Waits while the outbox to `peer` is backed up (HTTP backpressure).
     pub async fn wait_for_room(&self, peer: usize) {
-        self.mailboxes.wait_for_room(peer).await
+        self.mailboxes.wait_for_room(Some(peer)).await
     }
 
     /// Asks `peer` a question and waits for its answer, at most
@@ -323,7 +330,9 @@ impl Shard {
     }
 
     fn snapshot(&self) -> Snapshot {
-        self.counters.snapshot(&self.conns.borrow())
+        let mut s = self.counters.snapshot(&self.conns.borrow());
+        s.outbox_messages = self.mailboxes.queued() as u64;
+        s
     }
 
     /// The home shard of `quota`.
@@ -539,6 +548,7 @@ impl Shard {
             spawn(async move {
                 while let Some(inbound) = inbox.recv().await {
                     crate::pusher::inbox::handle_remote(&shard, &inbound);
+                    shard.mailboxes.wait_for_room(None).await;
                 }
             });
         }

@@ -164,6 +164,11 @@ impl Future for ConnTask {
             if this.write_closed && this.peer_closed {
                 return Poll::Ready(());
             }
+            if this.shard.poll_outbox_room(cx).is_pending() {
+                // The shard's mailboxes are backed up: read nothing more
+                // until they drain (TCP slows the client down).
+                return Poll::Pending;
+            }
             let step = if this.backlog {
                 this.take_input_from(&mut []);
                 Step::Continue
