@@ -16,7 +16,10 @@
 //!   ([`Quotas`]): a shard admits from its own lease and asks the quota's
 //!   home only when the lease runs out, so no shard is asked per connection
 //!   and a limit still refuses exactly at its value. API request rates are
-//!   counted on the app's home shard (a hash of the app id).
+//!   counted on the app's home shard (a hash of the app id). Connections
+//!   per client address, when limited, are counted on the address's owner
+//!   shard (a keyed hash of the address; see `ip_quota`), one request per
+//!   connection to another owner, none when the owner is the shard itself.
 //! - Every question to another shard has a time limit ([`REQUEST_TIMEOUT`])
 //!   and a defined answer when it expires; an answer that moves quota slots
 //!   and arrives late is still counted.
