@@ -235,6 +235,8 @@ pub struct LimitsSection {
     pub max_write_queues_mb: Option<u32>,
     pub max_cached_channels: Option<u32>,
     pub max_cache_kb: Option<u32>,
+    pub max_connections_per_ip: Option<u32>,
+    pub client_ip_header: Option<String>,
 }
 
 /// `[[apps]]` as written; its `Debug` prints the secret as `***`.
@@ -305,6 +307,15 @@ pub struct ServerLimits {
     pub max_cached_channels: u32,
     /// Bytes of kept cache events, node-wide (shared out like the above).
     pub max_cache_bytes: usize,
+    /// Open WebSocket connections from one client address on the node; one
+    /// more is refused with 4100. `None` (the default, or 0): no limit, and
+    /// no address is looked at. Meant for clients that connect directly.
+    pub max_connections_per_ip: Option<u32>,
+    /// The request header a trusted proxy sets with the client's address
+    /// (its last comma-separated entry counts); `None` (the default): the
+    /// TCP peer address counts and headers are ignored, so clients cannot
+    /// claim another address.
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for ServerLimits {
@@ -321,6 +332,8 @@ impl Default for ServerLimits {
             max_write_queues_bytes: 1024 * 1024 * 1024,
             max_cached_channels: 100_000,
             max_cache_bytes: 256 * 1024 * 1024,
+            max_connections_per_ip: None,
+            client_ip_header: None,
         }
     }
 }
@@ -578,7 +591,28 @@ fn resolve_limits(l: &LimitsSection) -> Result<ServerLimits, ConfigError> {
             d.max_cache_bytes,
             "server.limits.max_cache_kb",
         )?,
+        max_connections_per_ip: l.max_connections_per_ip.filter(|&n| n > 0),
+        client_ip_header: match &l.client_ip_header {
+            Some(name) => Some(check_header_name(name, "server.limits.client_ip_header")?),
+            None => d.client_ip_header,
+        },
     })
+}
+
+/// A header name as configured: an HTTP token (RFC 9110 5.1), so it can
+/// match a request header at all.
+fn check_header_name(name: &str, key: &str) -> Result<String, ConfigError> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(tchar) {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            why: format!(
+                "`{}` is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)",
+                name.escape_default()
+            ),
+        });
+    }
+    Ok(name.to_string())
 }
 
 fn resolve_webhook_settings(w: &WebhooksSection) -> Result<WebhookSettings, ConfigError> {
@@ -1038,6 +1072,13 @@ mod tests {
         assert_eq!(c.limits.max_write_queues_bytes, 1 << 30);
         assert_eq!(c.limits.max_cached_channels, 100_000);
         assert_eq!(c.limits.max_cache_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.limits.max_connections_per_ip, None);
+        assert_eq!(ServerLimits::default().max_connections_per_ip, None);
+        assert_eq!(
+            c.limits.client_ip_header.as_deref(),
+            Some("X-Forwarded-For")
+        );
+        assert_eq!(ServerLimits::default().client_ip_header, None);
         assert_eq!(c.webhooks.max_queued_events, 10_000);
         assert_eq!(c.webhooks, WebhookSettings::default());
         assert_eq!(c.metrics_port, None);
@@ -1159,6 +1200,29 @@ mod tests {
         assert!(err.to_string().contains("apps[1].id"), "{err}");
         let err = resolve(Cli::default(), Some("[[apps]]\nid = \"1\"\nkey = \"k\"\n")).unwrap_err();
         assert!(err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn per_ip_limit_is_off_unless_set_and_the_header_must_be_a_token() {
+        let c = resolve(Cli::default(), None).unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, None);
+        assert_eq!(c.limits.client_ip_header, None);
+        let text = "[server.limits]\nmax_connections_per_ip = 0\n";
+        let c = resolve(Cli::default(), Some(text)).unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, None);
+        let text =
+            "[server.limits]\nmax_connections_per_ip = 3\nclient_ip_header = \"X-Real-IP\"\n";
+        let c = resolve(Cli::default(), Some(text)).unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, Some(3));
+        assert_eq!(c.limits.client_ip_header.as_deref(), Some("X-Real-IP"));
+        for bad in ["", "X-Forwarded-For:", "X Real IP", "X-Forwarded-\\u00e9"] {
+            let text = format!("[server.limits]\nclient_ip_header = \"{bad}\"\n");
+            let err = resolve(Cli::default(), Some(&text)).unwrap_err();
+            assert!(
+                err.to_string().contains("server.limits.client_ip_header"),
+                "{bad:?}: {err}"
+            );
+        }
     }
 
     /// A cluster url that fails the scheme check is echoed without its

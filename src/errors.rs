@@ -114,6 +114,11 @@ pub enum ClientError {
     OverQuota,
     #[error("Over capacity: the server is at its connection limit, reconnect later")]
     OverCapacity,
+    #[error(
+        "Over capacity: this address already has {0} connections, the most \
+         server.limits.max_connections_per_ip allows; reconnect later"
+    )]
+    OverIpLimit(u32),
     #[error("Protocol version not supplied: connect with ?protocol=7")]
     NoProtocol,
     #[error("Unsupported protocol version {0}: this server speaks 5 to 7")]
@@ -150,7 +155,8 @@ impl ClientError {
             ClientError::Unauthorized(_) => 4009,
             ClientError::SlowConsumer(_)
             | ClientError::SlowConsumerOverBudget(_)
-            | ClientError::OverCapacity => 4100,
+            | ClientError::OverCapacity
+            | ClientError::OverIpLimit(_) => 4100,
             ClientError::ShuttingDown => 4200,
             ClientError::PongTimeout(_) => 4201,
             ClientError::BadMessage(_) => 4000,
@@ -176,6 +182,11 @@ mod tests {
         assert_eq!(ClientError::NoProtocol.code(), 4008);
         assert_eq!(ClientError::SlowConsumer(1).code(), 4100);
         assert_eq!(ClientError::OverCapacity.code(), 4100);
+        assert_eq!(ClientError::OverIpLimit(3).code(), 4100);
+        assert!(ClientError::OverIpLimit(3).closes());
+        assert!(ClientError::OverIpLimit(3).to_string().contains(
+            "already has 3 connections, the most server.limits.max_connections_per_ip allows"
+        ));
         assert_eq!(ClientError::ShuttingDown.code(), 4200);
         assert_eq!(ClientError::PongTimeout(30).code(), 4201);
         assert!(!ClientError::BadMessage("x".into()).closes());

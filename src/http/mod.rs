@@ -3,6 +3,7 @@
 //! and the metrics port, served by the same code.
 
 mod api;
+mod client_ip;
 mod metrics_port;
 mod queries;
 mod request;
@@ -10,6 +11,7 @@ mod response;
 mod server;
 mod trigger;
 
-pub use request::{parse_head, parse_query, percent_decode, Head};
+pub use client_ip::{canonical, resolve_client_ip};
+pub use request::{parse_head, parse_head_with, parse_query, percent_decode, Head};
 pub use server::{serve, Site};
 pub use trigger::{parse_batch, parse_event, TriggerEvent};

@@ -33,10 +33,22 @@ pub struct UpgradeHead {
     pub version_13: bool,
     pub ws_key: Option<String>,
     pub connection_upgrade: bool,
+    /// The value of the header named by `server.limits.client_ip_header`
+    /// (its last line when repeated); read only when that is configured.
+    pub client_ip: Option<String>,
 }
 
 /// Parses a head from the start of `buf`: `Ok(None)` when incomplete.
 pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
+    parse_head_with(buf, None)
+}
+
+/// [`parse_head`], also keeping the value of the header `client_ip_header`
+/// (when named) of an upgrade request in [`UpgradeHead::client_ip`].
+pub fn parse_head_with(
+    buf: &[u8],
+    client_ip_header: Option<&str>,
+) -> Result<Option<Head>, ApiError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -58,9 +70,14 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
     let mut upgrade_ws = false;
     let mut version_13 = false;
     let mut ws_key = None;
+    let mut client_ip = None;
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         let name = h.name;
+        if client_ip_header.is_some_and(|wanted| name.eq_ignore_ascii_case(wanted)) {
+            // A later line wins: its last entry is the last one of them all.
+            client_ip = Some(value.to_string());
+        }
         if name.eq_ignore_ascii_case("content-length") {
             // Digits only: `parse` would also take a sign (`+5`), which other
             // HTTP parsers read differently (a request-smuggling risk).
@@ -111,6 +128,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ApiError> {
             version_13,
             ws_key,
             connection_upgrade,
+            client_ip,
         }),
         len,
     }))
@@ -221,6 +239,22 @@ mod tests {
         assert_eq!(p.app_key, "app-key");
         assert_eq!(p.protocol.as_deref(), Some("7"));
         assert_eq!(p.ws_key, "abc==");
+    }
+
+    #[test]
+    fn keeps_the_client_ip_header_only_when_named() {
+        let raw = b"GET /app/k?protocol=7 HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: a==\r\nX-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 10.0.0.1, 203.0.113.5\r\n\r\n";
+        let plain = parse_head(raw).unwrap().unwrap();
+        assert_eq!(plain.upgrade.unwrap().client_ip, None);
+        let named = parse_head_with(raw, Some("X-Forwarded-For"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            named.upgrade.unwrap().client_ip.as_deref(),
+            Some("10.0.0.1, 203.0.113.5")
+        );
+        let other = parse_head_with(raw, Some("X-Real-IP")).unwrap().unwrap();
+        assert_eq!(other.upgrade.unwrap().client_ip, None);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! handshake, within the same time limit and counted against the same cap
 //! (a connection over the cap is closed without a handshake).
 
-use super::request::{parse_head, Head};
+use super::client_ip::resolve_client_ip;
+use super::request::{parse_head_with, Head};
 use super::response::Response;
 use super::{api, metrics_port};
 use crate::errors::ApiError;
@@ -128,6 +129,12 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
         let e = pending.refusal();
         return refuse(&shard, &mut Stream::Plain(socket), &e).await;
     }
+    // The peer address, read only when connections per address are limited.
+    let peer = shard
+        .config
+        .limits
+        .max_connections_per_ip
+        .and_then(|_| socket.peer_ip());
     let mut socket = match tls {
         Some(tls) => match shard
             .deadlines
@@ -189,9 +196,11 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
                     let leftover = buf.split_off(head.len);
                     drop(buf);
                     drop(pending);
+                    let client = peer.map(|p| resolve_client_ip(p, upgrade.client_ip.as_deref()));
                     // Boxed, like the API call below, so an idle keep-alive
                     // or handshaking connection holds only this loop's state.
-                    return Box::pin(ws::conn::serve(shard, socket, pusher, leftover)).await;
+                    return Box::pin(ws::conn::serve(shard, socket, pusher, leftover, client))
+                        .await;
                 }
                 (Err(why), _) => ApiError::BadRequest(format!("bad WebSocket upgrade: {why}")),
                 (Ok(()), None) => ApiError::NotFound(format!(
@@ -249,10 +258,15 @@ async fn read_head(
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Read {
-    let limit = shard.config.limits.max_request_head_bytes;
+    let limits = &shard.config.limits;
+    let limit = limits.max_request_head_bytes;
+    // The client address header is only of use to the per-address limit.
+    let ip_header = limits
+        .max_connections_per_ip
+        .and(limits.client_ip_header.as_deref());
     loop {
         if !buf.is_empty() {
-            match parse_head(buf) {
+            match parse_head_with(buf, ip_header) {
                 Ok(Some(head)) => return Read::Head(head),
                 Ok(None) if buf.len() > limit => {
                     return Read::Refused(ApiError::HeadTooLarge(format!(

@@ -2,6 +2,7 @@
 
 use glommio::net::TcpStream;
 use std::io::{self, IoSlice};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -29,6 +30,12 @@ impl Socket {
     /// socket buffer is full. Never raises SIGPIPE.
     pub fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         send_vectored(self.stream.as_raw_fd(), slices)
+    }
+
+    /// The address of the other end; `None` when it cannot be read (the
+    /// connection is already gone).
+    pub fn peer_ip(&self) -> Option<IpAddr> {
+        self.stream.peer_addr().ok().map(|a| a.ip())
     }
 
     /// The socket's file descriptor (for [`send_vectored`] by the flusher).

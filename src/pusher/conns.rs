@@ -99,6 +99,9 @@ pub struct ConnExtra {
     pub events_in_second: u32,
     /// Shard clock by which the connection must sign in (app setting).
     pub sign_in_by: Option<u32>,
+    /// The count this connection's client address holds at its owner
+    /// (`server.limits.max_connections_per_ip`), given back when it closes.
+    pub ip: Option<crate::runtime::ip_quota::IpSlot>,
 }
 
 impl Conn {

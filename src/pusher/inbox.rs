@@ -61,7 +61,10 @@ pub fn handle(shard: &Shard, msg: ShardMsg) {
         } => owned::on_watch(shard, app, watcher, users, watch),
         ShardMsg::TerminateUser { app, user_id } => session::terminate_user(shard, app, &user_id),
         // Requests, replies and quota messages are the runtime's own.
-        ShardMsg::Request { .. } | ShardMsg::Reply { .. } | ShardMsg::Return { .. } => {}
+        ShardMsg::Request { .. }
+        | ShardMsg::Reply { .. }
+        | ShardMsg::Return { .. }
+        | ShardMsg::IpRelease(_) => {}
     }
 }
 

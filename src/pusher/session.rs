@@ -7,13 +7,20 @@ use crate::pusher::inbound::{self, ClientMessage};
 use crate::pusher::owned::owner_of;
 use crate::pusher::socket_id::SocketId;
 use crate::pusher::{client_event, messages, signin, subscribe};
+use crate::runtime::ip_quota::IpSlot;
 use crate::runtime::{Shard, ShardMsg};
 use std::rc::Rc;
 
 /// Registers a new connection and queues `pusher:connection_established`.
 /// `direct_fd` is the socket the shard's flusher may write to (`None` for
-/// TLS, whose task writes its own frames).
-pub fn open(shard: &Shard, app: AppIdx, direct_fd: Option<i32>) -> (ConnKey, SocketId) {
+/// TLS, whose task writes its own frames); `ip` is the count its client
+/// address holds (given back by [`finish_close`]).
+pub fn open(
+    shard: &Shard,
+    app: AppIdx,
+    direct_fd: Option<i32>,
+    ip: Option<IpSlot>,
+) -> (ConnKey, SocketId) {
     let now = shard.now();
     let mut conns = shard.conns.borrow_mut();
     let (key, serial) = conns.insert(app, direct_fd.unwrap_or(NO_FD), now);
@@ -28,6 +35,11 @@ pub fn open(shard: &Shard, app: AppIdx, direct_fd: Option<i32>) -> (ConnKey, Soc
     if app_config.enable_user_authentication {
         if let Some(conn) = conns.get_mut(key) {
             conn.extra_mut().sign_in_by = Some(now + app_config.user_authentication_timeout);
+        }
+    }
+    if ip.is_some() {
+        if let Some(conn) = conns.get_mut(key) {
+            conn.extra_mut().ip = ip;
         }
     }
     conns.reply(
@@ -96,7 +108,9 @@ fn finish_close(shard: &Shard, key: ConnKey, socket: SocketId) {
     let Some(conn) = shard.conns.borrow_mut().remove(key) else {
         return;
     };
-    if let Some(extra) = conn.extra {
+    let mut ip = None;
+    if let Some(mut extra) = conn.extra {
+        ip = extra.ip.take();
         if let Some(user_id) = extra.user_id {
             let owner = owner_of(conn.app, &user_id, shard.count);
             shard.post(
@@ -112,7 +126,7 @@ fn finish_close(shard: &Shard, key: ConnKey, socket: SocketId) {
             }
         }
     }
-    shard.release_connection(conn.app);
+    shard.release_connection(conn.app, ip);
 }
 
 /// Handles one text message from a client.

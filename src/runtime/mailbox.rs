@@ -33,6 +33,7 @@ use glommio::channels::shared_channel::{
 };
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -121,6 +122,8 @@ pub enum ShardMsg {
         quota: Quota,
         n: u32,
     },
+    /// To an address's owner: a connection from it closed (see `runtime::ip_quota`).
+    IpRelease(IpAddr),
 }
 
 /// A connection count with a cap, leased out to shards by a home shard
@@ -144,6 +147,9 @@ pub enum Request {
     Query(QueryAsk),
     /// This shard's counters (metrics endpoint).
     Metrics,
+    /// To an address's owner: count one more connection from it, if it
+    /// is below `server.limits.max_connections_per_ip`.
+    IpAdmit(IpAddr),
 }
 
 /// An answer. Answers that move quota slots name the quota, so one that
@@ -162,6 +168,12 @@ pub enum Reply {
     },
     Query(QueryAnswer),
     Metrics(Snapshot),
+    /// Answer to `IpAdmit`; names the address, so an answer that arrives
+    /// after its asker stopped waiting can give a count back.
+    IpAdmitted {
+        ip: IpAddr,
+        admitted: bool,
+    },
 }
 
 /// One shard's unconnected ends of the mesh, movable to its thread.

@@ -9,6 +9,7 @@ mod allocator;
 mod boot;
 mod deadlines;
 pub mod env_check;
+pub mod ip_quota;
 mod mailbox;
 mod quota;
 mod shard;

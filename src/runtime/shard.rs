@@ -16,7 +16,10 @@
 //!   ([`Quotas`]): a shard admits from its own lease and asks the quota's
 //!   home only when the lease runs out, so no shard is asked per connection
 //!   and a limit still refuses exactly at its value. API request rates are
-//!   counted on the app's home shard (a hash of the app id).
+//!   counted on the app's home shard (a hash of the app id). Connections
+//!   per client address, when limited, are counted on the address's owner
+//!   shard (a keyed hash of the address; see `ip_quota`), one request per
+//!   connection to another owner, none when the owner is the shard itself.
 //! - Every question to another shard has a time limit ([`REQUEST_TIMEOUT`])
 //!   and a defined answer when it expires; an answer that moves quota slots
 //!   and arrives late is still counted.
@@ -25,6 +28,7 @@
 //!   counted, when it is full. The webhook delivery counters are process-wide
 //!   atomics, read only by the metrics endpoint.
 
+use super::ip_quota::{IpCounts, IpOwners, IpSlot};
 use super::mailbox::{Mailboxes, Quota, Reply, Request, ShardMsg};
 use super::quota::Quotas;
 use super::tasks::{sleep, spawn, yield_now, Signal};
@@ -45,6 +49,8 @@ use futures_util::future::join_all;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use rustc_hash::FxHashMap;
 use std::cell::{Cell, RefCell};
+use std::collections::hash_map::RandomState;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,7 +70,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_millis(4500);
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// How long a shard waits for another shard's answer. On expiry: a quota
 /// lease counts as refused (the client gets 4100 and retries), a rate-limit
-/// check as allowed, a query or metrics part as empty.
+/// check and a per-address connection count as allowed (uncounted; the
+/// node limit still applies), a query or metrics part as empty.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
@@ -124,6 +131,11 @@ pub struct Shard {
     /// reads it directly ([`Shard::is_draining`]), so no shard admits a
     /// connection once a signal arrived, even before its tick noticed.
     shutdown: Arc<AtomicBool>,
+    /// Which shard counts each client address (`runtime::ip_quota`).
+    pub(super) ip_owners: IpOwners,
+    /// Open connections per client address, for the addresses this shard
+    /// owns; empty unless `server.limits.max_connections_per_ip` is set.
+    pub(super) ip_counts: RefCell<IpCounts>,
 }
 
 /// What a shard gets besides its config: the webhook sender's ends, its
@@ -136,6 +148,9 @@ pub struct Services {
     pub cluster: Option<ClusterHandle>,
     /// The process-wide shutdown flag.
     pub shutdown: Arc<AtomicBool>,
+    /// The keys of the hash that picks each client address's owner shard:
+    /// drawn once at start; every shard gets a clone (same keys).
+    pub ip_hasher: RandomState,
 }
 
 impl Shard {
@@ -191,6 +206,8 @@ impl Shard {
             api_requests: RefCell::new(vec![(0, 0); app_count]),
             started: Instant::now(),
             shutdown: services.shutdown,
+            ip_owners: IpOwners::new(services.ip_hasher, count as usize),
+            ip_counts: RefCell::new(IpCounts::default()),
         }
     }
 
@@ -221,7 +238,10 @@ impl Shard {
             return;
         }
         match msg {
-            ShardMsg::Request { .. } | ShardMsg::Reply { .. } | ShardMsg::Return { .. } => {
+            ShardMsg::Request { .. }
+            | ShardMsg::Reply { .. }
+            | ShardMsg::Return { .. }
+            | ShardMsg::IpRelease(_) => {
                 debug_assert!(false, "a shard asked itself over the mailbox");
             }
             other => inbox::handle(self, other),
@@ -243,7 +263,7 @@ impl Shard {
     /// Asks `peer` a question and waits for its answer, at most
     /// [`REQUEST_TIMEOUT`]; `None` when it did not answer in time (a late
     /// answer is then handled by [`Shard::late_reply`]).
-    async fn request(&self, peer: usize, body: Request) -> Option<Reply> {
+    pub(super) async fn request(&self, peer: usize, body: Request) -> Option<Reply> {
         let id = self.next_request.get();
         self.next_request.set(id.wrapping_add(1));
         self.pending
@@ -389,9 +409,33 @@ impl Shard {
         quotas.grant(quota, to, want)
     }
 
-    /// Reserves a connection slot on the node (`server.limits.max_connections`)
-    /// and for `app` (its `max_connections`); says which limit refused.
-    pub async fn admit_connection(&self, app: AppIdx) -> Result<(), ClientError> {
+    /// Reserves a connection slot for the client's address `client`
+    /// (`server.limits.max_connections_per_ip`, when set and the address is
+    /// known), on the node (`server.limits.max_connections`) and for `app`
+    /// (its `max_connections`); says which limit refused. The address is
+    /// checked first, so one address over its limit never takes node slots.
+    /// Returns the address's count to give back with the others.
+    pub async fn admit_connection(
+        &self,
+        app: AppIdx,
+        client: Option<IpAddr>,
+    ) -> Result<Option<IpSlot>, ClientError> {
+        let ip = match client {
+            Some(ip) => self.admit_ip(ip).await?,
+            None => None,
+        };
+        match self.admit_node_and_app(app).await {
+            Ok(()) => Ok(ip),
+            Err(why) => {
+                if let Some(slot) = ip {
+                    self.release_ip(slot);
+                }
+                Err(why)
+            }
+        }
+    }
+
+    async fn admit_node_and_app(&self, app: AppIdx) -> Result<(), ClientError> {
         if !self.take_slot(Quota::Node).await {
             crate::warn_limited!(
                 "shard {}: connection refused, node is at max_connections {}",
@@ -415,7 +459,10 @@ impl Shard {
     }
 
     /// Gives back the slots taken by [`Shard::admit_connection`].
-    pub fn release_connection(&self, app: AppIdx) {
+    pub fn release_connection(&self, app: AppIdx, ip: Option<IpSlot>) {
+        if let Some(slot) = ip {
+            self.release_ip(slot);
+        }
         self.release_slot(Quota::Node);
         if self.apps.get(app).limits.max_connections.is_some() {
             self.release_slot(Quota::App(app));
@@ -446,6 +493,7 @@ impl Shard {
         match body {
             Reply::Leased { quota, n } => self.quotas.borrow_mut().absorb(quota, n),
             Reply::Returned { quota, n } => self.quotas.borrow_mut().returned(quota, from, n),
+            Reply::IpAdmitted { ip, admitted } => self.late_ip_reply(from, ip, admitted),
             _ => {}
         }
     }
@@ -507,6 +555,10 @@ impl Shard {
             Request::ApiRequest { app } => Reply::Admitted(self.count_api_request(app)),
             Request::Query(ask) => Reply::Query(query::answer(self, &ask)),
             Request::Metrics => Reply::Metrics(self.snapshot()),
+            Request::IpAdmit(ip) => Reply::IpAdmitted {
+                ip,
+                admitted: self.count_ip(ip),
+            },
         };
         self.post(from as usize, ShardMsg::Reply { id, body: reply });
     }
@@ -531,6 +583,7 @@ impl Shard {
                 }
             }
             ShardMsg::Return { quota, n } => self.quotas.borrow_mut().returned(quota, from, n),
+            ShardMsg::IpRelease(ip) => self.uncount_ip(ip),
             other => inbox::handle(self, other),
         }
     }

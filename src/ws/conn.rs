@@ -17,6 +17,7 @@ use crate::ws::frame::{Decoder, Frame, Inbound};
 use crate::ws::handshake;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -30,26 +31,35 @@ const READ_BUDGET: usize = 16;
 const MESSAGE_BUDGET: usize = 32;
 
 /// Answers an accepted upgrade and runs the connection until it closes.
-/// `leftover` holds bytes the client sent right after its request head.
+/// `leftover` holds bytes the client sent right after its request head;
+/// `client` is the address counted against `server.limits.max_connections_per_ip`
+/// (`None` when that limit is off).
 pub async fn serve(
     shard: Rc<Shard>,
     mut socket: Stream,
     upgrade: handshake::Upgrade,
     leftover: Vec<u8>,
+    client: Option<IpAddr>,
 ) {
     let admitted = match handshake::admit(&shard.apps, &upgrade) {
         Ok(_) if shard.is_draining() => Err(ClientError::ShuttingDown),
-        Ok(app) => shard.admit_connection(app).await.map(|()| app),
+        Ok(app) => shard
+            .admit_connection(app, client)
+            .await
+            .map(|ip| (app, ip)),
         Err(e) => Err(e),
     };
     let response = handshake::accept_response(&upgrade.ws_key);
-    let app = match admitted {
-        Ok(app) => app,
+    let (app, ip) = match admitted {
+        Ok(admitted) => admitted,
         Err(why) => {
             shard.counters.refused(why.code());
             if !matches!(
                 why,
-                ClientError::ShuttingDown | ClientError::OverCapacity | ClientError::OverQuota
+                ClientError::ShuttingDown
+                    | ClientError::OverCapacity
+                    | ClientError::OverQuota
+                    | ClientError::OverIpLimit(_)
             ) {
                 // Quota refusals are logged where they are decided.
                 crate::warn_limited!(
@@ -62,7 +72,7 @@ pub async fn serve(
         }
     };
     if socket.write_all(&response).await.is_err() {
-        shard.release_connection(app);
+        shard.release_connection(app, ip);
         return;
     }
     // A signal may have come during the awaits above, and this shard's
@@ -70,11 +80,11 @@ pub async fn serve(
     // await before `session::open`, so no connection is ever admitted
     // after the drain began (one admitted before it is closed by the drain).
     if shard.is_draining() {
-        shard.release_connection(app);
+        shard.release_connection(app, ip);
         shard.counters.refused(ClientError::ShuttingDown.code());
         return refuse(socket, Vec::new(), ClientError::ShuttingDown).await;
     }
-    let (key, _) = session::open(&shard, app, socket.direct_fd());
+    let (key, _) = session::open(&shard, app, socket.direct_fd(), ip);
     let mut task = ConnTask {
         shard,
         socket,

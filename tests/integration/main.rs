@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod log_limits;
 mod metrics;
+mod per_ip;
 mod presence;
 mod private;
 mod protocol;

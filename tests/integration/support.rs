@@ -828,15 +828,28 @@ impl Ws {
 impl<S: Wire> Ws<S> {
     /// Does the upgrade over an established stream.
     pub fn upgrade_stream(
-        mut stream: S,
+        stream: S,
         port: u16,
         path: &str,
         after: &[u8],
     ) -> Result<Ws<S>, NotUpgraded> {
+        Self::upgrade_stream_with_headers(stream, port, path, &[], after)
+    }
+
+    /// [`Ws::upgrade_stream`] with `headers` (whole `Name: value` lines,
+    /// without CRLF) added to the request head.
+    pub fn upgrade_stream_with_headers(
+        mut stream: S,
+        port: u16,
+        path: &str,
+        headers: &[&str],
+        after: &[u8],
+    ) -> Result<Ws<S>, NotUpgraded> {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
         let mut req = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
         )
         .into_bytes();
         req.extend_from_slice(after);
@@ -1164,6 +1177,47 @@ impl<S: Wire> Ws<S> {
     pub fn shutdown(&self) {
         self.stream.shutdown_both();
     }
+}
+
+impl Ws {
+    /// Upgrades to the dev app with `headers` added to the request head and
+    /// reads the first event: `Ok` with the socket id set when it is
+    /// `pusher:connection_established`, else `Err` with the event (a
+    /// refusal's `pusher:error`; its close frame is left unread).
+    pub fn try_connect_with_headers(port: u16, headers: &[&str]) -> Result<Ws, Value> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect for WebSocket");
+        stream.set_nodelay(true).unwrap();
+        let mut ws =
+            Ws::upgrade_stream_with_headers(stream, port, &app_path("app-key"), headers, &[])
+                .unwrap_or_else(|e| panic!("upgrade refused: {e:?}"));
+        let v = ws.recv_json();
+        if v["event"] != "pusher:connection_established" {
+            return Err(v);
+        }
+        let data: Value = serde_json::from_str(v["data"].as_str().expect("data string"))
+            .expect("data holds JSON");
+        ws.socket_id = data["socket_id"].as_str().expect("socket_id").to_string();
+        ws.activity_timeout = data["activity_timeout"].as_u64().expect("timeout");
+        Ok(ws)
+    }
+
+    /// Connects to the dev app with `headers`; panics when refused.
+    pub fn connect_with_headers(port: u16, headers: &[&str]) -> Ws {
+        Self::try_connect_with_headers(port, headers)
+            .unwrap_or_else(|v| panic!("connection refused: {v}"))
+    }
+}
+
+/// [`expect_refused`] for the dev app with `headers` added to the upgrade.
+pub fn expect_refused_with_headers(port: u16, headers: &[&str], code: u16) -> String {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect for WebSocket");
+    stream.set_nodelay(true).unwrap();
+    let mut ws = Ws::upgrade_stream_with_headers(stream, port, &app_path("app-key"), headers, &[])
+        .unwrap_or_else(|e| panic!("expected a 101 then {code}, got {e:?}"));
+    let message = ws.expect_pusher_close(code);
+    ws.send_raw_lenient(&encode_frame(true, OP_CLOSE, &code.to_be_bytes(), true));
+    ws.expect_eof(WAIT);
+    message
 }
 
 /// Asserts a refused Pusher connection: 101, `pusher:error` with `code`,
