@@ -14,6 +14,7 @@ use super::wire::{self, NodeMsg, RemoteAsk, RemotePart};
 use crate::apps::{AppIdx, AppRegistry};
 use crate::config::ClusterSettings;
 use crate::pusher::broadcast::Publication;
+use crate::pusher::delivery::Source;
 use crate::pusher::owned::owner_of;
 use crate::ws::frame::Frame;
 use bytes::Bytes;
@@ -33,7 +34,7 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// What the link hands a shard.
 pub enum Inbound {
     /// Frames another node published: deliver to local subscribers.
-    Publish(Publication),
+    Publish(Arc<Publication>),
     /// Close this user's connections (4009).
     TerminateUser { app: AppIdx, user_id: Box<str> },
     /// Another node has (`Some(user_info)`) or no longer has (`None`)
@@ -456,11 +457,13 @@ impl Link {
                         }
                     }
                 }
-                Some(Inbound::Publish(Publication {
+                Some(Inbound::Publish(Arc::new(Publication {
                     app,
                     except,
                     frames: checked,
-                }))
+                    source: Source::CLUSTER,
+                    ticket: None,
+                })))
             }
         }
     }

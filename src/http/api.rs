@@ -13,13 +13,20 @@ use crate::auth;
 use crate::errors::ApiError;
 use crate::pusher::broadcast::{self, Publication};
 use crate::pusher::channel::ChannelClass;
+use crate::pusher::delivery::Publisher;
 use crate::pusher::messages;
 use crate::pusher::owned::owner_of;
 use crate::runtime::{Shard, ShardMsg};
 
 /// Answers one request; never fails (refusals become error responses).
-pub async fn handle(shard: &Shard, head: &Head, body: &mut [u8]) -> Response {
-    match route(shard, head, body).await {
+/// `publisher` is the HTTP connection, whose events keep their order.
+pub async fn handle(
+    shard: &Shard,
+    head: &Head,
+    body: &mut [u8],
+    publisher: &Publisher,
+) -> Response {
+    match route(shard, head, body, publisher).await {
         Ok(response) => response,
         Err(e) => Response::error(&e),
     }
@@ -83,7 +90,12 @@ impl Route {
     }
 }
 
-async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, ApiError> {
+async fn route(
+    shard: &Shard,
+    head: &Head,
+    body: &mut [u8],
+    publisher: &Publisher,
+) -> Result<Response, ApiError> {
     let get = head.method == "GET" || head.method == "HEAD";
     match head.path.as_str() {
         "/" | "/ready" if !get => {
@@ -144,7 +156,7 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
             let event = parse_event(body, &app.limits)?;
             let info = queries::Attributes::parse(event.info.as_deref(), false)?;
             let channels = event.channels.clone();
-            trigger(shard, idx, event).await;
+            trigger(shard, idx, event, publisher).await;
             if info.is_empty() {
                 return Ok(Response::json(200, "{}"));
             }
@@ -159,7 +171,7 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
                 .collect::<Result<Vec<_>, _>>()?;
             let channels: Vec<String> = events.iter().map(|e| e.channels[0].clone()).collect();
             for event in events {
-                trigger(shard, idx, event).await;
+                trigger(shard, idx, event, publisher).await;
             }
             if infos.iter().all(|i| i.is_empty()) {
                 return Ok(Response::json(200, "{}"));
@@ -198,7 +210,7 @@ async fn route(shard: &Shard, head: &Head, body: &mut [u8]) -> Result<Response, 
 
 /// Publishes one event: each (event, channel) frame is encoded once; cache
 /// channels also hand their frame to the channel's owner to keep.
-async fn trigger(shard: &Shard, app: AppIdx, event: TriggerEvent) {
+async fn trigger(shard: &Shard, app: AppIdx, event: TriggerEvent, publisher: &Publisher) {
     let mut frames = Vec::with_capacity(event.channels.len());
     for channel in event.channels {
         let frame = messages::channel_event(&event.name, &channel, &event.data);
@@ -222,7 +234,10 @@ async fn trigger(shard: &Shard, app: AppIdx, event: TriggerEvent) {
             app,
             except: event.socket_id,
             frames,
+            source: publisher.source,
+            ticket: None,
         },
+        publisher,
     )
     .await;
 }

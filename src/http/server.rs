@@ -19,6 +19,7 @@ use super::response::Response;
 use super::{api, metrics_port};
 use crate::errors::ApiError;
 use crate::net::{Socket, Stream};
+use crate::pusher::delivery::Publisher;
 use crate::runtime::Shard;
 use crate::ws;
 use std::rc::Rc;
@@ -119,6 +120,7 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
         Site::Main => shard.tls.clone(),
         Site::Metrics => None,
     };
+    let publisher = Publisher::new(shard.new_http_source());
     let head_timeout = shard.config.limits.head_timeout;
     let mut deadline = Instant::now() + head_timeout;
     let mut pending = PendingRequest::new(&shard);
@@ -223,7 +225,7 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
         let (route, response) = match site {
             Site::Main => (
                 api::route_label(&head.path),
-                Box::pin(api::handle(&shard, &head, &mut buf[..len])).await,
+                Box::pin(api::handle(&shard, &head, &mut buf[..len], &publisher)).await,
             ),
             Site::Metrics => Box::pin(metrics_port::handle(&shard, &head)).await,
         };

@@ -11,6 +11,7 @@
 
 use crate::apps::AppIdx;
 use crate::cluster::NodeMsg;
+use crate::pusher::delivery::{self, Publisher, Source, MAX_IN_FLIGHT};
 use crate::pusher::socket_id::SocketId;
 use crate::runtime::{Shard, ShardMsg};
 use crate::ws::frame::Frame;
@@ -23,6 +24,11 @@ pub struct Publication {
     pub except: Option<SocketId>,
     /// (channel name, encoded frame), delivered in this order.
     pub frames: Vec<(Box<str>, Frame)>,
+    /// Where it came from: publications of one source keep their order.
+    pub source: Source,
+    /// Counts it as in flight for its HTTP publisher until every shard has
+    /// delivered it (see [`Publisher`]).
+    pub ticket: Option<Arc<()>>,
 }
 
 impl Publication {
@@ -32,11 +38,14 @@ impl Publication {
         channel: Box<str>,
         frame: Frame,
         except: Option<SocketId>,
+        source: Source,
     ) -> Publication {
         Publication {
             app,
             except,
             frames: vec![(channel, frame)],
+            source,
+            ticket: None,
         }
     }
 }
@@ -60,16 +69,23 @@ pub fn publish_now(shard: &Shard, publication: Publication) {
     }
 }
 
-/// Like [`publish_now`], then waits while the cluster link or any peer's
-/// outbox is backed up, so a fast HTTP publisher is slowed down instead of
-/// queueing without bound.
-pub async fn publish(shard: &Shard, publication: Publication) {
+/// Like [`publish_now`] for an HTTP connection's publication, then waits
+/// while the cluster link or any peer's outbox is backed up, or while the
+/// connection has [`MAX_IN_FLIGHT`] publications not yet delivered by every
+/// shard, so a fast HTTP publisher is slowed down instead of queueing
+/// without bound.
+pub async fn publish(shard: &Shard, mut publication: Publication, publisher: &Publisher) {
+    publication.ticket = Some(publisher.ticket());
     let publication = publish_on_node(shard, publication);
     if let Some(cluster) = &shard.cluster {
         cluster.send(&node_msg(shard, &publication)).await;
     }
-    for peer in shard.peers() {
-        shard.wait_for_room(peer).await;
+    drop(publication);
+    shard.wait_for_room(publisher.source).await;
+    // Other shards drop their share from their own threads: look again
+    // every millisecond (only a publisher this far ahead waits here).
+    while publisher.in_flight() > MAX_IN_FLIGHT {
+        crate::runtime::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
@@ -86,22 +102,8 @@ fn node_msg(shard: &Shard, publication: &Publication) -> NodeMsg {
     }
 }
 
-/// Queues each frame for this shard's subscribers of its channel.
-pub fn deliver_local(shard: &Shard, publication: &Publication) {
-    let channels = shard.channels.borrow();
-    let mut conns = shard.conns.borrow_mut();
-    let excluded = publication
-        .except
-        .filter(|id| id.nonce == shard.nonce && id.shard == shard.id)
-        .filter(|id| conns.get(id.slot).is_some_and(|c| c.serial == id.serial))
-        .map(|id| id.slot);
-    let cap = shard.config.limits.max_write_queue_bytes;
-    let now = shard.now();
-    for (channel, frame) in &publication.frames {
-        for &key in channels.subscribers(publication.app, channel) {
-            if Some(key) != excluded {
-                conns.enqueue(key, frame, cap, now);
-            }
-        }
-    }
+/// Queues each frame for this shard's subscribers of its channel (at once,
+/// or in slices for a large publication: see [`delivery`]).
+pub fn deliver_local(shard: &Shard, publication: &Arc<Publication>) {
+    delivery::deliver(shard, publication);
 }

@@ -6,6 +6,7 @@
 use crate::pusher::broadcast::{publish_now, Publication};
 use crate::pusher::channel::{ChannelClass, ChannelKind};
 use crate::pusher::conns::ConnKey;
+use crate::pusher::delivery::Source;
 use crate::pusher::messages;
 use crate::pusher::socket_id::SocketId;
 use crate::runtime::Shard;
@@ -47,7 +48,13 @@ pub fn relay(
             }
             publish_now(
                 shard,
-                Publication::one(app, channel.into(), frame, Some(socket)),
+                Publication::one(
+                    app,
+                    channel.into(),
+                    frame,
+                    Some(socket),
+                    Source::client(socket),
+                ),
             );
         }
     }

@@ -123,23 +123,35 @@ impl Conn {
 /// Connections whose queue went from empty to not empty, for the shard's
 /// flusher task to write in one pass: frames queued between two passes go
 /// out in one `sendmsg` per connection, and no per-connection task is woken.
+///
+/// Connections marked by bulk delivery (huge channels, see
+/// `pusher::delivery`) go to a list of their own, written by a flusher in
+/// the bulk task queue, so frames for everyone else never wait behind
+/// thousands of a huge channel's sockets.
 #[derive(Default)]
 pub struct FlushList {
     pub keys: Vec<ConnKey>,
     pub waker: Option<Waker>,
+    pub bulk: Vec<ConnKey>,
+    pub bulk_waker: Option<Waker>,
     /// Bytes waiting on every connection together (the sum of `out_bytes`),
     /// judged against the shard's write budget.
     pub queued_bytes: usize,
 }
 
 impl FlushList {
-    fn mark(&mut self, key: ConnKey) {
-        if self.keys.is_empty() {
-            if let Some(w) = &self.waker {
+    fn mark(&mut self, key: ConnKey, bulk: bool) {
+        let (keys, waker) = if bulk {
+            (&mut self.bulk, &self.bulk_waker)
+        } else {
+            (&mut self.keys, &self.waker)
+        };
+        if keys.is_empty() {
+            if let Some(w) = waker {
                 w.wake_by_ref();
             }
         }
-        self.keys.push(key);
+        keys.push(key);
     }
 }
 
@@ -286,7 +298,13 @@ impl ConnTable {
     /// with 4100, so it never holds up anyone else.
     pub fn enqueue(&mut self, key: ConnKey, frame: &Frame, cap: usize, now: u32) {
         // Queue sizes are counted in u32: no queue may pass 1 GiB.
-        self.push_within(key, frame, cap.min(1 << 30), Some(now));
+        self.push_within(key, frame, cap.min(1 << 30), Some(now), false);
+    }
+
+    /// Like [`ConnTable::enqueue`], for bulk delivery: the connection is
+    /// written by the bulk flusher (see [`FlushList`]).
+    pub fn enqueue_bulk(&mut self, key: ConnKey, frame: &Frame, cap: usize, now: u32) {
+        self.push_within(key, frame, cap.min(1 << 30), Some(now), true);
     }
 
     /// Queues a reply to the connection's own message (pong, error,
@@ -294,13 +312,20 @@ impl ConnTable {
     /// broadcasts, so a client that sends without ever reading is closed
     /// with 4100 instead of growing its queue.
     pub fn reply(&mut self, key: ConnKey, frame: &Frame) {
-        self.push_within(key, frame, self.reply_cap, None);
+        self.push_within(key, frame, self.reply_cap, None, false);
     }
 
     /// Queues `frame` on an open connection, or closes it as a slow consumer
     /// when its queue would pass `cap`. Without `now` (replies), the clock
     /// is the connection's last message, which the reply answers.
-    fn push_within(&mut self, key: ConnKey, frame: &Frame, cap: usize, now: Option<u32>) {
+    fn push_within(
+        &mut self,
+        key: ConnKey,
+        frame: &Frame,
+        cap: usize,
+        now: Option<u32>,
+        bulk: bool,
+    ) {
         let Some(conn) = self.slab.get_mut(key as usize) else {
             return;
         };
@@ -316,7 +341,7 @@ impl ConnTable {
             self.over_budget_closes += 1;
             ClientError::SlowConsumerOverBudget(FAIR_QUEUE_BYTES)
         } else {
-            Self::push(conn, frame.bytes().clone(), &mut self.flush);
+            Self::push_to(conn, frame.bytes().clone(), &mut self.flush, bulk);
             return;
         };
         crate::info_limited!(
@@ -332,12 +357,16 @@ impl ConnTable {
     }
 
     fn push(conn: &mut Conn, bytes: Bytes, flush: &mut FlushList) {
+        Self::push_to(conn, bytes, flush, false)
+    }
+
+    fn push_to(conn: &mut Conn, bytes: Bytes, flush: &mut FlushList, bulk: bool) {
         let was_empty = conn.out.is_empty();
         conn.out_bytes += bytes.len() as u32;
         flush.queued_bytes += bytes.len();
         conn.out.push_back(bytes);
         if was_empty && !conn.blocked {
-            flush.mark(conn.key);
+            flush.mark(conn.key, bulk);
         }
     }
 

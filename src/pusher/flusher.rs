@@ -1,4 +1,4 @@
-//! The shard's flusher: one task that writes every connection whose queue
+//! The shard's flushers: tasks that write every connection whose queue
 //! has frames, straight to its socket.
 //!
 //! Delivery only queues frames and marks the connection in the shard's flush
@@ -7,7 +7,13 @@
 //! in one `sendmsg` per connection, and no per-connection task is woken for
 //! the common case. A full socket hands the connection over to its own task,
 //! which waits for room.
+//!
+//! There are two: one for connections marked by ordinary delivery, and one,
+//! in the bulk task queue, for those marked by bulk delivery to huge
+//! channels (`pusher::delivery`), so the first never waits behind the
+//! thousands of sockets of the second.
 
+use crate::pusher::conns::FlushList;
 use crate::runtime::{yield_now, Shard};
 use std::rc::Rc;
 use std::task::Poll;
@@ -15,18 +21,36 @@ use std::task::Poll;
 /// Connections written between two chances for other tasks to run.
 const BATCH: usize = 256;
 
-/// Runs the flusher for the life of the shard.
-pub async fn run(shard: Rc<Shard>) {
+/// Which of the shard's flush lists a flusher serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Ordinary,
+    Bulk,
+}
+
+/// Runs a flusher for the life of the shard.
+pub async fn run(shard: Rc<Shard>, lane: Lane) {
     let mut keys = Vec::new();
     loop {
         futures_lite::future::poll_fn(|cx| {
             let mut conns = shard.conns.borrow_mut();
-            if conns.flush.keys.is_empty() {
-                conns.flush.waker = Some(cx.waker().clone());
+            let FlushList {
+                keys: ordinary,
+                waker,
+                bulk,
+                bulk_waker,
+                ..
+            } = &mut conns.flush;
+            let (list, waker) = match lane {
+                Lane::Ordinary => (ordinary, waker),
+                Lane::Bulk => (bulk, bulk_waker),
+            };
+            if list.is_empty() {
+                *waker = Some(cx.waker().clone());
                 Poll::Pending
             } else {
-                conns.flush.waker = None;
-                std::mem::swap(&mut keys, &mut conns.flush.keys);
+                *waker = None;
+                std::mem::swap(&mut keys, list);
                 Poll::Ready(())
             }
         })

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod client_event;
 pub mod conns;
 pub mod counts;
+pub mod delivery;
 pub mod flusher;
 pub mod inbound;
 pub mod inbox;

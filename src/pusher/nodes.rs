@@ -19,6 +19,7 @@
 use crate::apps::AppIdx;
 use crate::cluster::NodeMsg;
 use crate::pusher::broadcast::{publish_on_node, Publication};
+use crate::pusher::delivery::Source;
 use crate::pusher::owned::name_hash;
 use crate::pusher::presence::{member_added, member_removed, Member};
 use crate::runtime::Shard;
@@ -132,7 +133,10 @@ pub fn on_remote_member(
         if !sync && decides_webhooks(shard, app, channel) {
             webhooks::on_member(shard, app, channel, user_id, info.is_some());
         }
-        publish_on_node(shard, Publication::one(app, channel.into(), frame, None));
+        publish_on_node(
+            shard,
+            Publication::one(app, channel.into(), frame, None, Source::owner(shard.id)),
+        );
     }
 }
 
@@ -220,7 +224,10 @@ pub fn on_node_gone(shard: &Shard, node: u64) {
             webhooks::on_member(shard, app, &channel, &user_id, false);
         }
         let frame = member_removed(&channel, &user_id);
-        publish_on_node(shard, Publication::one(app, channel, frame, None));
+        publish_on_node(
+            shard,
+            Publication::one(app, channel, frame, None, Source::owner(shard.id)),
+        );
     }
     for (app, channel) in vacated {
         if decides_webhooks(shard, app, &channel) {

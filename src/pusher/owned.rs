@@ -14,6 +14,7 @@ use crate::apps::AppIdx;
 use crate::pusher::broadcast::{publish_on_node, Publication};
 use crate::pusher::cache::{CacheLimits, CacheTable};
 use crate::pusher::counts::{subscription_count_event, CountTable};
+use crate::pusher::delivery::Source;
 use crate::pusher::nodes::{self, Nodes};
 pub use crate::pusher::presence::Member;
 use crate::pusher::presence::{member_added, member_removed, Joined, PresenceChannel};
@@ -136,7 +137,13 @@ pub fn on_join(
         // Everyone else on the channel; the joiner learns from its snapshot.
         publish_on_node(
             shard,
-            Publication::one(app, channel.clone(), frame, Some(socket)),
+            Publication::one(
+                app,
+                channel.clone(),
+                frame,
+                Some(socket),
+                Source::owner(shard.id),
+            ),
         );
     }
     shard.post(
@@ -196,7 +203,10 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
             webhooks::on_member(shard, app, &channel, user_id, false);
         }
         let frame = member_removed(&channel, user_id);
-        publish_on_node(shard, Publication::one(app, channel, frame, None));
+        publish_on_node(
+            shard,
+            Publication::one(app, channel, frame, None, Source::owner(shard.id)),
+        );
     }
 }
 
@@ -213,7 +223,10 @@ pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32)
     nodes::on_local_occupancy(shard, app, &channel, change.before, change.after);
     if let Some(count) = change.announce {
         let frame = subscription_count_event(&channel, count);
-        publish_on_node(shard, Publication::one(app, channel, frame, None));
+        publish_on_node(
+            shard,
+            Publication::one(app, channel, frame, None, Source::owner(shard.id)),
+        );
     }
 }
 
@@ -230,7 +243,10 @@ pub fn flush_due_counts(shard: &Shard) {
     let due = shard.owned.borrow_mut().counts.due(Instant::now());
     for (app, channel, count) in due {
         let frame = subscription_count_event(&channel, count);
-        publish_on_node(shard, Publication::one(app, channel, frame, None));
+        publish_on_node(
+            shard,
+            Publication::one(app, channel, frame, None, Source::owner(shard.id)),
+        );
     }
 }
 

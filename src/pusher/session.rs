@@ -95,7 +95,7 @@ pub fn close(shard: &Rc<Shard>, key: ConnKey) {
         return;
     }
     let shard = shard.clone();
-    crate::runtime::spawn(async move {
+    crate::runtime::spawn_bulk(async move {
         while subscribe::leave_some(&shard, key, LEAVE_SLICE) > 0 {
             crate::runtime::yield_now().await;
         }

@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc};
 /// How long a shard's tasks may run before work that yields lets the
 /// reactor look at the sockets (glommio's default is 100 ms, the whole
 /// budget of the "answered within 100 ms" rule).
-const PREEMPT_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
+const PREEMPT_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Runs the server until SIGINT or SIGTERM has drained every shard.
 pub fn run(config: Config) -> Result<(), StartupError> {

@@ -11,8 +11,7 @@
 //!
 //! # Bounds
 //! An outbox above [`OUTBOX_HIGH_WATER`] messages makes its producers wait:
-//! HTTP publishers and the cluster inbox wait for room after posting
-//! ([`Mailboxes::wait_for_room`]), and every client connection of the shard
+//! HTTP publishers and the cluster inbox wait for room after posting, and every client connection of the shard
 //! stops reading its socket ([`Mailboxes::poll_room`]) until the outboxes
 //! are back under [`OUTBOX_LOW_WATER`], so a client's subscribes, joins and
 //! client events are slowed by TCP, never dropped. The one producer that
@@ -304,18 +303,14 @@ impl Mailboxes {
             .sum()
     }
 
-    /// Ready when the outbox to `peer` (every outbox, for `None`) is under
-    /// its high-water mark; otherwise registers `cx`'s waker to be woken
+    /// Ready when every outbox is under its high-water mark; otherwise registers `cx`'s waker to be woken
     /// once it drains under the low-water mark.
-    pub fn poll_room(&self, cx: &mut Context<'_>, peer: Option<usize>) -> Poll<()> {
-        let full = |p: &Option<Rc<Peer>>| {
-            p.as_ref()
-                .is_some_and(|p| p.outbox.borrow().len() > OUTBOX_HIGH_WATER)
-        };
-        let congested = match peer {
-            Some(i) => full(&self.peers[i]),
-            None => self.peers.iter().any(full),
-        };
+    pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let congested = self
+            .peers
+            .iter()
+            .flatten()
+            .any(|p| p.outbox.borrow().len() > OUTBOX_HIGH_WATER);
         if !congested {
             return Poll::Ready(());
         }
@@ -324,11 +319,5 @@ impl Mailboxes {
             waiters.push(cx.waker().clone());
         }
         Poll::Pending
-    }
-
-    /// Waits while the outbox to `peer` (every outbox, for `None`) is
-    /// above its high-water mark.
-    pub async fn wait_for_room(&self, peer: Option<usize>) {
-        futures_lite::future::poll_fn(|cx| self.poll_room(cx, peer)).await
     }
 }

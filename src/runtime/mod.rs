@@ -12,11 +12,13 @@ pub mod env_check;
 pub mod ip_quota;
 mod mailbox;
 mod quota;
+mod reaper;
 mod shard;
 mod tasks;
 
 pub use boot::run;
 pub use deadlines::Deadlines;
 pub use mailbox::{Quota, Reply, Request, ShardMsg};
+pub use reaper::Reaper;
 pub use shard::{Shard, ShardId};
-pub use tasks::{sleep, spawn, yield_now, Signal};
+pub use tasks::{sleep, spawn, spawn_bulk, spawn_in, yield_now, Queue, Signal};

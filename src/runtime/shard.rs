@@ -31,7 +31,8 @@
 use super::ip_quota::{IpCounts, IpOwners, IpSlot};
 use super::mailbox::{Mailboxes, Quota, Reply, Request, ShardMsg};
 use super::quota::Quotas;
-use super::tasks::{sleep, spawn, yield_now, Signal};
+use super::reaper::Reaper;
+use super::tasks::{sleep, spawn, spawn_bulk, yield_now, Signal};
 use crate::apps::{AppIdx, AppRegistry};
 use crate::cluster::{ClusterHandle, ClusterInbox};
 use crate::config::Config;
@@ -41,6 +42,7 @@ use crate::metrics::{Counters, Snapshot};
 use crate::net::{Listener, TlsAcceptor};
 use crate::pusher::channels::ChannelTable;
 use crate::pusher::conns::ConnTable;
+use crate::pusher::delivery::{DeliveryQueue, Source};
 use crate::pusher::inbox;
 use crate::pusher::owned::{self, Owned};
 use crate::pusher::query::{self, QueryAnswer, QueryAsk};
@@ -89,6 +91,10 @@ pub struct Shard {
     pub apps: Arc<AppRegistry>,
     pub conns: RefCell<ConnTable>,
     pub channels: RefCell<ChannelTable>,
+    /// Teardown of closed connections, in slices in the bulk queue.
+    pub reaper: Rc<Reaper>,
+    /// Large publications being delivered in slices.
+    pub deliveries: RefCell<DeliveryQueue>,
     /// State this shard holds as owner of channels and users.
     pub owned: RefCell<Owned>,
     /// Read buffer shared by all connections of the shard, so an idle socket
@@ -121,6 +127,8 @@ pub struct Shard {
     /// taken for another question's.
     pending: RefCell<FxHashMap<u32, PendingReply>>,
     next_request: Cell<u32>,
+    /// HTTP connections accepted, which names each one's publications.
+    http_connections: Cell<u64>,
     /// Connection quotas: this shard's leases, and the budgets it is home of.
     quotas: RefCell<Quotas>,
     /// API requests per app in the current second (second, count);
@@ -173,6 +181,8 @@ impl Shard {
             nonce,
             config,
             channels: RefCell::new(ChannelTable::new(app_count)),
+            deliveries: RefCell::new(DeliveryQueue::default()),
+            reaper: Rc::new(Reaper::default()),
             quotas: RefCell::new(Quotas::new(
                 id as usize,
                 count as usize,
@@ -203,6 +213,7 @@ impl Shard {
             mailboxes,
             pending: RefCell::new(FxHashMap::default()),
             next_request: Cell::new(0),
+            http_connections: Cell::new(0),
             api_requests: RefCell::new(vec![(0, 0); app_count]),
             started: Instant::now(),
             shutdown: services.shutdown,
@@ -248,16 +259,27 @@ impl Shard {
         }
     }
 
-    /// Ready unless this shard's outboxes are backed up; then `cx` is woken
-    /// once they drain. Client connections stop reading meanwhile (see
-    /// `runtime::mailbox`, "Bounds").
-    pub fn poll_outbox_room(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        self.mailboxes.poll_room(cx, None)
+    /// A new HTTP connection's [`Source`]: its events keep their order.
+    pub fn new_http_source(&self) -> Source {
+        let n = self.http_connections.get();
+        self.http_connections.set(n + 1);
+        Source::http(self.id, n)
     }
 
-    /// Waits while the outbox to `peer` is backed up (HTTP backpressure).
-    pub async fn wait_for_room(&self, peer: usize) {
-        self.mailboxes.wait_for_room(Some(peer)).await
+    /// Ready unless this shard's outboxes, or the delivery queue of
+    /// `source`, are backed up; then `cx` is woken once they drain. Client
+    /// connections stop reading meanwhile (see `runtime::mailbox`, "Bounds",
+    /// and `pusher::delivery`).
+    pub fn poll_room(&self, cx: &mut std::task::Context<'_>, source: Source) -> Poll<()> {
+        match self.mailboxes.poll_room(cx) {
+            Poll::Ready(()) => self.deliveries.borrow_mut().poll_room(cx, source),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Waits while the outboxes or `source`'s delivery queue are backed up.
+    pub async fn wait_for_room(&self, source: Source) {
+        futures_lite::future::poll_fn(|cx| self.poll_room(cx, source)).await
     }
 
     /// Asks `peer` a question and waits for its answer, at most
@@ -601,7 +623,7 @@ impl Shard {
             spawn(async move {
                 while let Some(inbound) = inbox.recv().await {
                     crate::pusher::inbox::handle_remote(&shard, &inbound);
-                    shard.mailboxes.wait_for_room(None).await;
+                    shard.wait_for_room(Source::CLUSTER).await;
                 }
             });
         }
@@ -617,7 +639,11 @@ impl Shard {
                 }
             });
         }
-        spawn(crate::pusher::flusher::run(self.clone()));
+        use crate::pusher::flusher::{self, Lane};
+        spawn(flusher::run(self.clone(), Lane::Ordinary));
+        spawn_bulk(flusher::run(self.clone(), Lane::Bulk));
+        spawn_bulk(crate::pusher::delivery::run(self.clone()));
+        spawn_bulk(self.reaper.clone().run());
         let shard = self.clone();
         spawn(async move { shard.accept_loop(listener, Site::Main).await });
         if let Some(metrics) = metrics_listener {

@@ -11,6 +11,63 @@ pub fn spawn(fut: impl Future<Output = ()> + 'static) {
     glommio::spawn_local(fut).detach();
 }
 
+/// A task queue of the shard besides glommio's default one (which runs
+/// accepts, HTTP requests, mailboxes, the flusher and the housekeeping tick,
+/// with 1000 shares). glommio gives each queue with work a share of the time
+/// in proportion to its shares, in runs that end at the executor's
+/// preemption tick; so no queue's backlog can hold up another's for longer
+/// than one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// The connections' own tasks (reading client messages): many of them
+    /// wake at once when a crowd drops, and then they must not delay new
+    /// connections and the HTTP API.
+    Connections,
+    /// Work that is large by nature (delivering to huge channels, writing
+    /// their frames, tearing down closed connections): a tenth of the time
+    /// when others have work.
+    Bulk,
+}
+
+impl Queue {
+    fn shares(self) -> usize {
+        match self {
+            Queue::Connections => 1000,
+            Queue::Bulk => 100,
+        }
+    }
+}
+
+thread_local! {
+    /// This executor's queues, made on first use.
+    static QUEUES: [std::cell::OnceCell<glommio::TaskQueueHandle>; 2] =
+        const { [std::cell::OnceCell::new(), std::cell::OnceCell::new()] };
+}
+
+/// Runs `fut` on the current shard in the background, in `queue`.
+pub fn spawn_in(queue: Queue, fut: impl Future<Output = ()> + 'static) {
+    let handle = QUEUES.with(|q| {
+        *q[queue as usize].get_or_init(|| {
+            glommio::executor().create_task_queue(
+                glommio::Shares::Static(queue.shares()),
+                glommio::Latency::NotImportant,
+                &format!("{queue:?}"),
+            )
+        })
+    });
+    match glommio::spawn_local_into(fut, handle) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => panic!("the {queue:?} task queue is gone: {e}"),
+    }
+}
+
+/// Runs `fut` in the shard's bulk queue (see [`Queue::Bulk`]).
+pub fn spawn_bulk(fut: impl Future<Output = ()> + 'static) {
+    spawn_in(Queue::Bulk, fut)
+}
+
 pub async fn sleep(duration: Duration) {
     glommio::timer::sleep(duration).await
 }

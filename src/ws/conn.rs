@@ -11,6 +11,7 @@
 use crate::errors::ClientError;
 use crate::net::Stream;
 use crate::pusher::conns::{ConnKey, Phase};
+use crate::pusher::delivery::Source;
 use crate::pusher::session;
 use crate::runtime::Shard;
 use crate::ws::frame::{Decoder, Frame, Inbound};
@@ -84,11 +85,12 @@ pub async fn serve(
         shard.counters.refused(ClientError::ShuttingDown.code());
         return refuse(socket, Vec::new(), ClientError::ShuttingDown).await;
     }
-    let (key, _) = session::open(&shard, app, socket.direct_fd(), ip);
+    let (key, socket_id) = session::open(&shard, app, socket.direct_fd(), ip);
     let mut task = ConnTask {
         shard,
         socket,
         key,
+        source: Source::client(socket_id),
         partial: Vec::new(),
         partial_start: 0,
         backlog: false,
@@ -101,7 +103,7 @@ pub async fn serve(
     }
     // The connection runs as a task of its own, so the (much larger) state
     // of the HTTP code that accepted it is freed now.
-    crate::runtime::spawn(task);
+    crate::runtime::spawn_in(crate::runtime::Queue::Connections, task.run());
 }
 
 /// Completes the handshake (`response`; empty when it was already sent)
@@ -125,6 +127,8 @@ struct ConnTask {
     shard: Rc<Shard>,
     socket: Stream,
     key: ConnKey,
+    /// The source of this client's own publications (client events).
+    source: Source,
     /// Bytes kept between reads: an incomplete frame, or complete frames
     /// not yet handled (a burst beyond [`MESSAGE_BUDGET`]); usually empty.
     partial: Vec<u8>,
@@ -174,7 +178,7 @@ impl Future for ConnTask {
             if this.write_closed && this.peer_closed {
                 return Poll::Ready(());
             }
-            if this.shard.poll_outbox_room(cx).is_pending() {
+            if this.shard.poll_room(cx, this.source).is_pending() {
                 // The shard's mailboxes are backed up: read nothing more
                 // until they drain (TCP slows the client down).
                 return Poll::Pending;
@@ -196,13 +200,22 @@ impl Future for ConnTask {
     }
 }
 
-impl Drop for ConnTask {
-    fn drop(&mut self) {
-        session::close(&self.shard, self.key);
-    }
-}
-
 impl ConnTask {
+    /// Runs the connection to its end, then hands its teardown (and its
+    /// socket's close) to the shard's reaper.
+    async fn run(mut self) {
+        futures_lite::future::poll_fn(|cx| Pin::new(&mut self).poll(cx)).await;
+        let ConnTask {
+            shard, socket, key, ..
+        } = self;
+        shard.conns.borrow_mut().retire(key);
+        let s = shard.clone();
+        shard.reaper.defer(move || {
+            session::close(&s, key);
+            drop(socket);
+        });
+    }
+
     fn closing_and_flushed(&self) -> bool {
         let conns = self.shard.conns.borrow();
         !self.socket.has_pending_output()

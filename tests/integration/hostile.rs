@@ -58,6 +58,7 @@ impl Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
+            prefer_this_thread();
             let mut report = ProbeReport::default();
             let mut http = Http::connect(port);
             let mut next = Instant::now();
@@ -67,7 +68,15 @@ impl Probe {
                 let t = Instant::now();
                 match Ws::upgrade(port, &app_path("app-key")) {
                     Ok(mut ws) => {
+                        let upgraded = t.elapsed();
                         let v = ws.recv_json_within(WAIT);
+                        if std::env::var_os("PROBE_TRACE").is_some() {
+                            eprintln!(
+                                "probe step {}: 101 after {upgraded:?}, first frame after {:?}",
+                                report.steps,
+                                t.elapsed()
+                            );
+                        }
                         let ok = v["event"] == "pusher:connection_established"
                             || admission == Admission::RefusalAllowed
                                 && v["event"] == "pusher:error";
@@ -83,8 +92,13 @@ impl Probe {
                 let r = http.trigger(&DEV, &json!({"name":"tick","channel":"probe","data":data}));
                 assert_eq!(r.status, 200, "probe trigger: {}", r.text());
                 report.slowest_trigger = report.slowest_trigger.max(t.elapsed());
+                let mut at = Vec::new();
                 for ws in &mut subscribers {
                     ws.expect_text(&event_text("tick", "probe", &data));
+                    at.push(t.elapsed());
+                }
+                if std::env::var_os("PROBE_TRACE").is_some() {
+                    eprintln!("probe step {}: deliveries after {at:?}", report.steps);
                 }
                 report.slowest_delivery = report.slowest_delivery.max(t.elapsed());
                 next += PROBE_EVERY;
@@ -101,6 +115,11 @@ impl Probe {
 
     /// Stops probing and checks every answer came within [`BOUND`].
     fn finish(self, attack: &str) -> ProbeReport {
+        self.finish_within(attack, BOUND)
+    }
+
+    /// Stops probing and checks every answer came within `bound`.
+    fn finish_within(self, attack: &str, bound: Duration) -> ProbeReport {
         self.stop.store(true, Ordering::Relaxed);
         let report = match self.thread.join() {
             Ok(r) => r,
@@ -114,11 +133,29 @@ impl Probe {
             ("a delivery", report.slowest_delivery),
         ] {
             assert!(
-                took <= BOUND,
-                "{attack}: {what} waited {took:?} (bound {BOUND:?}); {report:?}"
+                took <= bound,
+                "{attack}: {what} waited {took:?} (bound {bound:?}); {report:?}"
             );
         }
         report
+    }
+}
+
+/// Gives the probe's thread real-time priority where allowed (root), so
+/// what it measures is the server's answer, not the wait of a test thread
+/// for a CPU that the server's pinned shards and the attack's own test
+/// threads keep busy on this small machine (a real client elsewhere would
+/// not share them). Without the privilege the probe measures both.
+fn prefer_this_thread() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sets the calling thread's scheduling policy; `param` is a
+    // valid, initialised struct that outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        eprintln!(
+            "probe: no real-time priority ({}); its times include waits for a CPU",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -260,6 +297,47 @@ fn nineteen_thousand_subscribers_of_one_channel_dropping_at_once() {
     );
     probe.finish("19,000 subscribers of one channel dropping at once");
     expect_rss_back(&server, base, peak, "19,000 subscribers dropped");
+    assert_healthy(port);
+}
+
+/// The bound while the server delivers a backend's burst to a huge channel:
+/// not a client's doing (the HTTP API is signed), and on this 2-CPU machine
+/// the 19,000 receiving sockets' kernel work shares the server's CPUs, which
+/// it would not with remote clients.
+const HUGE_CHANNEL_BOUND: Duration = Duration::from_millis(250);
+
+#[test]
+fn a_burst_to_a_channel_of_19000_subscribers() {
+    let _heavy = heavy_lock();
+    let server = Server::start_optimized("");
+    let port = server.port;
+    let mut crowd = open_many(port, 19_000, 1);
+    let probe = Probe::start(port, Admission::Expected);
+    // 200 events in batches of 10: each shard delivers ~9,500 frames per
+    // event, 1.9 million in all, in slices.
+    let mut http = Http::connect(port);
+    for b in 0..20 {
+        let batch: Vec<Value> = (0..10)
+            .map(|e| json!({"name":"burst","channel":"mem-0","data":format!("{b}-{e}")}))
+            .collect();
+        let r = http.batch(&DEV, &json!({ "batch": batch }));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // A sample of the crowd (every 95th) got all of them, in order.
+    for ws in crowd.iter_mut().step_by(95) {
+        for b in 0..20 {
+            for e in 0..10 {
+                ws.expect_text(&event_text("burst", "mem-0", &format!("{b}-{e}")));
+            }
+        }
+    }
+    probe.finish_within(
+        "200 events to a channel of 19,000 subscribers",
+        HUGE_CHANNEL_BOUND,
+    );
+    for ws in &crowd {
+        ws.shutdown();
+    }
     assert_healthy(port);
 }
 
