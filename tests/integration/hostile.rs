@@ -576,3 +576,41 @@ fn many_slow_readers_cannot_hold_more_than_the_write_budget() {
     );
     assert_healthy(port);
 }
+
+#[test]
+fn hundreds_of_slow_bodies() {
+    let _heavy = heavy_lock();
+    let server = Server::start_optimized("[server.limits]\nhead_timeout_secs = 3\n");
+    let port = server.port;
+    let probe = Probe::start(port, Admission::Expected);
+    // 600 requests whose head promises a body that arrives a byte at a time
+    // (under max_pending_heads, 1024 by default, so the probe still gets in).
+    let body = json!({"name":"slow","channel":"nobody","data":"x"}).to_string();
+    let target = signed_target(&DEV, "/apps/app-id/events", body.as_bytes());
+    let head = request_bytes("POST", &target, body.as_bytes(), &[]);
+    let head = &head[..head.len() - body.len()];
+    let mut slow: Vec<std::net::TcpStream> = (0..600)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(head).unwrap();
+            s
+        })
+        .collect();
+    // Trickle until the deadline passes: each gets 408 and is closed.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        for s in &mut slow {
+            let _ = s.write_all(b" ");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for mut s in slow {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "a slow body got {text:?}");
+    }
+    probe.finish("600 slow bodies");
+    assert_healthy(port);
+}
