@@ -17,7 +17,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// The server's environment in these tests (see the module doc).
-const PURGE_AT_ONCE: &[(&str, &str)] = &[("MIMALLOC_PURGE_DELAY", "0")];
+pub(crate) const PURGE_AT_ONCE: &[(&str, &str)] = &[("MIMALLOC_PURGE_DELAY", "0")];
 
 /// How far RSS may stay above the baseline once everything is closed:
 /// tables keep their grown capacity (connection slab, channel maps) and the

@@ -131,13 +131,18 @@ impl Server {
     /// `scripts/test.sh` builds) with `toml` as its config file: tests that
     /// judge response times must not run a debug build.
     pub fn start_optimized(toml: &str) -> Server {
+        Self::start_optimized_with_env(toml, &[])
+    }
+
+    /// [`Server::start_optimized`] with extra environment variables.
+    pub fn start_optimized_with_env(toml: &str, env: &[(&str, &str)]) -> Server {
         let path = Self::write_config(toml);
         let cpus = two_cpus();
         Self::launch_args(
             &optimized_bin(),
             &["--host", "127.0.0.1", "--port", "0", "--cpus", &cpus],
             Some(path),
-            &[],
+            env,
         )
     }
 
