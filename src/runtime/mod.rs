@@ -18,5 +18,8 @@ mod tasks;
 pub use boot::run;
 pub use deadlines::Deadlines;
 pub use mailbox::{Quota, Reply, Request, ShardMsg};
+/// Public for the `quota_leases` fuzz target (`tests/fuzz`), which plays
+/// several shards' leases against one another without a runtime.
+pub use quota::Quotas;
 pub use shard::{Shard, ShardId};
 pub use tasks::{sleep, spawn, yield_now, Signal};
