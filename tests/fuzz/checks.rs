@@ -197,7 +197,12 @@ pub mod http_head {
                 .iter()
                 .rev()
                 .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| std::str::from_utf8(h.value).unwrap_or("").trim().to_string());
+                .map(|h| {
+                    std::str::from_utf8(h.value)
+                        .unwrap_or("")
+                        .trim()
+                        .to_string()
+                });
             assert_eq!(captured, expected, "captured value of {name:?}");
         }
         let peers: [IpAddr; 3] = [
@@ -453,7 +458,10 @@ pub mod ws_frame {
             if task.backlog {
                 let before = task.out.len();
                 task.take_input_from(&mut []);
-                assert!(task.out.len() > before || !task.backlog, "a backlog step decoded nothing");
+                assert!(
+                    task.out.len() > before || !task.backlog,
+                    "a backlog step decoded nothing"
+                );
             } else {
                 let n = step.min(stream.len() - at);
                 let mut fresh = stream[at..at + n].to_vec();
@@ -942,7 +950,13 @@ pub mod channel_index {
 
     /// One (connection, channel) pair, the channel's subscribers and the
     /// connection's list.
-    fn check_pair(table: &ChannelTable, lists: &[SubList], model: &Model, conn: usize, chan: &Chan) {
+    fn check_pair(
+        table: &ChannelTable,
+        lists: &[SubList],
+        model: &Model,
+        conn: usize,
+        chan: &Chan,
+    ) {
         check_channel(table, model, chan);
         if let Some(id) = table.find(AppIdx(chan.0), &chan.1) {
             let user = model.by_conn[conn].get(chan);
@@ -976,7 +990,11 @@ pub mod channel_index {
     fn check_conn(table: &ChannelTable, lists: &[SubList], model: &Model, conn: usize) {
         let list = &lists[conn];
         let ids: BTreeSet<ChannelId> = list.iter().copied().collect();
-        assert_eq!(ids.len(), list.len(), "a channel listed twice for a connection");
+        assert_eq!(
+            ids.len(),
+            list.len(),
+            "a channel listed twice for a connection"
+        );
         let expected: BTreeSet<ChannelId> = model.by_conn[conn]
             .keys()
             .map(|c| model.by_chan[c].0)
@@ -1345,7 +1363,10 @@ pub mod quota_leases {
         sim.settle();
         for (q, &quota) in QUOTAS.iter().enumerate() {
             let home = sim.homes[q];
-            assert!(!sim.quotas[home].lent_out(quota), "{quota:?} still lent out");
+            assert!(
+                !sim.quotas[home].lent_out(quota),
+                "{quota:?} still lent out"
+            );
             let all = sim.quotas[home].grant(quota, home, u32::MAX);
             assert_eq!(all, sim.max[q], "{quota:?}: the home got back {all}");
         }
