@@ -775,7 +775,7 @@ pub mod channel_index {
     fn name_of(n: u8) -> String {
         // A third of the names look like presence channels; the table
         // does not care, the model neither.
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             format!("presence-c{n}")
         } else {
             format!("c{n}")
@@ -1105,11 +1105,10 @@ pub mod quota_leases {
         }
 
         fn check_limits(&self) {
-            for q in 0..3 {
+            for (q, quota) in QUOTAS.iter().enumerate() {
                 assert!(
                     self.open_total(q) <= self.max[q],
-                    "{:?}: {} open over the limit {}",
-                    QUOTAS[q],
+                    "{quota:?}: {} open over the limit {}",
                     self.open_total(q),
                     self.max[q]
                 );
