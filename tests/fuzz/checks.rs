@@ -760,7 +760,9 @@ pub mod channel_index {
     /// capacities `shrink` gives back (its threshold is 4 × 1024).
     const BULK: usize = 4200;
 
-    type Chan = (u32, String);
+    /// (app, name number): integer keys keep the model cheap under
+    /// libFuzzer's comparison tracing; [`name_of`] spells the name.
+    type Chan = (u32, u32);
 
     #[derive(Default)]
     struct Model {
@@ -772,14 +774,31 @@ pub mod channel_index {
         by_id: BTreeMap<ChannelId, Chan>,
     }
 
-    fn name_of(n: u8) -> String {
+    /// Names of bulk joins are numbered from here.
+    const BULK_NAMES: u32 = 1000;
+
+    fn name_of(n: u32) -> String {
         // A third of the names look like presence channels; the table
         // does not care, the model neither.
-        if n.is_multiple_of(3) {
+        if n >= BULK_NAMES {
+            format!("bulk{}", n - BULK_NAMES)
+        } else if n.is_multiple_of(3) {
             format!("presence-c{n}")
         } else {
             format!("c{n}")
         }
+    }
+
+    /// The name number of a name `name_of` spelled.
+    fn number_of(name: &str) -> u32 {
+        let n = if let Some(i) = name.strip_prefix("bulk") {
+            BULK_NAMES + i.parse::<u32>().unwrap()
+        } else {
+            let digits = name.strip_prefix("presence-").unwrap_or(name);
+            digits.strip_prefix('c').unwrap().parse().unwrap()
+        };
+        assert_eq!(name_of(n), name, "a channel name the table made up");
+        n
     }
 
     fn key(conn: usize) -> ConnKey {
@@ -799,7 +818,7 @@ pub mod channel_index {
         let mut full_checks = 0;
         for op in data.chunks_exact(3) {
             let (kind, conn, target) = (op[0], op[1] as usize % CONNS, op[2]);
-            let chan: Chan = ((target % APPS as u8) as u32, name_of(target / 3 % NAMES));
+            let chan: Chan = ((target % APPS as u8) as u32, (target / 3 % NAMES) as u32);
             match kind % 8 {
                 0..=2 => {
                     let user = (kind & 0x80 != 0).then(|| format!("u{}", kind >> 3 & 0x7));
@@ -807,7 +826,7 @@ pub mod channel_index {
                     check_pair(&table, &lists, &model, conn, &chan);
                 }
                 3 | 4 => {
-                    let id = table.find(AppIdx(chan.0), &chan.1);
+                    let id = table.find(AppIdx(chan.0), &name_of(chan.1));
                     assert_eq!(id.is_some(), model.by_chan.contains_key(&chan));
                     if let Some(id) = id {
                         unsubscribe(&mut table, &mut lists, &mut model, conn, id);
@@ -834,7 +853,7 @@ pub mod channel_index {
                         // typically closes: op 6).
                         bulks += 1;
                         for i in 0..BULK {
-                            let chan = (chan.0, format!("bulk{i}"));
+                            let chan = (chan.0, BULK_NAMES + i as u32);
                             subscribe(&mut table, &mut lists, &mut model, conn, &chan, None);
                         }
                         check_conn(&table, &lists, &model, conn);
@@ -877,10 +896,10 @@ pub mod channel_index {
         chan: &Chan,
         user: Option<String>,
     ) {
-        let before = table.find(AppIdx(chan.0), &chan.1);
+        let before = table.find(AppIdx(chan.0), &name_of(chan.1));
         let (id, new) = table.subscribe(
             AppIdx(chan.0),
-            &chan.1,
+            &name_of(chan.1),
             key(conn),
             &mut lists[conn],
             user.as_deref().map(Into::into),
@@ -895,15 +914,15 @@ pub mod channel_index {
             }
             None => {
                 assert_eq!(before, None, "a channel nobody joined exists");
-                let twice = model.by_id.insert(id, chan.clone());
+                let twice = model.by_id.insert(id, *chan);
                 assert!(twice.is_none(), "id {id} given to two live channels");
                 model
                     .by_chan
-                    .insert(chan.clone(), (id, BTreeSet::from([key(conn)])));
+                    .insert(*chan, (id, BTreeSet::from([key(conn)])));
             }
         }
         // A repeated subscribe keeps the user declared first.
-        model.by_conn[conn].entry(chan.clone()).or_insert(user);
+        model.by_conn[conn].entry(*chan).or_insert(user);
     }
 
     /// Unsubscribes through the table and the model; whether it was a member.
@@ -915,7 +934,7 @@ pub mod channel_index {
         id: ChannelId,
     ) -> bool {
         // Which channel `id` is, if any lives under it.
-        let chan = table.get(id).map(|c| (c.app.0, c.name.to_string()));
+        let chan = table.get(id).map(|c| (c.app.0, number_of(&c.name)));
         assert_eq!(chan.as_ref(), model.by_id.get(&id), "channel {id}");
         let member = chan
             .as_ref()
@@ -933,7 +952,7 @@ pub mod channel_index {
                     model.by_chan.remove(&chan);
                     model.by_id.remove(&id);
                     assert!(table.get(id).is_none(), "an empty channel kept");
-                    assert_eq!(table.find(AppIdx(chan.0), &chan.1), None);
+                    assert_eq!(table.find(AppIdx(chan.0), &name_of(chan.1)), None);
                 }
                 true
             }
@@ -958,7 +977,7 @@ pub mod channel_index {
         chan: &Chan,
     ) {
         check_channel(table, model, chan);
-        if let Some(id) = table.find(AppIdx(chan.0), &chan.1) {
+        if let Some(id) = table.find(AppIdx(chan.0), &name_of(chan.1)) {
             let user = model.by_conn[conn].get(chan);
             assert_eq!(table.is_member(id, key(conn)), user.is_some());
             assert_eq!(
@@ -970,19 +989,19 @@ pub mod channel_index {
     }
 
     fn check_channel(table: &ChannelTable, model: &Model, chan: &Chan) {
-        let subscribers = table.subscribers(AppIdx(chan.0), &chan.1);
+        let subscribers = table.subscribers(AppIdx(chan.0), &name_of(chan.1));
         let set: BTreeSet<ConnKey> = subscribers.iter().copied().collect();
         assert_eq!(set.len(), subscribers.len(), "a subscriber listed twice");
         match model.by_chan.get(chan) {
             Some((id, subs)) => {
                 assert_eq!(&set, subs, "subscribers of {chan:?}");
-                assert_eq!(table.find(AppIdx(chan.0), &chan.1), Some(*id));
+                assert_eq!(table.find(AppIdx(chan.0), &name_of(chan.1)), Some(*id));
                 let c = table.get(*id).expect("a live channel");
-                assert_eq!((c.app.0, &*c.name), (chan.0, chan.1.as_str()));
+                assert_eq!((c.app.0, &*c.name), (chan.0, name_of(chan.1).as_str()));
             }
             None => {
                 assert!(set.is_empty());
-                assert_eq!(table.find(AppIdx(chan.0), &chan.1), None);
+                assert_eq!(table.find(AppIdx(chan.0), &name_of(chan.1)), None);
             }
         }
     }
@@ -1015,15 +1034,15 @@ pub mod channel_index {
             check_channel(table, model, chan);
         }
         for app in 0..APPS {
-            let listed: BTreeMap<String, u32> = table
+            let listed: BTreeMap<u32, u32> = table
                 .iter_app(AppIdx(app))
-                .map(|(n, c)| (n.to_string(), c))
+                .map(|(n, c)| (number_of(n), c))
                 .collect();
-            let expected: BTreeMap<String, u32> = model
+            let expected: BTreeMap<u32, u32> = model
                 .by_chan
                 .iter()
                 .filter(|((a, _), _)| *a == app)
-                .map(|((_, n), (_, subs))| (n.clone(), subs.len() as u32))
+                .map(|((_, n), (_, subs))| (*n, subs.len() as u32))
                 .collect();
             assert_eq!(listed, expected, "channels of app {app}");
         }
