@@ -867,21 +867,21 @@ pub mod channel_index {
                     1 => {
                         table.shrink();
                         full_checks += 1;
-                        if full_checks <= 32 {
-                            check_all(&table, &lists, &model);
+                        if full_checks <= 8 {
+                            check_all(&table, &lists, &model, false);
                         }
                     }
                     _ => {
                         full_checks += 1;
-                        if full_checks <= 32 {
-                            check_all(&table, &lists, &model);
+                        if full_checks <= 8 {
+                            check_all(&table, &lists, &model, false);
                         }
                     }
                 },
             }
             check_counts(&table, &model);
         }
-        check_all(&table, &lists, &model);
+        check_all(&table, &lists, &model, true);
         // Everyone leaves: nothing is left behind.
         for conn in 0..CONNS {
             while let Some(&id) = lists[conn].last() {
@@ -1032,7 +1032,7 @@ pub mod channel_index {
         }
     }
 
-    fn check_all(table: &ChannelTable, lists: &[SubList], model: &Model) {
+    fn check_all(table: &ChannelTable, lists: &[SubList], model: &Model, thorough: bool) {
         for conn in 0..CONNS {
             check_conn(table, lists, model, conn);
         }
@@ -1052,8 +1052,8 @@ pub mod channel_index {
                 .collect();
             assert_eq!(listed, expected, "channels of app {app}");
         }
-        // Non-members are not members either (small tables only).
-        if model.by_chan.len() <= 256 {
+        // Non-members are not members either (at the end, small tables only).
+        if thorough && model.by_chan.len() <= 256 {
             for (id, subs) in model.by_chan.values() {
                 for conn in 0..CONNS {
                     assert_eq!(table.is_member(*id, key(conn)), subs.contains(&key(conn)));
