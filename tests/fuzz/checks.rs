@@ -820,8 +820,8 @@ pub mod channel_index {
         // Bulk joins cost thousands of operations: only inputs that start
         // with `B` may make one (so most inputs stay fast).
         let mut bulks = if mode == b'B' { 0 } else { 1 };
-        // Full checks are linear in the table: a few per input suffice.
-        let mut full_checks = 0;
+        // Full checks are linear in the table: a budget of work per input.
+        let mut checked = 0;
         for op in ops.chunks_exact(3) {
             let (kind, conn, target) = (op[0], op[1] as usize % CONNS, op[2]);
             let chan: Chan = ((target % APPS as u8) as u32, (target / 3 % NAMES) as u32);
@@ -843,7 +843,9 @@ pub mod channel_index {
                     // A raw id: live, freed, reused or never used.
                     let id = target as ChannelId % 64;
                     unsubscribe(&mut table, &mut lists, &mut model, conn, id);
-                    check_conn(&table, &lists, &model, conn);
+                    if lists[conn].len() <= 64 {
+                        check_conn(&table, &lists, &model, conn);
+                    }
                 }
                 6 => {
                     // The connection closes: it leaves every channel, last first.
@@ -866,17 +868,9 @@ pub mod channel_index {
                     }
                     1 => {
                         table.shrink();
-                        full_checks += 1;
-                        if full_checks <= 8 {
-                            check_all(&table, &lists, &model, false);
-                        }
+                        full_check(&table, &lists, &model, &mut checked);
                     }
-                    _ => {
-                        full_checks += 1;
-                        if full_checks <= 8 {
-                            check_all(&table, &lists, &model, false);
-                        }
-                    }
+                    _ => full_check(&table, &lists, &model, &mut checked),
                 },
             }
             check_counts(&table, &model);
@@ -966,6 +960,15 @@ pub mod channel_index {
         }
     }
 
+    /// A full check while the input's budget of checking work lasts.
+    fn full_check(table: &ChannelTable, lists: &[SubList], model: &Model, checked: &mut usize) {
+        let size = model.by_chan.len() + table.subscriptions();
+        if *checked + size <= 20_000 {
+            *checked += size;
+            check_all(table, lists, model, false);
+        }
+    }
+
     fn check_counts(table: &ChannelTable, model: &Model) {
         assert_eq!(table.len(), model.by_chan.len());
         assert_eq!(table.is_empty(), model.by_chan.is_empty());
@@ -991,7 +994,10 @@ pub mod channel_index {
                 user.and_then(|u| u.as_deref())
             );
         }
-        check_conn(table, lists, model, conn);
+        // A bulk-sized list is checked by the full checks only.
+        if lists[conn].len() <= 64 {
+            check_conn(table, lists, model, conn);
+        }
     }
 
     fn check_channel(table: &ChannelTable, model: &Model, chan: &Chan) {
