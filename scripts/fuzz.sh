@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   RUNS=10000000 scripts/fuzz.sh 0 ws_frame   # stop after N inputs instead
 #
-# Targets: http_head ws_frame pusher_message api_body signatures cluster_wire.
+# Targets: http_head ws_frame pusher_message api_body signatures cluster_wire
+# channel_index quota_leases.
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain the
 # nightly flags cargo-fuzz passes (-Zsanitizer=address) are enabled with
 # RUSTC_BOOTSTRAP=1, which this script sets. Crashes land in
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/../tests/fuzz"
 
 SECONDS_EACH="${1:-60}"
 shift || true
-ALL=(http_head ws_frame pusher_message api_body signatures cluster_wire)
+ALL=(http_head ws_frame pusher_message api_body signatures cluster_wire channel_index quota_leases)
 TARGETS=("${@:-${ALL[@]}}")
 [ "${#TARGETS[@]}" -eq 0 ] && TARGETS=("${ALL[@]}")
 SANITIZER="${SANITIZER:-address}"
@@ -35,6 +36,7 @@ dict_for() {
     http_head) echo dict/http.dict ;;
     ws_frame) echo dict/ws.dict ;;
     signatures) echo dict/http.dict ;;
+    channel_index | quota_leases) echo "" ;; # binary operation lists: no dictionary
     *) echo dict/json.dict ;;
   esac
 }
@@ -45,8 +47,12 @@ status=0
 summary=()
 for t in "${TARGETS[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
-  args=(-dict="$(dict_for "$t")" -max_len=8192 -timeout=10 -rss_limit_mb=2048
+  args=(-max_len=8192 -timeout=10 -rss_limit_mb=2048
         -malloc_limit_mb=512 -print_final_stats=1 -artifact_prefix="artifacts/$t/")
+  dict=$(dict_for "$t")
+  if [ -n "$dict" ]; then
+    args+=(-dict="$dict")
+  fi
   if [ -n "${RUNS:-}" ]; then
     args+=(-runs="$RUNS")
   fi

@@ -19,6 +19,9 @@ mod tasks;
 pub use boot::run;
 pub use deadlines::Deadlines;
 pub use mailbox::{Quota, Reply, Request, ShardMsg};
+/// Public for the `quota_leases` fuzz target (`tests/fuzz`), which plays
+/// several shards' leases against one another without a runtime.
+pub use quota::Quotas;
 pub use reaper::Reaper;
 pub use shard::{Shard, ShardId};
 pub use tasks::{sleep, spawn, spawn_bulk, spawn_in, yield_now, Queue, Signal};

@@ -66,3 +66,13 @@ fn signatures_inputs() {
 fn cluster_wire_inputs() {
     replay("cluster_wire", checks::cluster_wire::run);
 }
+
+#[test]
+fn channel_index_inputs() {
+    replay("channel_index", checks::channel_index::run);
+}
+
+#[test]
+fn quota_leases_inputs() {
+    replay("quota_leases", checks::quota_leases::run);
+}

@@ -5,7 +5,9 @@
 //! then the next pipelined request. Checks that the parser never claims more
 //! bytes than it was given, that a head parsed from a prefix is the head
 //! parsed from the whole, and that the buffer never grows past
-//! head limit + one read.
+//! head limit + one read. Also: any Transfer-Encoding header refused; the
+//! configured client-address header captured exactly (`parse_head_with`)
+//! and the address drawn from it the peer's or its last entry's.
 #![no_main]
 
 #[path = "../checks.rs"]

@@ -1,10 +1,9 @@
-//! The WebSocket frame decoder as `ws::conn::ConnTask` drives it: the stream
-//! arrives in reads of fuzzer-chosen sizes, an incomplete frame's bytes are
-//! kept for the next read, every complete frame is decoded, and the first
-//! error ends the connection. Checks: a decoder never uses more bytes than
-//! it has, delivered text is valid UTF-8 and within the cap, control
-//! payloads are at most 125 bytes, and the kept partial frame stays within
-//! cap + the largest header.
+//! The WebSocket frame decoder as `ws::conn::ConnTask` drives it: reads of
+//! fuzzer-chosen sizes, at most a budget of messages decoded per step with
+//! the rest kept for the next step (read or not). Checks: used bytes within
+//! the buffer, text valid UTF-8 and within the cap, pings at most 125 bytes,
+//! close and error codes valid, kept bytes bounded, and exactly the messages
+//! an unbudgeted decoder yields, in the same order.
 #![no_main]
 
 #[path = "../checks.rs"]
