@@ -3,9 +3,10 @@
 //!
 //! When thousands of clients drop at once (a network blip, a deploy of the
 //! page they were on), each one's teardown is small (leave its channels,
-//! give back its quota, close its socket) but together they are a lot of
+//! give back its quota) but together they are a lot of
 //! work arriving at one instant. The connection's own task only marks it
-//! gone and hands the rest here; the reaper runs [`SLICE`] teardowns, then
+//! gone (and closes its socket) and hands the rest here; the reaper runs
+//! [`SLICE`] teardowns, then
 //! lets other tasks run, in the bulk queue, so the clients still connected
 //! are answered first.
 //!

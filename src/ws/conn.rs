@@ -103,7 +103,7 @@ pub async fn serve(
     }
     // The connection runs as a task of its own, so the (much larger) state
     // of the HTTP code that accepted it is freed now.
-    crate::runtime::spawn_in(crate::runtime::Queue::Connections, task.run());
+    crate::runtime::spawn_in(crate::runtime::Queue::Connections, task);
 }
 
 /// Completes the handshake (`response`; empty when it was already sent)
@@ -200,22 +200,20 @@ impl Future for ConnTask {
     }
 }
 
-impl ConnTask {
-    /// Runs the connection to its end, then hands its teardown (and its
-    /// socket's close) to the shard's reaper.
-    async fn run(mut self) {
-        futures_lite::future::poll_fn(|cx| Pin::new(&mut self).poll(cx)).await;
-        let ConnTask {
-            shard, socket, key, ..
-        } = self;
-        shard.conns.borrow_mut().retire(key);
-        let s = shard.clone();
-        shard.reaper.defer(move || {
-            session::close(&s, key);
-            drop(socket);
-        });
+/// The connection's task has ended: mark it gone at once (nothing more is
+/// queued to it) and hand its teardown to the shard's reaper, so a crowd
+/// dropping at once is torn down in slices. The socket closes as the task's
+/// fields drop. (A `Drop` rather than an async wrapper keeps the task's
+/// future as small as `ConnTask` itself.)
+impl Drop for ConnTask {
+    fn drop(&mut self) {
+        let (shard, key) = (self.shard.clone(), self.key);
+        self.shard.conns.borrow_mut().retire(key);
+        self.shard.reaper.defer(move || session::close(&shard, key));
     }
+}
 
+impl ConnTask {
     fn closing_and_flushed(&self) -> bool {
         let conns = self.shard.conns.borrow();
         !self.socket.has_pending_output()
