@@ -13,6 +13,7 @@ use crate::net::Stream;
 use crate::pusher::conns::{ConnKey, Phase};
 use crate::pusher::delivery::Source;
 use crate::pusher::session;
+use crate::pusher::socket_id::SocketId;
 use crate::runtime::Shard;
 use crate::ws::frame::{Decoder, Frame, Inbound};
 use crate::ws::handshake;
@@ -85,12 +86,11 @@ pub async fn serve(
         shard.counters.refused(ClientError::ShuttingDown.code());
         return refuse(socket, Vec::new(), ClientError::ShuttingDown).await;
     }
-    let (key, socket_id) = session::open(&shard, app, socket.direct_fd(), ip);
+    let (key, _) = session::open(&shard, app, socket.direct_fd(), ip);
     let mut task = ConnTask {
         shard,
         socket,
         key,
-        source: Source::client(socket_id),
         partial: Vec::new(),
         partial_start: 0,
         backlog: false,
@@ -127,13 +127,11 @@ struct ConnTask {
     shard: Rc<Shard>,
     socket: Stream,
     key: ConnKey,
-    /// The source of this client's own publications (client events).
-    source: Source,
     /// Bytes kept between reads: an incomplete frame, or complete frames
     /// not yet handled (a burst beyond [`MESSAGE_BUDGET`]); usually empty.
     partial: Vec<u8>,
     /// Where the unhandled bytes of `partial` start.
-    partial_start: usize,
+    partial_start: u32,
     /// `partial` may hold complete frames to handle before reading more.
     backlog: bool,
     decoder: Decoder,
@@ -155,7 +153,9 @@ impl Future for ConnTask {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        {
+        // The source of this client's own publications (client events),
+        // worked out here rather than kept: an idle task stays small.
+        let source = {
             let mut conns = this.shard.conns.borrow_mut();
             let Some(conn) = conns.get_mut(this.key) else {
                 return Poll::Ready(());
@@ -166,7 +166,13 @@ impl Future for ConnTask {
             if !conn.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 conn.waker = Some(cx.waker().clone());
             }
-        }
+            Source::client(SocketId {
+                nonce: this.shard.nonce,
+                shard: this.shard.id,
+                slot: this.key,
+                serial: conn.serial,
+            })
+        };
         for _ in 0..READ_BUDGET {
             if this.flush(cx).is_err() {
                 return Poll::Ready(());
@@ -178,7 +184,7 @@ impl Future for ConnTask {
             if this.write_closed && this.peer_closed {
                 return Poll::Ready(());
             }
-            if this.shard.poll_room(cx, this.source).is_pending() {
+            if this.shard.poll_room(cx, source).is_pending() {
                 // The shard's mailboxes are backed up: read nothing more
                 // until they drain (TCP slows the client down).
                 return Poll::Pending;
@@ -270,7 +276,8 @@ impl ConnTask {
     /// bytes followed by `fresh`; keeps the rest (an incomplete frame, or
     /// frames over the budget, which make a backlog) for the next step.
     fn take_input_from(&mut self, fresh: &mut [u8]) {
-        if self.partial_start == self.partial.len() {
+        let start = self.partial_start as usize;
+        if start == self.partial.len() {
             // Nothing kept: decode straight from the read buffer.
             self.partial.clear();
             self.partial_start = 0;
@@ -280,19 +287,24 @@ impl ConnTask {
             }
             return;
         }
-        if !fresh.is_empty() {
+        let start = if fresh.is_empty() {
+            start
+        } else {
             // Only an incomplete frame is kept when reading: compact it first.
-            self.partial.drain(..self.partial_start);
-            self.partial_start = 0;
+            self.partial.drain(..start);
             self.partial.extend_from_slice(fresh);
-        }
+            0
+        };
         let mut kept = std::mem::take(&mut self.partial);
-        let used = self.decode_some(&mut kept[self.partial_start..]);
+        let used = self.decode_some(&mut kept[start..]);
         self.partial = kept;
-        self.partial_start += used;
-        if self.partial_start == self.partial.len() {
+        // Kept bytes stay under the read buffer plus one frame (u32 is ample).
+        let start = start + used;
+        if start == self.partial.len() {
             self.partial = Vec::new();
             self.partial_start = 0;
+        } else {
+            self.partial_start = start as u32;
         }
     }
 
