@@ -9,8 +9,10 @@
 /// Seconds between two collections of a shard's heap.
 pub const COLLECT_EVERY_SECS: u32 = 5;
 
-/// Returns this thread's free mimalloc pages to the OS.
+/// Returns this thread's free mimalloc pages to the OS. Forced, so blocks
+/// freed by other shards (a publication's last reference often drops
+/// elsewhere) are taken back too; once every few seconds this costs little.
 pub fn collect_thread_heap() {
     // SAFETY: mi_collect only walks the calling thread's own heap.
-    unsafe { libmimalloc_sys::mi_collect(false) }
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
