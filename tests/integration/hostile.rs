@@ -498,36 +498,16 @@ fn many_slow_readers_cannot_hold_more_than_the_write_budget() {
         ws.subscribe("firehose");
     }
     // The kernel absorbs up to tcp_wmem's maximum per socket first.
-    const SIZE: usize = 16 * 1024;
-    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
-        .unwrap_or(4 * 1024 * 1024);
-    let events = (wmem_max + 2 * 1024 * 1024) / SIZE;
-    let payload = |i: usize| format!("{i:05}-{}", "x".repeat(SIZE));
-    let progress: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let reading: Vec<_> = readers
-        .into_iter()
-        .zip(progress.clone())
-        .map(|(mut ws, done)| {
-            std::thread::spawn(move || {
-                for i in 0..events {
-                    ws.expect_text(&event_text("big", "firehose", &payload(i)));
-                    done.store(i as u64 + 1, Ordering::Release);
-                }
-                ws
-            })
-        })
-        .collect();
+    let events = firehose_events();
+    let payload = firehose_payload;
+    let (reading, progress): (Vec<_>, Vec<_>) = read_firehose(readers, events).into_iter().unzip();
     let mut http = Http::connect(port);
     let mut peak_queued = 0;
     for i in 0..events {
         // The readers keep up (at most two events behind): they stay under
         // the 64 KiB that makes a queue "large".
         let deadline = Instant::now() + Duration::from_secs(10);
-        while progress
-            .iter()
-            .any(|p| p.load(Ordering::Acquire) + 2 < i as u64)
+        while progress.iter().any(|p| p.load(Ordering::Acquire) + 2 < i)
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_micros(200));

@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -205,32 +205,14 @@ fn slow_consumer_is_disconnected_while_readers_get_everything() {
     }
     let reader_b = readers.pop().unwrap();
     let reader_a = readers.pop().unwrap();
-    // The server's kernel send buffer may grow up to tcp_wmem's maximum and
-    // absorb that much for a consumer that never reads: send 2 MB more.
-    const SIZE: usize = 16 * 1024;
-    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
-        .unwrap_or(4 * 1024 * 1024);
-    let events: usize = (wmem_max + 2 * 1024 * 1024) / SIZE;
-    let payload = |i: usize| format!("{i:05}-{}", "x".repeat(SIZE));
+    let events = firehose_events();
+    let payload = firehose_payload;
     // Readers report how far they got; triggers wait for them to be at most
     // two events behind, so a reader never has more than ~48 KiB outstanding
     // (under the 64 KiB cap) even when the test machine is busy.
-    let progress: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::new(AtomicUsize::new(0))).collect();
-    let readers: Vec<_> = [reader_a, reader_b]
+    let (readers, progress): (Vec<_>, Vec<_>) = read_firehose(vec![reader_a, reader_b], events)
         .into_iter()
-        .zip(progress.clone())
-        .map(|(mut ws, done)| {
-            std::thread::spawn(move || {
-                for i in 0..events {
-                    ws.expect_text(&event_text("big", "firehose", &payload(i)));
-                    done.store(i + 1, Ordering::Release);
-                }
-                ws
-            })
-        })
-        .collect();
+        .unzip();
     let mut http = Http::connect(port);
     for i in 0..events {
         let wait_until = Instant::now() + Duration::from_secs(10);

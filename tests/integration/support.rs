@@ -1689,3 +1689,49 @@ pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
+
+/// Events of 16 KiB enough to pass, by 2 MB, what the kernel may buffer for
+/// a client that never reads (the send buffer grows up to tcp_wmem's
+/// maximum), for firehose tests of slow consumers.
+pub fn firehose_events() -> usize {
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+        .unwrap_or(4 * 1024 * 1024);
+    (wmem_max + 2 * 1024 * 1024) / FIREHOSE_EVENT_BYTES
+}
+
+/// Filler bytes of one firehose event's data.
+pub const FIREHOSE_EVENT_BYTES: usize = 16 * 1024;
+
+/// The data of firehose event `i`: its number, then filler.
+pub fn firehose_payload(i: usize) -> String {
+    format!("{i:05}-{}", "x".repeat(FIREHOSE_EVENT_BYTES))
+}
+
+/// Starts one thread per reader that expects `events` firehose events
+/// (`big` on `firehose`) in order, each reporting how many it has read;
+/// joining a thread gives its connection back.
+pub fn read_firehose(
+    readers: Vec<Ws>,
+    events: usize,
+) -> Vec<(
+    std::thread::JoinHandle<Ws>,
+    Arc<std::sync::atomic::AtomicUsize>,
+)> {
+    readers
+        .into_iter()
+        .map(|mut ws| {
+            let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let seen = done.clone();
+            let thread = std::thread::spawn(move || {
+                for i in 0..events {
+                    ws.expect_text(&event_text("big", "firehose", &firehose_payload(i)));
+                    seen.store(i + 1, Ordering::Release);
+                }
+                ws
+            });
+            (thread, done)
+        })
+        .collect()
+}
