@@ -22,10 +22,12 @@
 //! freed (every subscriber left) the rest of the snapshot is skipped.
 
 use crate::pusher::broadcast::Publication;
+use crate::pusher::channels::ChannelTable;
 use crate::pusher::conns::{ChannelId, ConnKey};
 use crate::pusher::socket_id::SocketId;
 use crate::runtime::{yield_now, Shard, ShardId};
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -167,10 +169,24 @@ impl DeliveryQueue {
 /// nothing queued and it is small, else through its source's queue.
 pub fn deliver(shard: &Shard, publication: &Arc<Publication>) {
     let source = publication.source;
-    let queued = shard.deliveries.borrow().sources.contains_key(&source);
-    if !queued && reach(shard, publication) <= SLICE {
-        deliver_now(shard, publication);
-        return;
+    if !shard.deliveries.borrow().sources.contains_key(&source) {
+        // Each channel is looked up once: its id serves both the size
+        // check and the delivery.
+        let channels = shard.channels.borrow();
+        let ids: SmallVec<[Option<ChannelId>; 4]> = publication
+            .frames
+            .iter()
+            .map(|(name, _)| channels.find(publication.app, name))
+            .collect();
+        let reach: usize = ids
+            .iter()
+            .flatten()
+            .map(|&id| channels.get(id).map_or(0, |c| c.subscribers.len()))
+            .sum();
+        if reach <= SLICE {
+            deliver_now(shard, publication, &channels, &ids);
+            return;
+        }
     }
     let mut queue = shard.deliveries.borrow_mut();
     let DeliveryQueue {
@@ -191,20 +207,6 @@ pub fn deliver(shard: &Shard, publication: &Arc<Publication>) {
     }
 }
 
-/// How many subscribers the publication has on this shard, all frames
-/// together (stops counting past the slice).
-fn reach(shard: &Shard, publication: &Publication) -> usize {
-    let channels = shard.channels.borrow();
-    let mut n = 0;
-    for (channel, _) in &publication.frames {
-        n += channels.subscribers(publication.app, channel).len();
-        if n > SLICE {
-            break;
-        }
-    }
-    n
-}
-
 /// The excluded connection's slot, if it is a live connection of this shard.
 fn excluded_slot(shard: &Shard, publication: &Publication) -> Option<ConnKey> {
     let conns = shard.conns.borrow();
@@ -215,15 +217,23 @@ fn excluded_slot(shard: &Shard, publication: &Publication) -> Option<ConnKey> {
         .map(|id| id.slot)
 }
 
-/// The fast path: every frame to every subscriber, now.
-fn deliver_now(shard: &Shard, publication: &Publication) {
+/// The fast path: every frame to every subscriber of its channel (`ids`,
+/// in frame order), now.
+fn deliver_now(
+    shard: &Shard,
+    publication: &Publication,
+    channels: &ChannelTable,
+    ids: &[Option<ChannelId>],
+) {
     let excluded = excluded_slot(shard, publication);
-    let channels = shard.channels.borrow();
     let mut conns = shard.conns.borrow_mut();
     let cap = shard.config.limits.max_write_queue_bytes;
     let now = shard.now();
-    for (channel, frame) in &publication.frames {
-        for &key in channels.subscribers(publication.app, channel) {
+    for ((_, frame), id) in publication.frames.iter().zip(ids) {
+        let Some(channel) = id.and_then(|id| channels.get(id)) else {
+            continue;
+        };
+        for &key in &channel.subscribers {
             if Some(key) != excluded {
                 conns.enqueue(key, frame, cap, now);
             }
