@@ -109,12 +109,7 @@ fn sigterm_tells_clients_4200_and_exits_zero() {
     assert_eq!(http.request("GET", "/", b"").status, 200);
 
     let start = Instant::now();
-    let pid = server.pid().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    server.send_sigterm();
     for ws in clients.iter_mut() {
         let m = ws.expect_pusher_close(4200);
         assert!(
@@ -302,12 +297,7 @@ fn ready_is_503_while_draining() {
     for http in https.iter_mut() {
         assert_eq!(http.request("GET", "/ready", b"").status, 200);
     }
-    let pid = server.pid().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    server.send_sigterm();
     for ws in clients.iter_mut() {
         ws.expect_pusher_close(4200);
     }
@@ -390,12 +380,7 @@ fn no_shard_admits_a_connection_once_shutdown_began() {
     let mut server = Server::start();
     let port = server.port;
     let mut clients = connect_spread(port, 8);
-    let pid = server.pid().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    server.send_sigterm();
     // The first 4200 proves the signal arrived; from then on, every
     // attempt on any shard must be refused. Three threads keep trying
     // until the process has exited (one client below never answers its

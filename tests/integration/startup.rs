@@ -4,38 +4,7 @@
 
 use crate::support::*;
 use serde_json::json;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Runs the server with `args` until it exits (killed after `timeout`);
-/// returns its exit code and its log.
-fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardcast"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn shardcast");
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut log = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut log);
-    let status = status.unwrap_or_else(|| panic!("still running after {timeout:?}; log:\n{log}"));
-    (status.code(), log)
-}
+use std::time::Duration;
 
 /// The server at `port` still delivers a trigger to a subscriber on each shard.
 fn still_serves(port: u16) {

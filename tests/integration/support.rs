@@ -255,8 +255,8 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
-    /// Sends SIGTERM and waits up to `timeout` for the exit; `None` if it is still running.
-    pub fn stop_gracefully(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    /// Sends SIGTERM (the start of a graceful shutdown).
+    pub fn send_sigterm(&self) {
         let pid = self.pid().to_string();
         let ok = Command::new("kill")
             .args(["-TERM", &pid])
@@ -264,6 +264,11 @@ impl Server {
             .expect("run kill")
             .success();
         assert!(ok, "kill -TERM {pid} failed");
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; `None` if it is still running.
+    pub fn stop_gracefully(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.send_sigterm();
         self.wait_exit(timeout)
     }
 
@@ -1734,4 +1739,37 @@ pub fn read_firehose(
             (thread, done)
         })
         .collect()
+}
+
+/// Runs the debug server with `args` until it exits (killed after
+/// `timeout`, then the code is `None`); returns its exit code and its log
+/// (for start-up errors).
+pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardcast"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shardcast");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr piped")
+        .read_to_string(&mut log);
+    (status, log)
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -268,29 +268,21 @@ fn run_expecting_exit(toml: &str) -> (Option<i32>, String) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{:x}.toml", toml.len() ^ toml.as_ptr() as usize));
     std::fs::write(&path, toml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardcast"))
-        .args(["--host", "127.0.0.1", "--port", "0", "--cpus", &two_cpus()])
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut log = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut log);
+    let cpus = two_cpus();
+    let config = path.to_string_lossy().into_owned();
+    let (status, log) = run_to_exit(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--cpus",
+            &cpus,
+            "--config",
+            &config,
+        ],
+        Duration::from_secs(10),
+    );
     let _ = std::fs::remove_file(&path);
     (status, log)
 }
