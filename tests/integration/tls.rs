@@ -10,7 +10,6 @@ use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
