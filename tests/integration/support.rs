@@ -1530,7 +1530,7 @@ pub fn heavy_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A field of `/proc/{pid}/status` in kB (e.g. `VmRSS`).
-pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
     status
@@ -1543,6 +1543,31 @@ pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
 /// Resident memory of a process, in kB.
 pub fn rss_kb(pid: u32) -> u64 {
     proc_status_kb(pid, "VmRSS")
+}
+
+/// The largest resident mappings of a process (from `/proc/{pid}/smaps`),
+/// one per line, for a failure message that says where the memory is.
+pub fn largest_mappings(pid: u32, n: usize) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut maps: Vec<(u64, String)> = Vec::new();
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            maps.push((0, line.to_string()));
+        } else if let (Some(rss), Some(last)) = (line.strip_prefix("Rss:"), maps.last_mut()) {
+            last.0 = rss
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    maps.sort_by(|a, b| b.0.cmp(&a.0));
+    maps.iter()
+        .take(n)
+        .map(|(kb, m)| format!("{kb:>8} kB  {m}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Open file descriptors of a process.
