@@ -1562,7 +1562,7 @@ pub fn largest_mappings(pid: u32, n: usize) -> String {
                 .unwrap_or(0);
         }
     }
-    maps.sort_by(|a, b| b.0.cmp(&a.0));
+    maps.sort_by_key(|m| std::cmp::Reverse(m.0));
     maps.iter()
         .take(n)
         .map(|(kb, m)| format!("{kb:>8} kB  {m}"))
