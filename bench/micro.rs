@@ -55,7 +55,7 @@ fn main() {
     });
     let body = format!(
         r#"{{"name":"my-event","channel":"news","data":{}}}"#,
-        messages::json_str(&data)
+        shardcast::json::json_str(&data)
     )
     .into_bytes();
     let limits = AppLimits::default();

@@ -2,13 +2,38 @@
 //!
 //! # Architecture
 //!
-//! One pinned glommio executor per configured CPU runs one shard
-//! ([`runtime::Shard`]). A shard owns its SO_REUSEPORT listener, its
-//! connections ([`pusher::conns::ConnTable`]) and its channels
-//! ([`pusher::channels::ChannelTable`]); nothing mutable is shared between
-//! cores. Shards talk only through a full mesh of bounded lock-free mailboxes
-//! carrying one enum, [`runtime::ShardMsg`]. The app registry
-//! ([`apps::AppRegistry`]) and [`config::Config`] are read-only after start.
+//! One pinned glommio executor per configured CPU ([`runtime::start_cores`])
+//! runs one Pusher shard ([`pusher::shard::Shard`]). A shard owns its
+//! SO_REUSEPORT listener and its state, kept in per-shard services with
+//! their own methods: connections ([`pusher::conns::ConnTable`]), channels
+//! ([`pusher::channels::ChannelTable`]), the state it owns for channels and
+//! users hashed to it ([`pusher::owned`]), admission ([`pusher::admission`]:
+//! leased connection quotas, per-address counts, API rates) and deliveries
+//! in slices ([`pusher::delivery`]). Nothing mutable is shared between
+//! cores: shards talk only through a full mesh of bounded lock-free
+//! mailboxes ([`runtime::Mesh`]) carrying one enum,
+//! [`pusher::shard_msg::ShardMsg`]; a message to one's own shard is queued
+//! like any other. The app registry ([`apps::AppRegistry`]) and
+//! [`config::Config`] are read-only after start.
+//!
+//! # Layers
+//!
+//! Each top-level module uses only modules below it (checked by
+//! `tests/integration/layering.rs`):
+//!
+//! ```text
+//!  server                      the process: start-up, accept loops, shutdown
+//!  http                        HTTP/1.1 server, the REST API, WebSocket upgrade
+//!  pusher                      the protocol on one core: Shard and its services
+//!  metrics                     counters and the Prometheus text
+//!  webhooks · cluster          webhook sender thread · cluster link thread
+//!  ws                          WebSocket frames and handshake
+//!  runtime · net               cores, mailboxes, tasks · sockets, TLS
+//!  auth · config               signatures · settings
+//!  apps                        the apps and their credentials
+//!  errors · json · logging · socket_id
+//! ```
+//! `runtime` and `net` know nothing of Pusher.
 //!
 //! # Data flow, from accept to delivery
 //!
@@ -16,11 +41,11 @@
 //!  client / backend
 //!        │ TCP (kernel spreads accepts over shards: SO_REUSEPORT)
 //!        ▼
-//!  net::Listener ──► http::serve ── [TLS handshake: net::Stream] ── httparse head
+//!  server::accept ──► http::serve ── [TLS handshake: net::Stream] ── httparse head
 //!        │                 │
 //!        │   GET /app/{key} (Upgrade)        POST /apps/{id}/events
 //!        ▼                                    ▼
-//!  ws::conn::serve                        http::api ── auth::verify_api_request
+//!  pusher::connection::serve              http::api ── auth::verify_api_request
 //!   handshake, pusher::session::open          │         (key, timestamp, HMAC, body_md5)
 //!   ConnTask: read ─► ws::frame::Decoder      │ trigger body (simd-json) ─► one Frame
 //!             ─► pusher::session               ▼          per (event, channel)
@@ -28,7 +53,7 @@
 //!                                              │ deliver_local: each subscriber's
 //!                                              │   queue gets the same Frame (skip except)
 //!                                              │ ShardMsg::Publish(Arc) ─► every other shard
-//!                                              │   (mailbox; peer runs deliver_local)
+//!                                              │   (mesh; peer runs deliver_local)
 //!                                              │ cluster::NodeMsg ─► cluster link thread
 //!                                              │   ─► Redis/NATS ─► other nodes' links
 //!                                              ▼   ─► their shards (deliver_local)
@@ -38,9 +63,6 @@
 //!   a TLS connection's frames are always written (encrypted) by its ConnTask
 //! ```
 //!
-//! Layers: [`net`] and [`runtime`] hold every glommio type; [`http`] and
-//! [`ws`] speak the wire protocols; [`pusher`] holds protocol state and
-//! logic; [`auth`], [`config`], [`apps`] and [`errors`] are single concerns.
 //! [`webhooks`] reports channel events to app backends from a sender thread
 //! outside the shards; [`cluster`] joins nodes through Redis or NATS from a
 //! link thread outside the shards; [`metrics`] holds each shard's counters for the
@@ -59,5 +81,7 @@ pub mod metrics;
 pub mod net;
 pub mod pusher;
 pub mod runtime;
+pub mod server;
+pub mod socket_id;
 pub mod webhooks;
 pub mod ws;

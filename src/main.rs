@@ -38,7 +38,7 @@ fn main() {
             config.apps[0].key
         );
     }
-    let result = runtime::run(config);
+    let result = shardcast::server::run(config);
     shardcast::logging::flush();
     if let Err(e) = result {
         eprintln!("shardcast: {e}");

@@ -13,9 +13,7 @@ use super::engine::{self, Engine, Publisher, Subscription};
 use super::wire::{self, NodeMsg, RemoteAsk, RemotePart};
 use crate::apps::{AppIdx, AppRegistry};
 use crate::config::ClusterSettings;
-use crate::pusher::broadcast::Publication;
-use crate::pusher::delivery::Source;
-use crate::pusher::owned::owner_of;
+use crate::socket_id::SocketId;
 use crate::ws::frame::Frame;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -33,8 +31,14 @@ const BATCH_BYTES: usize = 256 * 1024;
 
 /// What the link hands a shard.
 pub enum Inbound {
-    /// Frames another node published: deliver to local subscribers.
-    Publish(Arc<Publication>),
+    /// Frames another node published: deliver to local subscribers, except
+    /// the `except` socket (if it is this node's).
+    Publish {
+        app: AppIdx,
+        except: Option<SocketId>,
+        /// (channel name, encoded frame), in publishing order.
+        frames: Vec<(Box<str>, Frame)>,
+    },
     /// Close this user's connections (4009).
     TerminateUser { app: AppIdx, user_id: Box<str> },
     /// Another node has (`Some(user_info)`) or no longer has (`None`)
@@ -158,6 +162,7 @@ pub fn start(
     settings: &ClusterSettings,
     apps: Arc<AppRegistry>,
     shards: usize,
+    owner_of: OwnerOf,
 ) -> Result<Option<(ClusterHandle, Vec<ClusterInbox>, LinkThread)>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -184,6 +189,7 @@ pub fn start(
         node_timeout: settings.node_timeout,
         apps,
         to_shards,
+        owner_of,
         stats: stats.clone(),
         live_nodes: live_nodes.clone(),
     };
@@ -230,9 +236,15 @@ struct Link {
     node_timeout: Duration,
     apps: Arc<AppRegistry>,
     to_shards: Vec<mpsc::Sender<Arc<Inbound>>>,
+    /// Which shard holds a channel's state (presence members, occupancy):
+    /// the protocol's placement, given at start.
+    owner_of: OwnerOf,
     stats: Arc<LinkStats>,
     live_nodes: Arc<AtomicUsize>,
 }
+
+/// The shard (of `shards`) that owns a channel of an app.
+pub type OwnerOf = fn(AppIdx, &str, u16) -> usize;
 
 impl Link {
     async fn run(self, engine: Engine, rx: mpsc::Receiver<Vec<u8>>, stop: oneshot::Receiver<()>) {
@@ -354,7 +366,7 @@ impl Link {
                     let one = match &inbound {
                         Inbound::Member { app, channel, .. }
                         | Inbound::Occupancy { app, channel, .. } => {
-                            Some(owner_of(*app, channel, shards as u16))
+                            Some((self.owner_of)(*app, channel, shards as u16))
                         }
                         Inbound::Query { id, .. } => Some(*id as usize % shards),
                         Inbound::Answer { .. } => Some(answer_shard),
@@ -457,13 +469,11 @@ impl Link {
                         }
                     }
                 }
-                Some(Inbound::Publish(Arc::new(Publication {
+                Some(Inbound::Publish {
                     app,
                     except,
                     frames: checked,
-                    source: Source::CLUSTER,
-                    ticket: None,
-                })))
+                })
             }
         }
     }

@@ -9,7 +9,7 @@
 //! Layout: `"SC"` `version: u8` `node: u64` then items `kind: u8` + fields;
 //! strings and byte strings are `len: u32` + bytes; integers little-endian.
 
-use crate::pusher::socket_id::SocketId;
+use crate::socket_id::SocketId;
 use bytes::Bytes;
 
 const MAGIC: &[u8; 2] = b"SC";

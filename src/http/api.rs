@@ -16,7 +16,8 @@ use crate::pusher::channel::ChannelClass;
 use crate::pusher::delivery::Publisher;
 use crate::pusher::messages;
 use crate::pusher::owned::owner_of;
-use crate::runtime::{Shard, ShardMsg};
+use crate::pusher::shard::Shard;
+use crate::pusher::shard_msg::ShardMsg;
 
 /// Answers one request; never fails (refusals become error responses).
 /// `publisher` is the HTTP connection, whose events keep their order.

@@ -7,7 +7,7 @@ use super::request::Head;
 use super::response::Response;
 use crate::errors::ApiError;
 use crate::metrics;
-use crate::runtime::Shard;
+use crate::pusher::shard::Shard;
 
 /// Answers one request on the metrics port: (route label, response).
 pub async fn handle(shard: &Shard, head: &Head) -> (&'static str, Response) {

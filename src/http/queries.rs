@@ -4,11 +4,11 @@
 use super::response::Response;
 use crate::apps::AppIdx;
 use crate::errors::ApiError;
+use crate::json::push_json_str;
 use crate::pusher::channel::{validate_name, ChannelClass, ChannelKind};
-use crate::pusher::messages::push_json_str;
 use crate::pusher::owned::owner_of;
 use crate::pusher::query::{ask_cluster, merge, QueryAsk};
-use crate::runtime::Shard;
+use crate::pusher::shard::Shard;
 
 /// Which attributes an `info` parameter asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

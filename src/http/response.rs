@@ -28,7 +28,7 @@ impl Response {
     /// `{"error": "..."}` with the refusal's status.
     pub fn error(e: &ApiError) -> Response {
         let mut body = b"{\"error\":".to_vec();
-        crate::pusher::messages::push_json_str(&mut body, &e.to_string());
+        crate::json::push_json_str(&mut body, &e.to_string());
         body.push(b'}');
         Response::json(e.status(), body)
     }

@@ -20,7 +20,7 @@ use super::{api, metrics_port};
 use crate::errors::ApiError;
 use crate::net::{Socket, Stream};
 use crate::pusher::delivery::Publisher;
-use crate::runtime::Shard;
+use crate::pusher::shard::Shard;
 use crate::ws;
 use std::rc::Rc;
 use std::task::Poll;
@@ -201,8 +201,10 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
                     let client = peer.map(|p| resolve_client_ip(p, upgrade.client_ip.as_deref()));
                     // Boxed, like the API call below, so an idle keep-alive
                     // or handshaking connection holds only this loop's state.
-                    return Box::pin(ws::conn::serve(shard, socket, pusher, leftover, client))
-                        .await;
+                    return Box::pin(crate::pusher::connection::serve(
+                        shard, socket, pusher, leftover, client,
+                    ))
+                    .await;
                 }
                 (Err(why), _) => ApiError::BadRequest(format!("bad WebSocket upgrade: {why}")),
                 (Ok(()), None) => ApiError::NotFound(format!(

@@ -5,7 +5,7 @@
 use crate::apps::AppLimits;
 use crate::errors::ApiError;
 use crate::pusher::channel::validate_name;
-use crate::pusher::socket_id::SocketId;
+use crate::socket_id::SocketId;
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 

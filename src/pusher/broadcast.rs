@@ -9,11 +9,12 @@
 //! nodes; owner announcements ([`publish_on_node`]) stay on this node,
 //! because every node's owners make their own.
 
+use super::shard::Shard;
+use super::shard_msg::ShardMsg;
 use crate::apps::AppIdx;
 use crate::cluster::NodeMsg;
 use crate::pusher::delivery::{self, Publisher, Source, MAX_IN_FLIGHT};
-use crate::pusher::socket_id::SocketId;
-use crate::runtime::{Shard, ShardMsg};
+use crate::socket_id::SocketId;
 use crate::ws::frame::Frame;
 use std::sync::Arc;
 

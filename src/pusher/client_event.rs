@@ -3,14 +3,15 @@
 //! Every refusal is a `pusher:error` 4301 that says why; the connection stays.
 //! A relayed event is also reported to the app's `client_event` webhooks.
 
+use super::shard::Shard;
+use super::webhook_events;
 use crate::pusher::broadcast::{publish_now, Publication};
 use crate::pusher::channel::{ChannelClass, ChannelKind};
 use crate::pusher::conns::ConnKey;
 use crate::pusher::delivery::Source;
 use crate::pusher::messages;
-use crate::pusher::socket_id::SocketId;
-use crate::runtime::Shard;
-use crate::webhooks::{self, EventKind, WebhookEvent};
+use crate::socket_id::SocketId;
+use crate::webhooks::{EventKind, WebhookEvent};
 
 const REJECTED: u16 = 4301;
 
@@ -33,14 +34,14 @@ pub fn relay(
         ),
         Ok((app, channel, user_id)) => {
             let frame = messages::client_event(event, channel, data, user_id.as_deref());
-            if webhooks::wanted(shard, app, EventKind::ClientEvent) {
-                webhooks::emit(
+            if webhook_events::wanted(shard, app, EventKind::ClientEvent) {
+                webhook_events::emit(
                     shard,
                     app,
                     WebhookEvent::ClientEvent {
                         channel: channel.into(),
                         event: event.into(),
-                        data: webhooks::client_data(data),
+                        data: webhook_events::client_data(data),
                         socket_id: socket.to_string().into(),
                         user_id: user_id.clone(),
                     },

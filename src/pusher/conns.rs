@@ -3,14 +3,14 @@
 //! A [`Conn`] holds what other code on the shard needs to reach a socket
 //! without owning it: its app and subscriptions, its outbound queue of
 //! shared [`Frame`]s, the waker of the task that writes them, and its
-//! activity clock. The socket itself belongs to that task (`ws::conn`).
+//! activity clock. The socket itself belongs to that task (`pusher::connection`).
 //! An idle connection owns no buffers: an empty `VecDeque` allocates nothing.
 
 use crate::apps::AppIdx;
 use crate::errors::ClientError;
 use crate::pusher::channels::SubList;
 use crate::pusher::messages;
-use crate::pusher::socket_id::SocketId;
+use crate::socket_id::SocketId;
 use crate::ws::frame::Frame;
 use bytes::Bytes;
 use slab::Slab;
@@ -101,7 +101,7 @@ pub struct ConnExtra {
     pub sign_in_by: Option<u32>,
     /// The count this connection's client address holds at its owner
     /// (`server.limits.max_connections_per_ip`), given back when it closes.
-    pub ip: Option<crate::runtime::ip_quota::IpSlot>,
+    pub ip: Option<super::admission::IpSlot>,
 }
 
 impl Conn {

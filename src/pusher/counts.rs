@@ -116,7 +116,7 @@ impl CountTable {
 pub fn subscription_count_event(channel: &str, count: u32) -> Frame {
     Frame::text_with(|b| {
         b.extend_from_slice(b"{\"event\":\"pusher_internal:subscription_count\",\"channel\":");
-        crate::pusher::messages::push_json_str(b, channel);
+        crate::json::push_json_str(b, channel);
         b.extend_from_slice(format!(",\"data\":{{\"subscription_count\":{count}}}}}").as_bytes());
     })
 }

@@ -21,11 +21,13 @@
 //! turn comes: one that left meanwhile gets nothing, and if the channel was
 //! freed (every subscriber left) the rest of the snapshot is skipped.
 
+use super::shard::Shard;
+use super::shard::ShardId;
 use crate::pusher::broadcast::Publication;
 use crate::pusher::channels::ChannelTable;
 use crate::pusher::conns::{ChannelId, ConnKey};
-use crate::pusher::socket_id::SocketId;
-use crate::runtime::{yield_now, Shard, ShardId};
+use crate::runtime::yield_now;
+use crate::socket_id::SocketId;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use std::collections::VecDeque;

@@ -13,8 +13,9 @@
 //! channels (`pusher::delivery`), so the first never waits behind the
 //! thousands of sockets of the second.
 
+use super::shard::Shard;
 use crate::pusher::conns::FlushList;
-use crate::runtime::{yield_now, Shard};
+use crate::runtime::yield_now;
 use std::rc::Rc;
 use std::task::Poll;
 

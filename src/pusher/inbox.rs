@@ -1,13 +1,16 @@
 //! What a shard does with each protocol message another shard sends it,
 //! and with what another node of the cluster sends (through the link).
 
+use super::shard::Shard;
+use super::shard_msg::ShardMsg;
 use crate::cluster::Inbound;
 use crate::pusher::broadcast::Publication;
 use crate::pusher::channel::ChannelClass;
+use crate::pusher::delivery::Source;
 use crate::pusher::owned::owner_of;
 use crate::pusher::{broadcast, nodes, owned, query, session, subscribe};
-use crate::runtime::{Shard, ShardMsg};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Handles a protocol message. Called with no borrow of shard state held.
 pub fn handle(shard: &Shard, msg: ShardMsg) {
@@ -71,9 +74,20 @@ pub fn handle(shard: &Shard, msg: ShardMsg) {
 /// Handles what another node published (decoded once by the link thread).
 pub fn handle_remote(shard: &Rc<Shard>, inbound: &Inbound) {
     match inbound {
-        Inbound::Publish(publication) => {
-            broadcast::deliver_local(shard, publication);
-            keep_cached(shard, publication);
+        Inbound::Publish {
+            app,
+            except,
+            frames,
+        } => {
+            let publication = Arc::new(Publication {
+                app: *app,
+                except: *except,
+                frames: frames.clone(),
+                source: Source::CLUSTER,
+                ticket: None,
+            });
+            broadcast::deliver_local(shard, &publication);
+            keep_cached(shard, &publication);
         }
         Inbound::TerminateUser { app, user_id } => session::terminate_user(shard, *app, user_id),
         Inbound::Member {

@@ -4,42 +4,10 @@
 //! JSON); `pusher:error` and `pusher:subscription_error` carry an object, as
 //! Pusher and pusher-js do (reference section 2.3).
 
-use crate::pusher::socket_id::SocketId;
+use crate::socket_id::SocketId;
 use crate::ws::frame::Frame;
 
-/// Appends `s` as a JSON string literal (with quotes).
-pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-        } else {
-            out.extend_from_slice(escape);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
-/// A JSON string literal of `s`, as a `String`.
-pub fn json_str(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    push_json_str(&mut out, s);
-    String::from_utf8(out).expect("escaping keeps UTF-8")
-}
+use crate::json::push_json_str;
 
 /// `{"event":E,"channel":C,"data":D}` for a channel event; `data` is a string.
 pub fn channel_event(event: &str, channel: &str, data: &str) -> Frame {
@@ -160,15 +128,6 @@ mod tests {
 
     fn text(f: &Frame) -> &str {
         std::str::from_utf8(f.payload()).unwrap()
-    }
-
-    #[test]
-    fn escapes_json_strings() {
-        assert_eq!(json_str("plain"), "\"plain\"");
-        assert_eq!(json_str("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\u0001é\"");
-        let tricky = "{\"x\":\"</script>\\u2028\"}\t";
-        let parsed: String = serde_json::from_str(&json_str(tricky)).unwrap();
-        assert_eq!(parsed, tricky);
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! logic for client messages, owner-held state (presence, cache, users,
 //! counts), queries, and broadcast delivery.
 
+pub mod admission;
 pub mod broadcast;
 pub mod cache;
 pub mod channel;
 pub mod channels;
 pub mod client_event;
+pub mod connection;
 pub mod conns;
 pub mod counts;
 pub mod delivery;
@@ -20,7 +22,9 @@ pub mod owned;
 pub mod presence;
 pub mod query;
 pub mod session;
+pub mod shard;
+pub mod shard_msg;
 pub mod signin;
-pub mod socket_id;
 pub mod subscribe;
 pub mod users;
+pub mod webhook_events;

@@ -16,14 +16,14 @@
 //! they agree without talking. While that list changes (a node joining or
 //! dying) a webhook can be sent twice or not at all.
 
+use super::shard::Shard;
+use super::webhook_events;
 use crate::apps::AppIdx;
 use crate::cluster::NodeMsg;
 use crate::pusher::broadcast::{publish_on_node, Publication};
 use crate::pusher::delivery::Source;
 use crate::pusher::owned::name_hash;
 use crate::pusher::presence::{member_added, member_removed, Member};
-use crate::runtime::Shard;
-use crate::webhooks;
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -131,7 +131,7 @@ pub fn on_remote_member(
     };
     if let Some(frame) = frame {
         if !sync && decides_webhooks(shard, app, channel) {
-            webhooks::on_member(shard, app, channel, user_id, info.is_some());
+            webhook_events::on_member(shard, app, channel, user_id, info.is_some());
         }
         publish_on_node(
             shard,
@@ -158,7 +158,7 @@ pub fn on_local_occupancy(shard: &Shard, app: AppIdx, channel: &str, before: u32
     if elsewhere || !decides_webhooks(shard, app, channel) {
         return;
     }
-    webhooks::on_occupancy(shard, app, channel, before, after);
+    webhook_events::on_occupancy(shard, app, channel, before, after);
 }
 
 /// Another node's channel became occupied or empty.
@@ -187,7 +187,7 @@ pub fn on_remote_occupancy(
         (before, after)
     };
     if before != after && !sync && decides_webhooks(shard, app, channel) {
-        webhooks::on_occupancy(shard, app, channel, before as u32, after as u32);
+        webhook_events::on_occupancy(shard, app, channel, before as u32, after as u32);
     }
 }
 
@@ -221,7 +221,7 @@ pub fn on_node_gone(shard: &Shard, node: u64) {
     };
     for (app, channel, user_id) in members {
         if decides_webhooks(shard, app, &channel) {
-            webhooks::on_member(shard, app, &channel, &user_id, false);
+            webhook_events::on_member(shard, app, &channel, &user_id, false);
         }
         let frame = member_removed(&channel, &user_id);
         publish_on_node(
@@ -231,7 +231,7 @@ pub fn on_node_gone(shard: &Shard, node: u64) {
     }
     for (app, channel) in vacated {
         if decides_webhooks(shard, app, &channel) {
-            webhooks::on_occupancy(shard, app, &channel, 1, 0);
+            webhook_events::on_occupancy(shard, app, &channel, 1, 0);
         }
     }
 }

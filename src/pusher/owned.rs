@@ -10,6 +10,9 @@
 //! The owner is also where occupancy, membership and cache-miss webhooks are
 //! decided, and where vacated/removed webhooks wait out their delay.
 
+use super::shard::Shard;
+use super::shard_msg::ShardMsg;
+use super::webhook_events;
 use crate::apps::AppIdx;
 use crate::pusher::broadcast::{publish_on_node, Publication};
 use crate::pusher::cache::{CacheLimits, CacheTable};
@@ -18,10 +21,9 @@ use crate::pusher::delivery::Source;
 use crate::pusher::nodes::{self, Nodes};
 pub use crate::pusher::presence::Member;
 use crate::pusher::presence::{member_added, member_removed, Joined, PresenceChannel};
-use crate::pusher::socket_id::SocketId;
 use crate::pusher::users::{watchlist_event, UserTable};
-use crate::runtime::{Shard, ShardMsg};
-use crate::webhooks::{self, DelayTable, EventKind, WebhookEvent};
+use crate::socket_id::SocketId;
+use crate::webhooks::{DelayTable, EventKind, WebhookEvent};
 use crate::ws::frame::Frame;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -121,11 +123,13 @@ pub fn on_join(
     }
     if let Some(user_id) = added {
         if nodes::decides_webhooks(shard, app, &channel) {
-            webhooks::on_member(shard, app, &channel, &user_id, true);
+            webhook_events::on_member(shard, app, &channel, &user_id, true);
         }
     }
-    if matches!(outcome.cache, Some(None)) && webhooks::wanted(shard, app, EventKind::CacheMiss) {
-        webhooks::emit(
+    if matches!(outcome.cache, Some(None))
+        && webhook_events::wanted(shard, app, EventKind::CacheMiss)
+    {
+        webhook_events::emit(
             shard,
             app,
             WebhookEvent::CacheMiss {
@@ -200,7 +204,7 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
     };
     if removed {
         if nodes::decides_webhooks(shard, app, &channel) {
-            webhooks::on_member(shard, app, &channel, user_id, false);
+            webhook_events::on_member(shard, app, &channel, user_id, false);
         }
         let frame = member_removed(&channel, user_id);
         publish_on_node(

@@ -11,7 +11,8 @@
 //! socket of it: `member_added` and `member_removed` go out when the whole
 //! cluster gains or loses the user, so each client sees them once.
 
-use crate::pusher::messages::{internal_event, push_json_str};
+use crate::json::push_json_str;
+use crate::pusher::messages::internal_event;
 use crate::ws::frame::Frame;
 use smallvec::SmallVec;
 use std::collections::HashMap;

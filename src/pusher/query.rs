@@ -3,10 +3,11 @@
 //! only it knows (presence users, the cached event). In a cluster, every
 //! other node adds its part through the link ([`ask_cluster`]).
 
+use super::shard::Shard;
 use crate::apps::AppIdx;
 use crate::cluster::{NodeMsg, RemoteAsk, RemotePart};
 use crate::pusher::owned::owner_of;
-use crate::runtime::{sleep, Shard};
+use crate::runtime::sleep;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;

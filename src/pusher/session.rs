@@ -1,14 +1,15 @@
 //! A client's session on its shard: what happens when a connection opens,
 //! when it sends a message, and when it goes away.
 
+use super::admission::IpSlot;
+use super::shard::Shard;
+use super::shard_msg::ShardMsg;
 use crate::apps::AppIdx;
 use crate::pusher::conns::{ConnKey, NO_FD};
 use crate::pusher::inbound::{self, ClientMessage};
 use crate::pusher::owned::owner_of;
-use crate::pusher::socket_id::SocketId;
 use crate::pusher::{client_event, messages, signin, subscribe};
-use crate::runtime::ip_quota::IpSlot;
-use crate::runtime::{Shard, ShardMsg};
+use crate::socket_id::SocketId;
 use std::rc::Rc;
 
 /// Registers a new connection and queues `pusher:connection_established`.

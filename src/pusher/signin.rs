@@ -2,13 +2,14 @@
 //! `socket_id::user::user_data`, the user's online status on its owner
 //! shard, and the watchlist of the users it wants to hear about.
 
+use super::shard::Shard;
+use super::shard_msg::ShardMsg;
 use crate::auth::verify_client_auth;
 use crate::pusher::conns::ConnKey;
 use crate::pusher::messages;
 use crate::pusher::owned::owner_of;
-use crate::pusher::socket_id::SocketId;
 use crate::pusher::users::MAX_WATCHLIST;
-use crate::runtime::{Shard, ShardMsg};
+use crate::socket_id::SocketId;
 use simd_json::prelude::*;
 use std::collections::HashMap;
 

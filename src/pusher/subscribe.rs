@@ -7,6 +7,8 @@
 //! a new presence member never misses a `member_added` sent after its
 //! snapshot.
 
+use super::shard::Shard;
+use super::shard_msg::ShardMsg;
 use crate::apps::AppIdx;
 use crate::auth::verify_client_auth;
 use crate::pusher::channel::{validate_name, ChannelClass, ChannelKind, SERVER_TO_USER_PREFIX};
@@ -14,8 +16,7 @@ use crate::pusher::conns::{ChannelId, ConnKey};
 use crate::pusher::messages;
 use crate::pusher::owned::{counts_announced, owner_of, JoinOutcome, Member};
 use crate::pusher::presence::parse_channel_data;
-use crate::pusher::socket_id::SocketId;
-use crate::runtime::{Shard, ShardMsg};
+use crate::socket_id::SocketId;
 use crate::webhooks::target::wants_occupancy;
 
 /// A subscription refused before it reached the channel table.

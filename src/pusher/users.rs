@@ -3,8 +3,8 @@
 //! (watchlist). Every user has one owner shard, chosen by hashing its id.
 
 use crate::apps::AppIdx;
-use crate::pusher::messages::push_json_str;
-use crate::pusher::socket_id::SocketId;
+use crate::json::push_json_str;
+use crate::socket_id::SocketId;
 use crate::ws::frame::Frame;
 use std::collections::HashMap;
 

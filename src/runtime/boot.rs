@@ -1,26 +1,60 @@
-//! Startup: check the environment, reserve the port, build the mailbox mesh,
-//! start one pinned executor per configured CPU, and wait for them to finish.
+//! Starting the cores: check the environment, then run one pinned glommio
+//! executor per configured CPU, each joined to the others by the mailbox
+//! mesh, and report when each is up.
+//!
+//! What runs on each core is the caller's: it gets a [`Seat`] (its index,
+//! the shard count, its ends of the mesh) and whatever per-shard payload it
+//! prepared, and says through [`Ready`] when it is serving or why it could
+//! not start.
 
 use super::env_check;
-use super::mailbox::{build_mesh, Mailboxes};
-use super::shard::{Services, Shard};
-use crate::apps::AppRegistry;
-use crate::config::Config;
+use super::mailbox::{build_mesh, Inbox, Mesh, MeshEnds};
 use crate::errors::StartupError;
-use crate::net;
 use glommio::{LocalExecutorBuilder, Placement};
-use std::net::SocketAddr;
-use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
-use std::sync::{mpsc, Arc};
+use std::future::Future;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 /// How long a shard's tasks may run before work that yields lets the
 /// reactor look at the sockets (glommio's default is 100 ms, the whole
 /// budget of the "answered within 100 ms" rule).
 const PREEMPT_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
-/// Runs the server until SIGINT or SIGTERM has drained every shard.
-pub fn run(config: Config) -> Result<(), StartupError> {
+/// Registered io_uring buffer memory per executor. The server reads and
+/// writes sockets into its own buffers, so glommio's pool stays small.
+const IO_MEMORY: usize = 64 * 1024;
+
+/// One core's place in the set: its index, the count, its mesh ends.
+pub struct Seat<M: Send + Sized> {
+    pub index: usize,
+    pub count: usize,
+    pub cpu: usize,
+    mesh: MeshEnds<M>,
+}
+
+impl<M: Send + Sized + 'static> Seat<M> {
+    /// Connects this core's mesh ends (waits for every peer to connect).
+    pub async fn connect(self) -> (Mesh<M>, Vec<Inbox<M>>) {
+        Mesh::connect(self.mesh).await
+    }
+}
+
+/// How a core reports that it started (or why it could not).
+pub struct Ready(mpsc::Sender<Result<(), StartupError>>);
+
+impl Ready {
+    pub fn up(&self) {
+        let _ = self.0.send(Ok(()));
+    }
+
+    pub fn failed(&self, why: StartupError) {
+        let _ = self.0.send(Err(why));
+    }
+}
+
+/// Checks what the executors need: file and locked-memory limits (raised
+/// where allowed), io_uring, and that every CPU in `cpus` is ours to use.
+pub fn check_environment(cpus: &[usize]) -> Result<(), StartupError> {
     let (nofile, memlock) = env_check::raise_limits();
     log::info!(
         "limits: open files {nofile}, locked memory {} KiB",
@@ -28,165 +62,65 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     );
     env_check::check_io_uring(memlock).map_err(StartupError::Environment)?;
     let allowed = env_check::allowed_cpus();
-    if let Some(cpu) = config.cpus.iter().find(|c| !allowed.contains(c)) {
+    if let Some(cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
         return Err(StartupError::Environment(format!(
             "CPU {cpu} is not available to this process (allowed: {allowed:?}); \
              pick CPUs from that list with --cpus"
         )));
     }
-    if config.cpus.len() > crate::pusher::socket_id::MAX_SHARDS as usize {
-        return Err(StartupError::Environment(
-            "at most 1024 shards are supported".into(),
-        ));
-    }
+    Ok(())
+}
 
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while draining exits at once (status 1).
-        signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.clone())
-            .and_then(|_| signal_hook::flag::register(signal, shutdown.clone()))
-            .map_err(|e| {
-                StartupError::Environment(format!("cannot install signal handler: {e}"))
-            })?;
-    }
-
-    // Fails when another process listens on the port (see net::probe_port).
-    let (addr, reservation) = net::probe_port(&config.host, config.port).map_err(|e| {
-        StartupError::bind(
-            format!("{}:{}", config.host, config.port),
-            "--port or server.port",
-            e,
-        )
-    })?;
-    let mut metrics = match config.metrics_port {
-        Some(port) => {
-            let (addr, listener) = net::bind_single(&config.host, port).map_err(|e| {
-                StartupError::bind(format!("{}:{port}", config.host), "server.metrics.port", e)
-            })?;
-            log::info!("metrics on {addr} (/metrics, /usage)");
-            Some(listener)
-        }
-        None => None,
-    };
-    let tls = match &config.tls {
-        Some(files) => {
-            let identity =
-                net::TlsIdentity::load(&files.cert, &files.key).map_err(StartupError::Tls)?;
-            log::info!(
-                "TLS on the main port: certificate {}, key {}",
-                files.cert.display(),
-                files.key.display()
-            );
-            Some(identity)
-        }
-        None => None,
-    };
-    let nonce = process_nonce();
-    let count = config.cpus.len();
-    let config = Arc::new(config);
-    let apps = Arc::new(AppRegistry::new(config.apps.clone()));
-    let mut sender = None;
-    let mut services = Services {
-        shutdown: shutdown.clone(),
-        ..Services::default()
-    };
-    if apps.any_webhooks() {
-        let (queue, stats, thread) =
-            crate::webhooks::sender::start(apps.clone(), config.webhooks.clone()).map_err(|e| {
-                StartupError::Environment(format!("cannot start the webhook sender: {e}"))
-            })?;
-        services.webhooks = Some(queue);
-        services.webhook_stats = Some(stats);
-        sender = Some(thread);
-    }
-    let mut inboxes: Vec<Option<crate::cluster::ClusterInbox>> = Vec::new();
-    let mut link = None;
-    if let Some((handle, shard_inboxes, thread)) =
-        crate::cluster::start(&config.cluster, apps.clone(), count)
-            .map_err(StartupError::Cluster)?
-    {
-        services.cluster = Some(handle);
-        inboxes = shard_inboxes.into_iter().map(Some).collect();
-        link = Some(thread);
-    }
+/// Runs `body(seat, payload, ready)` on one pinned executor per CPU of
+/// `cpus` (one payload each, in order) and returns their threads once
+/// every core reported [`Ready::up`]; the first failure is returned instead.
+pub fn start_cores<M, P, F, Fut>(
+    cpus: &[usize],
+    payloads: Vec<P>,
+    body: F,
+) -> Result<Vec<JoinHandle<()>>, StartupError>
+where
+    M: Send + Sized + 'static,
+    P: Send + 'static,
+    F: FnOnce(Seat<M>, P, Ready) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let count = cpus.len();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartupError>>();
-
     let mut threads = Vec::new();
-    for (index, (ends, &cpu)) in build_mesh(count).into_iter().zip(&config.cpus).enumerate() {
-        let (config, apps, ready, mut services) = (
-            config.clone(),
-            apps.clone(),
-            ready_tx.clone(),
-            services.clone(),
-        );
-        let metrics = if index == 0 { metrics.take() } else { None };
-        let inbox = inboxes.get_mut(index).and_then(Option::take);
-        // Each shard its own TLS config, so its session cache is its own.
-        services.tls = match &tls {
-            Some(identity) => Some(
-                identity
-                    .acceptor()
-                    .map_err(|e| StartupError::Tls(format!("TLS: {e}")))?,
-            ),
-            None => None,
-        };
+    for (index, ((mesh, &cpu), payload)) in build_mesh::<M>(count)
+        .into_iter()
+        .zip(cpus)
+        .zip(payloads)
+        .enumerate()
+    {
+        let ready = Ready(ready_tx.clone());
+        let body = body.clone();
         let thread = std::thread::Builder::new()
             .name(format!("shard-{index}"))
             .spawn(move || {
                 let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                     .name(&format!("shard-{index}"))
-                    .io_memory(64 * 1024)
+                    .io_memory(IO_MEMORY)
                     // Long work yields (`yield_now`) once it has run this
                     // long, so the reactor polls sockets at least this often.
                     .preempt_timer(PREEMPT_AFTER)
                     .make();
-                let executor = match executor {
-                    Ok(ex) => ex,
-                    Err(e) => {
-                        let _ = ready.send(Err(StartupError::Shard {
+                match executor {
+                    Ok(executor) => {
+                        let seat = Seat {
+                            index,
+                            count,
                             cpu,
-                            why: e.to_string(),
-                        }));
-                        return;
+                            mesh,
+                        };
+                        executor.run(body(seat, payload, ready));
                     }
-                };
-                executor.run(async move {
-                    let listener = match net::bind_reuseport(addr) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready.send(Err(StartupError::Bind {
-                                addr: addr.to_string(),
-                                source: e,
-                            }));
-                            return;
-                        }
-                    };
-                    let metrics_listener = match metrics.map(net::BoundListener::into_listener) {
-                        Some(Ok(l)) => Some(l),
-                        Some(Err(e)) => {
-                            let _ = ready.send(Err(StartupError::Bind {
-                                addr: "metrics port".into(),
-                                source: e,
-                            }));
-                            return;
-                        }
-                        None => None,
-                    };
-                    let (mailboxes, receivers) = Mailboxes::connect(ends).await;
-                    let shard = Rc::new(Shard::new(
-                        index as u16,
-                        count as u16,
-                        nonce,
-                        config,
-                        apps,
-                        mailboxes,
-                        services,
-                    ));
-                    let _ = ready.send(Ok(()));
-                    shard
-                        .run(receivers, listener, metrics_listener, inbox)
-                        .await;
-                });
+                    Err(e) => ready.failed(StartupError::Shard {
+                        cpu,
+                        why: e.to_string(),
+                    }),
+                }
             })
             .map_err(|e| StartupError::Shard {
                 cpu,
@@ -195,7 +129,6 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         threads.push(thread);
     }
     drop(ready_tx);
-    drop(services);
     for _ in 0..count {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
@@ -207,93 +140,5 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             }
         }
     }
-    drop(reservation);
-    log_listening(addr, &config);
-    for t in threads {
-        let _ = t.join();
-    }
-    log::info!("all shards stopped");
-    if let Some(link) = link {
-        link.stop();
-    }
-    if let Some(sender) = sender {
-        sender.stop();
-    }
-    Ok(())
-}
-
-fn log_listening(addr: SocketAddr, config: &Config) {
-    let cpus: Vec<String> = config.cpus.iter().map(|c| c.to_string()).collect();
-    let l = &config.limits;
-    let w = &config.webhooks;
-    let apps: Vec<String> = config
-        .apps
-        .iter()
-        .map(|a| {
-            format!(
-                "{}{}{}",
-                a.id,
-                if a.enabled { "" } else { " (disabled)" },
-                match a.webhooks.len() {
-                    0 => String::new(),
-                    n => format!(" ({n} webhooks)"),
-                }
-            )
-        })
-        .collect();
-    log::info!(
-        "config: apps [{}]; activity_timeout {} s, pong_timeout {} s; limits: max_connections {}, \
-         max_pending_heads {}, head_timeout {} s, frame {} KiB, write queue {} KiB, body {} KiB, \
-         head {} KiB, cache {} channels / {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms, \
-         queue {} events; metrics {}; tls {}; cluster {}",
-        apps.join(", "),
-        config.activity_timeout,
-        config.pong_timeout,
-        l.max_connections,
-        l.max_pending_heads,
-        l.head_timeout.as_secs(),
-        l.max_frame_bytes / 1024,
-        l.max_write_queue_bytes / 1024,
-        l.max_request_body_bytes / 1024,
-        l.max_request_head_bytes / 1024,
-        l.max_cached_channels,
-        l.max_cache_bytes / 1024,
-        w.batch_window.as_millis(),
-        w.batch_max,
-        w.delay.as_millis(),
-        w.retry_for.as_secs(),
-        w.timeout.as_millis(),
-        w.max_queued_events,
-        match config.metrics_port {
-            Some(p) => format!("on port {p}"),
-            None => "off".into(),
-        },
-        if config.tls.is_some() { "on" } else { "off" },
-        match config.cluster.adapter.url_for_logs() {
-            None => "local".to_string(),
-            Some(url) => format!(
-                "{url} (prefix {}, node timeout {} s)",
-                config.cluster.prefix,
-                config.cluster.node_timeout.as_secs()
-            ),
-        }
-    );
-    log::info!(
-        "listening on {addr} ({} shards on CPUs {})",
-        config.cpus.len(),
-        cpus.join(",")
-    );
-}
-
-/// A per-process number folded into socket ids, so ids from an earlier run
-/// never match a connection of this one.
-fn process_nonce() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mixed =
-        (t ^ (std::process::id() as u64).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    // 1..=999_999 keeps socket ids short, like Pusher's.
-    ((mixed >> 32) % 999_999) as u32 + 1
+    Ok(threads)
 }

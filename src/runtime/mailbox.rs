@@ -1,190 +1,60 @@
 //! Cross-core mailboxes: a full mesh of bounded lock-free SPSC rings
 //! (glommio shared channels), one per ordered pair of shards, created before
-//! the executors start. [`ShardMsg`] is the only type that crosses cores.
+//! the executors start, carrying one message type `M` chosen by the layer
+//! above (the protocol's shard messages). Nothing else crosses cores.
 //!
-//! Sending never blocks the caller's logic: [`Mailboxes::post`] appends to a
+//! Sending never blocks the caller's logic: [`Mesh::post`] appends to a
 //! shard-local FIFO outbox per peer, and one pump task per peer moves the
 //! outbox into the ring, waiting while the ring is full. So messages from
 //! one shard to another arrive in the order they were posted, whichever task
 //! posted them, and only the pump ever waits on a ring (glommio's `send`
 //! assumes a single waiter).
 //!
+//! A message a shard posts to itself is queued like any other: it goes to
+//! the shard's own FIFO and is handled by the same receiving loop, after
+//! whatever the poster is doing now, never inline inside `post`.
+//!
 //! # Bounds
 //! An outbox above [`OUTBOX_HIGH_WATER`] messages makes its producers wait:
-//! HTTP publishers and the cluster inbox wait for room after posting, and every client connection of the shard
-//! stops reading its socket ([`Mailboxes::poll_room`]) until the outboxes
-//! are back under [`OUTBOX_LOW_WATER`], so a client's subscribes, joins and
-//! client events are slowed by TCP, never dropped. The one producer that
-//! never waits is the mailbox receiver itself (answers and owner
-//! announcements caused by a peer's message): waiting there could deadlock
-//! two shards, and what it posts is bounded by what its paused producers
-//! sent. Nothing in an outbox is ever dropped.
+//! producers that can pause (HTTP publishers, client connections, the
+//! cluster inbox) ask [`Mesh::poll_room`] before more work and stop reading
+//! until every outbox is back under [`OUTBOX_LOW_WATER`], so what they send
+//! is slowed by TCP, never dropped. The one producer that never waits is the
+//! receiving loop itself (answers and announcements caused by a peer's
+//! message): waiting there could deadlock two shards, and what it posts is
+//! bounded by what its paused producers sent. Nothing in an outbox is ever
+//! dropped.
 
-use crate::apps::AppIdx;
-use crate::metrics::Snapshot;
-use crate::pusher::broadcast::Publication;
-use crate::pusher::owned::{JoinOutcome, Member};
-use crate::pusher::query::{QueryAnswer, QueryAsk};
-use crate::pusher::socket_id::SocketId;
-use crate::ws::frame::Frame;
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 /// Messages per ring; a full ring pauses the pump, never drops.
 pub const MAILBOX_CAPACITY: usize = 1024;
+/// How often a connecting shard's reactor wakes to see its peers' connects.
+const CONNECT_TICK: std::time::Duration = std::time::Duration::from_millis(1);
 /// Outbox length above which producers wait.
 pub const OUTBOX_HIGH_WATER: usize = 4096;
 /// Outbox length under which waiting producers resume.
 pub const OUTBOX_LOW_WATER: usize = 1024;
 
-/// Everything one shard can tell another.
-pub enum ShardMsg {
-    /// Deliver these frames to local subscribers, skipping `except`.
-    Publish(Arc<Publication>),
-    /// Deliver one frame to one connection (watchlist events).
-    ToSocket {
-        socket: SocketId,
-        frame: Frame,
-    },
-    /// To a channel's owner: `socket` subscribes to a channel whose state
-    /// (presence members, cached event) the owner holds.
-    Join {
-        app: AppIdx,
-        channel: Box<str>,
-        socket: SocketId,
-        member: Option<Member>,
-        want_cache: bool,
-    },
-    /// From the owner back to the socket's shard: finish the subscription.
-    Joined {
-        app: AppIdx,
-        channel: Box<str>,
-        socket: SocketId,
-        outcome: JoinOutcome,
-    },
-    /// To a presence channel's owner: one socket of `user_id` left.
-    Leave {
-        app: AppIdx,
-        channel: Box<str>,
-        user_id: Box<str>,
-    },
-    /// To a cache channel's owner: the last event published on it.
-    CacheStore {
-        app: AppIdx,
-        channel: Box<str>,
-        frame: Frame,
-        data: Box<str>,
-    },
-    /// To a channel's owner: its subscription count changed by `delta`.
-    CountDelta {
-        app: AppIdx,
-        channel: Box<str>,
-        delta: i32,
-    },
-    /// To a user's owner: a connection signed in (`online`) or went away.
-    UserPresence {
-        app: AppIdx,
-        user_id: Box<str>,
-        online: bool,
-    },
-    /// To a user's owner: `watcher` watches (or stops watching) these users.
-    Watch {
-        app: AppIdx,
-        watcher: SocketId,
-        users: Vec<Box<str>>,
-        watch: bool,
-    },
-    /// Close every connection signed in as `user_id` with 4009.
-    TerminateUser {
-        app: AppIdx,
-        user_id: Box<str>,
-    },
-    /// A question that expects a [`ShardMsg::Reply`] with the same `id`.
-    Request {
-        from: u16,
-        id: u32,
-        body: Request,
-    },
-    Reply {
-        id: u32,
-        body: Reply,
-    },
-    /// To a quota's home: the sender gives back `n` slots of its lease.
-    Return {
-        quota: Quota,
-        n: u32,
-    },
-    /// To an address's owner: a connection from it closed (see `runtime::ip_quota`).
-    IpRelease(IpAddr),
-}
-
-/// A connection count with a cap, leased out to shards by a home shard
-/// (see `runtime::quota`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quota {
-    /// WebSocket connections on the node (`server.limits.max_connections`; home: shard 0).
-    Node,
-    /// Connections of one app (`max_connections`; home: a hash of the app id).
-    App(AppIdx),
-}
-
-pub enum Request {
-    /// To a quota's home: lend the sender up to `want` more slots.
-    Lease { quota: Quota, want: u32 },
-    /// From a quota's home: give back every slot you do not use.
-    Reclaim(Quota),
-    /// May `app` make one more HTTP API request this second?
-    ApiRequest { app: AppIdx },
-    /// What does this shard know about some channels (HTTP queries)?
-    Query(QueryAsk),
-    /// This shard's counters (metrics endpoint).
-    Metrics,
-    /// To an address's owner: count one more connection from it, if it
-    /// is below `server.limits.max_connections_per_ip`.
-    IpAdmit(IpAddr),
-}
-
-/// An answer. Answers that move quota slots name the quota, so one that
-/// arrives after its asker stopped waiting is still counted, never lost.
-pub enum Reply {
-    Admitted(bool),
-    /// Slots lent (answer to `Lease`).
-    Leased {
-        quota: Quota,
-        n: u32,
-    },
-    /// Slots given back (answer to `Reclaim`).
-    Returned {
-        quota: Quota,
-        n: u32,
-    },
-    Query(QueryAnswer),
-    Metrics(Snapshot),
-    /// Answer to `IpAdmit`; names the address, so an answer that arrives
-    /// after its asker stopped waiting can give a count back.
-    IpAdmitted {
-        ip: IpAddr,
-        admitted: bool,
-    },
-}
-
 /// One shard's unconnected ends of the mesh, movable to its thread.
-pub struct MeshEnds {
-    pub senders: Vec<Option<SharedSender<ShardMsg>>>,
-    pub receivers: Vec<SharedReceiver<ShardMsg>>,
+pub struct MeshEnds<M: Send + Sized> {
+    me: usize,
+    senders: Vec<Option<SharedSender<M>>>,
+    /// Receivers in peer order, this shard left out.
+    receivers: Vec<SharedReceiver<M>>,
 }
 
 /// Builds the N×(N−1) rings and hands each shard its ends.
-pub fn build_mesh(shards: usize) -> Vec<MeshEnds> {
-    let mut ends: Vec<MeshEnds> = (0..shards)
-        .map(|_| MeshEnds {
+pub fn build_mesh<M: Send + Sized>(shards: usize) -> Vec<MeshEnds<M>> {
+    let mut ends: Vec<MeshEnds<M>> = (0..shards)
+        .map(|me| MeshEnds {
+            me,
             senders: (0..shards).map(|_| None).collect(),
             receivers: Vec::new(),
         })
@@ -201,23 +71,99 @@ pub fn build_mesh(shards: usize) -> Vec<MeshEnds> {
     ends
 }
 
-struct Peer {
-    sender: ConnectedSender<ShardMsg>,
-    outbox: RefCell<VecDeque<ShardMsg>>,
+struct Peer<M: Send + Sized> {
+    sender: ConnectedSender<M>,
+    outbox: RefCell<VecDeque<M>>,
     pumping: Cell<bool>,
 }
 
-/// A shard's connected senders (one per peer, `None` for itself).
-pub struct Mailboxes {
-    peers: Vec<Option<Rc<Peer>>>,
+/// Messages a shard posted to itself, waiting for its receiving loop.
+pub struct OwnQueue<M> {
+    queue: RefCell<VecDeque<M>>,
+    waker: RefCell<Option<Waker>>,
+    /// The mesh's waiting producers, woken when this queue drains.
+    waiters: Rc<RefCell<Vec<Waker>>>,
+}
+
+/// A shard's connected senders (one per peer, `None` for itself) and its
+/// own queue.
+pub struct Mesh<M: Send + Sized> {
+    me: usize,
+    peers: Vec<Option<Rc<Peer<M>>>>,
+    own: Rc<OwnQueue<M>>,
     /// Producers waiting for the outboxes to drain.
     waiters: Rc<RefCell<Vec<Waker>>>,
 }
 
-impl Mailboxes {
-    /// Connects this shard's ends; returns the senders and the receivers to
-    /// drain. Each connect waits for the peer's, so all run concurrently.
-    pub async fn connect(ends: MeshEnds) -> (Mailboxes, Vec<ConnectedReceiver<ShardMsg>>) {
+/// Where a shard's messages come from: one ring per peer, and its own queue.
+pub enum Inbox<M: Send + Sized> {
+    Peer {
+        from: usize,
+        ring: ConnectedReceiver<M>,
+    },
+    Own {
+        me: usize,
+        queue: Rc<OwnQueue<M>>,
+    },
+}
+
+impl<M: Send + Sized> Inbox<M> {
+    /// The shard the messages come from.
+    pub fn from(&self) -> usize {
+        match self {
+            Inbox::Peer { from, .. } => *from,
+            Inbox::Own { me, .. } => *me,
+        }
+    }
+
+    /// The next message; `None` once the peer is gone (the own queue never
+    /// ends).
+    pub async fn recv(&self) -> Option<M> {
+        match self {
+            Inbox::Peer { ring, .. } => ring.recv().await,
+            Inbox::Own { queue, .. } => {
+                futures_lite::future::poll_fn(|cx| {
+                    let mut q = queue.queue.borrow_mut();
+                    match q.pop_front() {
+                        Some(msg) => {
+                            if q.len() == OUTBOX_LOW_WATER {
+                                wake_all(&queue.waiters);
+                            }
+                            Poll::Ready(Some(msg))
+                        }
+                        None => {
+                            *queue.waker.borrow_mut() = Some(cx.waker().clone());
+                            Poll::Pending
+                        }
+                    }
+                })
+                .await
+            }
+        }
+    }
+}
+
+impl<M: Send + Sized + 'static> Mesh<M> {
+    /// Connects this shard's ends; returns the senders and the inboxes to
+    /// drain (every peer's ring, then the own queue). Each connect waits for
+    /// the peer's, so all run concurrently.
+    pub async fn connect(ends: MeshEnds<M>) -> (Mesh<M>, Vec<Inbox<M>>) {
+        let me = ends.me;
+        // A pending connect is re-polled only when this executor's reactor
+        // wakes, and a peer's connect sends no wake-up (glommio 0.9
+        // `Reactor::process_shared_channels`): an executor asleep before
+        // its peers connected would sleep forever (it did, about one start
+        // in sixteen under load). A ticking timer keeps the reactor waking
+        // until every end is connected.
+        let connected = Rc::new(Cell::new(false));
+        let ticker = glommio::spawn_local({
+            let connected = connected.clone();
+            async move {
+                while !connected.get() {
+                    glommio::timer::sleep(CONNECT_TICK).await;
+                }
+            }
+        });
         let senders: Vec<_> = ends
             .senders
             .into_iter()
@@ -245,16 +191,46 @@ impl Mailboxes {
                 })
             }));
         }
-        let mut connected_receivers = Vec::with_capacity(receivers.len());
-        for task in receivers {
-            connected_receivers.push(task.await);
+        let mut inboxes = Vec::with_capacity(receivers.len() + 1);
+        for (i, task) in receivers.into_iter().enumerate() {
+            // Receivers come in peer order, this shard left out.
+            let from = if i < me { i } else { i + 1 };
+            inboxes.push(Inbox::Peer {
+                from,
+                ring: task.await,
+            });
         }
+        connected.set(true);
+        ticker.await;
         let waiters = Rc::new(RefCell::new(Vec::new()));
-        (Mailboxes { peers, waiters }, connected_receivers)
+        let own = Rc::new(OwnQueue {
+            queue: RefCell::new(VecDeque::new()),
+            waker: RefCell::new(None),
+            waiters: waiters.clone(),
+        });
+        inboxes.push(Inbox::Own {
+            me,
+            queue: own.clone(),
+        });
+        let mesh = Mesh {
+            me,
+            peers,
+            own,
+            waiters,
+        };
+        (mesh, inboxes)
     }
 
-    /// Queues `msg` for `peer` in FIFO order; never waits.
-    pub fn post(&self, peer: usize, msg: ShardMsg) {
+    /// Queues `msg` for `peer` (possibly this shard itself) in FIFO order;
+    /// never waits and never handles it inline.
+    pub fn post(&self, peer: usize, msg: M) {
+        if peer == self.me {
+            self.own.queue.borrow_mut().push_back(msg);
+            if let Some(w) = self.own.waker.borrow_mut().take() {
+                w.wake();
+            }
+            return;
+        }
         let Some(p) = &self.peers[peer] else { return };
         // Fast path: nothing queued ahead and room in the ring.
         if p.outbox.borrow().is_empty() && !p.pumping.get() {
@@ -282,25 +258,24 @@ impl Mailboxes {
                     }
                     if p.outbox.borrow().len() <= OUTBOX_LOW_WATER {
                         // Waiters re-check every outbox when they run.
-                        let woken = std::mem::take(&mut *waiters.borrow_mut());
-                        woken.into_iter().for_each(Waker::wake);
+                        wake_all(&waiters);
                     }
                 }
                 p.pumping.set(false);
-                let woken = std::mem::take(&mut *waiters.borrow_mut());
-                woken.into_iter().for_each(Waker::wake);
+                wake_all(&waiters);
             })
             .detach();
         }
     }
 
-    /// Messages waiting in all outboxes (metrics).
+    /// Messages waiting in all outboxes and the own queue (metrics).
     pub fn queued(&self) -> usize {
         self.peers
             .iter()
             .flatten()
             .map(|p| p.outbox.borrow().len())
-            .sum()
+            .sum::<usize>()
+            + self.own.queue.borrow().len()
     }
 
     /// Ready when every outbox is under its high-water mark; otherwise registers `cx`'s waker to be woken
@@ -310,7 +285,8 @@ impl Mailboxes {
             .peers
             .iter()
             .flatten()
-            .any(|p| p.outbox.borrow().len() > OUTBOX_HIGH_WATER);
+            .any(|p| p.outbox.borrow().len() > OUTBOX_HIGH_WATER)
+            || self.own.queue.borrow().len() > OUTBOX_HIGH_WATER;
         if !congested {
             return Poll::Ready(());
         }
@@ -320,4 +296,9 @@ impl Mailboxes {
         }
         Poll::Pending
     }
+}
+
+fn wake_all(waiters: &RefCell<Vec<Waker>>) {
+    let woken = std::mem::take(&mut *waiters.borrow_mut());
+    woken.into_iter().for_each(Waker::wake);
 }

@@ -1,27 +1,27 @@
 //! The thread-per-core runtime: one pinned glommio executor per configured
-//! CPU, each running one [`Shard`], joined by a full mesh of bounded
-//! lock-free mailboxes that carry [`ShardMsg`] and nothing else.
+//! CPU ([`start_cores`]), joined by a full mesh of bounded lock-free
+//! mailboxes ([`Mesh`]) that carry one message type chosen by the layer
+//! above, plus what every core needs to run work fairly: task queues and
+//! timers ([`spawn`], [`sleep`], [`Queue`]), coarse deadlines, the reaper
+//! for teardown in slices, questions to other cores with a time limit
+//! ([`Requests`]) and the allocator's housekeeping.
 //!
-//! Everything glommio-specific lives here and in `net/`; the protocol layers
-//! call [`spawn`], [`sleep`] and the [`Shard`] methods.
+//! This layer knows nothing of Pusher: no apps, channels or connections.
+//! Everything glommio-specific lives here and in `net/`.
 
 mod allocator;
 mod boot;
 mod deadlines;
 pub mod env_check;
-pub mod ip_quota;
 mod mailbox;
-mod quota;
 mod reaper;
-mod shard;
+mod requests;
 mod tasks;
 
-pub use boot::run;
+pub use allocator::{collect_thread_heap, COLLECT_EVERY_SECS};
+pub use boot::{check_environment, start_cores, Ready, Seat};
 pub use deadlines::Deadlines;
-pub use mailbox::{Quota, Reply, Request, ShardMsg};
-/// Public for the `quota_leases` fuzz target (`tests/fuzz`), which plays
-/// several shards' leases against one another without a runtime.
-pub use quota::Quotas;
+pub use mailbox::{Inbox, Mesh, MAILBOX_CAPACITY, OUTBOX_HIGH_WATER, OUTBOX_LOW_WATER};
 pub use reaper::Reaper;
-pub use shard::{Shard, ShardId};
+pub use requests::Requests;
 pub use tasks::{sleep, spawn, spawn_bulk, spawn_in, yield_now, Queue, Signal};

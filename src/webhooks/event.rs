@@ -1,7 +1,7 @@
 //! The events a webhook reports, and their JSON as Pusher sends it
 //! (`{"name":"channel_occupied","channel":"c"}` and so on).
 
-use crate::pusher::messages::push_json_str;
+use crate::json::push_json_str;
 use std::fmt;
 
 /// The kinds of webhook event an app may ask for in `event_types`.

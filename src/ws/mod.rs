@@ -1,6 +1,6 @@
-//! WebSocket: the upgrade handshake, frame encoding and decoding, and the
-//! per-connection task that reads client frames and writes queued frames.
+//! WebSocket on the wire: the upgrade handshake and frame encoding and
+//! decoding. The task that runs a connection is the protocol's
+//! (`pusher::connection`).
 
-pub mod conn;
 pub mod frame;
 pub mod handshake;

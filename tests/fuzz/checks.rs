@@ -1071,8 +1071,8 @@ pub mod channel_index {
 }
 
 pub mod quota_leases {
-    //! `runtime::Quotas`, connection limits leased in chunks from a home
-    //! shard, played by 2–4 simulated shards the way `runtime::Shard` plays
+    //! `pusher::admission::Quotas`, connection limits leased in chunks from a home
+    //! shard, played by 2–4 simulated shards the way `pusher::shard::Shard` plays
     //! them (`take_slot`, `lend`, `release_slot`, `give_back`, `answer`,
     //! `late_reply`), with every message between shards held in a FIFO
     //! ring per (sender, receiver) and delivered when the input says. The
@@ -1093,7 +1093,7 @@ pub mod quota_leases {
     //! the whole limit again, nothing lent out.
 
     use shardcast::apps::{App, AppIdx, AppRegistry};
-    use shardcast::runtime::{Quota, Quotas};
+    use shardcast::pusher::admission::{Quota, Quotas};
     use std::collections::VecDeque;
 
     const QUOTAS: [Quota; 3] = [Quota::Node, Quota::App(AppIdx(0)), Quota::App(AppIdx(1))];

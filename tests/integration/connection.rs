@@ -50,7 +50,7 @@ fn socket_ids_are_unique_and_name_both_shards() {
             "duplicate socket id {}",
             ws.socket_id
         );
-        assert!(shardcast::pusher::socket_id::SocketId::parse(&ws.socket_id).is_some());
+        assert!(shardcast::socket_id::SocketId::parse(&ws.socket_id).is_some());
         shards.insert(ws.shard());
         open.push(ws);
     }

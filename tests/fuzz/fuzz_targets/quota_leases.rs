@@ -1,4 +1,4 @@
-//! `runtime::Quotas` played by 2–4 simulated shards that admit and close
+//! `pusher::admission::Quotas` played by 2–4 simulated shards that admit and close
 //! connections, lend and reclaim chunks through FIFO message rings
 //! delivered in fuzzed order (with late answers). Checks: no limit is ever
 //! exceeded, a full reclaim refuses only at the limit, and once everything

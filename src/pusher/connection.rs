@@ -8,13 +8,13 @@
 //! Other code reaches the connection only through its queue and waker in
 //! the shard's `ConnTable`.
 
+use super::conns::{ConnKey, Phase};
+use super::delivery::Source;
+use super::session;
+use super::shard::Shard;
 use crate::errors::ClientError;
 use crate::net::Stream;
-use crate::pusher::conns::{ConnKey, Phase};
-use crate::pusher::delivery::Source;
-use crate::pusher::session;
-use crate::pusher::socket_id::SocketId;
-use crate::runtime::Shard;
+use crate::socket_id::SocketId;
 use crate::ws::frame::{Decoder, Frame, Inbound};
 use crate::ws::handshake;
 use std::future::Future;

@@ -13,7 +13,7 @@
 //!
 //! This file is the state and arithmetic; the messages that move chunks
 //! between shards are `ShardMsg::Request` (`Lease`, `Reclaim`) and
-//! `ShardMsg::Return`, handled in `shard.rs`.
+//! `ShardMsg::Return`, handled in `admission/mod.rs`.
 //!
 //! # Invariants
 //! - For every quota, `home.unleased + Σ home.leased[s] == max`, and for every
@@ -22,8 +22,17 @@
 //! - On every shard, `used ≤ lease`. So `Σ used ≤ max`: no limit is exceeded,
 //!   whatever the timing.
 
-use super::mailbox::Quota;
-use crate::apps::AppRegistry;
+use crate::apps::{AppIdx, AppRegistry};
+
+/// A connection count with a cap, leased out to shards by a home shard
+/// (this module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// WebSocket connections on the node (`server.limits.max_connections`; home: shard 0).
+    Node,
+    /// Connections of one app (`max_connections`; home: a hash of the app id).
+    App(AppIdx),
+}
 
 /// Most slots lent in one chunk.
 const MAX_CHUNK: u32 = 64;

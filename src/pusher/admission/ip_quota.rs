@@ -25,9 +25,9 @@
 //! None of this runs unless the limit is configured: without it no address
 //! is read, hashed or counted.
 
-use super::mailbox::{Reply, Request, ShardMsg};
-use super::shard::Shard;
 use crate::errors::ClientError;
+use crate::pusher::shard::Shard;
+use crate::pusher::shard_msg::{Reply, Request, ShardMsg};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -113,7 +113,7 @@ impl Shard {
         let Some(max) = self.config.limits.max_connections_per_ip else {
             return Ok(None);
         };
-        let owner = self.ip_owners.owner_of(ip);
+        let owner = self.admission.ip_owners.owner_of(ip);
         let admitted = if owner == self.id as usize {
             self.count_ip(ip)
         } else {
@@ -134,32 +134,32 @@ impl Shard {
 
     /// Gives back the count an admitted connection took.
     pub fn release_ip(&self, slot: IpSlot) {
-        let owner = self.ip_owners.owner_of(slot.ip);
+        let owner = self.admission.ip_owners.owner_of(slot.ip);
         if owner == self.id as usize {
-            self.ip_counts.borrow_mut().release(slot.ip);
+            self.admission.ip_counts.borrow_mut().release(slot.ip);
         } else {
             self.post(owner, ShardMsg::IpRelease(slot.ip));
         }
     }
 
     /// At the owner: counts one more connection from `ip` if it may open.
-    pub(super) fn count_ip(&self, ip: IpAddr) -> bool {
+    pub(crate) fn count_ip(&self, ip: IpAddr) -> bool {
         let max = self
             .config
             .limits
             .max_connections_per_ip
             .unwrap_or(u32::MAX);
-        self.ip_counts.borrow_mut().admit(ip, max)
+        self.admission.ip_counts.borrow_mut().admit(ip, max)
     }
 
     /// At the owner: a connection from `ip` closed on another shard.
-    pub(super) fn uncount_ip(&self, ip: IpAddr) {
-        self.ip_counts.borrow_mut().release(ip);
+    pub(crate) fn uncount_ip(&self, ip: IpAddr) {
+        self.admission.ip_counts.borrow_mut().release(ip);
     }
 
     /// The owner counted a connection after its asker stopped waiting and
     /// admitted it uncounted: the count goes back to `owner` at once.
-    pub(super) fn late_ip_reply(&self, owner: usize, ip: IpAddr, admitted: bool) {
+    pub(crate) fn late_ip_reply(&self, owner: usize, ip: IpAddr, admitted: bool) {
         if admitted {
             self.post(owner, ShardMsg::IpRelease(ip));
         }
