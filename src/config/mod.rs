@@ -9,9 +9,11 @@
 //! `SHARDCAST_APP_ID`, `SHARDCAST_APP_KEY`, `SHARDCAST_APP_SECRET`.
 
 mod cli;
+mod defaults;
 mod file;
 mod resolve;
 mod resolved;
+pub mod settings;
 
 pub use cli::Cli;
 pub use file::{

@@ -1,11 +1,14 @@
-//! Validation: CLI, file and environment resolved into a [`Config`], every
-//! bad value an error naming its key.
+//! Validation: CLI, file and environment resolved into a [`Config`]. Every
+//! left-out key takes the table's default and every integer is checked
+//! against the table's bounds (`settings`); a bad value is an error naming
+//! its key and what it accepts.
 
+use super::defaults::{kib, mib, millis, secs};
+use super::settings::{self, Setting};
 use super::*;
 use crate::apps::{App, AppLimits};
 use crate::errors::ConfigError;
 use crate::webhooks::{EventKind, KindSet, Webhook, WebhookSettings};
-use std::time::Duration;
 
 impl Config {
     /// Resolves CLI, file and environment into a validated configuration.
@@ -37,7 +40,7 @@ impl Config {
                 let key = if cli.cpus.is_some() {
                     "--cpus"
                 } else {
-                    "server.cpus"
+                    settings::CPUS.key
                 };
                 parse_cpu_list(list).map_err(|why| ConfigError::Invalid {
                     key: key.into(),
@@ -52,17 +55,21 @@ impl Config {
                 why: "no CPU to run on".into(),
             });
         }
-        let activity_timeout = positive(server.activity_timeout, 120, "server.activity_timeout")?;
-        let pong_timeout = positive(server.pong_timeout, 30, "server.pong_timeout")?;
+        let activity_timeout = integer(&settings::ACTIVITY_TIMEOUT, server.activity_timeout)?;
+        let pong_timeout = integer(&settings::PONG_TIMEOUT, server.pong_timeout)?;
         let limits = resolve_limits(&server.limits)?;
         let webhooks = resolve_webhook_settings(&server.webhooks)?;
-        let metrics_port = match server.metrics.enabled {
-            Some(true) => Some(server.metrics.port.unwrap_or(DEFAULT_METRICS_PORT)),
-            _ => None,
+        let metrics_port = match server
+            .metrics
+            .enabled
+            .unwrap_or(settings::METRICS_ENABLED.flag())
+        {
+            true => Some(server.metrics.port.unwrap_or(DEFAULT_METRICS_PORT)),
+            false => None,
         };
         if metrics_port.is_some_and(|p| p != 0 && p == port) {
             return Err(ConfigError::Invalid {
-                key: "server.metrics.port".into(),
+                key: settings::METRICS_PORT.key.into(),
                 why: format!("must differ from the main port {port}"),
             });
         }
@@ -144,87 +151,69 @@ pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
-fn positive(value: Option<u32>, default: u32, key: &str) -> Result<u32, ConfigError> {
+/// `value` checked against `setting`'s bounds, or its default when left
+/// out; errors name `key` (the setting's key, or an app's `apps[N].name`).
+fn integer_at(setting: &Setting, value: Option<u32>, key: &str) -> Result<u32, ConfigError> {
     match value {
-        Some(0) => Err(ConfigError::Invalid {
-            key: key.into(),
-            why: "must be greater than 0".into(),
-        }),
-        Some(v) => Ok(v),
-        None => Ok(default),
+        Some(v) if setting.allows(v) => Ok(v),
+        Some(v) => {
+            let absent = match setting.preset {
+                settings::Preset::Absent(words) => format!("; leave it out for {words}"),
+                _ => String::new(),
+            };
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                why: format!(
+                    "{v} is out of range (allowed: {}{absent})",
+                    setting.allowed()
+                ),
+            })
+        }
+        None => Ok(setting.integer()),
+    }
+}
+
+/// [`integer_at`] for a key named as in the table.
+fn integer(setting: &Setting, value: Option<u32>) -> Result<u32, ConfigError> {
+    integer_at(setting, value, setting.key)
+}
+
+/// A setting without a default (`Absent`): `None` when left out, else the
+/// value checked against the bounds.
+fn optional_at(
+    setting: &Setting,
+    value: Option<u32>,
+    key: &str,
+) -> Result<Option<u32>, ConfigError> {
+    match value {
+        Some(v) => integer_at(setting, Some(v), key).map(Some),
+        None => Ok(None),
     }
 }
 
 fn resolve_limits(l: &LimitsSection) -> Result<ServerLimits, ConfigError> {
-    let d = ServerLimits::default();
-    let kb = |v: Option<u32>, default: usize, key: &str| -> Result<usize, ConfigError> {
-        match v {
-            Some(kb) => Ok(positive(Some(kb), 1, key)? as usize * 1024),
-            None => Ok(default),
-        }
-    };
+    use settings::*;
     Ok(ServerLimits {
-        max_frame_bytes: kb(
-            l.max_frame_kb,
-            d.max_frame_bytes,
-            "server.limits.max_frame_kb",
-        )?,
-        max_write_queue_bytes: kb(
-            l.max_write_queue_kb,
-            d.max_write_queue_bytes,
-            "server.limits.max_write_queue_kb",
-        )?,
-        max_request_body_bytes: kb(
-            l.max_request_body_kb,
-            d.max_request_body_bytes,
-            "server.limits.max_request_body_kb",
-        )?,
-        max_request_head_bytes: kb(
-            l.max_request_head_kb,
-            d.max_request_head_bytes,
-            "server.limits.max_request_head_kb",
-        )?,
-        max_connections: positive(
-            l.max_connections,
-            d.max_connections,
-            "server.limits.max_connections",
-        )?,
-        max_pending_heads: positive(
-            l.max_pending_heads,
-            d.max_pending_heads,
-            "server.limits.max_pending_heads",
-        )?,
-        head_timeout: Duration::from_secs(positive(
-            l.head_timeout_secs,
-            d.head_timeout.as_secs() as u32,
-            "server.limits.head_timeout_secs",
-        )? as u64),
-        max_subscriptions_per_connection: positive(
+        max_frame_bytes: kib(integer(&MAX_FRAME_KB, l.max_frame_kb)?),
+        max_write_queue_bytes: kib(integer(&MAX_WRITE_QUEUE_KB, l.max_write_queue_kb)?),
+        max_request_body_bytes: kib(integer(&MAX_REQUEST_BODY_KB, l.max_request_body_kb)?),
+        max_request_head_bytes: kib(integer(&MAX_REQUEST_HEAD_KB, l.max_request_head_kb)?),
+        max_connections: integer(&MAX_CONNECTIONS, l.max_connections)?,
+        max_pending_heads: integer(&MAX_PENDING_HEADS, l.max_pending_heads)?,
+        head_timeout: secs(integer(&HEAD_TIMEOUT_SECS, l.head_timeout_secs)?),
+        max_subscriptions_per_connection: integer(
+            &MAX_SUBSCRIPTIONS_PER_CONNECTION,
             l.max_subscriptions_per_connection,
-            d.max_subscriptions_per_connection,
-            "server.limits.max_subscriptions_per_connection",
         )?,
-        max_write_queues_bytes: positive(
-            l.max_write_queues_mb,
-            (d.max_write_queues_bytes >> 20) as u32,
-            "server.limits.max_write_queues_mb",
-        )? as usize
-            * 1024
-            * 1024,
-        max_cached_channels: positive(
-            l.max_cached_channels,
-            d.max_cached_channels,
-            "server.limits.max_cached_channels",
-        )?,
-        max_cache_bytes: kb(
-            l.max_cache_kb,
-            d.max_cache_bytes,
-            "server.limits.max_cache_kb",
-        )?,
-        max_connections_per_ip: l.max_connections_per_ip.filter(|&n| n > 0),
+        max_write_queues_bytes: mib(integer(&MAX_WRITE_QUEUES_MB, l.max_write_queues_mb)?),
+        max_cached_channels: integer(&MAX_CACHED_CHANNELS, l.max_cached_channels)?,
+        max_cache_bytes: kib(integer(&MAX_CACHE_KB, l.max_cache_kb)?),
+        // 0 is "no limit", held as `None`.
+        max_connections_per_ip: Some(integer(&MAX_CONNECTIONS_PER_IP, l.max_connections_per_ip)?)
+            .filter(|&n| n > 0),
         client_ip_header: match &l.client_ip_header {
-            Some(name) => Some(check_header_name(name, "server.limits.client_ip_header")?),
-            None => d.client_ip_header,
+            Some(name) => Some(check_header_name(name, CLIENT_IP_HEADER.key)?),
+            None => None,
         },
     })
 }
@@ -246,41 +235,28 @@ fn check_header_name(name: &str, key: &str) -> Result<String, ConfigError> {
 }
 
 fn resolve_webhook_settings(w: &WebhooksSection) -> Result<WebhookSettings, ConfigError> {
-    let d = WebhookSettings::default();
-    let ms = |v: Option<u32>, default: Duration| {
-        v.map_or(default, |ms| Duration::from_millis(ms as u64))
-    };
+    use settings::*;
     Ok(WebhookSettings {
-        batch_window: ms(w.batch_window_ms, d.batch_window),
-        batch_max: positive(w.batch_max, d.batch_max as u32, "server.webhooks.batch_max")? as usize,
-        delay: ms(w.delay_ms, d.delay),
-        retry_for: Duration::from_secs(
-            w.retry_for_secs.map_or(d.retry_for.as_secs(), |s| s as u64),
-        ),
-        timeout: Duration::from_millis(positive(
-            w.timeout_ms,
-            d.timeout.as_millis() as u32,
-            "server.webhooks.timeout_ms",
-        )? as u64),
-        max_queued_events: positive(
-            w.max_queued_events,
-            d.max_queued_events as u32,
-            "server.webhooks.max_queued_events",
-        )? as usize,
+        batch_window: millis(integer(&WEBHOOK_BATCH_WINDOW_MS, w.batch_window_ms)?),
+        batch_max: integer(&WEBHOOK_BATCH_MAX, w.batch_max)? as usize,
+        delay: millis(integer(&WEBHOOK_DELAY_MS, w.delay_ms)?),
+        retry_for: secs(integer(&WEBHOOK_RETRY_FOR_SECS, w.retry_for_secs)?),
+        timeout: millis(integer(&WEBHOOK_TIMEOUT_MS, w.timeout_ms)?),
+        max_queued_events: integer(&WEBHOOK_MAX_QUEUED_EVENTS, w.max_queued_events)? as usize,
     })
 }
 
 fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
-    let d = ClusterSettings::default();
-    let invalid = |key: &str, why: String| ConfigError::Invalid {
-        key: format!("cluster.{key}"),
+    use settings::{CLUSTER_ADAPTER, CLUSTER_NODE_TIMEOUT_SECS, CLUSTER_PREFIX, CLUSTER_URL};
+    let invalid = |setting: &Setting, why: String| ConfigError::Invalid {
+        key: setting.key.into(),
         why,
     };
     let url = |scheme: &str, default: &str| -> Result<String, ConfigError> {
         let url = c.url.clone().unwrap_or_else(|| default.to_string());
         if !url.starts_with(scheme) {
             return Err(invalid(
-                "url",
+                &CLUSTER_URL,
                 format!(
                     "must start with {scheme} (got {:?})",
                     crate::logging::redact::url(&url)
@@ -289,38 +265,40 @@ fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
         }
         Ok(url)
     };
-    let adapter = match c.adapter.as_deref().unwrap_or("local") {
+    let adapter = match c.adapter.as_deref().unwrap_or(CLUSTER_ADAPTER.text(0)) {
         "local" => Adapter::Local,
         "redis" => Adapter::Redis {
-            url: url("redis://", "redis://127.0.0.1:6379")?,
+            url: url("redis://", CLUSTER_URL.text(0))?,
         },
         "nats" => Adapter::Nats {
-            url: url("nats://", "nats://127.0.0.1:4222")?,
+            url: url("nats://", CLUSTER_URL.text(1))?,
         },
         other => {
             return Err(invalid(
-                "adapter",
-                format!("expected \"local\", \"redis\" or \"nats\", got {other:?}"),
+                &CLUSTER_ADAPTER,
+                format!("expected {}, got {other:?}", CLUSTER_ADAPTER.allowed()),
             ))
         }
     };
     if adapter == Adapter::Local && c.url.is_some() {
-        return Err(invalid("url", "the local adapter takes no url".into()));
+        return Err(invalid(
+            &CLUSTER_URL,
+            "the local adapter takes no url".into(),
+        ));
     }
-    let prefix = c.prefix.clone().unwrap_or(d.prefix);
+    let prefix = c
+        .prefix
+        .clone()
+        .unwrap_or_else(|| CLUSTER_PREFIX.text(0).into());
     let prefix_ok = !prefix.is_empty()
         && prefix.len() <= 64
         && prefix
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !prefix_ok {
-        return Err(invalid(
-            "prefix",
-            "1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'".into(),
-        ));
+        return Err(invalid(&CLUSTER_PREFIX, CLUSTER_PREFIX.allowed()));
     }
-    let node_timeout =
-        Duration::from_secs(positive(c.node_timeout_secs, 10, "cluster.node_timeout_secs")? as u64);
+    let node_timeout = secs(integer(&CLUSTER_NODE_TIMEOUT_SECS, c.node_timeout_secs)?);
     Ok(ClusterSettings {
         adapter,
         prefix,
@@ -344,8 +322,8 @@ fn check_log_level(level: &str) -> Result<String, ConfigError> {
         Ok(level.to_string())
     } else {
         Err(ConfigError::Invalid {
-            key: "server.log_level".into(),
-            why: format!("`{level}` is not a level (error, warn, info, debug, trace) or a filter like `shardcast=debug`"),
+            key: settings::LOG_LEVEL.key.into(),
+            why: format!("`{level}` is not {}", settings::LOG_LEVEL.allowed()),
         })
     }
 }
@@ -361,7 +339,7 @@ fn resolve_webhook(
     let scheme_ok = w.url.starts_with("http://") || w.url.starts_with("https://");
     if !scheme_ok || reqwest::Url::parse(&w.url).is_err() {
         return Err(invalid(
-            "url",
+            settings::WEBHOOK_URL.name(),
             format!(
                 "`{}` is not an http:// or https:// URL",
                 crate::logging::redact::url(&w.url)
@@ -373,7 +351,7 @@ fn resolve_webhook(
         let kind = EventKind::parse(name).ok_or_else(|| {
             let all: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
             invalid(
-                "event_types",
+                settings::WEBHOOK_EVENT_TYPES.name(),
                 format!("unknown event type `{name}` (known: {})", all.join(", ")),
             )
         })?;
@@ -381,7 +359,7 @@ fn resolve_webhook(
     }
     if kinds.is_empty() {
         return Err(invalid(
-            "event_types",
+            settings::WEBHOOK_EVENT_TYPES.name(),
             "must name at least one event type".into(),
         ));
     }
@@ -392,20 +370,23 @@ fn resolve_webhook(
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token {
-            return Err(invalid("headers", format!("`{name}` is not a header name")));
+            return Err(invalid(
+                settings::WEBHOOK_HEADERS.name(),
+                format!("`{name}` is not a header name"),
+            ));
         }
         if name.to_ascii_lowercase().starts_with("x-pusher-")
             || name.eq_ignore_ascii_case("content-type")
             || name.eq_ignore_ascii_case("content-length")
         {
             return Err(invalid(
-                "headers",
+                settings::WEBHOOK_HEADERS.name(),
                 format!("`{name}` is set by the server and may not be overridden"),
             ));
         }
         if value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
             return Err(invalid(
-                "headers",
+                settings::WEBHOOK_HEADERS.name(),
                 format!("the value of `{name}` has control characters"),
             ));
         }
@@ -425,6 +406,7 @@ fn resolve_webhook(
 }
 
 fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
+    use settings::*;
     let key_of = |field: &str| format!("apps[{index}].{field}");
     for (field, value) in [("id", &a.id), ("key", &a.key), ("secret", &a.secret)] {
         if value.is_empty() {
@@ -434,54 +416,41 @@ fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
             });
         }
     }
-    if !a
-        .key
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?')
-    {
-        return Err(ConfigError::Invalid {
-            key: key_of("key"),
-            why: "must be printable ASCII without `/` or `?`".into(),
-        });
-    }
-    if !a
-        .id
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?')
-    {
-        return Err(ConfigError::Invalid {
-            key: key_of("id"),
-            why: "must be printable ASCII without `/` or `?`".into(),
-        });
-    }
-    let d = AppLimits::default();
-    let pos = |v: Option<u32>, default: u32, field: &str| {
-        positive(v.or(Some(default)), default, &key_of(field))
-    };
-    let mut app = App::new(a.id.clone(), a.key.clone(), a.secret.clone());
-    app.enabled = a.enabled.unwrap_or(true);
-    app.enable_client_messages = a.enable_client_messages.unwrap_or(false);
-    app.enable_user_authentication = a.enable_user_authentication.unwrap_or(false);
-    app.user_authentication_timeout = pos(
-        a.user_authentication_timeout,
-        app.user_authentication_timeout,
-        "user_authentication_timeout",
-    )?;
-    app.enable_subscription_count = a.enable_subscription_count.unwrap_or(false);
-    app.cache_ttl = std::time::Duration::from_secs(pos(
-        a.cache_ttl,
-        app.cache_ttl.as_secs() as u32,
-        "cache_ttl",
-    )? as u64);
-    app.max_api_requests_per_second = match a.max_api_requests_per_second {
-        Some(0) => {
+    for (setting, value) in [(&APP_KEY, &a.key), (&APP_ID, &a.id)] {
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?')
+        {
             return Err(ConfigError::Invalid {
-                key: key_of("max_api_requests_per_second"),
-                why: "must be greater than 0 (leave it out for no limit)".into(),
-            })
+                key: key_of(setting.name()),
+                why: "must be printable ASCII without `/` or `?`".into(),
+            });
         }
-        v => v,
+    }
+    let int =
+        |setting: &Setting, value: Option<u32>| integer_at(setting, value, &key_of(setting.name()));
+    let optional = |setting: &Setting, value: Option<u32>| {
+        optional_at(setting, value, &key_of(setting.name()))
     };
+    let flag = |setting: &Setting, value: Option<bool>| value.unwrap_or(setting.flag());
+    let mut app = App::new(a.id.clone(), a.key.clone(), a.secret.clone());
+    app.enabled = flag(&APP_ENABLED, a.enabled);
+    app.enable_client_messages = flag(&APP_ENABLE_CLIENT_MESSAGES, a.enable_client_messages);
+    app.enable_user_authentication = flag(
+        &APP_ENABLE_USER_AUTHENTICATION,
+        a.enable_user_authentication,
+    );
+    app.user_authentication_timeout = int(
+        &APP_USER_AUTHENTICATION_TIMEOUT,
+        a.user_authentication_timeout,
+    )?;
+    app.enable_subscription_count =
+        flag(&APP_ENABLE_SUBSCRIPTION_COUNT, a.enable_subscription_count);
+    app.cache_ttl = secs(int(&APP_CACHE_TTL, a.cache_ttl)?);
+    app.max_api_requests_per_second = optional(
+        &APP_MAX_API_REQUESTS_PER_SECOND,
+        a.max_api_requests_per_second,
+    )?;
     app.webhooks = a
         .webhooks
         .iter()
@@ -490,46 +459,18 @@ fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
         .collect::<Result<Vec<_>, _>>()?;
     app.webhook_kinds = crate::webhooks::target::kinds_of(&app.webhooks);
     app.limits = AppLimits {
-        max_connections: match a.max_connections {
-            Some(0) => {
-                return Err(ConfigError::Invalid {
-                    key: key_of("max_connections"),
-                    why: "must be greater than 0 (leave it out for no limit)".into(),
-                })
-            }
-            v => v,
-        },
-        max_event_payload_bytes: pos(
-            a.max_event_payload_kb,
-            (d.max_event_payload_bytes / 1024) as u32,
-            "max_event_payload_kb",
-        )? as usize
-            * 1024,
-        max_channels_per_event: pos(
-            a.max_channels_per_event,
-            d.max_channels_per_event as u32,
-            "max_channels_per_event",
-        )? as usize,
-        max_batch_size: pos(a.max_batch_size, d.max_batch_size as u32, "max_batch_size")? as usize,
-        max_event_name_length: pos(
-            a.max_event_name_length,
-            d.max_event_name_length as u32,
-            "max_event_name_length",
-        )? as usize,
-        max_channel_name_length: pos(
-            a.max_channel_name_length,
-            d.max_channel_name_length as u32,
-            "max_channel_name_length",
-        )? as usize,
-        max_presence_members: pos(
-            a.max_presence_members,
-            d.max_presence_members as u32,
-            "max_presence_members",
-        )? as usize,
-        max_client_events_per_second: pos(
+        max_connections: optional(&APP_MAX_CONNECTIONS, a.max_connections)?,
+        max_event_payload_bytes: kib(int(&APP_MAX_EVENT_PAYLOAD_KB, a.max_event_payload_kb)?),
+        max_channels_per_event: int(&APP_MAX_CHANNELS_PER_EVENT, a.max_channels_per_event)?
+            as usize,
+        max_batch_size: int(&APP_MAX_BATCH_SIZE, a.max_batch_size)? as usize,
+        max_event_name_length: int(&APP_MAX_EVENT_NAME_LENGTH, a.max_event_name_length)? as usize,
+        max_channel_name_length: int(&APP_MAX_CHANNEL_NAME_LENGTH, a.max_channel_name_length)?
+            as usize,
+        max_presence_members: int(&APP_MAX_PRESENCE_MEMBERS, a.max_presence_members)? as usize,
+        max_client_events_per_second: int(
+            &APP_MAX_CLIENT_EVENTS_PER_SECOND,
             a.max_client_events_per_second,
-            d.max_client_events_per_second,
-            "max_client_events_per_second",
         )?,
     };
     Ok(app)
@@ -558,6 +499,7 @@ fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn resolve(cli: Cli, file: Option<&str>) -> Result<Config, ConfigError> {
         let mut cli = cli;
@@ -897,6 +839,145 @@ mod tests {
             }
             assert!(text.contains("***"), "{text}");
             assert!(text.contains("https://x/h"), "{text}");
+        }
+    }
+
+    /// A file that names one app and nothing else resolves to exactly the
+    /// table's defaults, and so do the resolved structs' `Default`s.
+    #[test]
+    fn an_empty_file_gives_the_tables_defaults() {
+        use settings::*;
+        let c = resolve(
+            Cli::default(),
+            Some("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n"),
+        )
+        .unwrap();
+        assert_eq!(c.host, HOST.text(0));
+        assert_eq!(u32::from(c.port), PORT.integer());
+        assert_eq!(c.activity_timeout, ACTIVITY_TIMEOUT.integer());
+        assert_eq!(c.pong_timeout, PONG_TIMEOUT.integer());
+        assert_eq!(c.log_level, None, "RUST_LOG's fallback is LOG_LEVEL");
+        let l = &c.limits;
+        assert_eq!(l.max_frame_bytes, kib(MAX_FRAME_KB.integer()));
+        assert_eq!(l.max_write_queue_bytes, kib(MAX_WRITE_QUEUE_KB.integer()));
+        assert_eq!(l.max_request_body_bytes, kib(MAX_REQUEST_BODY_KB.integer()));
+        assert_eq!(l.max_request_head_bytes, kib(MAX_REQUEST_HEAD_KB.integer()));
+        assert_eq!(l.max_connections, MAX_CONNECTIONS.integer());
+        assert_eq!(l.max_connections_per_ip, None);
+        assert_eq!(MAX_CONNECTIONS_PER_IP.integer(), 0);
+        assert_eq!(l.client_ip_header, None);
+        assert_eq!(
+            l.max_subscriptions_per_connection,
+            MAX_SUBSCRIPTIONS_PER_CONNECTION.integer()
+        );
+        assert_eq!(l.max_write_queues_bytes, mib(MAX_WRITE_QUEUES_MB.integer()));
+        assert_eq!(l.max_pending_heads, MAX_PENDING_HEADS.integer());
+        assert_eq!(l.head_timeout, secs(HEAD_TIMEOUT_SECS.integer()));
+        assert_eq!(l.max_cached_channels, MAX_CACHED_CHANNELS.integer());
+        assert_eq!(l.max_cache_bytes, kib(MAX_CACHE_KB.integer()));
+        assert_eq!(format!("{l:?}"), format!("{:?}", ServerLimits::default()));
+        let w = &c.webhooks;
+        assert_eq!(w.batch_window, millis(WEBHOOK_BATCH_WINDOW_MS.integer()));
+        assert_eq!(w.batch_max, WEBHOOK_BATCH_MAX.integer() as usize);
+        assert_eq!(w.delay, millis(WEBHOOK_DELAY_MS.integer()));
+        assert_eq!(w.retry_for, secs(WEBHOOK_RETRY_FOR_SECS.integer()));
+        assert_eq!(w.timeout, millis(WEBHOOK_TIMEOUT_MS.integer()));
+        assert_eq!(
+            w.max_queued_events,
+            WEBHOOK_MAX_QUEUED_EVENTS.integer() as usize
+        );
+        assert_eq!(*w, WebhookSettings::default());
+        assert!(!METRICS_ENABLED.flag());
+        assert_eq!(c.metrics_port, None);
+        assert_eq!(c.tls, None);
+        assert_eq!(c.cluster.adapter, Adapter::Local);
+        assert_eq!(CLUSTER_ADAPTER.text(0), "local");
+        assert_eq!(c.cluster.prefix, CLUSTER_PREFIX.text(0));
+        assert_eq!(
+            c.cluster.node_timeout,
+            secs(CLUSTER_NODE_TIMEOUT_SECS.integer())
+        );
+        assert_eq!(c.cluster, ClusterSettings::default());
+        let a = &c.apps[0];
+        assert_eq!(a.enabled, APP_ENABLED.flag());
+        assert_eq!(a.enable_client_messages, APP_ENABLE_CLIENT_MESSAGES.flag());
+        assert_eq!(
+            a.enable_user_authentication,
+            APP_ENABLE_USER_AUTHENTICATION.flag()
+        );
+        assert_eq!(
+            a.user_authentication_timeout,
+            APP_USER_AUTHENTICATION_TIMEOUT.integer()
+        );
+        assert_eq!(
+            a.enable_subscription_count,
+            APP_ENABLE_SUBSCRIPTION_COUNT.flag()
+        );
+        assert_eq!(a.cache_ttl, secs(APP_CACHE_TTL.integer()));
+        assert_eq!(a.max_api_requests_per_second, None);
+        assert!(a.webhooks.is_empty());
+        let m = &a.limits;
+        assert_eq!(m.max_connections, None);
+        assert_eq!(
+            m.max_event_payload_bytes,
+            kib(APP_MAX_EVENT_PAYLOAD_KB.integer())
+        );
+        assert_eq!(
+            m.max_channels_per_event,
+            APP_MAX_CHANNELS_PER_EVENT.integer() as usize
+        );
+        assert_eq!(m.max_batch_size, APP_MAX_BATCH_SIZE.integer() as usize);
+        assert_eq!(
+            m.max_event_name_length,
+            APP_MAX_EVENT_NAME_LENGTH.integer() as usize
+        );
+        assert_eq!(
+            m.max_channel_name_length,
+            APP_MAX_CHANNEL_NAME_LENGTH.integer() as usize
+        );
+        assert_eq!(
+            m.max_presence_members,
+            APP_MAX_PRESENCE_MEMBERS.integer() as usize
+        );
+        assert_eq!(
+            m.max_client_events_per_second,
+            APP_MAX_CLIENT_EVENTS_PER_SECOND.integer()
+        );
+        let new = App::new("1".into(), "k".into(), "s".into());
+        assert_eq!(format!("{a:?}"), format!("{new:?}"));
+        // The development app gets the same defaults, on loopback.
+        let dev = resolve(Cli::default(), None).unwrap();
+        assert_eq!(dev.host, HOST.text(1));
+        assert_eq!(format!("{:?}", dev.apps[0].limits), format!("{m:?}"));
+    }
+
+    /// Every integer out of its bounds is refused with an error naming the
+    /// key and the allowed range.
+    #[test]
+    fn out_of_bounds_integers_name_the_key_and_the_range() {
+        let app = "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+        for s in settings::ALL {
+            let settings::Bounds::Range { min, max } = s.bounds else {
+                continue;
+            };
+            let bad = match (min, max) {
+                (1.., _) => min - 1,
+                (_, ..=65534) => max + 1,
+                _ => continue,
+            };
+            let (section, name) = s.key.rsplit_once('.').unwrap();
+            let text = match section {
+                "apps[]" => format!("{app}{name} = {bad}\n"),
+                _ => format!("[{section}]\n{name} = {bad}\n{app}"),
+            };
+            let err = resolve(Cli::default(), Some(&text))
+                .unwrap_err()
+                .to_string();
+            let key = s.key.replace("apps[]", "apps[0]");
+            assert!(err.contains(&format!("`{key}`")), "{}: {err}", s.key);
+            if max > 65535 {
+                assert!(err.contains(&s.allowed()), "{}: {err}", s.key);
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The resolved settings the runtime reads: [`Config`], [`ServerLimits`],
 //! [`ClusterSettings`] and the cluster [`Adapter`].
 
-use super::TlsFiles;
+use super::{settings, TlsFiles};
 use crate::apps::App;
 use crate::webhooks::WebhookSettings;
 use std::time::Duration;
@@ -66,16 +66,6 @@ pub struct ClusterSettings {
     pub node_timeout: Duration,
 }
 
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        ClusterSettings {
-            adapter: Adapter::Local,
-            prefix: "shardcast".into(),
-            node_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Server-wide limits that protect the process, not a particular app.
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -118,26 +108,6 @@ pub struct ServerLimits {
     pub client_ip_header: Option<String>,
 }
 
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_frame_bytes: 64 * 1024,
-            max_write_queue_bytes: 4 * 1024 * 1024,
-            max_request_body_bytes: 4 * 1024 * 1024,
-            max_request_head_bytes: 16 * 1024,
-            max_connections: 100_000,
-            max_pending_heads: 1024,
-            head_timeout: Duration::from_secs(30),
-            max_subscriptions_per_connection: 200,
-            max_write_queues_bytes: 1024 * 1024 * 1024,
-            max_cached_channels: 100_000,
-            max_cache_bytes: 256 * 1024 * 1024,
-            max_connections_per_ip: None,
-            client_ip_header: None,
-        }
-    }
-}
-
 /// The validated configuration every shard reads.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -166,8 +136,8 @@ pub struct Config {
     pub dev_loopback: bool,
 }
 
-pub const DEFAULT_PORT: u16 = 6001;
-pub const DEFAULT_HOST: &str = "0.0.0.0";
+pub const DEFAULT_PORT: u16 = settings::PORT.integer() as u16;
+pub const DEFAULT_HOST: &str = settings::HOST.text(0);
 /// Where the development app is served when no host is given.
-pub const DEV_HOST: &str = "127.0.0.1";
-pub const DEFAULT_METRICS_PORT: u16 = 9601;
+pub const DEV_HOST: &str = settings::HOST.text(1);
+pub const DEFAULT_METRICS_PORT: u16 = settings::METRICS_PORT.integer() as u16;
