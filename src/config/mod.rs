@@ -11,6 +11,8 @@
 mod cli;
 mod defaults;
 mod file;
+#[cfg(test)]
+mod reference;
 mod resolve;
 mod resolved;
 pub mod settings;
