@@ -1,12 +1,23 @@
 //! Startup configuration: the command line, the optional TOML file and the
-//! environment, resolved once into an immutable [`Config`].
+//! environment, resolved once into an immutable [`Config`] that the runtime
+//! reads. This module owns every configurable key, so a setting is added,
+//! documented and defaulted in one place (`settings`), and no other module
+//! needs to know how a value was given.
 //!
-//! Two layers, as in ripgrep's flags pipeline: [`Cli`] and [`FileConfig`] are
-//! the raw inputs (every key optional, unknown keys rejected by serde with the
-//! key's name), and [`Config`] is the validated result the runtime reads.
-//! Precedence: CLI flag, then file, then built-in default. Without a file the
-//! server runs one development app whose credentials come from
-//! `SHARDCAST_APP_ID`, `SHARDCAST_APP_KEY`, `SHARDCAST_APP_SECRET`.
+//! Precedence: CLI flag, then file, then the table's default. Without
+//! `[[apps]]` the server runs one development app whose credentials come
+//! from `SHARDCAST_APP_ID`, `SHARDCAST_APP_KEY`, `SHARDCAST_APP_SECRET`.
+//!
+//! - `settings`: THE table: every key's TOML name, type, default, bounds
+//!   and one-line doc.
+//! - `cli`: the flags ([`Cli`]); `file`: the file's sections as written
+//!   ([`FileConfig`], every key optional, unknown keys refused by serde).
+//! - `resolve`: validation into the resolved structs (`resolved`:
+//!   [`Config`], [`ServerLimits`], [`ClusterSettings`]); `defaults`: their
+//!   `Default`s, and those of `AppLimits`, `App::new` and
+//!   `WebhookSettings`, from the table.
+//! - `reference` (tests): README.md's tables, `--help` and
+//!   `shardcast.example.toml` held to the table.
 
 mod cli;
 mod defaults;
@@ -16,6 +27,8 @@ mod reference;
 mod resolve;
 mod resolved;
 pub mod settings;
+#[cfg(test)]
+mod tests;
 
 pub use cli::Cli;
 pub use file::{

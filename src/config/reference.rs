@@ -11,17 +11,18 @@ fn setting(key: &str) -> Option<&'static Setting> {
     ALL.iter().find(|s| s.key == key)
 }
 
-/// The rows of README's table under "## Configuration file": `(key, default)`
-/// for each row whose first cell is one backticked key.
-fn readme_rows() -> Vec<(String, String)> {
+/// The rows of the first table under README's `heading` whose header row
+/// starts with `| {first} |`: `(first cell without backticks, second cell)`.
+fn readme_rows(heading: &str, first: &str) -> Vec<(String, String)> {
     let start = README
-        .find("\n## Configuration file")
-        .expect("README has a \"## Configuration file\" section");
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("README has no \"## {heading}\" section"));
     let section = &README[start + 1..];
     let end = section[3..].find("\n## ").map_or(section.len(), |e| e + 3);
+    let header = format!("| {first} |");
     section[..end]
         .lines()
-        .skip_while(|l| !l.starts_with("| key |"))
+        .skip_while(|l| !l.starts_with(&header))
         .skip(2)
         .take_while(|l| l.starts_with('|'))
         .map(|row| {
@@ -43,7 +44,7 @@ fn states_default(cell: &str, setting: &Setting) -> bool {
 
 #[test]
 fn readme_table_follows_the_settings() {
-    let rows = readme_rows();
+    let rows = readme_rows("Configuration file", "key");
     assert!(!rows.is_empty(), "README's configuration table not found");
     for (key, cell) in &rows {
         let Some(s) = setting(key) else {
@@ -60,6 +61,39 @@ fn readme_table_follows_the_settings() {
             rows.iter().any(|(key, _)| key == s.key),
             "`{}` is missing from README's configuration table",
             s.key
+        );
+    }
+}
+
+/// README's command-line table and `--help` give each flag its setting's
+/// default.
+#[test]
+fn flags_follow_the_settings() {
+    use super::settings::{CPUS, HOST, PORT};
+    use clap::CommandFactory;
+    let rows = readme_rows("Command line", "flag");
+    let command = super::Cli::command();
+    for (flag, setting) in [
+        ("--host H", &HOST),
+        ("--port P", &PORT),
+        ("--cpus LIST", &CPUS),
+    ] {
+        let (_, cell) = rows
+            .iter()
+            .find(|(f, _)| f == flag)
+            .unwrap_or_else(|| panic!("`{flag}` is missing from README's command-line table"));
+        assert!(
+            states_default(cell, setting),
+            "README gives `{flag}` the default {cell:?}; the table says {:?}",
+            setting.default_text()
+        );
+        let id = flag[2..].split(' ').next().unwrap_or_default();
+        let arg = command.get_arguments().find(|a| a.get_id() == id);
+        let help = arg.and_then(|a| a.get_help()).map(|h| h.to_string());
+        let default = setting.default_text().replace('`', "");
+        assert!(
+            help.as_deref().is_some_and(|h| h.contains(&default)),
+            "--{id}'s help {help:?} does not give the default {default:?}"
         );
     }
 }
