@@ -65,6 +65,55 @@ fn readme_table_follows_the_settings() {
     }
 }
 
+/// The setting a README row names by its last part: the app's when the row
+/// says so (`app `x``, ``x` (app)`) or no server key has that name.
+fn setting_named(name: &str, app: bool) -> Option<&'static Setting> {
+    let server = ALL
+        .iter()
+        .find(|s| !app && !s.key.starts_with("apps[]") && s.name() == name);
+    server.or_else(|| ALL.iter().find(|s| s.key == format!("apps[].{name}")))
+}
+
+/// The Security section's table of limits repeats defaults; each must be
+/// the table's (`off`/`none` for a limit that is off by default).
+#[test]
+fn readme_limits_table_follows_the_settings() {
+    let start = README
+        .find("**Limits a client cannot exceed**")
+        .expect("README has the table of limits");
+    let rows: Vec<&str> = README[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with("| limit |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(!rows.is_empty(), "README's table of limits not found");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let app = cells[1].contains("app");
+        let names = cells[1].split('`').skip(1).step_by(2);
+        let values = cells[2].split(", ");
+        for (name, value) in names.zip(values) {
+            let s = setting_named(name, app).unwrap_or_else(|| {
+                panic!("README's table of limits names `{name}`, not a setting")
+            });
+            let word = value.split(' ').next().unwrap_or_default();
+            let off = matches!(s.preset, Preset::Integer(0) | Preset::Absent(_));
+            let ok = if off {
+                word == "off" || word == "none"
+            } else {
+                word == s.default_text()
+            };
+            assert!(
+                ok,
+                "README's table of limits gives `{}` the default {value:?}; the table says {:?}",
+                s.key,
+                s.default_text()
+            );
+        }
+    }
+}
+
 /// README's command-line table and `--help` give each flag its setting's
 /// default.
 #[test]

@@ -408,10 +408,14 @@ fn resolve_webhook(
 fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
     use settings::*;
     let key_of = |field: &str| format!("apps[{index}].{field}");
-    for (field, value) in [("id", &a.id), ("key", &a.key), ("secret", &a.secret)] {
+    for (setting, value) in [
+        (&APP_ID, &a.id),
+        (&APP_KEY, &a.key),
+        (&APP_SECRET, &a.secret),
+    ] {
         if value.is_empty() {
             return Err(ConfigError::Invalid {
-                key: key_of(field),
+                key: key_of(setting.name()),
                 why: "must not be empty".into(),
             });
         }

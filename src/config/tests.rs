@@ -488,3 +488,21 @@ fn out_of_bounds_integers_name_the_key_and_the_range() {
         }
     }
 }
+
+/// Every adapter the table allows resolves, and another is refused naming
+/// the allowed ones.
+#[test]
+fn the_tables_adapters_resolve() {
+    let settings::Bounds::OneOf(adapters) = settings::CLUSTER_ADAPTER.bounds else {
+        panic!("cluster.adapter lists its values");
+    };
+    for adapter in adapters {
+        let text = format!("[cluster]\nadapter = \"{adapter}\"\n");
+        resolve(Cli::default(), Some(&text)).unwrap();
+    }
+    let err = resolve(Cli::default(), Some("[cluster]\nadapter = \"kafka\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cluster.adapter"), "{err}");
+    assert!(err.contains(&settings::CLUSTER_ADAPTER.allowed()), "{err}");
+}
