@@ -24,7 +24,7 @@ fn main() {
         config
             .log_level
             .as_deref()
-            .unwrap_or(shardcast::config::settings::LOG_LEVEL.text(0)),
+            .unwrap_or(shardcast::config::settings::LOG_LEVEL.text()),
     );
     if config.dev_loopback {
         log::warn!(

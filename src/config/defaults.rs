@@ -54,7 +54,7 @@ impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             adapter: Adapter::Local,
-            prefix: CLUSTER_PREFIX.text(0).into(),
+            prefix: CLUSTER_PREFIX.text().into(),
             node_timeout: secs(CLUSTER_NODE_TIMEOUT_SECS.integer()),
         }
     }

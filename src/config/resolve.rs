@@ -265,13 +265,13 @@ fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
         }
         Ok(url)
     };
-    let adapter = match c.adapter.as_deref().unwrap_or(CLUSTER_ADAPTER.text(0)) {
+    let adapter = match c.adapter.as_deref().unwrap_or(CLUSTER_ADAPTER.text()) {
         "local" => Adapter::Local,
         "redis" => Adapter::Redis {
-            url: url("redis://", CLUSTER_URL.text(0))?,
+            url: url("redis://", CLUSTER_URL.case(0))?,
         },
         "nats" => Adapter::Nats {
-            url: url("nats://", CLUSTER_URL.text(1))?,
+            url: url("nats://", CLUSTER_URL.case(1))?,
         },
         other => {
             return Err(invalid(
@@ -289,7 +289,7 @@ fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
     let prefix = c
         .prefix
         .clone()
-        .unwrap_or_else(|| CLUSTER_PREFIX.text(0).into());
+        .unwrap_or_else(|| CLUSTER_PREFIX.text().into());
     let prefix_ok = !prefix.is_empty()
         && prefix.len() <= 64
         && prefix

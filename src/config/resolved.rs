@@ -137,7 +137,7 @@ pub struct Config {
 }
 
 pub const DEFAULT_PORT: u16 = settings::PORT.integer() as u16;
-pub const DEFAULT_HOST: &str = settings::HOST.text(0);
+pub const DEFAULT_HOST: &str = settings::HOST.case(0);
 /// Where the development app is served when no host is given.
-pub const DEV_HOST: &str = settings::HOST.text(1);
+pub const DEV_HOST: &str = settings::HOST.case(1);
 pub const DEFAULT_METRICS_PORT: u16 = settings::METRICS_PORT.integer() as u16;

@@ -75,8 +75,8 @@ const fn any_port() -> Bounds {
 }
 
 impl Setting {
-    /// The integer default; a setting without one is a bug caught at compile
-    /// time where a const uses it.
+    /// The integer default. Asking a setting without one is a bug: a panic,
+    /// at compile time where a const asks.
     pub const fn integer(&self) -> u32 {
         match self.preset {
             Preset::Integer(n) => n,
@@ -92,12 +92,19 @@ impl Setting {
         }
     }
 
-    /// The text default, or the value of a `Choice`'s `index`th case.
-    pub const fn text(&self, index: usize) -> &'static str {
+    /// The text default.
+    pub const fn text(&self) -> &'static str {
         match self.preset {
-            Preset::Text(t) if index == 0 => t,
+            Preset::Text(t) => t,
+            _ => panic!("setting has no text default"),
+        }
+    }
+
+    /// The value of a `Choice`'s `index`th case.
+    pub const fn case(&self, index: usize) -> &'static str {
+        match self.preset {
             Preset::Choice(cases) => cases[index].1,
-            _ => panic!("setting has no such text default"),
+            _ => panic!("setting has no choice of defaults"),
         }
     }
 

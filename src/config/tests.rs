@@ -360,7 +360,7 @@ fn an_empty_file_gives_the_tables_defaults() {
         Some("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n"),
     )
     .unwrap();
-    assert_eq!(c.host, HOST.text(0));
+    assert_eq!(c.host, HOST.case(0));
     assert_eq!(u32::from(c.port), PORT.integer());
     assert_eq!(c.activity_timeout, ACTIVITY_TIMEOUT.integer());
     assert_eq!(c.pong_timeout, PONG_TIMEOUT.integer());
@@ -399,8 +399,8 @@ fn an_empty_file_gives_the_tables_defaults() {
     assert_eq!(c.metrics_port, None);
     assert_eq!(c.tls, None);
     assert_eq!(c.cluster.adapter, Adapter::Local);
-    assert_eq!(CLUSTER_ADAPTER.text(0), "local");
-    assert_eq!(c.cluster.prefix, CLUSTER_PREFIX.text(0));
+    assert_eq!(CLUSTER_ADAPTER.text(), "local");
+    assert_eq!(c.cluster.prefix, CLUSTER_PREFIX.text());
     assert_eq!(
         c.cluster.node_timeout,
         secs(CLUSTER_NODE_TIMEOUT_SECS.integer())
@@ -455,7 +455,7 @@ fn an_empty_file_gives_the_tables_defaults() {
     assert_eq!(format!("{a:?}"), format!("{new:?}"));
     // The development app gets the same defaults, on loopback.
     let dev = resolve(Cli::default(), None).unwrap();
-    assert_eq!(dev.host, HOST.text(1));
+    assert_eq!(dev.host, HOST.case(1));
     assert_eq!(format!("{:?}", dev.apps[0].limits), format!("{m:?}"));
 }
 
