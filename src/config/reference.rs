@@ -300,3 +300,60 @@ fn file_sections_accept_exactly_the_settings() {
         );
     }
 }
+
+/// A TOML value of `setting`'s kind, within its bounds when `fits`, else of
+/// another type.
+fn sample(setting: &Setting, fits: bool) -> String {
+    use super::settings::{Bounds, Kind};
+    let value = match setting.kind {
+        Kind::Integer => match setting.bounds {
+            Bounds::Range { min, .. } => min.to_string(),
+            _ => "1".into(),
+        },
+        Kind::Bool => "true".into(),
+        Kind::Text | Kind::Path => "\"x\"".into(),
+        Kind::List => "[\"cache_miss\"]".into(),
+        Kind::Table => "{}".into(),
+    };
+    match (fits, setting.kind) {
+        (true, _) => value,
+        (false, Kind::Integer) => "\"1\"".into(),
+        (false, _) => "1".into(),
+    }
+}
+
+/// A file setting every key, `wrong` (if any) with a value of another type.
+fn file_with_every_key(wrong: Option<&str>) -> String {
+    let mut text = String::new();
+    let mut section = "";
+    for s in ALL {
+        let (this, name) = s.key.rsplit_once('.').unwrap_or(("", s.key));
+        if this != section {
+            section = this;
+            text += &match this {
+                "apps[]" => "[[apps]]\n".to_string(),
+                "apps[].webhooks[]" => "[[apps.webhooks]]\n".to_string(),
+                _ => format!("[{this}]\n"),
+            };
+        }
+        let fits = wrong != Some(s.key);
+        text += &format!("{name} = {}\n", sample(s, fits));
+    }
+    text
+}
+
+/// Each setting's kind is the type the file accepts for it.
+#[test]
+fn the_file_takes_each_setting_as_its_kind() {
+    let text = file_with_every_key(None);
+    if let Err(e) = super::parse_file(&text) {
+        panic!("{e}\nin\n{text}");
+    }
+    for s in ALL {
+        let err = super::parse_file(&file_with_every_key(Some(s.key)))
+            .err()
+            .unwrap_or_else(|| panic!("`{}` accepts a value of another kind", s.key))
+            .to_string();
+        assert!(err.contains(s.name()), "{}: {err}", s.key);
+    }
+}
