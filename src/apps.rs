@@ -14,7 +14,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AppIdx(pub u32);
 
-/// Per-app limits on what clients and backends may send.
+/// Per-app limits on what clients and backends may send; its `Default`
+/// (the table in `config::settings`) is in `config::defaults`.
 #[derive(Debug, Clone)]
 pub struct AppLimits {
     /// Connections allowed for the app across all shards; `None` means no limit.
@@ -30,22 +31,8 @@ pub struct AppLimits {
     pub max_client_events_per_second: u32,
 }
 
-impl Default for AppLimits {
-    fn default() -> Self {
-        AppLimits {
-            max_connections: None,
-            max_event_payload_bytes: 100 * 1024,
-            max_channels_per_event: 100,
-            max_batch_size: 10,
-            max_event_name_length: 200,
-            max_channel_name_length: 200,
-            max_presence_members: 100,
-            max_client_events_per_second: 10,
-        }
-    }
-}
-
-/// One app as configured. Its `Debug` prints the secret as `***` and
+/// One app as configured (`App::new`, with every default, is in
+/// `config::defaults`). Its `Debug` prints the secret as `***` and
 /// webhook URLs without credentials, so `{:?}` of a config is safe to log.
 #[derive(Clone)]
 pub struct App {
@@ -95,26 +82,6 @@ impl fmt::Debug for App {
             .field("webhooks", &self.webhooks)
             .field("limits", &self.limits)
             .finish()
-    }
-}
-
-impl App {
-    pub fn new(id: String, key: String, secret: String) -> App {
-        App {
-            id,
-            key,
-            secret,
-            enabled: true,
-            enable_client_messages: false,
-            enable_user_authentication: false,
-            user_authentication_timeout: 30,
-            enable_subscription_count: false,
-            cache_ttl: Duration::from_secs(30 * 60),
-            max_api_requests_per_second: None,
-            webhooks: Vec::new(),
-            webhook_kinds: KindSet::default(),
-            limits: AppLimits::default(),
-        }
     }
 }
 

@@ -20,7 +20,12 @@ fn main() {
     };
     // RUST_LOG wins over `server.log_level`; `info` without either. Lines
     // go through a bounded queue to a writer thread (`logging`).
-    shardcast::logging::init(config.log_level.as_deref().unwrap_or("info"));
+    shardcast::logging::init(
+        config
+            .log_level
+            .as_deref()
+            .unwrap_or(shardcast::config::settings::LOG_LEVEL.text()),
+    );
     if config.dev_loopback {
         log::warn!(
             "no apps configured: serving the development app id={} key={}, whose credentials \

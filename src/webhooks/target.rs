@@ -59,7 +59,8 @@ pub fn wants_occupancy(kinds: KindSet) -> bool {
     kinds.contains(EventKind::ChannelOccupied) || kinds.contains(EventKind::ChannelVacated)
 }
 
-/// `[server.webhooks]`: how every webhook is delivered.
+/// `[server.webhooks]`: how every webhook is delivered. Its `Default` (the
+/// table in `config::settings`) is in `config::defaults`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
     /// Events closer together than this go in one request.
@@ -76,19 +77,6 @@ pub struct WebhookSettings {
     /// Events waiting per webhook while its batches are posted or retried;
     /// beyond it the oldest waiting events are dropped (and counted).
     pub max_queued_events: usize,
-}
-
-impl Default for WebhookSettings {
-    fn default() -> Self {
-        WebhookSettings {
-            batch_window: Duration::from_millis(50),
-            batch_max: 100,
-            delay: Duration::from_millis(3000),
-            retry_for: Duration::from_secs(300),
-            timeout: Duration::from_millis(10_000),
-            max_queued_events: 10_000,
-        }
-    }
 }
 
 #[cfg(test)]

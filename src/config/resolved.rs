@@ -1,0 +1,143 @@
+//! The resolved settings the runtime reads: [`Config`], [`ServerLimits`],
+//! [`ClusterSettings`] and the cluster [`Adapter`].
+
+use super::{settings, TlsFiles};
+use crate::apps::App;
+use crate::webhooks::WebhookSettings;
+use std::time::Duration;
+
+/// The engine joining the nodes of a cluster; its `Debug` prints the url
+/// without credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Adapter {
+    /// One node, no other process.
+    Local,
+    /// Redis pub/sub at `url` (`redis://host:port`).
+    Redis { url: String },
+    /// NATS at `url` (`nats://host:port`).
+    Nats { url: String },
+}
+
+impl std::fmt::Debug for Adapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Adapter::Local => f.write_str("Local"),
+            Adapter::Redis { .. } | Adapter::Nats { .. } => {
+                let name = if matches!(self, Adapter::Redis { .. }) {
+                    "Redis"
+                } else {
+                    "Nats"
+                };
+                f.debug_struct(name)
+                    .field("url", &self.url_for_logs().unwrap_or_default())
+                    .finish()
+            }
+        }
+    }
+}
+
+impl Adapter {
+    /// The engine's url for logs, without credentials (`user:pass@`).
+    pub fn url_for_logs(&self) -> Option<String> {
+        let url = match self {
+            Adapter::Local => return None,
+            Adapter::Redis { url } | Adapter::Nats { url } => url,
+        };
+        // `***@` says credentials were configured; the query (`?password=`)
+        // is dropped like the rest (`logging::redact::url`).
+        let logged = crate::logging::redact::url(url);
+        Some(match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let (scheme, rest) = logged.split_at(scheme + 3);
+                format!("{scheme}***@{rest}")
+            }
+            _ => logged,
+        })
+    }
+}
+
+/// Resolved `[cluster]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub adapter: Adapter,
+    /// Names this cluster's channels/subjects, so clusters can share an engine.
+    pub prefix: String,
+    /// A node not heard from for this long is taken as gone.
+    pub node_timeout: Duration,
+}
+
+/// Server-wide limits that protect the process, not a particular app.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Largest inbound WebSocket message (after reassembly); larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Bytes queued for one socket before it is closed as a slow consumer (4100).
+    pub max_write_queue_bytes: usize,
+    /// Hard cap on an HTTP request body (413 above it).
+    pub max_request_body_bytes: usize,
+    /// Hard cap on an HTTP request head (431 above it).
+    pub max_request_head_bytes: usize,
+    /// WebSocket connections on the whole node (4100 above it).
+    pub max_connections: u32,
+    /// Connections whose request (head or body) is still arriving,
+    /// node-wide (shared out evenly between shards; 503 above it).
+    pub max_pending_heads: u32,
+    /// How long a client may take to send a whole request, head and body
+    /// (408 and close after it).
+    pub head_timeout: Duration,
+    /// Channels one connection may be subscribed to (or joining) at once;
+    /// one more gets `pusher:subscription_error` (4100) for that channel.
+    pub max_subscriptions_per_connection: u32,
+    /// Bytes queued for all clients together, node-wide (shared out evenly
+    /// between shards); past it, clients with more than 64 KiB queued are
+    /// closed as slow consumers (4100).
+    pub max_write_queues_bytes: usize,
+    /// Cache channels with a kept event, node-wide (shared out evenly
+    /// between shards); beyond it the entries closest to expiry are evicted.
+    pub max_cached_channels: u32,
+    /// Bytes of kept cache events, node-wide (shared out like the above).
+    pub max_cache_bytes: usize,
+    /// Open WebSocket connections from one client address on the node; one
+    /// more is refused with 4100. `None` (the default, or 0): no limit, and
+    /// no address is looked at. Meant for clients that connect directly.
+    pub max_connections_per_ip: Option<u32>,
+    /// The request header a trusted proxy sets with the client's address
+    /// (its last comma-separated entry counts); `None` (the default): the
+    /// TCP peer address counts and headers are ignored, so clients cannot
+    /// claim another address.
+    pub client_ip_header: Option<String>,
+}
+
+/// The validated configuration every shard reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// One entry per shard: the CPU it is pinned to.
+    pub cpus: Vec<usize>,
+    /// Seconds of client silence before the server pings (advertised to clients).
+    pub activity_timeout: u32,
+    /// Seconds to wait for a pong after a server ping before closing with 4201.
+    pub pong_timeout: u32,
+    pub limits: ServerLimits,
+    pub apps: Vec<App>,
+    /// True when no config file named any app and the built-in one is served.
+    pub dev_app: bool,
+    pub webhooks: WebhookSettings,
+    /// The Prometheus port (`/metrics`, `/usage`), when enabled.
+    pub metrics_port: Option<u16>,
+    /// Certificate and key for TLS on the main port; plain when `None`.
+    pub tls: Option<TlsFiles>,
+    pub cluster: ClusterSettings,
+    /// `server.log_level`, used when `RUST_LOG` is not set.
+    pub log_level: Option<String>,
+    /// The development app is served and no host was given, so the server
+    /// listens on loopback only: its credentials are public.
+    pub dev_loopback: bool,
+}
+
+pub const DEFAULT_PORT: u16 = settings::PORT.integer() as u16;
+pub const DEFAULT_HOST: &str = settings::HOST.case(0);
+/// Where the development app is served when no host is given.
+pub const DEV_HOST: &str = settings::HOST.case(1);
+pub const DEFAULT_METRICS_PORT: u16 = settings::METRICS_PORT.integer() as u16;
