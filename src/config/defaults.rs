@@ -5,8 +5,9 @@
 
 use super::settings::*;
 use super::{Adapter, ClusterSettings, ServerLimits};
+use crate::apps::webhook::KindSet;
 use crate::apps::{App, AppLimits};
-use crate::webhooks::{KindSet, WebhookSettings};
+use crate::config::WebhookSettings;
 use std::time::Duration;
 
 /// `n` KiB in bytes.

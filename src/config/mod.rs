@@ -37,6 +37,6 @@ pub use file::{
 };
 pub use resolve::parse_cpu_list;
 pub use resolved::{
-    Adapter, ClusterSettings, Config, ServerLimits, DEFAULT_HOST, DEFAULT_METRICS_PORT,
-    DEFAULT_PORT, DEV_HOST,
+    Adapter, ClusterSettings, Config, ServerLimits, WebhookSettings, DEFAULT_HOST,
+    DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
 };

@@ -6,9 +6,10 @@
 use super::defaults::{kib, mib, millis, secs};
 use super::settings::{self, Setting};
 use super::*;
+use crate::apps::webhook::{EventKind, KindSet, Webhook};
 use crate::apps::{App, AppLimits};
+use crate::config::WebhookSettings;
 use crate::errors::ConfigError;
-use crate::webhooks::{EventKind, KindSet, Webhook, WebhookSettings};
 
 impl Config {
     /// Resolves CLI, file and environment into a validated configuration.
@@ -461,7 +462,7 @@ fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
         .enumerate()
         .map(|(i, w)| resolve_webhook(&|field| key_of(&format!("webhooks[{i}].{field}")), w))
         .collect::<Result<Vec<_>, _>>()?;
-    app.webhook_kinds = crate::webhooks::target::kinds_of(&app.webhooks);
+    app.webhook_kinds = crate::apps::webhook::kinds_of(&app.webhooks);
     app.limits = AppLimits {
         max_connections: optional(&APP_MAX_CONNECTIONS, a.max_connections)?,
         max_event_payload_bytes: kib(int(&APP_MAX_EVENT_PAYLOAD_KB, a.max_event_payload_kb)?),

@@ -3,7 +3,6 @@
 
 use super::{settings, TlsFiles};
 use crate::apps::App;
-use crate::webhooks::WebhookSettings;
 use std::time::Duration;
 
 /// The engine joining the nodes of a cluster; its `Debug` prints the url
@@ -141,3 +140,23 @@ pub const DEFAULT_HOST: &str = settings::HOST.case(0);
 /// Where the development app is served when no host is given.
 pub const DEV_HOST: &str = settings::HOST.case(1);
 pub const DEFAULT_METRICS_PORT: u16 = settings::METRICS_PORT.integer() as u16;
+
+/// `[server.webhooks]`: how every webhook is delivered. Its `Default` (the
+/// table in `config::settings`) is in `config::defaults`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Events closer together than this go in one request.
+    pub batch_window: Duration,
+    /// At most this many events per request.
+    pub batch_max: usize,
+    /// `channel_vacated` and `member_removed` wait this long, and are
+    /// dropped if the channel or member comes back meanwhile.
+    pub delay: Duration,
+    /// A failing request is retried (with backoff) for this long.
+    pub retry_for: Duration,
+    /// Time limit of one request.
+    pub timeout: Duration,
+    /// Events waiting per webhook while its batches are posted or retried;
+    /// beyond it the oldest waiting events are dropped (and counted).
+    pub max_queued_events: usize,
+}

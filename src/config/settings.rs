@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn event_types_are_the_webhook_event_kinds() {
-        let kinds: Vec<&str> = crate::webhooks::EventKind::ALL
+        let kinds: Vec<&str> = crate::apps::webhook::EventKind::ALL
             .iter()
             .map(|k| k.name())
             .collect();

@@ -4,9 +4,10 @@
 use super::defaults::{kib, mib, millis, secs};
 use super::settings;
 use super::*;
+use crate::apps::webhook::EventKind;
 use crate::apps::App;
+use crate::config::WebhookSettings;
 use crate::errors::ConfigError;
-use crate::webhooks::{EventKind, WebhookSettings};
 use std::time::Duration;
 
 fn resolve(cli: Cli, file: Option<&str>) -> Result<Config, ConfigError> {

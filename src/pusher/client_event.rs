@@ -5,13 +5,14 @@
 
 use super::shard::Shard;
 use super::webhook_events;
+use crate::apps::webhook::EventKind;
 use crate::pusher::broadcast::{publish_now, Publication};
 use crate::pusher::channel::{ChannelClass, ChannelKind};
 use crate::pusher::conns::ConnKey;
 use crate::pusher::delivery::Source;
 use crate::pusher::messages;
 use crate::socket_id::SocketId;
-use crate::webhooks::{EventKind, WebhookEvent};
+use crate::webhooks::WebhookEvent;
 
 const REJECTED: u16 = 4301;
 

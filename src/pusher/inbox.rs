@@ -7,8 +7,9 @@ use crate::cluster::Inbound;
 use crate::pusher::broadcast::Publication;
 use crate::pusher::channel::ChannelClass;
 use crate::pusher::delivery::Source;
+use crate::pusher::owned::nodes;
 use crate::pusher::owned::owner_of;
-use crate::pusher::{broadcast, nodes, owned, query, session, subscribe};
+use crate::pusher::{broadcast, owned, query, session, subscribe};
 use std::rc::Rc;
 use std::sync::Arc;
 

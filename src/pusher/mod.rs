@@ -17,7 +17,6 @@ pub mod flusher;
 pub mod inbound;
 pub mod inbox;
 pub mod messages;
-pub mod nodes;
 pub mod owned;
 pub mod presence;
 pub mod query;

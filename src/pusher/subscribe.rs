@@ -9,6 +9,7 @@
 
 use super::shard::Shard;
 use super::shard_msg::ShardMsg;
+use crate::apps::webhook::wants_occupancy;
 use crate::apps::AppIdx;
 use crate::auth::verify_client_auth;
 use crate::pusher::channel::{validate_name, ChannelClass, ChannelKind, SERVER_TO_USER_PREFIX};
@@ -17,7 +18,6 @@ use crate::pusher::messages;
 use crate::pusher::owned::{counts_announced, owner_of, JoinOutcome, Member};
 use crate::pusher::presence::parse_channel_data;
 use crate::socket_id::SocketId;
-use crate::webhooks::target::wants_occupancy;
 
 /// A subscription refused before it reached the channel table.
 struct Refused {

@@ -9,8 +9,9 @@
 //! delivery (see `webhooks`).
 
 use super::shard::Shard;
+use crate::apps::webhook::EventKind;
 use crate::apps::AppIdx;
-use crate::webhooks::{EventKind, WebhookEvent};
+use crate::webhooks::WebhookEvent;
 use std::time::Instant;
 
 /// Whether some webhook of `app` wants events of `kind` (check before

@@ -1,78 +1,8 @@
 //! The events a webhook reports, and their JSON as Pusher sends it
 //! (`{"name":"channel_occupied","channel":"c"}` and so on).
 
+use crate::apps::webhook::EventKind;
 use crate::json::push_json_str;
-use std::fmt;
-
-/// The kinds of webhook event an app may ask for in `event_types`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    ChannelOccupied,
-    ChannelVacated,
-    MemberAdded,
-    MemberRemoved,
-    ClientEvent,
-    CacheMiss,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 6] = [
-        EventKind::ChannelOccupied,
-        EventKind::ChannelVacated,
-        EventKind::MemberAdded,
-        EventKind::MemberRemoved,
-        EventKind::ClientEvent,
-        EventKind::CacheMiss,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::ChannelOccupied => "channel_occupied",
-            EventKind::ChannelVacated => "channel_vacated",
-            EventKind::MemberAdded => "member_added",
-            EventKind::MemberRemoved => "member_removed",
-            EventKind::ClientEvent => "client_event",
-            EventKind::CacheMiss => "cache_miss",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// One bit per kind, for [`KindSet`].
-    fn bit(self) -> u8 {
-        1 << self as u8
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A set of event kinds, as a bit mask.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KindSet(u8);
-
-impl KindSet {
-    pub fn insert(&mut self, kind: EventKind) {
-        self.0 |= kind.bit();
-    }
-
-    pub fn contains(self, kind: EventKind) -> bool {
-        self.0 & kind.bit() != 0
-    }
-
-    pub fn union(self, other: KindSet) -> KindSet {
-        KindSet(self.0 | other.0)
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-}
 
 /// One webhook event, built by the shard where it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,18 +109,6 @@ pub fn body(time_ms: u64, events: &[WebhookEvent]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kinds_round_trip_their_names() {
-        for k in EventKind::ALL {
-            assert_eq!(EventKind::parse(k.name()), Some(k));
-        }
-        assert_eq!(EventKind::parse("channel_occupied "), None);
-        let mut set = KindSet::default();
-        set.insert(EventKind::CacheMiss);
-        assert!(set.contains(EventKind::CacheMiss));
-        assert!(!set.contains(EventKind::ClientEvent));
-    }
 
     #[test]
     fn bodies_look_like_pushers() {

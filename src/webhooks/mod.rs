@@ -3,8 +3,7 @@
 //! `member_removed`, `client_event`, `cache_miss`), as signed, batched,
 //! retried HTTP POSTs (reference sections 1.7 and 2.7).
 //!
-//! This module is the delivery side: the events ([`event`]), the targets
-//! ([`target`]), the table that holds vacated/removed events back for
+//! This module is the delivery side: the events ([`event`]), the table that holds vacated/removed events back for
 //! `delay_ms` ([`DelayTable`]), and the sender thread ([`sender`]), which
 //! batches, signs, posts and retries. Which events happen, and when, is
 //! decided on the shards (`pusher::webhook_events`); shards never wait on
@@ -14,9 +13,7 @@ pub mod backlog;
 pub mod delays;
 pub mod event;
 pub mod sender;
-pub mod target;
 
 pub use delays::DelayTable;
-pub use event::{EventKind, KindSet, WebhookEvent};
+pub use event::WebhookEvent;
 pub use sender::{DeliveryStats, SenderThread, WebhookQueue};
-pub use target::{Webhook, WebhookSettings};

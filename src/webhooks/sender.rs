@@ -23,8 +23,9 @@
 
 use super::backlog::Backlog;
 use super::event::{body, WebhookEvent};
-use super::target::{Webhook, WebhookSettings};
+use crate::apps::webhook::Webhook;
 use crate::apps::{AppIdx, AppRegistry};
+use crate::config::WebhookSettings;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -265,7 +266,7 @@ impl Sender {
     fn route(&mut self, app: AppIdx, event: WebhookEvent, workers: &mut tokio::task::JoinSet<()>) {
         let apps = self.apps.clone();
         for (index, hook) in apps.get(app).webhooks.iter().enumerate() {
-            if !hook.wants(&event) {
+            if !hook.wants(event.kind(), event.channel()) {
                 continue;
             }
             self.stats.pending.fetch_add(1, Ordering::Relaxed);

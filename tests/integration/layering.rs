@@ -122,11 +122,7 @@ fn every_module_uses_only_lower_layers() {
         unknown.is_empty(),
         "modules missing from LAYERS (module: a file naming it): {unknown:?}"
     );
-    assert!(
-        upward.is_empty(),
-        "layers broken:\n{}",
-        upward.join("\n")
-    );
+    assert!(upward.is_empty(), "layers broken:\n{}", upward.join("\n"));
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod connection;
 mod framing;
 mod http_api;
 mod http_framing;
+mod layering;
 mod lifecycle;
 mod limits;
 mod log_limits;

@@ -5,10 +5,12 @@
 //! Apps are addressed inside the server by [`AppIdx`], their position here.
 
 use crate::logging::redact::Masked;
-use crate::webhooks::{KindSet, Webhook};
+pub mod webhook;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
+use webhook::{KindSet, Webhook};
 
 /// Position of an app in the [`AppRegistry`]; cheap to copy and to send between shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

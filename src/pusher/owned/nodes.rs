@@ -16,14 +16,14 @@
 //! they agree without talking. While that list changes (a node joining or
 //! dying) a webhook can be sent twice or not at all.
 
-use super::shard::Shard;
-use super::webhook_events;
+use super::name_hash;
 use crate::apps::AppIdx;
 use crate::cluster::NodeMsg;
 use crate::pusher::broadcast::{publish_on_node, Publication};
 use crate::pusher::delivery::Source;
-use crate::pusher::owned::name_hash;
 use crate::pusher::presence::{member_added, member_removed, Member};
+use crate::pusher::shard::Shard;
+use crate::pusher::webhook_events;
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::rc::Rc;

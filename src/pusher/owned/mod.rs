@@ -9,22 +9,27 @@
 //! (as a broadcast, so announcements follow the same ordered path as events).
 //! The owner is also where occupancy, membership and cache-miss webhooks are
 //! decided, and where vacated/removed webhooks wait out their delay.
+//! What the owner knows of other nodes' members and occupancy, and what it
+//! tells them, is [`nodes`].
 
-use super::shard::Shard;
-use super::shard_msg::ShardMsg;
-use super::webhook_events;
+pub mod nodes;
+
+use crate::apps::webhook::EventKind;
 use crate::apps::AppIdx;
 use crate::pusher::broadcast::{publish_on_node, Publication};
 use crate::pusher::cache::{CacheLimits, CacheTable};
 use crate::pusher::counts::{subscription_count_event, CountTable};
 use crate::pusher::delivery::Source;
-use crate::pusher::nodes::{self, Nodes};
 pub use crate::pusher::presence::Member;
 use crate::pusher::presence::{member_added, member_removed, Joined, PresenceChannel};
+use crate::pusher::shard::Shard;
+use crate::pusher::shard_msg::ShardMsg;
 use crate::pusher::users::{watchlist_event, UserTable};
+use crate::pusher::webhook_events;
 use crate::socket_id::SocketId;
-use crate::webhooks::{DelayTable, EventKind, WebhookEvent};
+use crate::webhooks::{DelayTable, WebhookEvent};
 use crate::ws::frame::Frame;
+use nodes::Nodes;
 use std::collections::HashMap;
 use std::time::Instant;
 
