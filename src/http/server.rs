@@ -14,7 +14,7 @@
 //! (a connection over the cap is closed without a handshake).
 
 use super::client_ip::resolve_client_ip;
-use super::request::{parse_head_with, Head};
+use super::framing::{self, left, HeadLimits, ReadBody, ReadHead, Reader, TimedOut};
 use super::response::Response;
 use super::{api, metrics_port};
 use crate::errors::ApiError;
@@ -38,13 +38,6 @@ pub enum Site {
     Main,
     /// `/metrics` and `/usage`.
     Metrics,
-}
-
-enum Read {
-    Head(Head),
-    Closed,
-    Refused(ApiError),
-    TimedOut,
 }
 
 /// A connection counted in `Shard::pending_heads` while one of its
@@ -159,7 +152,8 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
             // Idle until the next request's first byte: not pending, and
             // that byte starts the next request's clock.
             if buf.is_empty() {
-                match read_more(&shard, &mut socket, &mut buf, IDLE_TIMEOUT).await {
+                let mut reader = SocketReader::new(&shard, &mut socket);
+                match reader.read_more(&mut buf, IDLE_TIMEOUT).await {
                     Ok(n) if n > 0 => {}
                     _ => return,
                 }
@@ -176,11 +170,20 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
                 head_timeout.as_secs()
             ))
         };
-        let head = match read_head(&shard, &mut socket, &mut buf, deadline).await {
-            Read::Head(h) => h,
-            Read::Closed => return,
-            Read::TimedOut => return refuse(&shard, &mut socket, &too_slow()).await,
-            Read::Refused(e) => return refuse(&shard, &mut socket, &e).await,
+        let limits = &shard.config.limits;
+        let head_limits = HeadLimits {
+            max_head_bytes: limits.max_request_head_bytes,
+            // The client address header is only of use to the per-address limit.
+            ip_header: limits
+                .max_connections_per_ip
+                .and(limits.client_ip_header.as_deref()),
+        };
+        let mut reader = SocketReader::new(&shard, &mut socket);
+        let head = match framing::read_head(&mut reader, &mut buf, &head_limits, deadline).await {
+            ReadHead::Head(h) => h,
+            ReadHead::Closed => return,
+            ReadHead::TimedOut => return refuse(&shard, &mut socket, &too_slow()).await,
+            ReadHead::Refused(e) => return refuse(&shard, &mut socket, &e).await,
         };
         if site == Site::Metrics && head.upgrade.is_some() {
             let e = ApiError::NotFound("no WebSocket endpoint on the metrics port".into());
@@ -216,10 +219,12 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
         }
         buf.drain(..head.len);
         let keep_alive = head.keep_alive && !shard.is_draining();
-        let len = match read_body(&shard, &mut socket, &mut buf, &head, deadline).await {
-            Ok(Body::Complete(len)) => len,
-            Ok(Body::Closed) => return,
-            Ok(Body::TimedOut) => return refuse(&shard, &mut socket, &too_slow()).await,
+        let max_body = shard.config.limits.max_request_body_bytes;
+        let mut reader = SocketReader::new(&shard, &mut socket);
+        let len = match framing::read_body(&mut reader, &mut buf, &head, max_body, deadline).await {
+            Ok(ReadBody::Complete(len)) => len,
+            Ok(ReadBody::Closed) => return,
+            Ok(ReadBody::TimedOut) => return refuse(&shard, &mut socket, &too_slow()).await,
             Err(e) => return refuse(&shard, &mut socket, &e).await,
         };
         pending.release();
@@ -250,89 +255,30 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
     }
 }
 
-/// Time left until `deadline` (zero once it passed).
-fn left(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
+/// A connection's socket as the request reader's source. Reads go through
+/// the shard's scratch buffer, so `buf` only ever holds the bytes that
+/// arrived (no zeroed read-ahead space); waiting uses the shard's coarse
+/// deadlines.
+struct SocketReader<'a> {
+    shard: &'a Shard,
+    socket: &'a mut Stream,
 }
 
-/// Reads until `buf` starts with a complete head, by `deadline`.
-async fn read_head(
-    shard: &Shard,
-    socket: &mut Stream,
-    buf: &mut Vec<u8>,
-    deadline: Instant,
-) -> Read {
-    let limits = &shard.config.limits;
-    let limit = limits.max_request_head_bytes;
-    // The client address header is only of use to the per-address limit.
-    let ip_header = limits
-        .max_connections_per_ip
-        .and(limits.client_ip_header.as_deref());
-    loop {
-        if !buf.is_empty() {
-            match parse_head_with(buf, ip_header) {
-                Ok(Some(head)) => return Read::Head(head),
-                Ok(None) if buf.len() > limit => {
-                    return Read::Refused(ApiError::HeadTooLarge(format!(
-                        "request head is larger than {} KiB",
-                        limit / 1024
-                    )))
-                }
-                Ok(None) => {}
-                Err(e) => return Read::Refused(e),
-            }
-        }
-        match read_more(shard, socket, buf, left(deadline)).await {
-            Ok(n) if n > 0 => {}
-            Err(TimedOut) => return Read::TimedOut,
-            Ok(_) => return Read::Closed,
-        }
+impl<'a> SocketReader<'a> {
+    fn new(shard: &'a Shard, socket: &'a mut Stream) -> Self {
+        SocketReader { shard, socket }
     }
 }
 
-/// How reading a body ended.
-enum Body {
-    /// `buf` starts with the whole body, this long.
-    Complete(usize),
-    /// The peer went away first.
-    Closed,
-    /// The request's deadline passed first.
-    TimedOut,
-}
-
-/// Reads the body into `buf` (after the head was removed), by `deadline`.
-async fn read_body(
-    shard: &Shard,
-    socket: &mut Stream,
-    buf: &mut Vec<u8>,
-    head: &Head,
-    deadline: Instant,
-) -> Result<Body, ApiError> {
-    let len = head.content_length.unwrap_or(0);
-    let cap = shard.config.limits.max_request_body_bytes;
-    if len > cap {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "request body of {len} bytes is over the {} KiB limit",
-            cap / 1024
-        )));
+impl Reader for SocketReader<'_> {
+    async fn read_more(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize, TimedOut> {
+        read_socket(self.shard, self.socket, buf, timeout).await
     }
-    while buf.len() < len {
-        match read_more(shard, socket, buf, left(deadline)).await {
-            Ok(n) if n > 0 => {}
-            Ok(_) => return Ok(Body::Closed),
-            Err(TimedOut) => return Ok(Body::TimedOut),
-        }
-    }
-    Ok(Body::Complete(len))
 }
-
-/// The peer sent nothing within the time limit.
-struct TimedOut;
 
 /// Appends what the socket has to `buf`; `Ok(0)` when the peer closed or
-/// the read failed. Reads go through the shard's scratch buffer, so `buf`
-/// only ever holds the bytes that arrived (no zeroed read-ahead space).
-async fn read_more(
+/// the read failed.
+async fn read_socket(
     shard: &Shard,
     socket: &mut Stream,
     buf: &mut Vec<u8>,

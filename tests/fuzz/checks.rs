@@ -6,14 +6,14 @@
 #![allow(dead_code)]
 
 pub mod http_head {
-    //! The HTTP request head and body reader, as `http::serve` drives it: bytes
-    //! arrive in chunks; after each chunk the head parser runs on what is
-    //! buffered (refused past the head limit); a complete head is followed by
-    //! its Content-Length body (refused past the body limit, any Transfer-Encoding refused),
-    //! then the next pipelined request. Checks that the parser never claims more
-    //! bytes than it was given, that a head parsed from a prefix is the head
-    //! parsed from the whole, and that the buffer never grows past
-    //! head limit + one read.
+    //! The HTTP request reader the server runs (`http::framing::read_head`
+    //! and `read_body`), fed the input in pieces: a complete head is followed
+    //! by its Content-Length body (refused past the body limit, any
+    //! Transfer-Encoding refused), then the next pipelined request. Checks
+    //! that the parser never claims more bytes than it was given, that a
+    //! head parsed from a prefix is the head parsed from the whole, that the
+    //! buffer never grows past head limit + one read, and that a body is
+    //! exactly its Content-Length.
     //!
     //! Also: a head with a `Transfer-Encoding` header (any case, any value)
     //! is refused; `parse_head_with` under a configured client-address
@@ -24,14 +24,19 @@ pub mod http_head {
     //! (`resolve_client_ip`) is either the peer's or the strict parse of the
     //! value's last comma-separated entry, never an earlier entry.
 
+    use shardcast::http::framing::{
+        read_body, read_head, HeadLimits, ReadBody, ReadHead, Reader, TimedOut,
+    };
     use shardcast::http::{
         canonical, parse_head, parse_head_with, parse_query, percent_decode, resolve_client_ip,
     };
+    use std::future::Future;
     use std::net::IpAddr;
+    use std::task::{Context, Poll, Waker};
+    use std::time::{Duration, Instant};
 
     const HEAD_LIMIT: usize = 16 * 1024;
     const BODY_LIMIT: usize = 4096 * 1024;
-    const READ_CHUNK: usize = 16 * 1024;
 
     pub fn run(data: &[u8]) {
         if data.is_empty() {
@@ -77,55 +82,82 @@ pub mod http_head {
             let _ = percent_decode(&head.path);
         }
 
-        // The chunked read loop of `http::server::serve`.
+        // The server's own request reader (`http::framing`), fed the
+        // stream in pieces of `step` bytes, request after request the way
+        // `http::serve` loops over a keep-alive connection.
+        let mut reader = Pieces {
+            stream,
+            pos: 0,
+            step,
+        };
+        let limits = HeadLimits {
+            max_head_bytes: HEAD_LIMIT,
+            ip_header: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(3600);
         let mut buf: Vec<u8> = Vec::new();
-        let mut pos = 0;
-        'conn: loop {
-            // read_head
-            let head = loop {
-                if !buf.is_empty() {
-                    match parse_head(&buf) {
-                        Ok(Some(h)) => break h,
-                        Ok(None) if buf.len() > HEAD_LIMIT => break 'conn, // 431
-                        Ok(None) => {}
-                        Err(_) => break 'conn, // 400 / 431
-                    }
-                }
-                if pos >= stream.len() {
-                    break 'conn; // EOF
-                }
-                let n = step.min(stream.len() - pos).min(READ_CHUNK);
-                buf.extend_from_slice(&stream[pos..pos + n]);
-                pos += n;
-                assert!(
-                    buf.len() <= HEAD_LIMIT + READ_CHUNK,
-                    "head buffer unbounded"
-                );
+        loop {
+            let head = match ready(read_head(&mut reader, &mut buf, &limits, deadline)) {
+                ReadHead::Head(h) => h,
+                ReadHead::Refused(_) | ReadHead::Closed => break,
+                ReadHead::TimedOut => panic!("an in-memory read timed out"),
             };
-            assert!(head.len <= buf.len());
+            assert!(head.len <= buf.len(), "head longer than what was read");
+            assert!(
+                buf.len() <= HEAD_LIMIT + step,
+                "head buffer grew past the limit and one read"
+            );
             if head.upgrade.is_some() {
                 let _ = head.pusher_upgrade();
                 break;
             }
             buf.drain(..head.len);
-            // read_body (a Transfer-Encoding was refused with the head)
-            let len = head.content_length.unwrap_or(0);
-            if len > BODY_LIMIT {
-                break; // 413
-            }
-            while buf.len() < len {
-                if pos >= stream.len() {
-                    break 'conn;
+            let len = match ready(read_body(
+                &mut reader,
+                &mut buf,
+                &head,
+                BODY_LIMIT,
+                deadline,
+            )) {
+                Ok(ReadBody::Complete(len)) => len,
+                Ok(ReadBody::Closed) => break,
+                Ok(ReadBody::TimedOut) => panic!("an in-memory read timed out"),
+                Err(_) => {
+                    assert!(head.content_length.unwrap_or(0) > BODY_LIMIT);
+                    break; // 413
                 }
-                let n = step.min(stream.len() - pos);
-                buf.extend_from_slice(&stream[pos..pos + n]);
-                pos += n;
-            }
-            assert!(buf.len() <= len + READ_CHUNK + HEAD_LIMIT);
+            };
+            assert_eq!(Some(len), head.content_length.or(Some(0)));
+            assert!(buf.len() >= len && buf.len() < len + step + HEAD_LIMIT);
             buf.drain(..len);
             if !head.keep_alive {
                 break;
             }
+        }
+    }
+
+    /// The input as a connection delivering `step` bytes per read.
+    struct Pieces<'a> {
+        stream: &'a [u8],
+        pos: usize,
+        step: usize,
+    }
+
+    impl Reader for Pieces<'_> {
+        async fn read_more(&mut self, buf: &mut Vec<u8>, _: Duration) -> Result<usize, TimedOut> {
+            let n = self.step.min(self.stream.len() - self.pos);
+            buf.extend_from_slice(&self.stream[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    /// Runs a future that never waits (its reads are in memory) to its end.
+    fn ready<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("an in-memory read waited"),
         }
     }
 
