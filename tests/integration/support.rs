@@ -1273,6 +1273,29 @@ pub fn connect_spread(port: u16, per_shard: usize) -> Vec<Ws> {
     a.into_iter().chain(b).collect()
 }
 
+/// Connects to the dev app, retrying while a limit refuses with `code`
+/// (`4004` app quota, `4100` node capacity) because a connection that just
+/// closed is still counted; panics on any other answer or after 5 s.
+pub fn connect_admitted(port: u16, code: u16) -> Ws {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut ws = Ws::upgrade(port, &app_path("app-key")).expect("101");
+        let v = ws.recv_json();
+        if v["event"] == "pusher:connection_established" {
+            let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+            ws.socket_id = data["socket_id"].as_str().unwrap().to_string();
+            return ws;
+        }
+        assert_eq!(v["event"], "pusher:error", "{v}");
+        assert_eq!(v["data"]["code"], code, "{v}");
+        assert!(
+            Instant::now() < deadline,
+            "a closed connection was never released from the limit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The exact text of a channel event frame.
 pub fn event_text(event: &str, channel: &str, data: &str) -> String {
     format!(
