@@ -1296,6 +1296,21 @@ pub fn connect_admitted(port: u16, code: u16) -> Ws {
     }
 }
 
+/// A `marker` event with data `tag` on `channel`, published through `http`;
+/// returns the frame its subscribers get. After an event that some sockets
+/// must not get, a marker published on the same HTTP connection tells
+/// "nothing was delivered" apart from "not delivered yet": a connection's
+/// publications reach each subscriber in order, so a socket's next frame
+/// must be the marker.
+pub fn marker(http: &mut Http, channel: &str, tag: &str) -> String {
+    http.trigger(
+        &DEV,
+        &serde_json::json!({"name":"marker","channel":channel,"data":tag}),
+    )
+    .expect_ok_json();
+    event_text("marker", channel, tag)
+}
+
 /// The exact text of a channel event frame.
 pub fn event_text(event: &str, channel: &str, data: &str) -> String {
     format!(
