@@ -1553,6 +1553,42 @@ pub fn name_owned_by(prefix: &str, shard: usize) -> String {
         .unwrap()
 }
 
+/// The end of an absence check for member events of presence channel `ch`:
+/// user `id` joins from a new connection on `shard` and leaves again, and
+/// each of `watchers` (members of `ch`) must get exactly its member_added
+/// and member_removed as its next two frames. The channel's owner handles
+/// what reaches it from one shard in order, answers what it handled before
+/// in order, and sends member events to each socket in order: so a member
+/// event the owner sent for anything that reached it earlier from `shard`
+/// (or that it had answered before this started) would come first.
+pub fn presence_barrier(port: u16, ch: &str, shard: u64, id: &str, watchers: &mut [&mut Ws]) {
+    let mut bar = Ws::connect_on(port, shard);
+    bar.subscribe_presence(ch, &format!(r#"{{"user_id":"{id}"}}"#));
+    for w in watchers.iter_mut() {
+        let v = w.expect_event("pusher_internal:member_added");
+        assert_eq!(v["channel"], ch, "{v}");
+        assert!(
+            v["data"].to_string().contains(id),
+            "barrier member_added: {v}"
+        );
+    }
+    bar.close();
+    for w in watchers.iter_mut() {
+        let v = w.expect_event("pusher_internal:member_removed");
+        assert!(
+            v["data"].to_string().contains(id),
+            "barrier member_removed: {v}"
+        );
+    }
+}
+
+/// A presence channel name with the same owner shard as `ch` (of 2), for a
+/// barrier on a channel that cannot take one more member.
+pub fn presence_with_owner_of(ch: &str, tag: &str) -> String {
+    let owner = shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), ch, 2);
+    name_owned_by(&format!("presence-{tag}-"), owner)
+}
+
 // ---------------------------------------------------------------------------
 // Abuse and memory tests: the server's /proc figures, a health probe, a
 // lock for tests that use thousands of sockets, and a small PRNG.
