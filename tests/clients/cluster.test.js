@@ -283,7 +283,14 @@ for (const kind of Object.keys(ENGINES)) {
       engine = await startEngine(kind);
       const prefix = `sc_${kind}_${process.pid}_${Date.now().toString(36)}`;
       config = clusterConfig(engine, prefix);
-      [nodeA, nodeB] = await Promise.all([startServer({ config }), startServer({ config })]);
+      // If one node fails to start, stop the other (else it outlives the file).
+      const started = await Promise.allSettled([startServer({ config }), startServer({ config })]);
+      const failed = started.find((r) => r.status === 'rejected');
+      if (failed) {
+        await Promise.all(started.filter((r) => r.status === 'fulfilled').map((r) => r.value.stop()));
+        throw failed.reason;
+      }
+      [nodeA, nodeB] = started.map((r) => r.value);
       [idA, idB] = await Promise.all([nodeId(nodeA), nodeId(nodeB)]);
       assert.notEqual(idA, idB, 'both nodes logged the same node id');
       await Promise.all([waitNodeUp(nodeA, idB, 'node A'), waitNodeUp(nodeB, idA, 'node B')]);
