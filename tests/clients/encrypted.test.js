@@ -9,8 +9,8 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 
 const {
-  PusherClient, appConfig, clientEventBarrier, collect, disconnectAll, expectNothing, makePublisher,
-  makeServerClient, pingBarrier, publishedBarrier, socketId, startServer, subscribe, uniqueChannel,
+  PusherClient, appConfig, clientEventBarrier, collect, connectOnShard, disconnectAll, expectNothing, makePublisher,
+  makeServerClient, pingBarrier, publishedBarrier, shardOf, socketId, startServer, subscribe, uniqueChannel,
   waitFor, watchMessages,
 } = require('./helpers');
 const { authedClient, collectConnectionErrors, until } = require('./auth_helpers');
@@ -83,7 +83,11 @@ describe('private-encrypted channels', () => {
   });
 
   it('several subscribers (across shards) each decrypt; socket_id excludes one', async () => {
-    const clients = await Promise.all([1, 2, 3].map(() => authedClient(server.port, api)));
+    const clients = await Promise.all([1, 2].map(() => authedClient(server.port, api)));
+    // The third on the shard the first two are not both on (across shards).
+    const shards = clients.map((c) => shardOf(socketId(c)));
+    clients.push(await connectOnShard(() => authedClient(server.port, api), shards[0] === shards[1] ? 1 - shards[0] : shards[1]));
+    assert.equal(new Set(clients.map((c) => shardOf(socketId(c)))).size, 2, 'subscribers on both shards');
     const name = uniqueChannel('private-encrypted-many');
     const chans = await Promise.all(clients.map((c) => subscribe(c, name)));
     const rec0 = collect(chans[0], 'e');

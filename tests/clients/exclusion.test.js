@@ -2,15 +2,15 @@
 // `socket_id` exclusion: the publishing client's own connection does not get
 // its event back, whichever shard it (and the HTTP request) landed on.
 //
-// Six clients on one channel with two shards: some connections land on each
-// shard. We do not decode the socket_id; instead every client takes a turn at
-// being the excluded one, so the exclusion is exercised on both shards.
+// Six clients on one channel with two shards, at least one on each (the
+// socket_id names the shard; setup checks it), and every client takes a turn
+// at being the excluded one, so the exclusion is exercised on both shards.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
 const {
-  collect, connectClient, disconnectAll, makePublisher, publishedBarrier, socketId,
+  collect, connectClient, connectOnShard, disconnectAll, makePublisher, publishedBarrier, shardOf, socketId,
   startServer, subscribe, uniqueChannel,
 } = require('./helpers');
 
@@ -30,7 +30,14 @@ describe('socket_id exclusion', () => {
   after(async () => { if (server) await server.stop(); });
 
   async function setup(channelCount = 1) {
-    const clients = await Promise.all(Array.from({ length: N }, () => connectClient(server.port)));
+    const clients = await Promise.all(Array.from({ length: N - 1 }, () => connectClient(server.port)));
+    // Both shards, whatever the kernel's spread: the last one on the other
+    // shard if the first ones all landed on one.
+    const first = new Set(clients.map((c) => shardOf(socketId(c))));
+    clients.push(first.size === 2
+      ? await connectClient(server.port)
+      : await connectOnShard(() => connectClient(server.port), 1 - [...first][0]));
+    assert.equal(new Set(clients.map((c) => shardOf(socketId(c)))).size, 2, 'clients on both shards');
     const names = Array.from({ length: channelCount }, () => uniqueChannel('excl'));
     const channels = await Promise.all(clients.map(
       (c) => Promise.all(names.map((n) => subscribe(c, n))),
