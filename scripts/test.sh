@@ -41,7 +41,14 @@ cargo test --locked --test integration hostile:: -- --test-threads=1
 echo "== real clients (pusher-js, pusher)"
 (
   cd tests/clients
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm ci reinstalls from scratch (~10 s): only when package-lock.json
+  # changed since the last install made here.
+  stamp=node_modules/.shardcast-lock.sha256
+  want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$want" >"$stamp"
+  fi
   SHARDCAST_BIN="$PWD/../../target/debug/shardcast" npm test
 )
 echo "== all tests passed"

@@ -4,7 +4,10 @@
 // pusher-js 8's customHandler hooks, so no HTTP auth endpoint is needed), and
 // waiting for connection-level errors and sign-in.
 
-const { connectClient, makeClient, waitConnected, EVENT_TIMEOUT_MS } = require('./helpers');
+const {
+  connectClient, connectOnShard, disconnectClient, makeClient, subscribe, waitConnected,
+  waitForMatch, EVENT_TIMEOUT_MS,
+} = require('./helpers');
 
 /**
  * pusher-js `channelAuthorization` option signing with `signer` (a `pusher`
@@ -101,6 +104,38 @@ async function until(cond, what, timeout = EVENT_TIMEOUT_MS) {
     if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeout} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+let presenceBarrierSeq = 0;
+
+/**
+ * The end of an absence check for presence member events, which a channel's
+ * owner shard sends: a fresh user joins presence channel `name` (from a
+ * connection on each shard in `shards`, one after the other; by default
+ * wherever it lands) and leaves again, and this resolves once every Channel
+ * of `channels` got its member_added and member_removed. The owner handles
+ * the joins and leaves that reach it from one shard in order, and sends its
+ * member events to each subscriber in order, so a member event the owner
+ * sent for anything that reached it earlier from that shard (or that it
+ * had answered before the barrier started) has arrived by then. Resolves
+ * to the barrier's user ids, for filtering the recorded events.
+ */
+async function presenceBarrier(port, signer, name, channels, { shards = [null] } = {}) {
+  const ids = [];
+  for (const shard of shards) {
+    presenceBarrierSeq += 1;
+    const id = `barrier-${process.pid}-${presenceBarrierSeq}`;
+    ids.push(id);
+    const added = channels.map((ch) => waitForMatch(ch, 'pusher:member_added', (m) => m && m.id === id));
+    const connect = () => authedClient(port, signer, { presence: { user_id: id, user_info: {} } });
+    const client = shard === null ? await connect() : await connectOnShard(connect, shard);
+    await subscribe(client, name);
+    await Promise.all(added);
+    const removed = channels.map((ch) => waitForMatch(ch, 'pusher:member_removed', (m) => m && m.id === id));
+    await disconnectClient(client);
+    await Promise.all(removed);
+  }
+  return ids;
 }
 
 /**
@@ -207,6 +242,7 @@ module.exports = {
   channelAuthorization,
   collectConnectionErrors,
   makeAuthedClient,
+  presenceBarrier,
   signIn,
   until,
   userAuthentication,

@@ -10,12 +10,17 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 
 const {
-  appConfig, collect, disconnectAll, makeServerClient, sleep, startServer,
-  uniqueChannel, waitFor, NOTHING_WINDOW_MS,
+  appConfig, collect, connectOnShard, disconnectAll, makeServerClient, pingBarrier, shardOf,
+  sleep, socketId, startServer, uniqueChannel, waitFor,
 } = require('./helpers');
-const { authedClient } = require('./auth_helpers');
+const { authedClient, until } = require('./auth_helpers');
 
 const MASTER_KEY = crypto.randomBytes(32).toString('base64');
+
+// What a subscription sends (subscription_succeeded, then the cached event or
+// pusher:cache_miss) is queued in one go when the join completes on the
+// subscriber's shard, so a ping sent after subscription_succeeded arrived is
+// answered after all of it: checks that nothing more came end on that pong.
 
 /**
  * Subscribe and record, in order, subscription_succeeded / cache_miss and
@@ -63,7 +68,7 @@ describe('cache channels', () => {
     const client = await authedClient(server.port, api);
     const { log } = await subscribeRecording(client, name, ['update']);
     await logged(log, 'update');
-    await sleep(200);
+    await pingBarrier(client);
     assert.deepEqual(log.map((l) => l.event), ['pusher:subscription_succeeded', 'update']);
     assert.deepEqual(log[1].data, { v: 1 });
   });
@@ -76,7 +81,7 @@ describe('cache channels', () => {
     const client = await authedClient(server.port, api);
     const { log } = await subscribeRecording(client, name, ['first', 'second', 'third']);
     await logged(log, 'third');
-    await sleep(NOTHING_WINDOW_MS);
+    await pingBarrier(client);
     assert.deepEqual(log.map((l) => l.event), ['pusher:subscription_succeeded', 'third']);
     assert.deepEqual(log[1].data, { n: 3 });
   });
@@ -91,7 +96,7 @@ describe('cache channels', () => {
     const { log } = await subscribeRecording(client, name, ['b1', 'b2']);
     const hit = await logged(log, 'b2');
     assert.equal(hit.data, 'two');
-    await sleep(200);
+    await pingBarrier(client);
     assert.ok(!log.some((l) => l.event === 'b1'), JSON.stringify(log));
   });
 
@@ -115,12 +120,19 @@ describe('cache channels', () => {
     assert.deepEqual(await live, { live: true });
 
     const rec1 = collect(ch1, 'e');
-    const second = await authedClient(server.port, api);
+    // The second subscriber on the first's shard: a replay to the channel made
+    // while the join completes there is queued for the first before the
+    // second's frames, so the first's ping, sent once they arrived, is
+    // answered after it. (A replay the owner shard sent as a publication of
+    // its own after answering the join would not be ordered with that ping;
+    // for that path the check keeps a short window after the barrier.)
+    const second = await connectOnShard(() => authedClient(server.port, api), shardOf(socketId(first)));
     const { log: log2 } = await subscribeRecording(second, name, ['e']);
     const hit = await logged(log2, 'e');
     assert.deepEqual(hit.data, { live: true });
     assert.ok(!log2.some((l) => l.event === 'pusher:cache_miss'), JSON.stringify(log2));
-    await sleep(NOTHING_WINDOW_MS);
+    await pingBarrier(first);
+    await sleep(100);
     assert.deepEqual(rec1.events, [], 'the first subscriber got the cached event again');
     assert.equal(log1.filter((l) => l.event === 'pusher:cache_miss').length, 1);
   });
@@ -130,7 +142,7 @@ describe('cache channels', () => {
     await api.trigger(name, 'e', 1);
     const client = await authedClient(server.port, api);
     const { log } = await subscribeRecording(client, name, ['e']);
-    await sleep(NOTHING_WINDOW_MS);
+    await pingBarrier(client);
     assert.deepEqual(log.map((l) => l.event), ['pusher:subscription_succeeded']);
   });
 
@@ -153,7 +165,7 @@ describe('cache channels', () => {
     const wrong = makeServerClient(server.port, { secret: 'wrong' });
     const client = await authedClient(server.port, wrong);
     const { log } = await subscribeRecording(client, name, ['e']);
-    await sleep(NOTHING_WINDOW_MS);
+    await pingBarrier(client);
     assert.deepEqual(log.map((l) => l.event), ['pusher:subscription_error']);
   });
 
@@ -213,11 +225,13 @@ describe('cache channels: cache_ttl', () => {
     const { log: l1 } = await subscribeRecording(early, name, ['e']);
     assert.deepEqual((await logged(l1, 'e')).data, { fresh: true });
 
-    await sleep(TTL * 1000 + 1_500);
+    // Wait for the expiry itself (the owner shard drops the entry), not a guess.
+    const cacheOf = async () => (await (await api.get({ path: `/channels/${name}`, params: { info: 'cache' } })).json()).cache;
+    await until(async () => !(await cacheOf()), 'the cached event expiring', TTL * 1000 + 5_000);
     const late = await authedClient(server.port, api);
     const { log: l2 } = await subscribeRecording(late, name, ['e']);
     await logged(l2, 'pusher:cache_miss');
-    await sleep(200);
+    await pingBarrier(late);
     assert.ok(!l2.some((l) => l.event === 'e'), JSON.stringify(l2));
   });
 });

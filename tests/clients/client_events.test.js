@@ -10,8 +10,8 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
 const {
-  appConfig, collect, disconnectAll, makeServerClient, sleep, startServer,
-  subscribe, uniqueChannel, waitFor, watchMessages, NOTHING_WINDOW_MS,
+  appConfig, clientEventBarrier, collect, connectOnShard, disconnectAll, makeServerClient,
+  pingBarrier, shardOf, socketId, startServer, subscribe, uniqueChannel, waitFor, watchMessages,
 } = require('./helpers');
 const {
   authedClient, collectConnectionErrors, until, waitConnectionError, waitForWithMeta,
@@ -46,7 +46,10 @@ describe('client events (enabled)', () => {
     assert.deepEqual(dataB, { from: 'a' });
     assert.deepEqual(dataC, { from: 'a' });
     assert.equal(metaB.user_id, undefined, 'no user_id on a private channel');
-    await sleep(NOTHING_WINDOW_MS);
+    // An echo to the sender could only come from its own shard, where the
+    // client event is delivered to local subscribers while the server handles
+    // it, before it reads the ping sent after it: the pong comes after.
+    await pingBarrier(a);
     assert.deepEqual(recA.events, [], 'the sender got its own client event back');
     assert.deepEqual(errsA.errors, []);
   });
@@ -56,10 +59,11 @@ describe('client events (enabled)', () => {
     const name = uniqueChannel('private-chat');
     const other = uniqueChannel('private-chat');
     const cha = await subscribe(a, name);
-    await subscribe(b, other);
+    const [chaOther, chbOther] = await Promise.all([subscribe(a, other), subscribe(b, other)]);
     const wire = watchMessages(b, (m) => m.event === 'client-msg');
     cha.trigger('client-msg', 1);
-    await sleep(NOTHING_WINDOW_MS);
+    // a's next client event, on the channel b is on, comes after it.
+    await clientEventBarrier(chaOther, [chbOther]);
     assert.deepEqual(wire.events, []);
   });
 
@@ -98,13 +102,16 @@ describe('client events (enabled)', () => {
     const [a, b] = await Promise.all([authedClient(server.port, api), authedClient(server.port, api)]);
     const name = uniqueChannel('public-chat');
     const [cha, chb] = await Promise.all([subscribe(a, name), subscribe(b, name)]);
+    const barrierName = uniqueChannel('private-barrier');
+    const [bara, barb] = await Promise.all([subscribe(a, barrierName), subscribe(b, barrierName)]);
     const recB = collect(chb, 'client-x');
     const err = waitConnectionError(a, 4301);
     cha.trigger('client-x', {});
     const e = await err;
     assert.equal(e.type, 'PusherError');
     assert.equal(typeof e.data.message, 'string');
-    await sleep(200);
+    // a's next client event to b (on a private channel) comes after it.
+    await clientEventBarrier(bara, [barb]);
     assert.deepEqual(recB.events, []);
     assert.equal(a.connection.state, 'connected', 'a 4301 refusal must not close the connection');
   });
@@ -113,11 +120,14 @@ describe('client events (enabled)', () => {
     const [a, b] = await Promise.all([authedClient(server.port, api), authedClient(server.port, api)]);
     const name = uniqueChannel('private-not-mine');
     const chb = await subscribe(b, name);
+    const barrierName = uniqueChannel('private-barrier');
+    const [bara, barb] = await Promise.all([subscribe(a, barrierName), subscribe(b, barrierName)]);
     const recB = collect(chb, 'client-x');
     const err = waitConnectionError(a, 4301);
     a.send_event('client-x', { sneaky: true }, name);
     await err;
-    await sleep(200);
+    // a's next client event to b (on a channel a is on) comes after it.
+    await clientEventBarrier(bara, [barb]);
     assert.deepEqual(recB.events, []);
   });
 
@@ -131,9 +141,13 @@ describe('client events (enabled)', () => {
     for (let i = 0; i < SENT; i++) cha.trigger('client-flood', { i });
     await until(() => rec.events.length + errs.codes().filter((c) => c === 4301).length >= SENT,
       'every flooded client event being either relayed or refused');
-    await sleep(200);
-    const relayed = rec.events.length;
+    // Every refusal is a reply to one of a's messages, all sent before the ping.
+    await pingBarrier(a);
     const refused = errs.codes().filter((c) => c === 4301).length;
+    // Every relay to b comes before a's next relayed client event (sent again
+    // until a new rate window lets it through; its refusals come after the count above).
+    await clientEventBarrier(cha, [chb]);
+    const relayed = rec.events.length;
     // The burst may straddle a second boundary: at most two windows' worth.
     assert.ok(relayed >= RATE && relayed <= 2 * RATE, `relayed ${relayed} of ${SENT}`);
     assert.equal(relayed + refused, SENT, `relayed ${relayed}, refused ${refused}`);
@@ -156,8 +170,13 @@ describe('client events (app without enable_client_messages)', () => {
   afterEach(async () => { await disconnectAll(); });
   after(async () => { if (server) await server.stop(); });
 
+  // Client events are off, so no later client event can be a barrier. What
+  // bounds a wrongly relayed one: b is on a's shard, where a relay is queued
+  // for b while a's message is handled, before the 4301 reply to a; a ping b
+  // sends once that reply arrived is answered after the relay.
   it('the sender gets a connection error event with code 4301; nobody receives the event', async () => {
-    const [a, b] = await Promise.all([authedClient(server.port, api), authedClient(server.port, api)]);
+    const a = await authedClient(server.port, api);
+    const b = await connectOnShard(() => authedClient(server.port, api), shardOf(socketId(a)));
     const name = uniqueChannel('private-disabled');
     const [cha, chb] = await Promise.all([subscribe(a, name), subscribe(b, name)]);
     const recB = collect(chb, 'client-msg');
@@ -166,7 +185,7 @@ describe('client events (app without enable_client_messages)', () => {
     const e = await err;
     assert.equal(e.type, 'PusherError');
     assert.equal(e.data.code, 4301);
-    await sleep(NOTHING_WINDOW_MS);
+    await pingBarrier(b);
     assert.deepEqual(recB.events, []);
     assert.equal(a.connection.state, 'connected');
 
@@ -179,14 +198,15 @@ describe('client events (app without enable_client_messages)', () => {
   it('also refused on presence channels', async () => {
     const name = uniqueChannel('presence-disabled');
     const a = await authedClient(server.port, api, { presence: { user_id: 'a' } });
-    const b = await authedClient(server.port, api, { presence: { user_id: 'b' } });
+    const b = await connectOnShard(
+      () => authedClient(server.port, api, { presence: { user_id: 'b' } }), shardOf(socketId(a)));
     const cha = await subscribe(a, name);
     const chb = await subscribe(b, name);
     const recB = collect(chb, 'client-msg');
     const err = waitConnectionError(a, 4301);
     cha.trigger('client-msg', {});
     await err;
-    await sleep(200);
+    await pingBarrier(b); // b on a's shard, as above
     assert.deepEqual(recB.events, []);
   });
 });

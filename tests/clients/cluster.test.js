@@ -24,13 +24,17 @@ const net = require('node:net');
 const path = require('node:path');
 
 const {
-  APP_ID, APP_KEY, APP_SECRET, collect, connectClient, disconnectAll, disconnectClient,
-  makeServerClient, sleep, socketId, startServer, subscribe, uniqueChannel, waitFor, NOTHING_WINDOW_MS,
+  APP_ID, APP_KEY, APP_SECRET, assertNoReconnect, collect, connectClient, disconnectAll, disconnectClient,
+  makePublisher, makeServerClient, pingBarrier, publishedBarrier, shardOf, sleep, socketId,
+  startServer, subscribe, uniqueChannel, waitFor,
 } = require('./helpers');
 const {
-  authedClient, collectConnectionErrors, signIn, unrefCloseTimer, until, waitConnectionError,
-  waitForWithMeta, waitState, waitUserEvent,
+  authedClient, collectConnectionErrors, presenceBarrier, signIn, unrefCloseTimer, until,
+  waitConnectionError, waitForWithMeta, waitState, waitUserEvent,
 } = require('./auth_helpers');
+
+/** Member events of real users (not of presenceBarrier's users). */
+const real = (events) => events.filter((m) => !String(m.id).startsWith('barrier-'));
 
 const NODE_TIMEOUT_SECS = 2;
 const ENGINE_READY_MS = 10_000;
@@ -279,12 +283,22 @@ for (const kind of Object.keys(ENGINES)) {
       engine = await startEngine(kind);
       const prefix = `sc_${kind}_${process.pid}_${Date.now().toString(36)}`;
       config = clusterConfig(engine, prefix);
-      [nodeA, nodeB] = await Promise.all([startServer({ config }), startServer({ config })]);
+      // If one node fails to start, stop the other (else it outlives the file).
+      const started = await Promise.allSettled([startServer({ config }), startServer({ config })]);
+      const failed = started.find((r) => r.status === 'rejected');
+      if (failed) {
+        await Promise.all(started.filter((r) => r.status === 'fulfilled').map((r) => r.value.stop()));
+        throw failed.reason;
+      }
+      [nodeA, nodeB] = started.map((r) => r.value);
       [idA, idB] = await Promise.all([nodeId(nodeA), nodeId(nodeB)]);
       assert.notEqual(idA, idB, 'both nodes logged the same node id');
       await Promise.all([waitNodeUp(nodeA, idB, 'node A'), waitNodeUp(nodeB, idA, 'node B')]);
-      apiA = makeServerClient(nodeA.port);
-      apiB = makeServerClient(nodeB.port);
+      // One keep-alive connection each: a node delivers one HTTP connection's
+      // events in order, locally and through the engine to the other node,
+      // so a later event of the same publisher is a barrier.
+      apiA = makePublisher(nodeA.port);
+      apiB = makePublisher(nodeB.port);
     }, { timeout: HOOK_TIMEOUT_MS });
 
     /** Start one more node of this cluster (stopped after the test); wait until it and A, B have heard each other. */
@@ -334,7 +348,7 @@ for (const kind of Object.keys(ENGINES)) {
       const second = { text: 'second, for everyone' };
       await apiA.trigger(name, 'news', second);
       await Promise.all(recs.map((r) => r.waitForCount(r === recB1 ? 1 : 2)));
-      await sleep(NOTHING_WINDOW_MS);
+      await publishedBarrier(apiA, [cha1, cha2, chb1, chb2]);
       assert.deepEqual(recB1.events, [second], `excluded socket ${excluded} on node B got the first event`);
       for (const rec of [recA1, recA2, recB2]) assert.deepEqual(rec.events, [first, second]);
     });
@@ -349,7 +363,7 @@ for (const kind of Object.keys(ENGINES)) {
       await apiB.trigger(name, 'rev', { k: 'not-a1' }, { socket_id: socketId(a1) });
       await apiB.trigger(name, 'rev', { k: 'all' });
       await Promise.all([recA1.waitForCount(1), recA2.waitForCount(2), recB1.waitForCount(2)]);
-      await sleep(NOTHING_WINDOW_MS);
+      await publishedBarrier(apiB, [cha1, cha2, chb1]);
       assert.deepEqual(recA1.events, [{ k: 'all' }]);
       assert.deepEqual(recA2.events, [{ k: 'not-a1' }, { k: 'all' }]);
       assert.deepEqual(recB1.events, [{ k: 'not-a1' }, { k: 'all' }]);
@@ -373,7 +387,7 @@ for (const kind of Object.keys(ENGINES)) {
       ]);
       assert.equal(res.status, 200);
       await Promise.all([recA1.waitForCount(3), recB1.waitForCount(2), recB2.waitForCount(3), recOther.waitForCount(1)]);
-      await sleep(NOTHING_WINDOW_MS);
+      await publishedBarrier(apiA, [cha1, chb1, chb2, chb2other]);
       assert.deepEqual(recA1.events.map((e) => e.k), ['all-1', 'not-b1', 'all-2']);
       assert.deepEqual(recB1.events.map((e) => e.k), ['all-1', 'all-2']);
       assert.deepEqual(recB2.events.map((e) => e.k), ['all-1', 'not-b1', 'all-2']);
@@ -399,16 +413,22 @@ for (const kind of Object.keys(ENGINES)) {
       assert.equal(metaB.user_id, undefined, 'no user_id on a private channel');
       assert.deepEqual(await gotB2, payload);
       assert.deepEqual(await gotA2, payload);
-      await sleep(NOTHING_WINDOW_MS);
-      assert.deepEqual(recA.events, [], 'the sender got its own client event back');
-      assert.deepEqual(errsA.errors, []);
+      // An echo from a's own node would come before the pong to a later ping.
+      await pingBarrier(a);
 
-      // And back: B → A.
+      // And back: B → A. B handled a's event before b's reply, and the reply
+      // comes to a over the same way back an echo from B would take.
       const back = waitFor(cha, 'client-reply');
       const recB = collect(chb, 'client-reply');
       chb.trigger('client-reply', { from: 'b' });
       assert.deepEqual(await back, { from: 'b' });
-      await sleep(NOTHING_WINDOW_MS);
+      assert.deepEqual(recA.events, [], 'the sender got its own client event back');
+      assert.deepEqual(errsA.errors, []);
+      // The same for b's reply: a ping to b, and a's answer back to b.
+      await pingBarrier(b);
+      const ack = waitFor(chb, 'client-ack');
+      cha.trigger('client-ack', {});
+      await ack;
       assert.deepEqual(recB.events, [], 'the sender on B got its own client event back');
     });
 
@@ -429,8 +449,10 @@ for (const kind of Object.keys(ENGINES)) {
       assert.equal(res.status, 200);
       assert.deepEqual(await gotB, { hello: userId, text: 'ünïcode ✓' });
       assert.deepEqual(await gotA, { hello: userId, text: 'ünïcode ✓' });
-      await sleep(NOTHING_WINDOW_MS);
-      assert.deepEqual(recBystander.events, [], 'another user got the server-to-user event');
+      // The publisher's next event, to the bystander, comes after anything for userId would have.
+      await apiA.sendToUser(bystanderId, 'note', 'for the bystander');
+      assert.deepEqual(await recBystander.waitForCount(1), ['for the bystander'],
+        'another user got the server-to-user event');
 
       unrefCloseTimer(onB);
       unrefCloseTimer(onA);
@@ -447,10 +469,8 @@ for (const kind of Object.keys(ENGINES)) {
       const e = await errB;
       assert.equal(e.type, 'PusherError');
       await Promise.all([downB, errA, downA]);
-      // pusher-js treats 4000-4099 as "refused": it does not reconnect.
-      await sleep(NOTHING_WINDOW_MS);
-      assert.equal(onB.connection.state, 'disconnected');
-      assert.equal(onA.connection.state, 'disconnected');
+      assertNoReconnect(onB, 'the user on B');
+      assertNoReconnect(onA, 'the user on A');
 
       assert.equal(bystander.connection.state, 'connected');
       assert.deepEqual(bystanderStates, []);
@@ -493,12 +513,13 @@ for (const kind of Object.keys(ENGINES)) {
       assert.equal(chB.members.count, 2, 'u1 on B: count');
       assert.deepEqual(chB.members.me, U1);
       assert.deepEqual(memberList(chB.members), [U1, W], 'u1 on B: members');
-      // A hears of u1's connection on B within milliseconds; give it time to
-      // (wrongly) announce anything.
-      await sleep(NOTHING_WINDOW_MS);
-      assert.deepEqual(wAdded.events, [U1], 'member_added for u1 more than once');
-      assert.deepEqual(aAdded.events, [], 'u1 on A got member_added (for its own second connection?)');
-      assert.deepEqual(wRemoved.events, []);
+      // Barrier: a user joining on B after u1b's join was answered; B handles
+      // the joins in order and sends them to A in order, so a wrong
+      // announcement of u1b (on B, or on A when A heard of it) comes first.
+      await presenceBarrier(nodeB.port, apiB, name, [wchan, chA, chB]);
+      assert.deepEqual(real(wAdded.events), [U1], 'member_added for u1 more than once');
+      assert.deepEqual(real(aAdded.events), [], 'u1 on A got member_added (for its own second connection?)');
+      assert.deepEqual(real(wRemoved.events), []);
       for (const [label, ch] of [['watcher', wchan], ['u1 on A', chA], ['u1 on B', chB]]) {
         assert.equal(ch.members.count, 2, `${label}: members.count`);
       }
@@ -508,12 +529,18 @@ for (const kind of Object.keys(ENGINES)) {
           { occupied: true, user_count: 2, subscription_count: 3 }, `/channels/${name} through node ${label}`);
       }
 
-      // u1 leaves A: still a member through its connection on B.
+      // u1 leaves A: still a member through its connection on B. Once A
+      // counts 2 subscriptions, u1a's shard dropped it and sent its leave on;
+      // a barrier user joining from that shard of A comes after it, on A and
+      // through the engine on B.
+      const u1aShard = shardOf(socketId(u1a));
       await disconnectClient(u1a);
-      await sleep(NOTHING_WINDOW_MS);
-      assert.deepEqual(wRemoved.events, [], 'member_removed for u1 while it is still connected on B');
-      assert.deepEqual(bRemoved.events, [], 'u1 on B got member_removed');
-      assert.deepEqual(aRemoved.events, []);
+      await until(async () => (await getJson(apiA, `/channels/${name}`, { info: 'subscription_count' })).subscription_count === 2,
+        'node A dropping u1\'s connection', PROPAGATION_MS);
+      await presenceBarrier(nodeA.port, apiA, name, [wchan, chB], { shards: [u1aShard] });
+      assert.deepEqual(real(wRemoved.events), [], 'member_removed for u1 while it is still connected on B');
+      assert.deepEqual(real(bRemoved.events), [], 'u1 on B got member_removed');
+      assert.deepEqual(real(aRemoved.events), []);
       assert.equal(wchan.members.count, 2);
       assert.equal(chB.members.count, 2);
       await waitUsers(apiA, name, ['u1', 'watcher'], 'node A');
@@ -521,11 +548,12 @@ for (const kind of Object.keys(ENGINES)) {
 
       // u1 leaves B: gone, once.
       await disconnectClient(u1b);
-      assert.deepEqual(await wRemoved.waitForCount(1), [U1]);
-      await sleep(NOTHING_WINDOW_MS);
-      assert.deepEqual(wRemoved.events, [U1], 'member_removed for u1 more than once');
-      assert.deepEqual(wAdded.events, [U1]);
-      assert.deepEqual(bAdded.events, []);
+      await until(() => real(wRemoved.events).length >= 1, 'member_removed for u1');
+      // B removed u1 before the barrier user's join reached it.
+      await presenceBarrier(nodeB.port, apiB, name, [wchan]);
+      assert.deepEqual(real(wRemoved.events), [U1], 'member_removed for u1 more than once');
+      assert.deepEqual(real(wAdded.events), [U1]);
+      assert.deepEqual(real(bAdded.events), []);
       assert.equal(wchan.members.count, 1);
       assert.deepEqual(memberList(wchan.members), [W]);
       await waitUsers(apiA, name, ['watcher'], 'node A');
@@ -579,7 +607,14 @@ for (const kind of Object.keys(ENGINES)) {
       assert.ok(elapsed <= NODE_GONE_MS, `member_removed ${elapsed} ms after SIGKILL`);
       assert.deepEqual(wGone, [U2]);
       assert.deepEqual(aGone, [U2]);
-      await sleep(NOTHING_WINDOW_MS);
+      // Barriers through each node (a user joining on A, then on B, seen by
+      // both): each handled C's departure before them. A second removal from
+      // a later liveness check would come on a timer of its own, so a short
+      // window remains for that.
+      await presenceBarrier(nodeA.port, apiA, name, [wchan, achan]);
+      await presenceBarrier(nodeB.port, apiB, name, [wchan, achan]);
+      await sleep(NODE_TIMEOUT_SECS * 250);
+      for (const rec of [wRemoved, aRemoved, wAdded, aAdded]) rec.events.splice(0, rec.events.length, ...real(rec.events));
       assert.deepEqual(wRemoved.events, [U2], 'the watcher on B: member_removed');
       assert.deepEqual(aRemoved.events, [U2], 'the member on A: member_removed');
       assert.deepEqual(wAdded.events, [A, U2]);
@@ -649,7 +684,8 @@ for (const kind of Object.keys(ENGINES)) {
       // pb's second connection, on A: still one user, two subscriptions.
       const memberOnA = await authedClient(nodeA.port, apiA, PB);
       await subscribe(memberOnA, pres);
-      await sleep(200);
+      await until(async () => (await getJson(apiB, `/channels/${pres}`, { info: 'subscription_count' })).subscription_count === 2,
+        'node B counting pb\'s second subscription', PROPAGATION_MS).catch(() => {});
       assert.deepEqual(await both(`/channels/${pres}`, { info: 'user_count,subscription_count' }),
         { occupied: true, user_count: 1, subscription_count: 2 });
       assert.deepEqual(await both(`/channels/${pres}/users`), { users: [{ id: 'pb' }] });

@@ -5,7 +5,7 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
 const {
-  connectClient, disconnectAll, makeClient, rawConnect, sleep, socketId,
+  assertNoReconnect, connectClient, disconnectAll, makeClient, rawConnect, socketId,
   startServer, waitConnected, withTimeout,
 } = require('./helpers');
 
@@ -74,7 +74,7 @@ describe('connect', () => {
     assert.equal(client.connection.state, 'disconnected', `states: ${states.join(' -> ')}`);
 
     // 'refused' must not reconnect (a 41xx/42xx code or a plain close would).
-    await sleep(1_500);
+    assertNoReconnect(client, 'refused client');
     assert.deepEqual(states, ['disconnected']);
   });
 

@@ -9,8 +9,9 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 
 const {
-  PusherClient, appConfig, collect, disconnectAll, expectNothing, makeServerClient, sleep, socketId,
-  startServer, subscribe, uniqueChannel, waitFor, watchMessages, NOTHING_WINDOW_MS,
+  PusherClient, appConfig, clientEventBarrier, collect, connectOnShard, disconnectAll, expectNothing, makePublisher,
+  makeServerClient, pingBarrier, publishedBarrier, shardOf, socketId, startServer, subscribe, uniqueChannel,
+  waitFor, watchMessages,
 } = require('./helpers');
 const { authedClient, collectConnectionErrors, until } = require('./auth_helpers');
 
@@ -33,7 +34,8 @@ describe('private-encrypted channels', () => {
     };
     // Client events enabled, so the refusal tested below is about the channel kind.
     server = await startServer({ config: appConfig({ app: { enable_client_messages: true } }) });
-    api = makeServerClient(server.port, { encryptionMasterKeyBase64: MASTER_KEY });
+    // One keep-alive connection, so its `barrier` events end absence checks.
+    api = makePublisher(server.port, { encryptionMasterKeyBase64: MASTER_KEY });
     // Same app credentials (so its signatures are valid) but another master
     // key: the shared_secret it hands out is not the channel's real one.
     wrongKeyApi = makeServerClient(server.port, { encryptionMasterKeyBase64: OTHER_KEY });
@@ -81,7 +83,11 @@ describe('private-encrypted channels', () => {
   });
 
   it('several subscribers (across shards) each decrypt; socket_id excludes one', async () => {
-    const clients = await Promise.all([1, 2, 3].map(() => authedClient(server.port, api)));
+    const clients = await Promise.all([1, 2].map(() => authedClient(server.port, api)));
+    // The third on the shard the first two are not both on (across shards).
+    const shards = clients.map((c) => shardOf(socketId(c)));
+    clients.push(await connectOnShard(() => authedClient(server.port, api), shards[0] === shards[1] ? 1 - shards[0] : shards[1]));
+    assert.equal(new Set(clients.map((c) => shardOf(socketId(c)))).size, 2, 'subscribers on both shards');
     const name = uniqueChannel('private-encrypted-many');
     const chans = await Promise.all(clients.map((c) => subscribe(c, name)));
     const rec0 = collect(chans[0], 'e');
@@ -89,7 +95,7 @@ describe('private-encrypted channels', () => {
     await api.trigger(name, 'e', { k: 'v' }, { socket_id: socketId(clients[0]) });
     assert.deepEqual(await got[0], { k: 'v' });
     assert.deepEqual(await got[1], { k: 'v' });
-    await sleep(NOTHING_WINDOW_MS);
+    await publishedBarrier(api, [chans[0]]);
     assert.deepEqual(rec0.events, []);
   });
 
@@ -102,6 +108,8 @@ describe('private-encrypted channels', () => {
     // The signature is valid (same app secret), so the subscription succeeds.
     const badCh = await subscribe(bad, name);
     assert.equal(calls.length, 1);
+    // A plain channel of the bad client's, for a barrier it can read.
+    const badPlain = await subscribe(bad, uniqueChannel('plain'));
 
     const badRec = collect(badCh, 'secret');
     const badWire = watchMessages(bad, (m) => m.channel === name && m.event === 'secret');
@@ -119,9 +127,12 @@ describe('private-encrypted channels', () => {
       'pusher-js logging "Failed to decrypt event with new key"');
     const newLogs = logs.slice(logStart);
     assert.ok(newLogs.some((l) => l.includes('Failed to decrypt an event')), JSON.stringify(newLogs));
+    // No second copy on the wire: the publisher's next event came after it.
+    await publishedBarrier(api, [badPlain]);
     assert.equal(badWire.events.length, 1, 'the encrypted event did reach the bad client');
     assert.equal(calls.length, 2, 'pusher-js asked the authorizer for a fresh key once');
-    await sleep(NOTHING_WINDOW_MS);
+    // pusher-js logs "Dropping encrypted event" and returns without emitting:
+    // after that log (awaited above) it can no longer emit this event.
     assert.deepEqual(badRec.events, [], 'pusher-js emitted an event it could not decrypt');
     assert.equal(bad.connection.state, 'connected');
     assert.equal(badCh.subscribed, true);
@@ -132,9 +143,10 @@ describe('private-encrypted channels', () => {
     const client = await authedClient(server.port, wrongSecret);
     const ch = client.subscribe(uniqueChannel('private-encrypted-bad'));
     const err = waitFor(ch, 'pusher:subscription_error');
-    const none = expectNothing(ch, 'pusher:subscription_succeeded', 1_000);
+    const none = expectNothing(ch, 'pusher:subscription_succeeded');
     const status = await err;
-    await none;
+    // The subscribe was answered once; the pong to a later ping comes after anything it queued.
+    await none.until(pingBarrier(client));
     assert.equal(status.status, 401, JSON.stringify(status));
   });
 
@@ -142,13 +154,16 @@ describe('private-encrypted channels', () => {
     const name = uniqueChannel('private-encrypted-client');
     const [a, b] = await Promise.all([authedClient(server.port, api), authedClient(server.port, api)]);
     const [cha, chb] = await Promise.all([subscribe(a, name), subscribe(b, name)]);
+    const barrierName = uniqueChannel('private-barrier');
+    const [bara, barb] = await Promise.all([subscribe(a, barrierName), subscribe(b, barrierName)]);
     assert.throws(() => cha.trigger('client-x', { a: 1 }), /not currently supported for encrypted channels/);
 
     const errs = collectConnectionErrors(a);
     const wire = watchMessages(b, (m) => m.channel === name && m.event === 'client-x');
     assert.equal(a.send_event('client-x', { a: 1 }, name), true);
     await until(() => errs.codes().includes(4301), 'pusher:error 4301 for a client event on an encrypted channel');
-    await sleep(200);
+    // a's next client event to b (on a private channel) comes after it.
+    await clientEventBarrier(bara, [barb]);
     assert.deepEqual(wire.events, [], 'the client event was relayed on an encrypted channel');
     assert.equal(chb.subscribed, true);
     assert.equal(a.connection.state, 'connected');

@@ -2,16 +2,16 @@
 // `socket_id` exclusion: the publishing client's own connection does not get
 // its event back, whichever shard it (and the HTTP request) landed on.
 //
-// Six clients on one channel with two shards: some connections land on each
-// shard. We do not decode the socket_id; instead every client takes a turn at
-// being the excluded one, so the exclusion is exercised on both shards.
+// Six clients on one channel with two shards, at least one on each (the
+// socket_id names the shard; setup checks it), and every client takes a turn
+// at being the excluded one, so the exclusion is exercised on both shards.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
 const {
-  collect, connectClient, disconnectAll, makeServerClient, sleep, socketId,
-  startServer, subscribe, uniqueChannel, NOTHING_WINDOW_MS,
+  collect, connectClient, connectOnShard, disconnectAll, makePublisher, publishedBarrier, shardOf, socketId,
+  startServer, subscribe, uniqueChannel,
 } = require('./helpers');
 
 const N = 6;
@@ -22,13 +22,22 @@ describe('socket_id exclusion', () => {
 
   before(async () => {
     server = await startServer();
-    api = makeServerClient(server.port);
+    // One keep-alive connection: its later `barrier` event follows every
+    // earlier trigger to each client, so absences end on it.
+    api = makePublisher(server.port);
   });
   afterEach(async () => { await disconnectAll(); });
   after(async () => { if (server) await server.stop(); });
 
   async function setup(channelCount = 1) {
-    const clients = await Promise.all(Array.from({ length: N }, () => connectClient(server.port)));
+    const clients = await Promise.all(Array.from({ length: N - 1 }, () => connectClient(server.port)));
+    // Both shards, whatever the kernel's spread: the last one on the other
+    // shard if the first ones all landed on one.
+    const first = new Set(clients.map((c) => shardOf(socketId(c))));
+    clients.push(first.size === 2
+      ? await connectClient(server.port)
+      : await connectOnShard(() => connectClient(server.port), 1 - [...first][0]));
+    assert.equal(new Set(clients.map((c) => shardOf(socketId(c)))).size, 2, 'clients on both shards');
     const names = Array.from({ length: channelCount }, () => uniqueChannel('excl'));
     const channels = await Promise.all(clients.map(
       (c) => Promise.all(names.map((n) => subscribe(c, n))),
@@ -55,7 +64,7 @@ describe('socket_id exclusion', () => {
     const recs = channels.map(([ch]) => collect(ch, 'ex'));
     await api.trigger(names[0], 'ex', { from: excluded }, { socket_id: ids[excluded] });
     await Promise.all(recs.filter((_, j) => j !== excluded).map((r) => r.waitForCount(1)));
-    await sleep(NOTHING_WINDOW_MS);
+    await publishedBarrier(api, channels.map(([ch]) => ch));
     assert.deepEqual(recs[excluded].events, [], `excluded socket ${ids[excluded]} got the event`);
     for (let j = 1; j < N; j++) assert.equal(recs[j].events.length, 1);
   });
@@ -67,7 +76,7 @@ describe('socket_id exclusion', () => {
       await api.trigger(names[0], 'turn', { from: i }, { socket_id: ids[i] });
     }
     await Promise.all(recs.map((r) => r.waitForCount(N - 1)));
-    await sleep(NOTHING_WINDOW_MS);
+    await publishedBarrier(api, channels.map(([ch]) => ch));
     assertExcluded(recs, ids, 'trigger');
   });
 
@@ -81,7 +90,7 @@ describe('socket_id exclusion', () => {
       const perChannel = recs.map((r) => r[c]);
       await Promise.all(perChannel.map((r) => r.waitForCount(N - 1)));
     }
-    await sleep(NOTHING_WINDOW_MS);
+    await publishedBarrier(api, channels.flat());
     for (let c = 0; c < names.length; c++) assertExcluded(recs.map((r) => r[c]), ids, `channel ${c}`);
   });
 
@@ -92,7 +101,7 @@ describe('socket_id exclusion', () => {
     const res = await api.triggerBatch(batch);
     assert.equal(res.status, 200);
     await Promise.all(recs.map((r) => r.waitForCount(N - 1)));
-    await sleep(NOTHING_WINDOW_MS);
+    await publishedBarrier(api, channels.map(([ch]) => ch));
     assertExcluded(recs, ids, 'batch');
   });
 
@@ -106,7 +115,7 @@ describe('socket_id exclusion', () => {
     ]);
     assert.equal(res.status, 200);
     await Promise.all(recs.map((r, j) => r.waitForCount(j === 3 ? 2 : 3)));
-    await sleep(NOTHING_WINDOW_MS);
+    await publishedBarrier(api, channels.map(([ch]) => ch));
     for (let j = 0; j < N; j++) {
       const want = j === 3 ? ['all-1', 'all-2'] : ['all-1', 'not-3', 'all-2'];
       assert.deepEqual(recs[j].events.map((e) => e.k), want, `client ${j} (socket ${ids[j]})`);
@@ -121,6 +130,8 @@ describe('socket_id exclusion', () => {
     while (ids.includes(ghost)) ghost = `${Math.floor(Math.random() * 1e6)}.${Math.floor(Math.random() * 1e9)}`;
     await api.trigger(names[0], 'ghost', { from: -1 }, { socket_id: ghost });
     await Promise.all(recs.map((r) => r.waitForCount(1)));
+    await publishedBarrier(api, channels.map(([ch]) => ch));
+    recs.forEach((r, j) => assert.deepEqual(r.events, [{ from: -1 }], `client ${j} (socket ${ids[j]})`));
   });
 
   it('server is still running after all of the above', () => {

@@ -5,6 +5,7 @@
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 
@@ -18,7 +19,6 @@ const APP_SECRET = 'app-secret';
 const READY_TIMEOUT_MS = 20_000;
 const STOP_GRACE_MS = 6_000;
 const EVENT_TIMEOUT_MS = 5_000;
-const NOTHING_WINDOW_MS = 500;
 
 const DEBUG = !!process.env.SHARDCAST_TEST_DEBUG;
 
@@ -301,6 +301,24 @@ function makeServerClient(port, overrides = {}) {
   });
 }
 
+/**
+ * A `pusher` client whose requests all go over ONE keep-alive HTTP
+ * connection (an agent with maxSockets 1), which the server treats as one
+ * publisher: its events reach each subscriber in the order published. So an
+ * event it publishes after another is a barrier for that other one (see
+ * publishedBarrier). `connectionsOpened()` counts the TCP connections the
+ * agent made; a barrier checks that it is still 1.
+ */
+function makePublisher(port, overrides = {}) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  let opened = 0;
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = (...args) => { opened += 1; return create(...args); };
+  const publisher = makeServerClient(port, { agent, ...overrides });
+  publisher.connectionsOpened = () => opened;
+  return publisher;
+}
+
 // ---------------------------------------------------------------------------
 // Promise helpers
 
@@ -358,20 +376,157 @@ function collect(target, event) {
 }
 
 /**
- * Resolve after `ms` if `event` did NOT fire on `target` in that window;
- * reject as soon as it does. Bind BEFORE triggering.
+ * Watch `target` for an `event` that must NOT arrive; bind BEFORE
+ * triggering. `await watch.until(barrier)` waits for `barrier` (a promise
+ * that settles only once the unwanted event would have arrived: a
+ * publishedBarrier, a pingBarrier, or a reply the server sends after it)
+ * and then fails if the event came. There is no fixed wait: a late event
+ * cannot pass for an absent one.
  */
-function expectNothing(target, event, ms = NOTHING_WINDOW_MS) {
+function expectNothing(target, event) {
+  const name = target.name ? `channel "${target.name}"` : 'client';
+  const got = [];
+  const handler = (data) => got.push(data);
+  target.bind(event, handler);
+  return {
+    events: got,
+    async until(barrier) {
+      try {
+        await barrier;
+      } finally {
+        target.unbind(event, handler);
+      }
+      if (got.length) throw new Error(`unexpected "${event}" on ${name}: ${JSON.stringify(got)}`);
+    },
+  };
+}
+
+let barrierSeq = 0;
+
+/**
+ * The end of an absence check for events a server publisher sent: publish
+ * a `barrier` event through `publisher` (a makePublisher client, the one
+ * that published the unwanted events) on the channels of `channels`
+ * (pusher-js Channels, one or more per client that must have got nothing)
+ * and resolve when it has arrived on every one of them. The server delivers
+ * one HTTP connection's publications to each subscriber in order and writes
+ * a socket's frames in order, so by then an earlier event from that
+ * publisher to those clients has arrived too: assert its absence after
+ * this. Channels that share a name get one publication.
+ */
+async function publishedBarrier(publisher, channels, timeout = EVENT_TIMEOUT_MS) {
+  barrierSeq += 1;
+  const tag = `barrier-${process.pid}-${barrierSeq}`;
+  const arrived = channels.map((ch) => waitForMatch(ch, 'barrier', (d) => d && d.tag === tag, timeout));
+  const names = [...new Set(channels.map((ch) => ch.name))];
+  await publisher.trigger(names, 'barrier', { tag });
+  await Promise.all(arrived);
+  const opened = publisher.connectionsOpened();
+  if (opened !== 1) {
+    throw new Error(`the publisher used ${opened} HTTP connections; a barrier orders only one connection's events`);
+  }
+}
+
+/**
+ * The end of an absence check for things a client's own connection caused
+ * (its client events, subscribe and sign-in messages): send pusher:ping and
+ * resolve on the pusher:pong. The server handles one connection's messages
+ * in order, and what that handling queues for this socket (an error, a
+ * subscription_succeeded, an echo to a local subscriber) is written before
+ * the pong, which is queued after it.
+ */
+function pingBarrier(client, timeout = EVENT_TIMEOUT_MS) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.connection.unbind('message', handler);
+      reject(new Error(`no pusher:pong within ${timeout} ms`));
+    }, timeout);
+    function handler(msg) {
+      if (msg.event !== 'pusher:pong') return;
+      clearTimeout(timer);
+      client.connection.unbind('message', handler);
+      resolve();
+    }
+    client.connection.bind('message', handler);
+    client.send_event('pusher:ping', {});
+  });
+}
+
+/**
+ * The end of an absence check for client events: `from` (a pusher-js
+ * private or presence Channel) triggers `client-barrier` and this resolves
+ * when it has arrived on every Channel of `to` (other clients' Channels of
+ * that name). The server relays one connection's client events to each
+ * subscriber in order, so an earlier client event of that connection to
+ * those clients has arrived by then. It is sent again every 250 ms until it
+ * arrives, for a sender whose earlier events used up its rate window.
+ */
+async function clientEventBarrier(from, to, timeout = EVENT_TIMEOUT_MS) {
+  barrierSeq += 1;
+  const tag = `barrier-${process.pid}-${barrierSeq}`;
+  const arrived = Promise.all(to.map((ch) => waitForMatch(ch, 'client-barrier', (d) => d && d.tag === tag, timeout)));
+  let done = false;
+  const resend = (async () => {
+    while (!done) {
+      from.trigger('client-barrier', { tag });
+      await sleep(250);
+    }
+  })();
+  try {
+    await arrived;
+  } finally {
+    done = true;
+    await resend;
+  }
+}
+
+/** The shard that owns a connection: `N % 1024` of its socket_id `N.M`. */
+function shardOf(socketId) {
+  return Number(socketId.split('.')[0]) % 1024;
+}
+
+/**
+ * `connect()` (resolving to a connected pusher-js client) until the client
+ * is on shard `shard`; the others are disconnected. With two shards and the
+ * kernel spreading connections, 100 tries fail only when the spread does.
+ */
+async function connectOnShard(connect, shard, tries = 100) {
+  for (let i = 0; i < tries; i++) {
+    const client = await connect();
+    if (shardOf(socketId(client)) === shard) return client;
+    await disconnectClient(client);
+  }
+  throw new Error(`no connection landed on shard ${shard} in ${tries} tries`);
+}
+
+/**
+ * pusher-js has disconnected for good: state `disconnected` and no retry
+ * timer armed. On a close code 4000-4099 ("refused") pusher-js calls
+ * disconnect() instead of retryIn(), so this is what "does not reconnect"
+ * means, checked directly instead of by waiting for a reconnect that does
+ * not come.
+ */
+function assertNoReconnect(client, label = 'client') {
+  if (client.connection.state !== 'disconnected') {
+    throw new Error(`${label}: state ${client.connection.state}, expected disconnected`);
+  }
+  const retry = client.connection.retryTimer;
+  if (retry && retry.isRunning()) throw new Error(`${label}: pusher-js scheduled a reconnect`);
+}
+
+/** Like waitFor, for the next `event` whose data satisfies `match`. */
+function waitForMatch(target, event, match, timeout = EVENT_TIMEOUT_MS) {
   return new Promise((resolve, reject) => {
     const name = target.name ? `channel "${target.name}"` : 'client';
     const timer = setTimeout(() => {
       target.unbind(event, handler);
-      resolve();
-    }, ms);
+      reject(new Error(`no matching "${event}" arrived on ${name} within ${timeout} ms`));
+    }, timeout);
     function handler(data) {
+      if (!match(data)) return;
       clearTimeout(timer);
       target.unbind(event, handler);
-      reject(new Error(`unexpected "${event}" on ${name}: ${JSON.stringify(data)}`));
+      resolve(data);
     }
     target.bind(event, handler);
   });
@@ -472,20 +627,26 @@ module.exports = {
   APP_KEY,
   APP_SECRET,
   EVENT_TIMEOUT_MS,
-  NOTHING_WINDOW_MS,
   PusherClient,
   PusherServer,
   appConfig,
+  assertNoReconnect,
   binaryPath,
   collect,
   connectClient,
+  connectOnShard,
   cpuList,
   disconnectAll,
   disconnectClient,
   expectNothing,
+  clientEventBarrier,
   makeClient,
+  makePublisher,
   makeServerClient,
+  pingBarrier,
+  publishedBarrier,
   rawConnect,
+  shardOf,
   sleep,
   socketId,
   startServer,
@@ -493,6 +654,7 @@ module.exports = {
   uniqueChannel,
   waitConnected,
   waitFor,
+  waitForMatch,
   watchMessages,
   withTimeout,
 };

@@ -8,10 +8,14 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
 const {
-  appConfig, collect, disconnectAll, disconnectClient, expectNothing, makeServerClient,
-  sleep, startServer, subscribe, uniqueChannel, waitFor, watchMessages, NOTHING_WINDOW_MS,
+  appConfig, collect, disconnectAll, disconnectClient, expectNothing, makePublisher,
+  makeServerClient, pingBarrier, publishedBarrier, shardOf, socketId, startServer, subscribe,
+  uniqueChannel, waitFor, watchMessages,
 } = require('./helpers');
-const { authedClient } = require('./auth_helpers');
+const { authedClient, presenceBarrier, until } = require('./auth_helpers');
+
+/** Member events of real users (not of presenceBarrier's users). */
+const real = (events) => events.filter((m) => !String(m.id).startsWith('barrier-'));
 
 /** Every member of a pusher-js Members object, sorted by id. */
 function memberList(members) {
@@ -102,8 +106,9 @@ describe('presence channels', () => {
     const ch = alice.subscribe(name);
     const rec = collect(ch, 'pusher:member_added');
     await waitFor(ch, 'pusher:subscription_succeeded');
-    await sleep(NOTHING_WINDOW_MS);
-    assert.deepEqual(rec.events, []);
+    // The owner answered alice's join before the barrier user joined.
+    const [barrierId] = await presenceBarrier(server.port, api, name, [ch]);
+    assert.deepEqual(rec.events.map((m) => m.id), [barrierId]);
   });
 
   it('the same user on several connections is one member: one member_added, member_removed after the last leaves', async () => {
@@ -118,8 +123,9 @@ describe('presence channels', () => {
     const dchans = [];
     for (const d of daves) dchans.push(await subscribe(d, name));
     await addedRec.waitForCount(1);
-    await sleep(NOTHING_WINDOW_MS);
-    assert.deepEqual(addedRec.events, [{ id: 'dave', info: { d: 1 } }], 'member_added once per user');
+    // The owner answered every join of dave's before the barrier user joined.
+    await presenceBarrier(server.port, api, name, [wchan, ...dchans]);
+    assert.deepEqual(real(addedRec.events), [{ id: 'dave', info: { d: 1 } }], 'member_added once per user');
     assert.equal(wchan.members.count, 2);
     for (const ch of dchans) assert.equal(ch.members.count, 2, 'each of dave\'s connections sees 2 members');
 
@@ -131,15 +137,24 @@ describe('presence channels', () => {
     assert.equal(info.occupied, true);
 
     // Two of dave's three connections leave: dave is still there.
+    const leaving = [socketId(daves[0]), socketId(daves[1])];
     await disconnectClient(daves[0]);
     daves[1].unsubscribe(name);
-    await sleep(NOTHING_WINDOW_MS);
-    assert.deepEqual(removedRec.events, [], 'member_removed before dave\'s last connection left');
+    // Once each shard has dropped them (the channel counts 2 subscribers:
+    // watcher and daves[2]), their leaves are on the way to the owner; a
+    // barrier user joining from each of their shards reaches it after them.
+    await until(async () => {
+      const info = await (await api.get({ path: `/channels/${name}`, params: { info: 'subscription_count' } })).json();
+      return info.subscription_count === 2;
+    }, 'the shards dropping two of dave\'s subscriptions');
+    await presenceBarrier(server.port, api, name, [wchan], { shards: [...new Set(leaving.map(shardOf))] });
+    assert.deepEqual(real(removedRec.events), [], 'member_removed before dave\'s last connection left');
     assert.equal(wchan.members.count, 2);
 
+    const removedBefore = removedRec.events.length;
     await disconnectClient(daves[2]);
-    await removedRec.waitForCount(1);
-    assert.deepEqual(removedRec.events, [{ id: 'dave', info: { d: 1 } }]);
+    await removedRec.waitForCount(removedBefore + 1);
+    assert.deepEqual(real(removedRec.events), [{ id: 'dave', info: { d: 1 } }]);
     assert.equal(wchan.members.count, 1);
   });
 
@@ -159,9 +174,10 @@ describe('presence channels', () => {
     const c = await authedClient(server.port, wrong, user('eve', {}));
     const ch = c.subscribe(uniqueChannel('presence-bad'));
     const err = waitFor(ch, 'pusher:subscription_error');
-    const none = expectNothing(ch, 'pusher:subscription_succeeded', 1_000);
+    const none = expectNothing(ch, 'pusher:subscription_succeeded');
     const status = await err;
-    await none;
+    // The subscribe was answered once; the pong to a later ping comes after anything it queued.
+    await none.until(pingBarrier(c));
     assert.equal(status.status, 401, JSON.stringify(status));
   });
 
@@ -211,7 +227,8 @@ describe('presence channels', () => {
       const again = await subscribe(bob, name);
       assert.equal(again.members.count, 2, `round ${i}: bob sees ${again.members.count} members`);
     }
-    await sleep(NOTHING_WINDOW_MS);
+    // The owner answered bob's last join before the barrier user joined.
+    await presenceBarrier(server.port, api, name, [achan]);
     assert.equal(achan.members.count, 2, 'alice lost bob');
     const users = await (await api.get({ path: `/channels/${name}/users` })).json();
     assert.deepEqual(users.users.map((u) => u.id).sort(), ['alice', 'bob']);
@@ -231,13 +248,14 @@ describe('presence channels', () => {
     for (const g of ghosts) g.subscribe(name);
     await Promise.all(ghosts.map((g) => disconnectClient(g)));
     let users;
-    for (let i = 0; i < 50; i++) {
+    await until(async () => {
       users = (await (await api.get({ path: `/channels/${name}/users` })).json()).users.map((u) => u.id);
-      if (users.length === 1) break;
-      await sleep(100);
-    }
+      return users.length === 1;
+    }, `ghost members leaving (users: ${JSON.stringify(users)})`).catch(() => {});
     assert.deepEqual(users, ['alice'], 'ghost members stayed on the channel');
-    await sleep(200);
+    // The owner answered that query after removing the ghosts (and sending
+    // their member_removed); the barrier user joined after the answer.
+    await presenceBarrier(server.port, api, name, [achan]);
     assert.equal(achan.members.count, 1, `alice sees ${achan.members.count} members`);
     assert.equal(addedRec.events.length, removedRec.events.length, 'every member_added has its member_removed');
   });
@@ -254,7 +272,7 @@ describe('presence channels: max_presence_members', () => {
 
   before(async () => {
     server = await startServer({ config: appConfig({ app: { max_presence_members: MAX } }) });
-    api = makeServerClient(server.port);
+    api = makePublisher(server.port);
   });
   afterEach(async () => { await disconnectAll(); });
   after(async () => { if (server) await server.stop(); });
@@ -274,21 +292,31 @@ describe('presence channels: max_presence_members', () => {
     const u3 = await authedClient(server.port, api, user('u3'));
     const ch3 = u3.subscribe(name);
     const err = waitFor(ch3, 'pusher:subscription_error');
-    const none = expectNothing(ch3, 'pusher:subscription_succeeded', 1_000);
+    const none = expectNothing(ch3, 'pusher:subscription_succeeded');
     const status = await err;
-    await none;
+    // The subscribe was answered once; the pong to a later ping comes after anything it queued.
+    await none.until(pingBarrier(u3));
     assert.equal(status.status, 4100, JSON.stringify(status));
     assert.equal(ch3.subscribed, false);
     assert.equal(u3.connection.state, 'connected');
-    assert.deepEqual(addedRec.events, [], 'the refused user was announced to members');
+    // The channel is full, so no barrier user can join: u2 leaves and comes
+    // back instead. The owner refused u3 before u2's leave reached it, so
+    // u2's member_removed and member_added follow any announcement of u3.
+    const u2gone = waitFor(ch1, 'pusher:member_removed');
+    u2.unsubscribe(name);
+    assert.equal((await u2gone).id, 'u2');
+    await subscribe(u2, name);
+    await addedRec.waitForCount(1);
+    assert.deepEqual(addedRec.events.map((m) => m.id), ['u2'], 'the refused user was announced to members');
     assert.equal(ch1.members.count, 2);
 
     // Not a member: events on the channel do not reach it.
     const wire = watchMessages(u3, (m) => m.channel === name && m.event === 'e');
+    const u3plain = await subscribe(u3, uniqueChannel('plain'));
     const got = waitFor(ch1, 'e');
     await api.trigger(name, 'e', 1);
     await got;
-    await sleep(200);
+    await publishedBarrier(api, [u3plain]);
     assert.deepEqual(wire.events, []);
   });
 

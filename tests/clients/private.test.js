@@ -7,8 +7,9 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
 const {
-  collect, disconnectAll, expectNothing, makeServerClient, rawConnect, sleep,
-  socketId, startServer, subscribe, uniqueChannel, waitFor, watchMessages, NOTHING_WINDOW_MS,
+  collect, disconnectAll, expectNothing, makePublisher, makeServerClient, pingBarrier,
+  publishedBarrier, rawConnect, socketId, startServer, subscribe, uniqueChannel, waitFor,
+  watchMessages,
 } = require('./helpers');
 const { authedClient } = require('./auth_helpers');
 
@@ -18,7 +19,8 @@ describe('private channels', () => {
 
   before(async () => {
     server = await startServer();
-    api = makeServerClient(server.port);
+    // One keep-alive connection, so its `barrier` events end absence checks.
+    api = makePublisher(server.port);
   });
   afterEach(async () => { await disconnectAll(); });
   after(async () => { if (server) await server.stop(); });
@@ -27,9 +29,10 @@ describe('private channels', () => {
   async function expectRefused(client, name) {
     const ch = client.subscribe(name);
     const failure = waitFor(ch, 'pusher:subscription_error');
-    const success = expectNothing(ch, 'pusher:subscription_succeeded', 1_000);
+    const success = expectNothing(ch, 'pusher:subscription_succeeded');
     const status = await failure;
-    await success;
+    // The subscribe was answered once; the pong to a later ping comes after anything it queued.
+    await success.until(pingBarrier(client));
     assert.equal(ch.subscribed, false);
     return { ch, status };
   }
@@ -65,14 +68,18 @@ describe('private channels', () => {
     assert.equal(status.type, 'AuthError', JSON.stringify(status));
     assert.equal(typeof status.error, 'string', JSON.stringify(status));
 
-    // The socket stays usable, and nothing published there reaches it.
-    const none = expectNothing(ch, 'leak');
-    await api.trigger(name, 'leak', {});
-    await none;
-    assert.equal(client.connection.state, 'connected');
-    // (This client signs everything with the wrong secret; a public channel still works.)
+    // The socket stays usable (this client signs everything with the wrong
+    // secret; a public channel still works), and nothing published on the
+    // refused channel reaches it: the publisher's next event, on the public
+    // channel, comes after.
     const pub = await subscribe(client, uniqueChannel('public-after-bad'));
     assert.equal(pub.subscribed, true);
+    const none = expectNothing(ch, 'leak');
+    const wire = watchMessages(client, (m) => m.channel === name);
+    await api.trigger(name, 'leak', {});
+    await none.until(publishedBarrier(api, [pub]));
+    assert.deepEqual(wire.events, []);
+    assert.equal(client.connection.state, 'connected');
   });
 
   it('a signature made for another socket id is refused (401)', async () => {
@@ -132,7 +139,7 @@ describe('private channels', () => {
     const gotB = waitFor(chb, 'e');
     await api.trigger(name, 'e', { n: 1 }, { socket_id: socketId(a) });
     assert.deepEqual(await gotB, { n: 1 });
-    await sleep(NOTHING_WINDOW_MS);
+    await publishedBarrier(api, [cha]);
     assert.deepEqual(recA.events, []);
   });
 
@@ -143,9 +150,10 @@ describe('private channels', () => {
     // pusher-js forgets the channel on unsubscribe, so watch the wire.
     const wire = watchMessages(client, (m) => m.channel === name && m.event === 'e');
     client.unsubscribe(name);
-    await sleep(200);
+    // Handled in order: once this later subscribe succeeded, the unsubscribe is done.
+    const still = await subscribe(client, uniqueChannel('barrier'));
     await api.trigger(name, 'e', 1);
-    await sleep(NOTHING_WINDOW_MS);
+    await publishedBarrier(api, [still]);
     assert.deepEqual(wire.events, []);
   });
 

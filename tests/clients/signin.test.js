@@ -10,8 +10,9 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
 const {
-  appConfig, collect, disconnectAll, disconnectClient, expectNothing, makeServerClient,
-  rawConnect, sleep, startServer, subscribe, uniqueChannel, waitFor, watchMessages, NOTHING_WINDOW_MS,
+  appConfig, assertNoReconnect, collect, connectOnShard, disconnectAll, disconnectClient, expectNothing, makePublisher, makeServerClient,
+  pingBarrier, publishedBarrier, rawConnect, shardOf, sleep, socketId, startServer, subscribe, uniqueChannel, waitFor,
+  watchMessages,
 } = require('./helpers');
 const {
   authedClient, collectConnectionErrors, signIn, unrefCloseTimer, until, waitConnectionError, waitState,
@@ -42,7 +43,9 @@ describe('user sign-in', () => {
     server = await startServer({
       config: appConfig({ app: { enable_user_authentication: true, user_authentication_timeout: 120 } }),
     });
-    api = makeServerClient(server.port);
+    // One keep-alive connection: its later events follow its earlier ones
+    // to every socket, so absence checks end on them.
+    api = makePublisher(server.port);
   });
   afterEach(async () => { await disconnectAll(); });
   after(async () => { if (server) await server.stop(); });
@@ -74,22 +77,21 @@ describe('user sign-in', () => {
     await api.sendToUser('ann', 'note', { hello: 'ann' });
     assert.deepEqual(await got1, { hello: 'ann' });
     assert.deepEqual(await got2, { hello: 'ann' });
-    await sleep(NOTHING_WINDOW_MS);
-    assert.deepEqual(recB.events, []);
 
-    const gotB = waitUserEvent(b, 'note');
+    // The publisher's next event, to ben, comes after anything for ann would have.
     await api.sendToUser('ben', 'note', 'for ben');
-    assert.equal(await gotB, 'for ben');
+    assert.deepEqual(await recB.waitForCount(1), ['for ben']);
   });
 
   it('a connection that has not signed in does not get server-to-user events', async () => {
     const signed = await signedInClient({ id: 'cat' });
     const anon = await authedClient(server.port, api);
+    const anonCh = await subscribe(anon, uniqueChannel('plain'));
     const wire = watchMessages(anon, (m) => m.event === 'note');
     const got = waitUserEvent(signed, 'note');
     await api.sendToUser('cat', 'note', 1);
     await got;
-    await sleep(200);
+    await publishedBarrier(api, [anonCh]);
     assert.deepEqual(wire.events, []);
   });
 
@@ -101,11 +103,20 @@ describe('user sign-in', () => {
       const frame = await raw.next();
       assert.equal(frame.event, 'pusher:subscription_error', JSON.stringify(frame));
       assert.equal(frame.channel, '#server-to-user-dan');
+      const plain = uniqueChannel('plain');
+      raw.send({ event: 'pusher:subscribe', data: { channel: plain } });
+      assert.equal((await raw.next()).event, 'pusher_internal:subscription_succeeded');
       const dan = await signedInClient({ id: 'dan' });
       const got = waitUserEvent(dan, 'note');
       await api.sendToUser('dan', 'note', 'private');
       await got;
-      await sleep(200);
+      // The publisher's next event, on the raw socket's channel, comes after.
+      await api.trigger(plain, 'barrier', {});
+      for (;;) {
+        const f = await raw.next();
+        if (f.event === 'barrier') break;
+      }
+      assert.equal(api.connectionsOpened(), 1);
       assert.ok(!raw.frames.some((f) => f.event === 'note'), JSON.stringify(raw.frames));
     } finally {
       await raw.close();
@@ -116,11 +127,12 @@ describe('user sign-in', () => {
     const wrong = makeServerClient(server.port, { secret: 'wrong-secret' });
     const client = await authedClient(server.port, wrong, { user: { id: 'mallory' } });
     const err = waitConnectionError(client, 4009);
-    const none = expectNothing(client, 'pusher:signin_success', 1_000);
+    const none = expectNothing(client, 'pusher:signin_success');
     client.signin();
     const e = await err;
     assert.equal(e.type, 'PusherError');
-    await none;
+    // The sign-in was answered; the pong to a later ping comes after anything it queued.
+    await none.until(pingBarrier(client));
     assert.equal(client.user.user_data, null);
     assert.equal(client.user.serverToUserChannel, null);
   });
@@ -143,10 +155,10 @@ describe('user sign-in', () => {
     assert.equal(res.status, 200);
     await Promise.all([err1, err2, down1, down2]);
 
-    // pusher-js treats 4000-4099 as "refused": it does not reconnect.
-    await sleep(NOTHING_WINDOW_MS);
-    assert.equal(e1.connection.state, 'disconnected');
-    assert.equal(e2.connection.state, 'disconnected');
+    // pusher-js treats 4000-4099 as "refused": it disconnects for good
+    // rather than arming its retry timer (what a reconnect would wait on).
+    assertNoReconnect(e1, 'e1');
+    assertNoReconnect(e2, 'e2');
 
     assert.equal(f.connection.state, 'connected');
     assert.deepEqual(fStates, []);
@@ -189,12 +201,14 @@ describe('user sign-in', () => {
     const offline = watchIds(watcher, 'offline');
     await signIn(watcher);
     await until(() => online.ids.includes(bob), `online event for ${bob} after sign-in`);
-    await sleep(200);
-    assert.deepEqual(online.sorted(), [bob], 'only users that are online are announced');
     for (const e of online.events) assert.equal(e.name, 'online');
 
+    // Each watched user's owner shard answers the watch, and later tells of
+    // that user's comings and goings in order: carol's online event comes
+    // after any wrong one at sign-in (which would make two).
     const carolClient = await signedInClient({ id: carol });
     await until(() => online.ids.includes(carol), `online event for ${carol}`);
+    assert.deepEqual(online.sorted(), [bob, carol], 'only users that are online are announced');
 
     await disconnectClient(carolClient);
     await until(() => offline.ids.includes(carol), `offline event for ${carol}`);
@@ -202,7 +216,10 @@ describe('user sign-in', () => {
 
     await disconnectClient(bobClient);
     await until(() => offline.ids.includes(bob), `offline event for ${bob}`);
-    assert.ok(!online.ids.includes(dora) && !offline.ids.includes(dora));
+    // dora's owner sends nothing later that could be a barrier (she never
+    // comes online); her check comes after the round trips above.
+    assert.deepEqual(online.sorted(), [bob, carol]);
+    assert.deepEqual(offline.sorted(), [bob, carol]);
   });
 
   it('watchlist: a user with two connections goes offline only when the last one closes', async () => {
@@ -216,15 +233,25 @@ describe('user sign-in', () => {
     const g1 = await signedInClient({ id: gus });
     await until(() => online.ids.includes(gus), `online event for ${gus}`);
     const g2 = await signedInClient({ id: gus });
-    await sleep(NOTHING_WINDOW_MS);
-    assert.equal(online.ids.filter((x) => x === gus).length, 1, 'a second connection is not a new online event');
 
     await disconnectClient(g1);
-    await sleep(NOTHING_WINDOW_MS);
+    // No event of gus's owner can follow g1's leave while g2 is online, so a
+    // wrong offline for it is looked for in a window (the one check here
+    // that keeps one); the barrier below still bounds the rest.
+    await sleep(300);
     assert.deepEqual(offline.ids, [], 'offline while a connection remains');
     await disconnectClient(g2);
     await until(() => offline.ids.includes(gus), `offline event for ${gus}`);
-    assert.equal(offline.ids.length, 1);
+    // Barrier: gus's owner tells the watcher of gus's sign-ins and leaves in
+    // the order it handles them, and handles g3's sign-in (sent once the
+    // offline event arrived) after all of the above. So when g3's online
+    // event arrives, any wrong online (for g2) or extra offline (for g1's
+    // leave) would have arrived before it.
+    const g3 = await signedInClient({ id: gus });
+    await until(() => online.ids.length === 2, `online event for ${gus} again`);
+    assert.deepEqual(online.ids, [gus, gus], 'a second connection is not a new online event');
+    assert.deepEqual(offline.ids, [gus], 'one offline event, after the last connection left');
+    await disconnectClient(g3);
   });
 
   it('watchlist: terminateUserConnections makes the user go offline for watchers', async () => {
@@ -259,15 +286,19 @@ describe('enable_user_authentication: sign-in deadline', () => {
   after(async () => { if (server) await server.stop(); });
 
   it('a connection that does not sign in within user_authentication_timeout is closed with 4009', async () => {
-    const anon = await authedClient(server.port, api);
+    // signed first, anon after it on the same shard: anon's deadline is the
+    // later one, and a shard's sweep looks at all its connections, so the
+    // sweep that closes anon would have closed signed too.
     const signed = await authedClient(server.port, api, { user: { id: 'kim' } });
     await signIn(signed);
+    const anon = await connectOnShard(() => authedClient(server.port, api), shardOf(socketId(signed)));
     unrefCloseTimer(anon);
     const err = waitConnectionError(anon, 4009, 5_000);
     const down = waitState(anon, 'disconnected', 5_000);
     const signedErrors = collectConnectionErrors(signed);
     await Promise.all([err, down]);
-    await sleep(1_500);
+    // Had that sweep closed signed, its 4009 would come before this pong.
+    await pingBarrier(signed);
     assert.equal(signed.connection.state, 'connected', 'a signed-in connection was closed');
     assert.deepEqual(signedErrors.errors, []);
   });

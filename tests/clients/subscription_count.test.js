@@ -10,9 +10,9 @@ const assert = require('node:assert/strict');
 
 const {
   appConfig, collect, disconnectAll, disconnectClient, expectNothing, makeServerClient,
-  startServer, subscribe, uniqueChannel, NOTHING_WINDOW_MS,
+  shardOf, socketId, startServer, subscribe, uniqueChannel, waitFor, watchMessages,
 } = require('./helpers');
-const { authedClient, until } = require('./auth_helpers');
+const { authedClient, presenceBarrier, until } = require('./auth_helpers');
 
 /** Subscribe, recording every pusher:subscription_count from the start. */
 async function subscribeCounting(client, name) {
@@ -82,11 +82,16 @@ describe('subscription_count (enabled)', () => {
     const name = `presence-${uniqueChannel('count')}`;
     const a = await authedClient(server.port, api, { presence: { user_id: 'a' } });
     const ch = a.subscribe(name);
-    const none = expectNothing(ch, 'pusher:subscription_count', NOTHING_WINDOW_MS + 500);
+    const none = expectNothing(ch, 'pusher:subscription_count');
     await subscribe(a, name);
     const b = await authedClient(server.port, api, { presence: { user_id: 'b' } });
     await subscribe(b, name);
-    await none;
+    // The channel's owner sends both counts and member events, in order. Its
+    // count for a's and b's subscriptions would come from what their shards
+    // reported when they subscribed; barrier users joining from those shards
+    // afterwards reach the owner later, and their member_added come after.
+    await none.until(presenceBarrier(server.port, api, name, [ch],
+      { shards: [...new Set([a, b].map((c) => shardOf(socketId(c))))] }));
   });
 
   it('server is still running after all of the above', () => {
@@ -105,14 +110,22 @@ describe('subscription_count (app without enable_subscription_count)', () => {
   afterEach(async () => { await disconnectAll(); });
   after(async () => { if (server) await server.stop(); });
 
+  // A cache channel, so that its owner (which would send the counts) also
+  // answers a's joins: the answer to a's second join comes to a after any
+  // count the owner sent for b's join, answered before it.
   it('no pusher:subscription_count is sent', async () => {
-    const name = uniqueChannel('count-off');
+    const name = uniqueChannel('cache-count-off');
     const [a, b] = await Promise.all([authedClient(server.port, api), authedClient(server.port, api)]);
-    const ch = a.subscribe(name);
-    const none = expectNothing(ch, 'pusher:subscription_count', NOTHING_WINDOW_MS + 500);
-    await subscribe(a, name);
+    // On the wire: pusher-js hands a resubscribed channel a new Channel object.
+    const wire = watchMessages(a, (m) => m.event === 'pusher_internal:subscription_count');
+    const ch = await subscribe(a, name);
     await subscribe(b, name);
-    await none;
     assert.equal(ch.subscriptionCount, undefined);
+    a.unsubscribe(name);
+    const again = a.subscribe(name);
+    const miss = waitFor(again, 'pusher:cache_miss');
+    await waitFor(again, 'pusher:subscription_succeeded');
+    await miss;
+    assert.deepEqual(wire.events, []);
   });
 });

@@ -4,16 +4,6 @@
 use crate::support::*;
 use serde_json::json;
 
-/// After an event that some sockets must not get, a marker event on the same
-/// channel, sent on the same HTTP connection, tells "nothing was delivered"
-/// apart from "not delivered yet": deliveries are FIFO per (source shard,
-/// subscriber), so a socket's next frame must be the marker.
-fn marker(http: &mut Http, channel: &str, tag: &str) -> String {
-    http.trigger(&DEV, &json!({"name":"marker","channel":channel,"data":tag}))
-        .expect_ok_json();
-    event_text("marker", channel, tag)
-}
-
 #[test]
 fn event_reaches_subscribers_on_both_shards_exactly() {
     let server = Server::start();
@@ -43,11 +33,16 @@ fn event_reaches_subscribers_on_both_shards_exactly() {
     for ws in subs.iter_mut() {
         ws.expect_text(r#"{"event":"e","channel":"c","data":"{\"a\":1}"}"#);
     }
+    // A marker on both channels, on one HTTP connection after nothing else
+    // from it: the next frame of every socket.
+    let mut http = Http::connect(server.port);
+    let on_c = marker(&mut http, "c", "end");
+    let on_unrelated = marker(&mut http, "unrelated", "end");
     for ws in other.iter_mut() {
-        ws.expect_silence(200);
+        ws.expect_text(&on_unrelated);
     }
     for ws in subs.iter_mut() {
-        ws.expect_silence(50);
+        ws.expect_text(&on_c);
     }
 }
 
@@ -80,7 +75,7 @@ fn socket_id_excludes_exactly_one_subscriber_on_either_shard() {
             }
         }
     }
-    // The excluded one gets nothing within 300 ms (nothing else is pending).
+    // The excluded one gets nothing: its next frame is the one after.
     let mut http = Http::connect(server.port);
     http.trigger(
         &DEV,
@@ -92,7 +87,6 @@ fn socket_id_excludes_exactly_one_subscriber_on_either_shard() {
             ws.expect_text(&event_text("e", "c", "last"));
         }
     }
-    subs[4].expect_silence(300);
     // A well-formed socket id that is nobody's excludes nobody.
     http.trigger(
         &DEV,
@@ -169,8 +163,16 @@ fn trigger_to_several_channels_with_exclusion() {
             }
         }
     }
-    for ws in conns.iter_mut() {
-        ws.expect_silence(100);
+    // The last marker above was each socket's last frame: a new one, on the
+    // same kind of fresh connection as the exclusions, is the next.
+    let mut http = Http::connect(server.port);
+    let ends = [marker(&mut http, "a", "end"), marker(&mut http, "b", "end")];
+    for (ws, kind) in conns.iter_mut().zip(kinds) {
+        for (ch, end) in ["a", "b"].iter().zip(&ends) {
+            if kind.contains(ch) {
+                ws.expect_text(end);
+            }
+        }
     }
 }
 
@@ -207,8 +209,12 @@ fn batch_with_per_item_socket_id() {
         subs[i].expect_text(&e2);
         subs[i].expect_text(&e3);
     }
+    // After the batch, on its connection: each socket's next frame.
+    let end_c = marker(&mut http, "c", "end");
+    let end_d = marker(&mut http, "d", "end");
     for ws in subs.iter_mut() {
-        ws.expect_silence(100);
+        ws.expect_text(&end_c);
+        ws.expect_text(&end_d);
     }
 }
 
@@ -251,7 +257,10 @@ fn events_from_one_http_connection_arrive_in_order_on_both_shards() {
         for i in 50..80 {
             ws.expect_text(&event_text("seq", "order", &i.to_string()));
         }
-        ws.expect_silence(50);
+    }
+    let end = marker(&mut http, "order", "end");
+    for ws in subs.iter_mut() {
+        ws.expect_text(&end);
     }
 }
 
@@ -285,13 +294,15 @@ secret = "two-secret"
         &json!({"name":"e","channel":"c","data":"for two"}),
     );
     two_ws.expect_text(&event_text("e", "c", "for two"));
-    trigger(
-        server.port,
-        &DEV,
-        &json!({"name":"e","channel":"c","data":"for one"}),
-    );
+    // App one's event and then app two's marker on one HTTP connection: the
+    // marker is two_ws's next frame, so app one's event never reached it.
+    let mut http = Http::connect(server.port);
+    http.trigger(&DEV, &json!({"name":"e","channel":"c","data":"for one"}))
+        .expect_ok_json();
+    http.trigger(&two, &json!({"name":"marker","channel":"c","data":"two"}))
+        .expect_ok_json();
     one_ws.expect_text(&event_text("e", "c", "for one"));
-    two_ws.expect_silence(200);
+    two_ws.expect_text(&event_text("marker", "c", "two"));
 }
 
 #[test]
@@ -315,6 +326,8 @@ fn concurrent_triggers_from_many_connections_all_arrive_in_per_connection_order(
                     )
                     .expect_ok_json();
                 }
+                // Each sender's last event, after all of its others.
+                marker(&mut http, "busy", &format!("end-{t}"));
             })
         })
         .collect();
@@ -322,14 +335,37 @@ fn concurrent_triggers_from_many_connections_all_arrive_in_per_connection_order(
         s.join().expect("sender");
     }
     for ws in subs.iter_mut() {
+        // Every event of each sender in its order, then that sender's marker
+        // (its last publication): an extra event would come before it.
         let mut next = [0usize; SENDERS];
-        for _ in 0..SENDERS * EACH {
+        let mut ended = [false; SENDERS];
+        while ended.iter().any(|e| !e) {
             let v = ws.recv_json();
-            assert_eq!(v["event"], "e", "{v}");
             assert_eq!(v["channel"], "busy", "{v}");
             let data = v["data"].as_str().unwrap();
+            if v["event"] == "marker" {
+                let t: usize = data.strip_prefix("end-").unwrap().parse().unwrap();
+                assert_eq!(
+                    next[t], EACH,
+                    "socket {}: sender {t}'s marker after {} of its events",
+                    ws.socket_id, next[t]
+                );
+                assert!(
+                    !ended[t],
+                    "socket {}: two markers of sender {t}",
+                    ws.socket_id
+                );
+                ended[t] = true;
+                continue;
+            }
+            assert_eq!(v["event"], "e", "{v}");
             let (t, i) = data.split_once(':').unwrap();
             let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+            assert!(
+                !ended[t],
+                "socket {}: an event of sender {t} after its marker: {v}",
+                ws.socket_id
+            );
             assert_eq!(
                 i, next[t],
                 "socket {}: events of sender {t} out of order",
@@ -338,6 +374,5 @@ fn concurrent_triggers_from_many_connections_all_arrive_in_per_connection_order(
             next[t] += 1;
         }
         assert_eq!(next, [EACH; SENDERS]);
-        ws.expect_silence(50);
     }
 }

@@ -35,22 +35,38 @@ fn empty_cache_gives_succeeded_then_cache_miss_for_every_kind() {
         subscribe_any(&mut first, channel);
         first.expect_text(&cache_miss_text(channel));
     }
-    first.expect_silence(100);
+    // Each join's frames are queued together when it completes here: a
+    // pong to a later ping comes after all of them.
+    first.ping();
     let mut second = Ws::connect_on(server.port, 1);
     for channel in KINDS {
         subscribe_any(&mut second, channel);
         second.expect_text(&cache_miss_text(channel));
     }
-    second.expect_silence(100);
-    // The first one heard of the second presence member only.
-    first.expect_event("pusher_internal:member_added");
-    first.expect_silence(100);
+    second.ping();
+    // The first one heard of the second presence member only: the owner's
+    // next member event, for a third member joining now, comes right after.
+    let added = first.expect_event("pusher_internal:member_added");
+    assert!(
+        added["data"].to_string().contains(&second.socket_id),
+        "{added}"
+    );
+    let mut third = Ws::connect(server.port);
+    subscribe_any(&mut third, "presence-cache-x");
+    third.expect_text(&cache_miss_text("presence-cache-x"));
+    for ws in [&mut first, &mut second] {
+        let added = ws.expect_event("pusher_internal:member_added");
+        assert!(
+            added["data"].to_string().contains(&third.socket_id),
+            "{added}"
+        );
+    }
     // Prefixes are anchored: these are not cache channels.
     let mut ws = Ws::connect(server.port);
     for channel in ["x-cache-y", "cachey", "private-x-cache-"] {
         subscribe_any(&mut ws, channel);
     }
-    ws.expect_silence(200);
+    ws.ping();
 }
 
 #[test]
@@ -79,7 +95,7 @@ fn new_subscribers_on_either_shard_get_the_last_event_exactly() {
             let mut ws = Ws::connect_on(server.port, shard);
             subscribe_any(&mut ws, channel);
             ws.expect_text(&event_text("last", channel, &data));
-            ws.expect_silence(50);
+            ws.ping();
             keep.push(ws);
         }
     }
@@ -122,12 +138,13 @@ fn cache_is_kept_while_the_channel_is_empty_and_per_channel() {
     let mut ex = Ws::connect(server.port);
     subscribe_any(&mut ex, "cache-ex");
     ex.expect_text(&cache_miss_text("cache-ex"));
-    trigger(
-        server.port,
+    let mut http = Http::connect(server.port);
+    http.trigger(
         &DEV,
         &json!({"name":"e","channel":"cache-ex","data":"x","socket_id":ex.socket_id.clone()}),
-    );
-    ex.expect_silence(200);
+    )
+    .expect_ok_json();
+    ex.expect_text(&marker(&mut http, "cache-ex", "after"));
 }
 
 #[test]
@@ -163,7 +180,6 @@ fn private_cache_still_needs_auth_and_leaks_nothing() {
         ws.send_subscribe("presence-cache-s", Some("app-key:bad"), Some(&data));
         ws.expect_subscription_error("presence-cache-s", 401);
         ws.ping();
-        ws.expect_silence(100);
         // With the right auth, the cached event comes.
         for channel in [
             "private-cache-s",
@@ -188,7 +204,20 @@ fn cached_event_expires_after_cache_ttl() {
     let mut ws = Ws::connect(server.port);
     subscribe_any(&mut ws, "cache-t");
     ws.expect_text(&event_text("e", "cache-t", "fresh"));
-    std::thread::sleep(Duration::from_millis(2100));
+    // Wait for the expiry itself (the owner drops the entry), not a guess.
+    let cached = || {
+        get_json(
+            server.port,
+            "/apps/app-id/channels/cache-t",
+            &[("info", "cache")],
+        )
+        .get("cache")
+        .is_some_and(|c| !c.is_null())
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || !cached()),
+        "the cached event did not expire"
+    );
     for shard in [0, 1] {
         let mut late = Ws::connect_on(server.port, shard);
         subscribe_any(&mut late, "cache-t");

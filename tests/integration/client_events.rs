@@ -47,10 +47,34 @@ fn relayed_to_other_subscribers_on_both_shards_not_echoed() {
         subs[i]
             .expect_text(r#"{"event":"client-s","channel":"private-c","data":"plain \"text\""}"#);
     }
-    for ws in subs.iter_mut() {
-        ws.expect_silence(100);
+    // Barrier: each sender's next client event, on private-c and on the
+    // bystander's channel, is every other socket's next frame (a
+    // connection's client events reach each subscriber in order).
+    for s in [0usize, 3, 1] {
+        subs[s].subscribe_private("private-other");
     }
-    bystander.expect_silence(50);
+    for s in [0usize, 3, 1] {
+        let end = json!({"end": s});
+        for ch in ["private-c", "private-other"] {
+            subs[s].send_client_event("client-end", ch, &end);
+        }
+        subs[s].ping();
+        for (i, ws) in subs.iter_mut().enumerate() {
+            if i != s {
+                ws.expect_text(&format!(
+                    r#"{{"event":"client-end","channel":"private-c","data":{end}}}"#
+                ));
+                if [0, 3, 1].contains(&i) {
+                    ws.expect_text(&format!(
+                        r#"{{"event":"client-end","channel":"private-other","data":{end}}}"#
+                    ));
+                }
+            }
+        }
+        bystander.expect_text(&format!(
+            r#"{{"event":"client-end","channel":"private-other","data":{end}}}"#
+        ));
+    }
 }
 
 #[test]
@@ -87,10 +111,18 @@ fn refused_when_the_app_does_not_enable_client_messages() {
     for ws in subs.iter_mut() {
         ws.subscribe_private("private-c");
     }
+    // Client events are off, so none can be a barrier. What orders a wrong
+    // relay (posted from shard 0 to shard 1 while the event is handled): a
+    // presence join the sender sends next, to a channel owned by shard 1,
+    // which travels the same way and makes the owner tell subs[1] at once.
+    let presence = name_owned_by("presence-barrier-", 1);
+    subs[1].subscribe_presence(&presence, r#"{"user_id":"peer"}"#);
     let data = json!({"presence_data": 1});
     subs[0].send_client_event("client-x", "private-c", &data);
     expect_rejected(&mut subs[0], &["client-x", "enabled"]);
-    subs[1].expect_silence(200);
+    subs[0].subscribe_presence(&presence, r#"{"user_id":"sender"}"#);
+    let added = subs[1].expect_event("pusher_internal:member_added");
+    assert!(added["data"].to_string().contains("sender"), "{added}");
 }
 
 #[test]
@@ -146,7 +178,6 @@ fn every_refusal_is_4301_and_the_connection_stays() {
     peer.expect_text(&format!(
         r#"{{"event":"{name_30}","channel":"private-c","data":{data_1024}}}"#
     ));
-    peer.expect_silence(100);
 }
 
 /// Sends `n` client events in one write (so they land within one second).
@@ -158,6 +189,28 @@ fn burst(ws: &mut Ws, channel: &str, n: usize, tag: &str) {
         bytes.extend(encode_frame(true, OP_TEXT, text.as_bytes(), true));
     }
     ws.send_raw(&bytes);
+}
+
+/// Sends one client event (`tag`, i = 0) until the rate limit lets it
+/// through: each try is answered by 4301 or relayed; the ping after it tells
+/// which. Up to 3 s (a rate window is one second).
+fn relay_once_allowed(sender: &mut Ws, channel: &str, tag: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        burst(sender, channel, 1, tag);
+        sender.send_text(r#"{"event":"pusher:ping","data":{}}"#);
+        let v = sender.recv_json();
+        if v["event"] == "pusher:pong" {
+            return;
+        }
+        assert_eq!(v["data"]["code"], 4301, "{v}");
+        sender.expect_event("pusher:pong");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still rate-limited after 3 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn burst_text(channel: &str, tag: &str, i: usize) -> String {
@@ -181,12 +234,9 @@ fn more_than_the_per_second_limit_is_refused() {
     for i in 0..3 {
         peer.expect_text(&burst_text("private-r", "a", i));
     }
-    peer.expect_silence(200);
-
-    // The next second allows events again.
-    std::thread::sleep(Duration::from_millis(1100));
-    burst(&mut sender, "private-r", 1, "b");
-    sender.ping();
+    // The next second allows events again; its first relayed one is also
+    // the barrier: the peer's next frame (the 4th "a" was not relayed).
+    relay_once_allowed(&mut sender, "private-r", "b");
     peer.expect_text(&burst_text("private-r", "b", 0));
 }
 
@@ -206,5 +256,8 @@ fn default_limit_is_10_per_second() {
     for i in 0..10 {
         peer.expect_text(&burst_text("private-r", "d", i));
     }
-    peer.expect_silence(200);
+    // Barrier: the sender's next relayed event (in the next second) is the
+    // peer's next frame, so the two refused ones were not relayed.
+    relay_once_allowed(&mut sender, "private-r", "e");
+    peer.expect_text(&burst_text("private-r", "e", 0));
 }

@@ -179,12 +179,10 @@ fn trigger_on_one_node_reaches_both_nodes_except_the_named_socket() {
         let mut on_b = subscribers(b.port, "news");
         let excluded = on_b[3].socket_id.clone();
         let body = json!({"name":"e1","channel":"news","data":"one","socket_id":excluded});
-        trigger(a.port, &DEV, &body);
-        trigger(
-            a.port,
-            &DEV,
-            &json!({"name":"e2","channel":"news","data":"two"}),
-        );
+        let mut h = Http::connect(a.port);
+        h.trigger(&DEV, &body).expect_ok_json();
+        h.trigger(&DEV, &json!({"name":"e2","channel":"news","data":"two"}))
+            .expect_ok_json();
         let (first, second) = (
             event_text("e1", "news", "one"),
             event_text("e2", "news", "two"),
@@ -194,9 +192,13 @@ fn trigger_on_one_node_reaches_both_nodes_except_the_named_socket() {
             ws.expect_text(&second);
         }
         on_b[3].expect_text(&second);
-        // Nothing twice: a node does not deliver its own publication again.
+        // Nothing twice: the same connection's marker is everyone's next
+        // frame (on B it comes through the engine after e1 and e2). A's own
+        // publications coming back to A through the engine would come before
+        // B's batch below, which B sends after it got A's marker.
+        let end = marker(&mut h, "news", "end");
         for ws in on_a.iter_mut().chain(on_b.iter_mut()) {
-            ws.expect_silence(300);
+            ws.expect_text(&end);
         }
         // The other way round, a batch from B.
         let batch = json!({"batch":[
@@ -225,8 +227,18 @@ fn client_events_reach_subscribers_on_the_other_node() {
         let expected = r#"{"event":"client-hi","channel":"private-chat","data":{"n":1}}"#;
         far.expect_text(expected);
         near.expect_text(expected);
-        sender.expect_silence(300);
-        far.expect_silence(100);
+        // No echo: from A itself the pong would come after it; through the
+        // engine, far's reply (sent after far got it) would come after it.
+        sender.ping();
+        far.send_client_event("client-back", "private-chat", &json!({}));
+        let back = r#"{"event":"client-back","channel":"private-chat","data":{}}"#;
+        sender.expect_text(back);
+        near.expect_text(back);
+        // No second copy on B: the sender's next client event is far's next frame.
+        sender.send_client_event("client-end", "private-chat", &json!({}));
+        let end = r#"{"event":"client-end","channel":"private-chat","data":{}}"#;
+        far.expect_text(end);
+        near.expect_text(end);
     });
 }
 
@@ -243,18 +255,18 @@ fn send_to_user_and_terminate_reach_the_other_node() {
         on_b.subscribe("#server-to-user-u-7");
         let mut other_on_b = Ws::connect(b.port);
         other_on_b.signin(r#"{"id":"u-8"}"#);
+        other_on_b.subscribe("plain");
+        // Everything on one HTTP connection to A, so its markers (through
+        // the engine in order) are other_on_b's next frames.
+        let mut h = Http::connect(a.port);
         let body = json!({"name":"note","channel":"#server-to-user-u-7","data":"hello"});
-        trigger(a.port, &DEV, &body);
+        h.trigger(&DEV, &body).expect_ok_json();
         on_b.expect_text(&event_text("note", "#server-to-user-u-7", "hello"));
-        other_on_b.expect_silence(200);
-        let r = Http::connect(a.port).post_signed(
-            &DEV,
-            "/apps/app-id/users/u-7/terminate_connections",
-            "{}",
-        );
+        other_on_b.expect_text(&marker(&mut h, "plain", "1"));
+        let r = h.post_signed(&DEV, "/apps/app-id/users/u-7/terminate_connections", "{}");
         assert_eq!(r.status, 200, "{}", r.text());
         on_b.expect_pusher_close(4009);
-        other_on_b.expect_silence(200);
+        other_on_b.expect_text(&marker(&mut h, "plain", "2"));
     });
 }
 
@@ -399,15 +411,32 @@ fn presence_members_are_per_user_across_nodes_and_a_dead_node_takes_its_members(
         let mut u1_b = Ws::connect(b.port);
         let p = u1_b.subscribe_presence(room, r#"{"user_id":"u1","user_info":{"n":1}}"#);
         assert_eq!(p["count"], 2, "{p}");
-        watcher.expect_silence(300);
-        u1_a.expect_silence(0);
-        // u1 leaves A; still on B: no member_removed.
+        // Barrier: a user joining on B from u1_b's shard, after u1_b's join
+        // was answered; B tells its watcher, and A (through the engine) its
+        // members, in order.
+        presence_barrier(
+            b.port,
+            room,
+            u1_b.shard(),
+            "bar1",
+            &mut [&mut watcher, &mut u1_a, &mut u1_b],
+        );
+        // u1 leaves A; still on B: no member_removed. (A handled the
+        // unsubscribe before the ping; a barrier user joining from that shard
+        // of A reaches B through the engine after u1's leave.)
         u1_a.unsubscribe(room);
-        watcher.expect_silence(300);
+        u1_a.ping();
+        presence_barrier(
+            a.port,
+            room,
+            u1_a.shard(),
+            "bar2",
+            &mut [&mut watcher, &mut u1_b],
+        );
         // u1 leaves B too: removed, once.
         u1_b.close();
         watcher.expect_text(&member_removed_text(room, "u1"));
-        watcher.expect_silence(200);
+        presence_barrier(b.port, room, 0, "bar3", &mut [&mut watcher]);
 
         // u2 only on A; A dies without a word.
         let mut u2 = Ws::connect(a.port);
@@ -511,17 +540,18 @@ fn channel_queries_answer_for_the_whole_cluster_from_every_node() {
         // B dies: A answers with its own subscribers (after the node timeout
         // the query no longer waits for B either).
         b.kill();
-        std::thread::sleep(Duration::from_millis(2600));
-        let v = get_json(
-            a.port,
-            "/apps/app-id/channels",
-            &[("info", "subscription_count")],
-        );
-        assert_eq!(
-            v["channels"],
-            json!({"q-news":{"subscription_count":2},"q-a":{"subscription_count":1}}),
-            "{v}"
-        );
+        // Once A has taken B as gone (the node timeout), it answers alone.
+        let expected = json!({"q-news":{"subscription_count":2},"q-a":{"subscription_count":1}});
+        let mut v = json!(null);
+        let alone = wait_until(Duration::from_secs(6), || {
+            v = get_json(
+                a.port,
+                "/apps/app-id/channels",
+                &[("info", "subscription_count")],
+            );
+            v["channels"] == expected
+        });
+        assert!(alone, "{v}");
     });
 }
 

@@ -87,7 +87,10 @@ fn websocket_ping_gets_pong_with_same_payload() {
     assert_eq!((f.opcode, f.payload), (OP_PONG, vec![7u8; 125]));
     // Unsolicited pongs are ignored.
     ws.send_frame(true, OP_PONG, b"x");
-    ws.expect_silence(150);
+    // Handled in order: the next frame answers a ping sent after it.
+    ws.send_frame(true, OP_PING, b"after");
+    let f = ws.recv();
+    assert_eq!((f.opcode, f.payload.as_slice()), (OP_PONG, &b"after"[..]));
     ws.close();
 }
 

@@ -85,10 +85,10 @@ fn snapshot_lists_members_and_member_added_goes_to_the_others_only() {
             serde_json::from_str(v["data"].as_str().expect("data is a JSON string")).unwrap();
         assert_eq!(data["user_id"], "3", "{v}");
     }
-    // Nobody hears about themselves, and nothing else is pending.
-    for ws in [&mut a, &mut b, &mut c] {
-        ws.expect_silence(200);
-    }
+    // Nobody hears about themselves, and nothing else is pending: the owner
+    // answered every join above before a barrier user's, whose member
+    // events are everyone's next frames.
+    presence_barrier(server.port, ch, 0, "bar", &mut [&mut a, &mut b, &mut c]);
     // HTTP events reach every member on both shards.
     trigger(
         server.port,
@@ -128,10 +128,11 @@ fn join_same_user_on_two_shards(port: u16, ch: &str) -> SameUser {
     let p = u1.subscribe_presence(ch, r#"{"user_id":"u","user_info":{"v":1}}"#);
     assert_eq!(ids_of(&p), set(&["obs0", "obs1", "u"]));
     assert_eq!(p["count"], 3);
-    for o in observers.iter_mut() {
-        o.expect_silence(300);
-    }
-    u0.expect_silence(50);
+    // The owner answered u1's join before a barrier user's.
+    let [o0, o1] = &mut observers[..] else {
+        unreachable!()
+    };
+    presence_barrier(port, ch, 0, "bar-join", &mut [o0, o1, &mut u0, &mut u1]);
     SameUser { observers, u0, u1 }
 }
 
@@ -144,18 +145,23 @@ fn same_user_on_two_shards_is_one_member_and_leaves_on_last_unsubscribe() {
         mut u0,
         mut u1,
     } = join_same_user_on_two_shards(server.port, ch);
+    // Same-owner channel for the sockets that leave ch, joined now: the
+    // owner's answers come after anything it sent them before.
+    let other = presence_with_owner_of(ch, "after");
     u0.unsubscribe(ch);
-    u0.ping();
-    for o in observers.iter_mut() {
-        o.expect_silence(300);
-    }
-    u1.expect_silence(50);
+    u0.ping(); // the unsubscribe was handled (and its leave sent on) before this
+    let [o0, o1] = &mut observers[..] else {
+        unreachable!()
+    };
+    presence_barrier(server.port, ch, 0, "bar-unsub", &mut [o0, o1, &mut u1]);
     u1.unsubscribe(ch);
     for o in observers.iter_mut() {
         o.expect_text(&member_removed_text(ch, "u"));
     }
-    u0.expect_silence(100);
-    u1.expect_silence(50);
+    // The owner had handled u1's leave (it told the observers) before these
+    // joins: nothing more of ch for u0 or u1 comes before their answers.
+    u0.subscribe_presence(&other, &cd("u0"));
+    u1.subscribe_presence(&other, &cd("u1"));
     // Joining again is a new member again.
     let p = u1.subscribe_presence(ch, &cd("u"));
     assert_eq!(p["count"], 3);
@@ -173,11 +179,13 @@ fn same_user_leaves_when_its_last_socket_closes_shard_1_last() {
         u0,
         mut u1,
     } = join_same_user_on_two_shards(server.port, ch);
+    // After the close handshake and the end of the stream, shard 0 has
+    // dropped u0 and sent its leave on; a barrier from shard 0 follows it.
     u0.close();
-    for o in observers.iter_mut() {
-        o.expect_silence(300);
-    }
-    u1.expect_silence(50);
+    let [o0, o1] = &mut observers[..] else {
+        unreachable!()
+    };
+    presence_barrier(server.port, ch, 0, "bar-close", &mut [o0, o1, &mut u1]);
     // The socket on the other shard was the user's last.
     u1.close();
     for o in observers.iter_mut() {
@@ -200,17 +208,34 @@ fn same_user_leaves_when_its_last_socket_closes_shard_0_last() {
     // An abrupt close (no close handshake) counts too.
     u1.shutdown();
     drop(u1);
-    for o in observers.iter_mut() {
-        o.expect_silence(300);
-    }
-    u0.expect_silence(50);
+    // Once the channel counts 3 subscribers, shard 1 has dropped u1 and sent
+    // its leave on; a barrier from shard 1 follows it.
+    let count = || {
+        get_json(
+            server.port,
+            &format!("/apps/app-id/channels/{ch}"),
+            &[("info", "subscription_count")],
+        )["subscription_count"]
+            .as_u64()
+    };
+    assert!(
+        wait_until(WAIT, || count() == Some(3)),
+        "u1's abrupt close not seen: count {:?}",
+        count()
+    );
+    let [o0, o1] = &mut observers[..] else {
+        unreachable!()
+    };
+    presence_barrier(server.port, ch, 1, "bar-abrupt", &mut [o0, o1, &mut u0]);
     u0.close();
     for o in observers.iter_mut() {
         o.expect_text(&member_removed_text(ch, "u"));
     }
-    for o in observers.iter_mut() {
-        o.expect_silence(100);
-    }
+    // u's removal was sent before the barrier user's join was answered.
+    let [o0, o1] = &mut observers[..] else {
+        unreachable!()
+    };
+    presence_barrier(server.port, ch, 0, "bar-gone", &mut [o0, o1]);
 }
 
 #[test]
@@ -223,6 +248,14 @@ fn a_full_channel_refuses_a_new_user_with_4100_but_not_an_existing_one() {
     let p = b.subscribe_presence(ch, &cd("2"));
     assert_eq!(p["count"], 2);
     a.expect_text(&member_added_text(ch, "2", "{}"));
+    // The channel is full, so barriers go through channels of the same
+    // owner (one each: at most 2 members there too, with the barrier user).
+    let others = [
+        presence_with_owner_of(ch, "bar-a"),
+        presence_with_owner_of(ch, "bar-b"),
+    ];
+    a.subscribe_presence(&others[0], &cd("1"));
+    b.subscribe_presence(&others[1], &cd("2"));
 
     for shard in [0, 1] {
         let mut c = Ws::connect_on(server.port, shard);
@@ -235,19 +268,20 @@ fn a_full_channel_refuses_a_new_user_with_4100_but_not_an_existing_one() {
             "names the limit: {err}"
         );
         c.ping();
-        // The refused socket gets nothing from the channel.
-        trigger(
-            server.port,
-            &DEV,
-            &json!({"name":"e","channel":ch,"data":"x"}),
-        );
+        // The refused socket gets nothing from the channel: the same HTTP
+        // connection's marker, on a channel c is on, is its next frame.
+        c.subscribe("plain");
+        let mut h = Http::connect(server.port);
+        h.trigger(&DEV, &json!({"name":"e","channel":ch,"data":"x"}))
+            .expect_ok_json();
         a.expect_text(&event_text("e", ch, "x"));
         b.expect_text(&event_text("e", ch, "x"));
-        c.expect_silence(200);
+        c.expect_text(&marker(&mut h, "plain", "after"));
     }
-    // Nobody heard about user 3.
-    a.expect_silence(100);
-    b.expect_silence(50);
+    // Nobody heard about user 3: the owner refused both before it handled
+    // a barrier user's join of the same-owner channel.
+    presence_barrier(server.port, &others[0], 0, "bar-full", &mut [&mut a]);
+    presence_barrier(server.port, &others[1], 0, "bar-full", &mut [&mut b]);
 
     // Another socket of a present user is not a new member: accepted.
     let mut a2 = Ws::connect_on(server.port, 1);
@@ -320,12 +354,13 @@ fn oversized_user_id_or_user_info_is_refused() {
         assert!(msg.contains(mentions), "{msg} should mention {mentions}");
         ws.ping();
     }
-    watcher.expect_silence(200);
 
-    // At the limits exactly: accepted.
+    // At the limits exactly: accepted, and the watcher's next frame is its
+    // member_added, so none of the refused ones was announced.
     let data = json!({"user_id": id_128}).to_string();
     let p = ws.subscribe_presence(ch, &data);
     assert_eq!(p["count"], 2);
+    watcher.expect_text(&member_added_text(ch, &id_128, "{}"));
     let mut ws2 = Ws::connect(server.port);
     let data = format!(r#"{{"user_id":"big","user_info":{info_1024}}}"#);
     let p = ws2.subscribe_presence(ch, &data);
@@ -392,8 +427,8 @@ fn bad_auth_or_channel_data_is_refused_and_the_connection_stays() {
         );
         ws.ping();
     }
-    member.expect_silence(200);
-    // Then a valid one works.
+    // Then a valid one works, and its member_added is the member's next
+    // frame: none of the refused ones was announced.
     let p = ws.subscribe_presence(ch, &data);
     assert_eq!(ids_of(&p), set(&["m", "1"]));
     member.expect_text(&member_added_text(ch, "1", "{}"));

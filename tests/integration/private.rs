@@ -13,16 +13,18 @@ fn valid_auth_subscribes_on_both_shards_and_receives_events() {
         ws.subscribe_private("private-room");
         ws.subscribe_private("private-encrypted-room");
     }
-    trigger(
-        server.port,
+    let mut h = Http::connect(server.port);
+    h.trigger(
         &DEV,
         &json!({"name":"e","channel":"private-room","data":"hello"}),
-    );
+    )
+    .expect_ok_json();
+    // Then a marker on the encrypted channel, on the same connection: the
+    // next frame, so the event went to private-room only and once.
+    let end = marker(&mut h, "private-encrypted-room", "end");
     for ws in subs.iter_mut() {
         ws.expect_text(&event_text("e", "private-room", "hello"));
-    }
-    for ws in subs.iter_mut() {
-        ws.expect_silence(100);
+        ws.expect_text(&end);
     }
 }
 
@@ -160,34 +162,36 @@ fn event_to_an_encrypted_channel_together_with_others_is_400() {
         json!({"name":"e","channels":["private-encrypted-a","private-encrypted-b"],"data":"x"}),
         json!({"name":"e","channels":["private-encrypted-cache-a","private-x"],"data":"x"}),
     ];
+    // All on one HTTP connection: its later events are the barrier.
+    let mut h = Http::connect(server.port);
     for body in cases {
-        let r = Http::connect(server.port).trigger(&DEV, &body);
+        let r = h.trigger(&DEV, &body);
         let m = r.expect_error(400);
         assert!(m.contains("encrypted"), "{body}: {m}");
     }
-    // Nothing of the refused triggers was delivered.
-    ws.ping();
+    // Nothing of the refused triggers was delivered: the connection's next
+    // event is ws's next frame.
     // One encrypted channel alone, as `channels` of one or `channel`, is fine.
-    trigger(
-        server.port,
+    h.trigger(
         &DEV,
         &json!({"name":"e","channels":["private-encrypted-a"],"data":"one"}),
-    );
+    )
+    .expect_ok_json();
     ws.expect_text(&event_text("e", "private-encrypted-a", "one"));
-    trigger(
-        server.port,
+    h.trigger(
         &DEV,
         &json!({"name":"e","channel":"private-encrypted-a","data":"two"}),
-    );
+    )
+    .expect_ok_json();
     ws.expect_text(&event_text("e", "private-encrypted-a", "two"));
     // Several non-encrypted channels are still fine.
-    trigger(
-        server.port,
+    h.trigger(
         &DEV,
         &json!({"name":"e","channels":["plain","private-x"],"data":"three"}),
-    );
+    )
+    .expect_ok_json();
     ws.expect_text(&event_text("e", "plain", "three"));
-    ws.expect_silence(100);
+    ws.expect_text(&marker(&mut h, "plain", "end"));
 }
 
 #[test]

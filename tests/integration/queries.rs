@@ -315,13 +315,17 @@ fn terminate_connections_closes_every_connection_of_the_user_on_both_shards() {
     ];
     expected.sort();
     assert_eq!(got, expected);
-    watcher.expect_silence(200);
+    // (A second `online` or member_added would come before the watcher's
+    // next frames below: 42's owners handle each connection's sign-in and
+    // join before its leave.)
     let mut u43 = Ws::connect_on(p, 0);
     u43.signin(r#"{"id":"43"}"#);
     let mut u420 = Ws::connect_on(p, 1);
     u420.signin(r#"{"id":"420"}"#);
     let mut anon = Ws::connect_on(p, 1);
-    anon.subscribe("news");
+    for ws in [&mut u43, &mut u420, &mut anon] {
+        ws.subscribe("news");
+    }
 
     let path = "/apps/app-id/users/42/terminate_connections";
     // Unsigned: refused, nobody closed.
@@ -331,7 +335,8 @@ fn terminate_connections_closes_every_connection_of_the_user_on_both_shards() {
     for ws in u42.iter_mut() {
         ws.ping();
     }
-    let r = Http::connect(p).post_signed(&DEV, path, "{}");
+    let mut h = Http::connect(p);
+    let r = h.post_signed(&DEV, path, "{}");
     r.expect_ok_json();
     for ws in u42.iter_mut() {
         let m = ws.expect_pusher_close(4009);
@@ -353,10 +358,18 @@ fn terminate_connections_closes_every_connection_of_the_user_on_both_shards() {
     ];
     expected.sort();
     assert_eq!(got, expected);
-    watcher.expect_silence(200);
+    // Barriers: a presence user joining (the channel's owner sends its member
+    // events after the removal) and 42 signing in again (its owner sends
+    // `online` after the `offline`) are the watcher's next frames.
+    presence_barrier(p, "presence-t", 0, "bar", &mut [&mut watcher]);
+    let mut again = Ws::connect_on(p, 0);
+    again.signin(r#"{"id":"42"}"#);
+    watcher.expect_text(&watchlist_text("online", &["42"]));
+    // The others were not closed: the same HTTP connection's marker is
+    // their next frame.
+    let end = marker(&mut h, "news", "end");
     for ws in [&mut u43, &mut u420, &mut anon] {
-        ws.expect_silence(200);
-        ws.ping();
+        ws.expect_text(&end);
     }
     // A user with no connections: still 200.
     Http::connect(p)
@@ -466,7 +479,12 @@ fn subscription_count_follows_subscribes_and_unsubscribes_on_both_shards() {
         for ws in [&mut a, &mut c] {
             ws.expect_text(&subscription_count_text(&ch, 2));
         }
-        b.expect_silence(200);
+        // b left: the owner's answer to b's next subscription (a channel of
+        // the same owner, from b's shard, after its unsubscribe) is b's next
+        // frame.
+        let same_owner = name_owned_by("counted-bar-b-", owner);
+        b.subscribe(&same_owner);
+        b.expect_text(&subscription_count_text(&same_owner, 1));
         c.close();
         a.expect_text(&subscription_count_text(&ch, 1));
         b.subscribe(&ch);
@@ -474,8 +492,12 @@ fn subscription_count_follows_subscribes_and_unsubscribes_on_both_shards() {
         // b may first see the announcement of 1 that was already on its way
         // to b's shard when it subscribed; the count then settles at 2.
         expect_count_settles(&mut b, &ch, 2);
-        for ws in [&mut a, &mut b] {
-            ws.expect_silence(100);
+        // Nothing more for ch: the owner had announced 2 before it handles
+        // these subscriptions to other channels it owns.
+        for (ws, tag) in [(&mut a, "counted-end-a-"), (&mut b, "counted-end-b-")] {
+            let same_owner = name_owned_by(tag, owner);
+            ws.subscribe(&same_owner);
+            ws.expect_text(&subscription_count_text(&same_owner, 1));
         }
     }
 }
@@ -501,7 +523,13 @@ fn subscription_count_is_off_unless_enabled() {
         ws.subscribe("quiet");
     }
     conns[1].unsubscribe("quiet");
-    for ws in conns.iter_mut() {
-        ws.expect_silence(300);
+    // Barrier through quiet's owner: a cache channel it owns answers each
+    // join (succeeded, cache_miss) after anything it sent before; conns[1]
+    // first (its join follows its unsubscribe), then conns[0].
+    let owner = shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), "quiet", 2);
+    let cache = name_owned_by("cache-quiet-", owner);
+    for i in [1, 0] {
+        conns[i].subscribe(&cache);
+        conns[i].expect_text(&cache_miss_text(&cache));
     }
 }

@@ -127,18 +127,23 @@ fn server_to_user_channel_is_for_the_signed_in_user_and_reaches_all_their_socket
     }
     u43.send_subscribe("#server-to-user-43", None, None);
     u43.expect_text(&succeeded_text("#server-to-user-43"));
+    anon.subscribe("plain");
+    u43.subscribe("plain");
 
-    // What sendToUser does: a trigger on #server-to-user-42.
-    trigger(
-        server.port,
+    // What sendToUser does: a trigger on #server-to-user-42. Then a marker
+    // on the same HTTP connection: the next frame of anon and u43.
+    let mut h = Http::connect(server.port);
+    h.trigger(
         &DEV,
         &json!({"name":"personal","channel":ch,"data":{"for":"42"}}),
-    );
+    )
+    .expect_ok_json();
     for ws in u42.iter_mut() {
         ws.expect_text(&event_text("personal", ch, r#"{"for":"42"}"#));
     }
-    anon.expect_silence(200);
-    u43.expect_silence(50);
+    let end = marker(&mut h, "plain", "end");
+    anon.expect_text(&end);
+    u43.expect_text(&end);
 }
 
 #[test]
@@ -146,8 +151,8 @@ fn watchlist_online_and_offline_across_shards() {
     let server = Server::start();
     let mut a = Ws::connect_on(server.port, 0);
     a.signin(r#"{"id":"A","watchlist":["B"]}"#);
-    // B is not online: nothing yet.
-    a.expect_silence(200);
+    // B is not online: nothing yet. (B's owner tells A of B in order: a
+    // wrong event now would come before the `online` below.)
 
     // B signs in on the other shard: A hears `online`.
     let mut b1 = Ws::connect_on(server.port, 1);
@@ -156,18 +161,18 @@ fn watchlist_online_and_offline_across_shards() {
     // A second connection of B: no new event.
     let mut b2 = Ws::connect_on(server.port, 0);
     b2.signin(r#"{"id":"B"}"#);
-    a.expect_silence(300);
+    // (A wrong event for it would come before A's `offline` below: B's owner
+    // handles b2's sign-in and b2's leave in order, both from shard 0.)
 
     // A watcher signing in while B is online hears `online` right away.
     let mut c = Ws::connect_on(server.port, 1);
     c.signin(r#"{"id":"C","watchlist":["B","nobody"]}"#);
     c.expect_text(&watchlist_text("online", &["B"]));
-    c.expect_silence(200);
 
-    // B's first connection closing is not B going offline.
+    // B's first connection closing is not B going offline: the next frames
+    // of A and C are the `offline` for the last one (b1's leave was sent on
+    // when its close finished, before b2's close began).
     b1.close();
-    a.expect_silence(300);
-    c.expect_silence(50);
     // The last one is.
     b2.close();
     a.expect_text(&watchlist_text("offline", &["B"]));
@@ -182,13 +187,27 @@ fn watchlist_online_and_offline_across_shards() {
     drop(b3);
     a.expect_text(&watchlist_text("offline", &["B"]));
     c.expect_text(&watchlist_text("offline", &["B"]));
+    // "nobody" on C's watchlist never came online before: when it does, its
+    // owner's `online` is C's next frame.
+    let mut nobody = Ws::connect(server.port);
+    nobody.signin(r#"{"id":"nobody"}"#);
+    c.expect_text(&watchlist_text("online", &["nobody"]));
 }
 
 #[test]
 fn a_watchlist_of_more_than_100_ids_gets_4302_and_keeps_the_first_100() {
     let server = Server::start();
     let mut w = Ws::connect(server.port);
-    let ids: Vec<String> = (0..101).map(|i| format!("w{i}")).collect();
+    // The 100th and 101st ids have the same owner shard, so that the 100th's
+    // `online` is a barrier for the 101st's (signed in from one shard).
+    let mut ids: Vec<String> = (0..99).map(|i| format!("w{i}")).collect();
+    ids.extend(
+        (0..)
+            .map(|i| format!("wl{i}"))
+            .filter(|n| shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), n, 2) == 0)
+            .take(2),
+    );
+    let (id_100, id_101) = (ids[99].clone(), ids[100].clone());
     let ud = json!({"id":"watcher","watchlist":ids}).to_string();
     let auth = user_auth(&w.socket_id, &ud);
     w.send_signin(&auth, &ud);
@@ -200,15 +219,14 @@ fn a_watchlist_of_more_than_100_ids_gets_4302_and_keeps_the_first_100() {
     let mut w100 = Ws::connect(server.port);
     let ud100 = json!({"id":"w100-watcher","watchlist":ids[..100]}).to_string();
     w100.signin(&ud100);
-    w100.expect_silence(200);
-    // The 101st id is not watched; the 100th is.
-    let mut u = Ws::connect(server.port);
-    u.signin(r#"{"id":"w100"}"#);
-    w.expect_silence(300);
-    let mut u = Ws::connect(server.port);
-    u.signin(r#"{"id":"w99"}"#);
-    w.expect_text(&watchlist_text("online", &["w99"]));
-    w100.expect_text(&watchlist_text("online", &["w99"]));
+    // The 101st id is not watched; the 100th is, and its `online` is the
+    // next frame of both watchers.
+    let mut u = Ws::connect_on(server.port, 0);
+    u.signin(&json!({ "id": id_101 }).to_string());
+    let mut u = Ws::connect_on(server.port, 0);
+    u.signin(&json!({ "id": id_100 }).to_string());
+    w.expect_text(&watchlist_text("online", &[&id_100]));
+    w100.expect_text(&watchlist_text("online", &[&id_100]));
 }
 
 #[test]
@@ -216,17 +234,19 @@ fn connections_must_sign_in_within_user_authentication_timeout() {
     let server = Server::start_with(&dev_app_with(
         "enable_user_authentication = true\nuser_authentication_timeout = 1",
     ));
+    // The ones that stay connect first, on both shards; the idle ones on
+    // each shard last, so their deadlines are the latest of their shard.
     let start = Instant::now();
-    let mut idle = Ws::connect_on(server.port, 0);
-    let mut idle1 = Ws::connect_on(server.port, 1);
-    let mut public_only = Ws::connect(server.port);
-    public_only.subscribe("news");
     let mut signed = Ws::connect_on(server.port, 1);
     signed.signin(r#"{"id":"1"}"#);
     let mut private = Ws::connect_on(server.port, 0);
     private.subscribe_private("private-p");
-    let mut presence = Ws::connect(server.port);
+    let mut presence = Ws::connect_on(server.port, 1);
     presence.subscribe_presence("presence-p", r#"{"user_id":"p"}"#);
+    let mut public_only = Ws::connect(server.port);
+    public_only.subscribe("news");
+    let mut idle = Ws::connect_on(server.port, 0);
+    let mut idle1 = Ws::connect_on(server.port, 1);
     let mut refused = Ws::connect(server.port);
     refused.send_subscribe("private-q", Some("app-key:bad"), None);
     refused.expect_subscription_error("private-q", 401);
@@ -240,18 +260,29 @@ fn connections_must_sign_in_within_user_authentication_timeout() {
             start.elapsed()
         );
     }
-    // The others stay (well past the deadline).
-    std::thread::sleep(Duration::from_millis(2500).saturating_sub(start.elapsed()));
+    // The others stay: each shard's sweep that closed its idle connection
+    // (the latest deadline there) looked at them too, and would have queued
+    // their 4009 before the pong to a ping sent now.
     for ws in [&mut signed, &mut private, &mut presence] {
-        ws.expect_silence(500);
         ws.ping();
     }
 }
 
 #[test]
 fn without_the_requirement_unsigned_connections_stay() {
-    let server = Server::start_with(&dev_app_with("user_authentication_timeout = 1"));
+    // A second app that requires sign-in: its connection, opened after ws on
+    // ws's shard, is closed by a sweep that also looked at ws (whose deadline,
+    // were there one, would be earlier); ws's next frame is then its pong.
+    let server = Server::start_with(&format!(
+        "{}[[apps]]\nid = \"strict\"\nkey = \"strict-key\"\nsecret = \"strict-secret\"\n\
+         enable_user_authentication = true\nuser_authentication_timeout = 1\n",
+        dev_app_with("user_authentication_timeout = 1")
+    ));
     let mut ws = Ws::connect(server.port);
-    ws.expect_silence(2500);
+    let mut strict = (0..400)
+        .map(|_| Ws::connect_key(server.port, "strict-key"))
+        .find(|s| s.shard() == ws.shard())
+        .expect("a strict-app connection on ws's shard");
+    strict.expect_pusher_close(4009);
     ws.ping();
 }

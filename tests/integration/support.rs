@@ -1273,6 +1273,44 @@ pub fn connect_spread(port: u16, per_shard: usize) -> Vec<Ws> {
     a.into_iter().chain(b).collect()
 }
 
+/// Connects to the dev app, retrying while a limit refuses with `code`
+/// (`4004` app quota, `4100` node capacity) because a connection that just
+/// closed is still counted; panics on any other answer or after 5 s.
+pub fn connect_admitted(port: u16, code: u16) -> Ws {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut ws = Ws::upgrade(port, &app_path("app-key")).expect("101");
+        let v = ws.recv_json();
+        if v["event"] == "pusher:connection_established" {
+            let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+            ws.socket_id = data["socket_id"].as_str().unwrap().to_string();
+            return ws;
+        }
+        assert_eq!(v["event"], "pusher:error", "{v}");
+        assert_eq!(v["data"]["code"], code, "{v}");
+        assert!(
+            Instant::now() < deadline,
+            "a closed connection was never released from the limit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `marker` event with data `tag` on `channel`, published through `http`;
+/// returns the frame its subscribers get. After an event that some sockets
+/// must not get, a marker published on the same HTTP connection tells
+/// "nothing was delivered" apart from "not delivered yet": a connection's
+/// publications reach each subscriber in order, so a socket's next frame
+/// must be the marker.
+pub fn marker(http: &mut Http, channel: &str, tag: &str) -> String {
+    http.trigger(
+        &DEV,
+        &serde_json::json!({"name":"marker","channel":channel,"data":tag}),
+    )
+    .expect_ok_json();
+    event_text("marker", channel, tag)
+}
+
 /// The exact text of a channel event frame.
 pub fn event_text(event: &str, channel: &str, data: &str) -> String {
     format!(
@@ -1513,6 +1551,45 @@ pub fn name_owned_by(prefix: &str, shard: usize) -> String {
         .map(|i| format!("{prefix}{i}"))
         .find(|n| shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), n, 2) == shard)
         .unwrap()
+}
+
+/// The end of an absence check for member events of presence channel `ch`:
+/// user `id` joins from a new connection on `shard` and leaves again, and
+/// each of `watchers` (members of `ch`) must get exactly its member_added
+/// and member_removed as its next two frames. The channel's owner handles
+/// what reaches it from one shard in order, answers what it handled before
+/// in order, and sends member events to each socket in order: so a member
+/// event the owner sent for anything that reached it earlier from `shard`
+/// (or that it had answered before this started) would come first.
+pub fn presence_barrier(port: u16, ch: &str, shard: u64, id: &str, watchers: &mut [&mut Ws]) {
+    let mut bar = Ws::connect_on(port, shard);
+    bar.subscribe_presence(ch, &format!(r#"{{"user_id":"{id}"}}"#));
+    for w in watchers.iter_mut() {
+        let v = w.expect_event("pusher_internal:member_added");
+        assert_eq!(v["channel"], ch, "{v}");
+        assert!(
+            v["data"].to_string().contains(id),
+            "barrier member_added: {v}"
+        );
+    }
+    // The barrier socket's own frames are not what is checked: close it
+    // without reading them.
+    bar.send_close(1000);
+    bar.shutdown();
+    for w in watchers.iter_mut() {
+        let v = w.expect_event("pusher_internal:member_removed");
+        assert!(
+            v["data"].to_string().contains(id),
+            "barrier member_removed: {v}"
+        );
+    }
+}
+
+/// A presence channel name with the same owner shard as `ch` (of 2), for a
+/// barrier on a channel that cannot take one more member.
+pub fn presence_with_owner_of(ch: &str, tag: &str) -> String {
+    let owner = shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), ch, 2);
+    name_owned_by(&format!("presence-{tag}-"), owner)
 }
 
 // ---------------------------------------------------------------------------
