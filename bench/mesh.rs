@@ -20,6 +20,12 @@ fn cpus() -> (usize, usize) {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // binary without it, and numbers from a test build mean nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("not run: measure with `cargo bench`");
+        return;
+    }
     let (a, b) = cpus();
     // Ping-pong: latency of one hop there and back.
     let (to_b, from_a) = shared_channel::new_bounded::<u64>(1024);
