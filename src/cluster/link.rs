@@ -171,7 +171,7 @@ pub fn start(
     let Some(engine) = runtime.block_on(Engine::open(&settings.adapter))? else {
         return Ok(None);
     };
-    let node = random_node_id();
+    let node = random_node_id()?;
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (to_shards, inboxes): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| {
@@ -215,17 +215,15 @@ pub fn start(
     Ok(Some((handle, inboxes, thread)))
 }
 
-fn random_node_id() -> u64 {
+/// A random id for this node, from the OS (`getrandom`). No fallback: a
+/// node id made from the clock and pid could repeat on another node started
+/// at the same moment, and two nodes with one id drop each other's events,
+/// so a system without randomness fails at start-up instead.
+fn random_node_id() -> Result<u64, String> {
     let mut bytes = [0u8; 8];
-    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != bytes.len() as isize {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        return (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32);
-    }
-    u64::from_le_bytes(bytes)
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| format!("cluster: no randomness from the OS for the node id: {e}"))?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 struct Link {
