@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust unit and integration tests (raw WebSocket and
+# The whole test suite: formatting and lints, the default and the minimal
+# build, then Rust unit and integration tests (raw WebSocket and
 # raw HTTP against the real server), then the real-client tests with
 # pusher-js and the official `pusher` library from npm.
 # Needs Rust (cargo) and Node.js with npm; installs the npm packages it uses,
@@ -27,7 +28,25 @@ if [ "${#missing[@]}" -gt 0 ]; then
   done
 fi
 
+echo "== cargo fmt, cargo clippy"
+# rustfmt and clippy come with the default rustup profile; add them only
+# where an install left them out.
+if command -v rustup >/dev/null 2>&1; then
+  installed="$(rustup component list --installed 2>/dev/null || true)"
+  for component in rustfmt clippy; do
+    if ! grep -q "^$component" <<<"$installed"; then
+      rustup component add "$component"
+    fi
+  done
+fi
+cargo fmt --all --check
+cargo clippy --locked --all-targets -- -D warnings
+
 echo "== cargo build"
+# The minimal build (no Redis, NATS or webhooks; README, "Cargo features")
+# keeps compiling. First, so that the default build below is the one left in
+# target/debug for the tests.
+cargo build --locked --no-default-features --lib --bins
 # Every target compiles (benchmarks too), though benchmarks do not run here.
 cargo build --locked --all-targets
 # The hostile-client tests judge response times on an optimized build.

@@ -2,6 +2,8 @@
 //! mistake becomes a Pusher error code or an HTTP status.
 //!
 //! - [`ConfigError`] and [`StartupError`]: the process cannot start; printed and exit 1.
+//!   [`FeatureMissing`] names the cargo feature a setting needs when this
+//!   build was compiled without it.
 //! - [`ApiError`]: an HTTP API request was refused; [`ApiError::status`] maps it.
 //! - [`ClientError`]: a WebSocket client sent something the protocol refuses;
 //!   [`ClientError::code`] maps it to the Pusher code sent in `pusher:error`
@@ -58,6 +60,30 @@ impl StartupError {
             StartupError::Bind { addr, source }
         }
     }
+}
+
+/// A setting needs a part of the server this build was compiled without (a
+/// cargo feature that is off): refused at start-up, never ignored.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[error("this build has no {what} support (cargo feature `{feature}`)")]
+pub struct FeatureMissing {
+    pub what: &'static str,
+    pub feature: &'static str,
+}
+
+impl FeatureMissing {
+    pub const REDIS: FeatureMissing = FeatureMissing {
+        what: "Redis",
+        feature: "redis",
+    };
+    pub const NATS: FeatureMissing = FeatureMissing {
+        what: "NATS",
+        feature: "nats",
+    };
+    pub const WEBHOOKS: FeatureMissing = FeatureMissing {
+        what: "webhook",
+        feature: "webhooks",
+    };
 }
 
 /// Why an HTTP API request was refused.
@@ -172,6 +198,22 @@ impl ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_feature_is_named() {
+        assert_eq!(
+            FeatureMissing::REDIS.to_string(),
+            "this build has no Redis support (cargo feature `redis`)"
+        );
+        assert_eq!(
+            FeatureMissing::NATS.to_string(),
+            "this build has no NATS support (cargo feature `nats`)"
+        );
+        assert_eq!(
+            FeatureMissing::WEBHOOKS.to_string(),
+            "this build has no webhook support (cargo feature `webhooks`)"
+        );
+    }
 
     #[test]
     fn close_codes_follow_pusher() {

@@ -65,7 +65,8 @@
 //!
 //! [`webhooks`] reports channel events to app backends from a sender thread
 //! outside the shards; [`cluster`] joins nodes through Redis or NATS from a
-//! link thread outside the shards; [`metrics`] holds each shard's counters for the
+//! link thread outside the shards (the engines and the webhook sender are
+//! cargo features, on by default: README, "Cargo features"); [`metrics`] holds each shard's counters for the
 //! Prometheus endpoint. [`logging`] writes log lines from its own thread,
 //! rate-limits the ones clients can trigger, and keeps secrets out of them.
 

@@ -4,6 +4,17 @@
 //! thread). The metrics endpoint gathers a [`Snapshot`] from every shard
 //! over the mailboxes, like channel queries, and [`render`]s them per shard
 //! (label `shard`) and in total, with the process-wide webhook counters.
+//!
+//! The text is written by hand, on purpose. A crate such as
+//! `prometheus-client` keeps its values in its own metric types (`Arc`ed
+//! atomics, and a lock and hash lookup per labelled increment), which would
+//! turn each shard's plain `Cell` increment into shared atomic work on the
+//! hot path. Using it only to print gathered snapshots (its `Collector`
+//! with constant metrics) keeps that cost away but replaces just the two
+//! formatting helpers below, adds a dependency, and prints OpenMetrics
+//! (`# EOF`, its own `_total` suffixes) instead of the names and format
+//! scraped today. Every label value here is a number or a fixed route name,
+//! so the text needs no escaping.
 
 use crate::cluster::ClusterHandle;
 use crate::webhooks::DeliveryStats;

@@ -7,6 +7,9 @@
 //! when either breaks, [`Publisher`] and [`Subscription`] reconnect by
 //! themselves (with backoff) and resubscribe. The NATS client reconnects and
 //! resubscribes on its own; its state changes are logged.
+//!
+//! Each engine is compiled only with its cargo feature (`redis`, `nats`);
+//! an adapter whose feature is off is refused when the link opens.
 
 use crate::config::Adapter;
 use bytes::Bytes;
@@ -19,7 +22,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A connected (or reconnecting) engine.
 #[derive(Clone)]
 pub enum Engine {
+    #[cfg(feature = "redis")]
     Redis(redis::Client),
+    #[cfg(feature = "nats")]
     Nats { client: async_nats::Client },
 }
 
@@ -31,9 +36,21 @@ impl Engine {
         let shown = adapter.url_for_logs().unwrap_or_default();
         match adapter {
             Adapter::Local => Ok(None),
+            #[cfg(not(feature = "redis"))]
+            Adapter::Redis { .. } => Err(super::not_built(
+                "redis",
+                crate::errors::FeatureMissing::REDIS,
+            )),
+            #[cfg(not(feature = "nats"))]
+            Adapter::Nats { .. } => Err(super::not_built(
+                "nats",
+                crate::errors::FeatureMissing::NATS,
+            )),
+            #[cfg(feature = "redis")]
             Adapter::Redis { url } => redis::Client::open(url.as_str())
                 .map(|c| Some(Engine::Redis(c)))
                 .map_err(|e| format!("cluster: bad Redis url {shown}: {e}")),
+            #[cfg(feature = "nats")]
             Adapter::Nats { url } => {
                 let options = async_nats::ConnectOptions::new()
                     .retry_on_initial_connect()
@@ -60,7 +77,9 @@ impl Engine {
     /// The engine's name for logs.
     pub fn name(&self) -> &'static str {
         match self {
+            #[cfg(feature = "redis")]
             Engine::Redis(_) => "Redis",
+            #[cfg(feature = "nats")]
             Engine::Nats { .. } => "NATS",
         }
     }
@@ -82,6 +101,7 @@ fn backoff(delay: &mut Duration) -> Duration {
 pub struct Publisher {
     engine: Engine,
     subject: String,
+    #[cfg(feature = "redis")]
     redis: Option<redis::aio::MultiplexedConnection>,
     /// Messages given up while the engine was unreachable (this outage).
     dropped: u64,
@@ -92,6 +112,7 @@ impl Publisher {
         Publisher {
             engine,
             subject,
+            #[cfg(feature = "redis")]
             redis: None,
             dropped: 0,
         }
@@ -101,12 +122,14 @@ impl Publisher {
     /// is dropped (counted, logged at reconnection): local delivery goes on.
     pub async fn publish(&mut self, payload: Bytes) {
         match &self.engine {
+            #[cfg(feature = "nats")]
             Engine::Nats { client, .. } => {
                 if let Err(e) = client.publish(self.subject.clone(), payload).await {
                     self.dropped += 1;
                     log::warn!("cluster: NATS publish failed: {e}");
                 }
             }
+            #[cfg(feature = "redis")]
             Engine::Redis(client) => {
                 if self.redis.is_none() {
                     match client.get_multiplexed_tokio_connection().await {
@@ -150,9 +173,12 @@ impl Publisher {
 pub struct Subscription {
     engine: Engine,
     subject: String,
+    #[cfg(feature = "redis")]
     redis: Option<redis::aio::PubSubStream>,
+    #[cfg(feature = "nats")]
     nats: Option<async_nats::Subscriber>,
-    /// The engine is unreachable (logged once per outage).
+    /// Redis is unreachable (logged once per outage).
+    #[cfg(feature = "redis")]
     outage: bool,
 }
 
@@ -161,8 +187,11 @@ impl Subscription {
         Subscription {
             engine,
             subject,
+            #[cfg(feature = "redis")]
             redis: None,
+            #[cfg(feature = "nats")]
             nats: None,
+            #[cfg(feature = "redis")]
             outage: false,
         }
     }
@@ -173,6 +202,7 @@ impl Subscription {
         let mut delay = Duration::from_millis(50);
         loop {
             match &self.engine {
+                #[cfg(feature = "redis")]
                 Engine::Redis(client) => {
                     if let Some(stream) = &mut self.redis {
                         match stream.next().await {
@@ -202,6 +232,7 @@ impl Subscription {
                         }
                     }
                 }
+                #[cfg(feature = "nats")]
                 Engine::Nats { client } => {
                     if let Some(sub) = &mut self.nats {
                         // The client resubscribes by itself after a reconnect.
@@ -223,6 +254,7 @@ impl Subscription {
     }
 }
 
+#[cfg(feature = "redis")]
 async fn subscribe_redis(
     client: &redis::Client,
     subject: &str,

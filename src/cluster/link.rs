@@ -10,14 +10,14 @@
 //! announced gone to the shards.
 
 use super::engine::{self, Engine, Publisher, Subscription};
-use super::wire::{self, NodeMsg, RemoteAsk, RemotePart};
-use crate::apps::{AppIdx, AppRegistry};
+use super::inbound::{Inbound, LinkStats, OwnerOf};
+use super::wire::{self, NodeMsg};
+use crate::apps::AppRegistry;
 use crate::config::ClusterSettings;
-use crate::socket_id::SocketId;
 use crate::ws::frame::Frame;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -28,69 +28,6 @@ const OUTBOUND_QUEUE: usize = 16 * 1024;
 const INBOUND_QUEUE: usize = 4 * 1024;
 /// An engine message carries at most this much (more goes in the next).
 const BATCH_BYTES: usize = 256 * 1024;
-
-/// What the link hands a shard.
-pub enum Inbound {
-    /// Frames another node published: deliver to local subscribers, except
-    /// the `except` socket (if it is this node's).
-    Publish {
-        app: AppIdx,
-        except: Option<SocketId>,
-        /// (channel name, encoded frame), in publishing order.
-        frames: Vec<(Box<str>, Frame)>,
-    },
-    /// Close this user's connections (4009).
-    TerminateUser { app: AppIdx, user_id: Box<str> },
-    /// Another node has (`Some(user_info)`) or no longer has (`None`)
-    /// sockets of a presence member; for the channel's owner shard.
-    Member {
-        node: u64,
-        app: AppIdx,
-        channel: Box<str>,
-        user_id: Box<str>,
-        joined: Option<Box<str>>,
-        sync: bool,
-    },
-    /// A channel became occupied (or empty) on another node; for the
-    /// channel's owner shard.
-    Occupancy {
-        node: u64,
-        app: AppIdx,
-        channel: Box<str>,
-        occupied: bool,
-        sync: bool,
-    },
-    /// The other live nodes, after a node came or went.
-    Nodes(Vec<u64>),
-    /// A node (re)joined: tell the other nodes again what this node holds.
-    Resend,
-    /// Another node asks for this node's part of a channel query.
-    Query {
-        from: u64,
-        id: u32,
-        shard: u16,
-        app: AppIdx,
-        ask: RemoteAsk,
-    },
-    /// Another node's part of this shard's query `id`.
-    Answer { id: u32, part: RemotePart },
-    /// A node stopped sending heartbeats.
-    NodeGone(u64),
-}
-
-/// Counters the link keeps (process-wide atomics).
-#[derive(Default)]
-pub struct LinkStats {
-    /// Node messages published (after batching: `publishes` engine messages).
-    pub sent: AtomicU64,
-    pub publishes: AtomicU64,
-    /// Node messages from other nodes handed to the shards.
-    pub received: AtomicU64,
-    /// Messages refused as malformed or for an unknown app.
-    pub refused: AtomicU64,
-    /// Shard messages dropped because the link's queue was full.
-    pub dropped: AtomicU64,
-}
 
 /// A shard's way to the link; cheap to clone.
 #[derive(Clone)]
@@ -171,7 +108,7 @@ pub fn start(
     let Some(engine) = runtime.block_on(Engine::open(&settings.adapter))? else {
         return Ok(None);
     };
-    let node = random_node_id();
+    let node = random_node_id()?;
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (to_shards, inboxes): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| {
@@ -215,17 +152,15 @@ pub fn start(
     Ok(Some((handle, inboxes, thread)))
 }
 
-fn random_node_id() -> u64 {
+/// A random id for this node, from the OS (`getrandom`). No fallback: a
+/// node id made from the clock and pid could repeat on another node started
+/// at the same moment, and two nodes with one id drop each other's events,
+/// so a system without randomness fails at start-up instead.
+fn random_node_id() -> Result<u64, String> {
     let mut bytes = [0u8; 8];
-    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != bytes.len() as isize {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        return (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32);
-    }
-    u64::from_le_bytes(bytes)
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| format!("cluster: no randomness from the OS for the node id: {e}"))?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 struct Link {
@@ -242,9 +177,6 @@ struct Link {
     stats: Arc<LinkStats>,
     live_nodes: Arc<AtomicUsize>,
 }
-
-/// The shard (of `shards`) that owns a channel of an app.
-pub type OwnerOf = fn(AppIdx, &str, u16) -> usize;
 
 impl Link {
     async fn run(self, engine: Engine, rx: mpsc::Receiver<Vec<u8>>, stop: oneshot::Receiver<()>) {

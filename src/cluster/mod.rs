@@ -12,10 +12,43 @@
 //! A node never receives its own publications back.
 //!
 //! With the default `local` adapter there is no link and nothing here runs.
+//!
+//! Each engine is a cargo feature (`redis`, `nats`, both on by default). A
+//! build with neither has no link thread and no tokio: [`link`] is then a
+//! stand-in (`no_link.rs`) whose handles cannot exist and whose `start`
+//! refuses any adapter but `local`, naming the missing feature; the shards
+//! compile against the same names either way.
 
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub mod engine;
+pub mod inbound;
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub mod link;
+#[cfg(not(any(feature = "redis", feature = "nats")))]
+#[path = "no_link.rs"]
 pub mod link;
 pub mod wire;
 
-pub use link::{start, ClusterHandle, ClusterInbox, Inbound, LinkStats, LinkThread};
+use crate::config::settings::CLUSTER_ADAPTER;
+use crate::errors::FeatureMissing;
+
+pub use inbound::{Inbound, LinkStats};
+pub use link::{start, ClusterHandle, ClusterInbox, LinkThread};
 pub use wire::{NodeMsg, RemoteAsk, RemotePart};
+
+/// The start-up refusal of `cluster.adapter = "{adapter}"` in a build
+/// without that engine's feature.
+pub fn not_built(adapter: &str, missing: FeatureMissing) -> String {
+    format!("{} = \"{adapter}\": {missing}", CLUSTER_ADAPTER.key)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_adapter_this_build_lacks_is_refused_by_name() {
+        assert_eq!(
+            super::not_built("redis", crate::errors::FeatureMissing::REDIS),
+            "cluster.adapter = \"redis\": this build has no Redis support (cargo feature `redis`)"
+        );
+    }
+}

@@ -81,7 +81,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         }
         None => None,
     };
-    let nonce = process_nonce();
+    let nonce = process_nonce()?;
     let count = config.cpus.len();
     let config = Arc::new(config);
     let apps = Arc::new(AppRegistry::new(config.apps.clone()));
@@ -256,15 +256,20 @@ async fn serve_shard(seat: Seat<ShardMsg>, kit: ShardKit, ready: Ready) {
     shard.run(inboxes, kit.cluster).await;
 }
 
-/// A per-process number folded into socket ids, so ids from an earlier run
-/// never match a connection of this one.
-fn process_nonce() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mixed =
-        (t ^ (std::process::id() as u64).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+/// The per-process nonce in every socket id, drawn from the OS random
+/// source (`getrandom`): it must differ between process starts (so a socket
+/// id from an earlier run matches no connection of this one) and between
+/// the nodes of a cluster (a socket id names its node through it). A draw
+/// repeats one time in 999,999; the clock and pid it replaces could repeat
+/// outright for nodes started together. No randomness from the OS is a
+/// start-up error, not a weaker nonce.
+fn process_nonce() -> Result<u32, StartupError> {
+    let mut bytes = [0u8; 4];
+    getrandom::getrandom(&mut bytes).map_err(|e| {
+        StartupError::Environment(format!(
+            "no randomness from the OS for the socket-id nonce: {e}"
+        ))
+    })?;
     // 1..=999_999 keeps socket ids short, like Pusher's.
-    ((mixed >> 32) % 999_999) as u32 + 1
+    Ok(u32::from_le_bytes(bytes) % 999_999 + 1)
 }

@@ -8,12 +8,23 @@
 //! batches, signs, posts and retries. Which events happen, and when, is
 //! decided on the shards (`pusher::webhook_events`); shards never wait on
 //! delivery.
+//!
+//! The sender is the cargo feature `webhooks` (on by default; it brings
+//! tokio and reqwest). Without it [`sender`] is a stand-in
+//! (`no_sender.rs`) whose queue cannot exist and whose `start` refuses at
+//! start-up, naming the feature; the shards compile the same either way.
 
 pub mod backlog;
 pub mod delays;
 pub mod event;
+#[cfg(feature = "webhooks")]
 pub mod sender;
+#[cfg(not(feature = "webhooks"))]
+#[path = "no_sender.rs"]
+pub mod sender;
+pub mod stats;
 
 pub use delays::DelayTable;
 pub use event::WebhookEvent;
-pub use sender::{DeliveryStats, SenderThread, WebhookQueue};
+pub use sender::{SenderThread, WebhookQueue};
+pub use stats::DeliveryStats;

@@ -23,11 +23,12 @@
 
 use super::backlog::Backlog;
 use super::event::{body, WebhookEvent};
+use super::stats::DeliveryStats;
 use crate::apps::webhook::Webhook;
 use crate::apps::{AppIdx, AppRegistry};
 use crate::config::WebhookSettings;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -38,26 +39,6 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long shutdown waits for the last attempts.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
-
-/// Process-wide delivery counters, read by the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct DeliveryStats {
-    /// Requests answered with a 2xx.
-    pub deliveries: AtomicU64,
-    /// Attempts that failed and were tried again.
-    pub retries: AtomicU64,
-    /// Batches given up after `retry_for`.
-    pub failures: AtomicU64,
-    /// Events dropped because the sender's queue was full.
-    pub dropped: AtomicU64,
-    /// Events accepted but not yet delivered or given up.
-    pub pending: AtomicU64,
-    /// Events dropped, oldest first, because their webhook's backlog was
-    /// at `max_queued_events`.
-    pub dropped_oldest: AtomicU64,
-    /// Events waiting in the webhooks' backlogs (all lanes together).
-    pub queued: AtomicU64,
-}
 
 /// A shard's handle for handing events to the sender; cheap to clone.
 #[derive(Clone)]

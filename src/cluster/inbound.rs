@@ -1,0 +1,75 @@
+//! What the link thread and the shards share, in every build: what the
+//! link hands a shard ([`Inbound`]) the link's counters ([`LinkStats`]) and how it finds a channel's owner
+//! shard ([`OwnerOf`]).
+
+use super::wire::{RemoteAsk, RemotePart};
+use crate::apps::AppIdx;
+use crate::socket_id::SocketId;
+use crate::ws::frame::Frame;
+use std::sync::atomic::AtomicU64;
+
+/// What the link hands a shard.
+pub enum Inbound {
+    /// Frames another node published: deliver to local subscribers, except
+    /// the `except` socket (if it is this node's).
+    Publish {
+        app: AppIdx,
+        except: Option<SocketId>,
+        /// (channel name, encoded frame), in publishing order.
+        frames: Vec<(Box<str>, Frame)>,
+    },
+    /// Close this user's connections (4009).
+    TerminateUser { app: AppIdx, user_id: Box<str> },
+    /// Another node has (`Some(user_info)`) or no longer has (`None`)
+    /// sockets of a presence member; for the channel's owner shard.
+    Member {
+        node: u64,
+        app: AppIdx,
+        channel: Box<str>,
+        user_id: Box<str>,
+        joined: Option<Box<str>>,
+        sync: bool,
+    },
+    /// A channel became occupied (or empty) on another node; for the
+    /// channel's owner shard.
+    Occupancy {
+        node: u64,
+        app: AppIdx,
+        channel: Box<str>,
+        occupied: bool,
+        sync: bool,
+    },
+    /// The other live nodes, after a node came or went.
+    Nodes(Vec<u64>),
+    /// A node (re)joined: tell the other nodes again what this node holds.
+    Resend,
+    /// Another node asks for this node's part of a channel query.
+    Query {
+        from: u64,
+        id: u32,
+        shard: u16,
+        app: AppIdx,
+        ask: RemoteAsk,
+    },
+    /// Another node's part of this shard's query `id`.
+    Answer { id: u32, part: RemotePart },
+    /// A node stopped sending heartbeats.
+    NodeGone(u64),
+}
+
+/// Counters the link keeps (process-wide atomics).
+#[derive(Default)]
+pub struct LinkStats {
+    /// Node messages published (after batching: `publishes` engine messages).
+    pub sent: AtomicU64,
+    pub publishes: AtomicU64,
+    /// Node messages from other nodes handed to the shards.
+    pub received: AtomicU64,
+    /// Messages refused as malformed or for an unknown app.
+    pub refused: AtomicU64,
+    /// Shard messages dropped because the link's queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// The shard (of `shards`) that owns a channel of an app.
+pub type OwnerOf = fn(AppIdx, &str, u16) -> usize;
