@@ -41,6 +41,7 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 cargo fmt --all --check
 cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --no-default-features --lib --bins -- -D warnings
 
 echo "== cargo build"
 # The minimal build (no Redis, NATS or webhooks; README, "Cargo features")
