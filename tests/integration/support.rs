@@ -206,12 +206,15 @@ impl Server {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(port) = listening_port(&line) {
+                    let port = listening_port(&line);
+                    // Logged before the port is announced, so a test that
+                    // starts once the port is known finds the line in the log.
+                    log.lock().unwrap().push(line);
+                    if let Some(port) = port {
                         if let Some(tx) = tx.take() {
                             let _ = tx.send(port);
                         }
                     }
-                    log.lock().unwrap().push(line);
                 }
             });
         }
