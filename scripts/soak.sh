@@ -38,7 +38,7 @@ case "$cpus" in
   *) cpus="$cpus,$cpus" ;;
 esac
 
-RUST_LOG=warn,shardcast::runtime::boot=info target/release/shardcast \
+RUST_LOG=warn,shardcast::runtime::boot=info,shardcast::server=info target/release/shardcast \
   --host 127.0.0.1 --port 0 --cpus "$cpus" --config "$work/soak.toml" 2>"$work/server.log" &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"; }
