@@ -84,7 +84,14 @@ fn counters_move_with_a_scenario_per_shard_and_in_total() {
     r.expect_error(401);
     let closing = conns.pop().unwrap();
     closing.close();
-    std::thread::sleep(Duration::from_millis(100));
+    // The close is counted once the server has torn the connection down.
+    assert!(
+        wait_until(Duration::from_secs(5), || get(
+            &scrape(mport),
+            "shardcast_connections"
+        ) == 1),
+        "the closed connection is still counted"
+    );
 
     let m = scrape(mport);
     assert_eq!(get(&m, "shardcast_connections"), 1);
@@ -176,7 +183,13 @@ fn webhook_deliveries_and_retries_are_counted() {
     let mut ws = Ws::connect(server.port);
     ws.subscribe("counted");
     receiver.wait_events(1, Duration::from_secs(8));
-    std::thread::sleep(Duration::from_millis(100));
+    // The sender counts the delivery once the receiver's answer is in.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            get(&scrape(mport), "shardcast_webhook_deliveries_total") == 1
+        }),
+        "the delivery was not counted"
+    );
     let m = scrape(mport);
     assert_eq!(get(&m, "shardcast_webhook_retries_total"), 1);
     assert_eq!(get(&m, "shardcast_webhook_deliveries_total"), 1);
