@@ -435,9 +435,15 @@ fn undelivered_events_are_counted_at_shutdown() {
         .stop_gracefully(Duration::from_secs(8))
         .expect("exits");
     assert!(status.success(), "{status}");
-    std::thread::sleep(Duration::from_millis(100));
-    let log = server.log_text();
-    assert!(log.contains("1 events undelivered"), "{log}");
+    // The process has exited; its last lines may still be on their way
+    // through the test's log reader.
+    assert!(
+        wait_until(Duration::from_secs(5), || server
+            .log_text()
+            .contains("1 events undelivered")),
+        "{}",
+        server.log_text()
+    );
 }
 
 #[test]
