@@ -54,20 +54,7 @@ fn a_taken_metrics_port_stops_the_server_naming_it() {
         format!("[server.metrics]\nenabled = true\nport = {metrics}\n"),
     )
     .unwrap();
-    let cpus = two_cpus();
-    let (code, log) = run_to_exit(
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--cpus",
-            &cpus,
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        Duration::from_secs(10),
-    );
+    let (code, log) = run_config_to_exit(&config);
     let _ = std::fs::remove_file(&config);
     assert_eq!(code, Some(1), "log:\n{log}");
     assert!(

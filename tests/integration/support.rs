@@ -1846,6 +1846,26 @@ pub fn read_firehose(
         .collect()
 }
 
+/// Runs the server on loopback, a free port and two shards with the
+/// config file `config` until it exits (at most 10 s); its exit code and log.
+pub fn run_config_to_exit(config: &std::path::Path) -> (Option<i32>, String) {
+    let cpus = two_cpus();
+    let config = config.to_string_lossy().into_owned();
+    run_to_exit(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--cpus",
+            &cpus,
+            "--config",
+            &config,
+        ],
+        Duration::from_secs(10),
+    )
+}
+
 /// Runs the debug server with `args` until it exits (killed after
 /// `timeout`, then the code is `None`); returns its exit code and its log
 /// (for start-up errors).

@@ -267,21 +267,7 @@ fn run_expecting_exit(toml: &str) -> (Option<i32>, String) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{:x}.toml", toml.len() ^ toml.as_ptr() as usize));
     std::fs::write(&path, toml).unwrap();
-    let cpus = two_cpus();
-    let config = path.to_string_lossy().into_owned();
-    let (status, log) = run_to_exit(
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--cpus",
-            &cpus,
-            "--config",
-            &config,
-        ],
-        Duration::from_secs(10),
-    );
+    let (status, log) = run_config_to_exit(&path);
     let _ = std::fs::remove_file(&path);
     (status, log)
 }
