@@ -1268,12 +1268,24 @@ pub fn connect_spread(port: u16, per_shard: usize) -> Vec<Ws> {
     }
     assert!(
         on[0].len() == per_shard && on[1].len() == per_shard,
-        "could not get {per_shard} connections on each shard (got {} and {})",
+        "could not get {per_shard} connections on each shard (got {} and {}); \
+         the listeners on the port:\n{}",
         on[0].len(),
-        on[1].len()
+        on[1].len(),
+        listeners_on(port)
     );
     let [a, b] = on;
     a.into_iter().chain(b).collect()
+}
+
+/// What `ss` says of the listening sockets on `port` (one per shard when
+/// the kernel spreads connections), for a failure message.
+fn listeners_on(port: u16) -> String {
+    std::process::Command::new("ss")
+        .args(["-ltnpe", &format!("sport = :{port}")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(ss failed: {e})"))
 }
 
 /// Connects to the dev app, retrying while a limit refuses with `code`

@@ -74,11 +74,40 @@ fn subscribe_presence(ws: &mut Ws, channel: &str, user: &str) {
     }
 }
 
-/// Nothing more than `n` accepted events arrive within `ms`.
-fn expect_no_more(receiver: &Receiver, n: usize, ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-    let events = receiver.events();
-    assert_eq!(events.len(), n, "unexpected webhook events: {events:?}");
+/// The end of an absence check for webhooks: `ws` subscribes to a fence
+/// channel owned by each shard (named `{prefix}{i}{suffix}`), and leaves it
+/// again when `kind` is `channel_vacated`; waits until `receiver` has the
+/// `kind` event of both fences and returns every event it has of channels
+/// not named `*fence*`. Each
+/// owner handles what one connection sends in order, holds vacated and
+/// member_removed events in the order they arise (one delay for all), and
+/// the sender delivers in order: so a webhook for anything `ws` did before
+/// arrives before the fence's.
+fn fence(ws: &mut Ws, receiver: &Receiver, prefix: &str, suffix: &str, kind: &str) -> Vec<Value> {
+    let names: Vec<String> = (0..2)
+        .map(|shard| {
+            (0..)
+                .map(|i| format!("{prefix}{i}{suffix}"))
+                .find(|n| {
+                    shardcast::pusher::owned::owner_of(shardcast::apps::AppIdx(0), n, 2) == shard
+                })
+                .unwrap()
+        })
+        .collect();
+    for name in &names {
+        ws.subscribe(name);
+        if kind == "channel_vacated" {
+            ws.unsubscribe(name);
+        }
+    }
+    for name in &names {
+        receiver.wait_for(&format!("{kind} {name}"), LONG, is(kind, name));
+    }
+    receiver
+        .events()
+        .into_iter()
+        .filter(|e| !e["channel"].as_str().unwrap_or("").contains("fence"))
+        .collect()
 }
 
 #[test]
@@ -192,7 +221,8 @@ fn events_close_in_time_are_batched_up_to_batch_max() {
     for d in receiver.deliveries() {
         d.assert_signed(KEY, SECRET);
     }
-    expect_no_more(&receiver, 5, 300);
+    let events = fence(&mut ws, &receiver, "fence-", "", "channel_occupied");
+    assert_eq!(events.len(), 5, "each event once: {events:?}");
 }
 
 #[test]
@@ -205,7 +235,12 @@ fn failed_deliveries_are_retried_in_order() {
     ));
     let mut ws = connect(server.port);
     ws.subscribe("first");
-    std::thread::sleep(Duration::from_millis(200));
+    // "second" in a batch of its own, queued behind the first's retries.
+    let deadline = Instant::now() + LONG;
+    while receiver.deliveries().is_empty() {
+        assert!(Instant::now() < deadline, "no delivery attempt");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     ws.subscribe("second");
     let events = receiver.wait_events(2, Duration::from_secs(12));
     let names: Vec<&str> = events
@@ -258,7 +293,8 @@ fn a_quick_return_suppresses_vacated_and_removed() {
     ws.unsubscribe("presence-blink");
     ws.subscribe("blink");
     subscribe_presence(&mut ws, "presence-blink", "u1");
-    expect_no_more(&receiver, 3, 1800);
+    let events = fence(&mut ws, &receiver, "fence-", "", "channel_vacated");
+    assert_eq!(events.len(), 3, "nothing for the quick return: {events:?}");
     // Leave for good: vacated and removed after the delay.
     let left = Instant::now();
     ws.unsubscribe("blink");
@@ -282,7 +318,8 @@ fn a_quick_return_suppresses_vacated_and_removed() {
         1,
         "{events:?}"
     );
-    expect_no_more(&receiver, 6, 300);
+    let events = fence(&mut ws, &receiver, "last-fence-", "", "channel_vacated");
+    assert_eq!(events.len(), 6, "each event once: {events:?}");
 }
 
 #[test]
@@ -385,7 +422,9 @@ fn filters_event_types_and_headers_are_respected() {
     ws.ping(); // the unsubscribes are handled
     let got = news.wait_events(2, LONG);
     let got_eu = eu.wait_events(2, LONG);
-    std::thread::sleep(Duration::from_millis(300));
+    // Fences: anything wrongly sent to either URL would come first.
+    let fenced_news = fence(&mut ws, &news, "news-fence-", "", "channel_occupied");
+    let fenced_eu = fence(&mut ws, &eu, "fence-", "-eu", "channel_vacated");
     let names = |events: Vec<Value>| {
         let mut v: Vec<String> = events
             .iter()
@@ -394,7 +433,7 @@ fn filters_event_types_and_headers_are_respected() {
         v.sort();
         v
     };
-    assert_eq!(names(news.events()), names(got.clone()));
+    assert_eq!(names(fenced_news), names(got.clone()));
     assert_eq!(
         names(got),
         vec![
@@ -402,7 +441,7 @@ fn filters_event_types_and_headers_are_respected() {
             r#""channel_occupied" "news-eu""#
         ]
     );
-    assert_eq!(names(eu.events()), names(got_eu.clone()));
+    assert_eq!(names(fenced_eu), names(got_eu.clone()));
     assert_eq!(
         names(got_eu),
         vec![
