@@ -31,6 +31,7 @@
 //!  runtime · net               cores, mailboxes, tasks · sockets, TLS
 //!  auth · config               signatures · settings
 //!  apps                        the apps and their credentials
+//!  channel_name · member       what clients name and declare, and its rules
 //!  errors · json · logging · socket_id
 //! ```
 //! `runtime` and `net` know nothing of Pusher.
@@ -72,12 +73,14 @@
 
 pub mod apps;
 pub mod auth;
+pub mod channel_name;
 pub mod cluster;
 pub mod config;
 pub mod errors;
 pub mod http;
 pub mod json;
 pub mod logging;
+pub mod member;
 pub mod metrics;
 pub mod net;
 pub mod pusher;

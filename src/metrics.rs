@@ -16,7 +16,7 @@
 //! scraped today. Every label value here is a number or a fixed route name,
 //! so the text needs no escaping.
 
-use crate::cluster::ClusterHandle;
+use crate::cluster::{ClusterHandle, Refusal};
 use crate::webhooks::DeliveryStats;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -324,20 +324,28 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             );
         }
     }
-    for &(name, help, value) in process {
+    let mut last = "";
+    for (name, help, labels, value) in process {
+        let (name, value) = (*name, *value);
         let kind = if name.ends_with("_total") {
             "counter"
         } else {
             "gauge"
         };
-        f.header(name, kind, help);
-        f.line(name, "", value);
+        // Figures of one name (different labels) come together, one header.
+        if name != last {
+            f.header(name, kind, help);
+            last = name;
+        }
+        f.line(name, labels, value);
     }
     out
 }
 
-/// A process-wide figure (not per shard): name, help text, value.
-pub type Figure = (&'static str, &'static str, u64);
+/// A process-wide figure (not per shard): name, help text, labels
+/// (`key="value"`, or empty), value. Figures of one name are listed
+/// together.
+pub type Figure = (&'static str, &'static str, String, u64);
 
 /// The webhook sender's counters.
 pub fn webhook_figures(w: &DeliveryStats) -> Vec<Figure> {
@@ -345,36 +353,43 @@ pub fn webhook_figures(w: &DeliveryStats) -> Vec<Figure> {
         (
             "webhook_deliveries_total",
             "Webhook requests answered with a 2xx.",
+            String::new(),
             w.deliveries.load(Ordering::Relaxed),
         ),
         (
             "webhook_retries_total",
             "Webhook requests that failed and were retried.",
+            String::new(),
             w.retries.load(Ordering::Relaxed),
         ),
         (
             "webhook_failures_total",
             "Webhook batches given up after retrying.",
+            String::new(),
             w.failures.load(Ordering::Relaxed),
         ),
         (
             "webhook_dropped_total",
             "Webhook events dropped because the sender's queue was full.",
+            String::new(),
             w.dropped.load(Ordering::Relaxed),
         ),
         (
             "webhook_pending_events",
             "Webhook events not yet delivered.",
+            String::new(),
             w.pending.load(Ordering::Relaxed),
         ),
         (
             "webhook_events_dropped_total",
             "Webhook events dropped, oldest first, because their webhook's queue was at max_queued_events.",
+            String::new(),
             w.dropped_oldest.load(Ordering::Relaxed),
         ),
         (
             "webhook_queue_depth",
             "Webhook events waiting in the webhooks' queues (all webhooks together).",
+            String::new(),
             w.queued.load(Ordering::Relaxed),
         ),
     ]
@@ -383,38 +398,53 @@ pub fn webhook_figures(w: &DeliveryStats) -> Vec<Figure> {
 /// The cluster link's counters.
 pub fn cluster_figures(c: &ClusterHandle) -> Vec<Figure> {
     let s = &c.stats;
-    vec![
+    let mut figures = vec![
         (
             "cluster_messages_sent_total",
             "Node messages published to the other nodes.",
+            String::new(),
             s.sent.load(Ordering::Relaxed),
         ),
         (
             "cluster_publishes_total",
             "Engine publishes (node messages are batched into them).",
+            String::new(),
             s.publishes.load(Ordering::Relaxed),
         ),
         (
             "cluster_messages_received_total",
             "Node messages from other nodes handed to the shards.",
+            String::new(),
             s.received.load(Ordering::Relaxed),
-        ),
-        (
-            "cluster_messages_refused_total",
-            "Engine messages ignored as malformed or for an unknown app.",
-            s.refused.load(Ordering::Relaxed),
         ),
         (
             "cluster_messages_dropped_total",
             "Node messages dropped because the link's queue was full.",
+            String::new(),
             s.dropped.load(Ordering::Relaxed),
         ),
         (
             "cluster_nodes",
             "Other nodes heard from within the node timeout.",
+            String::new(),
             c.live_nodes.load(Ordering::Relaxed) as u64,
         ),
-    ]
+        (
+            "cluster_envelopes_lost_total",
+            "Envelopes of other nodes that never arrived (gaps in their sequence numbers).",
+            String::new(),
+            s.lost.load(Ordering::Relaxed),
+        ),
+    ];
+    for reason in Refusal::ALL {
+        figures.push((
+            "cluster_messages_refused_total",
+            "Engine messages not acted on, by reason: signature, malformed, replayed, spoofed, stale, unknown_app, invalid.",
+            format!("reason=\"{}\"", reason.label()),
+            s.refused[reason.index()].load(Ordering::Relaxed),
+        ));
+    }
+    figures
 }
 
 /// Memory figures of this process from `/proc/self/status`, as JSON for `/usage`.

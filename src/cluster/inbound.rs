@@ -2,11 +2,12 @@
 //! link hands a shard ([`Inbound`]) the link's counters ([`LinkStats`]) and how it finds a channel's owner
 //! shard ([`OwnerOf`]).
 
+use super::peers::Refusal;
 use super::wire::{RemoteAsk, RemotePart};
 use crate::apps::AppIdx;
 use crate::socket_id::SocketId;
 use crate::ws::frame::Frame;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What the link hands a shard.
 pub enum Inbound {
@@ -65,10 +66,18 @@ pub struct LinkStats {
     pub publishes: AtomicU64,
     /// Node messages from other nodes handed to the shards.
     pub received: AtomicU64,
-    /// Messages refused as malformed or for an unknown app.
-    pub refused: AtomicU64,
+    /// Messages refused, by [`Refusal`] (its `index`).
+    pub refused: [AtomicU64; Refusal::ALL.len()],
+    /// Envelopes of other nodes that never arrived (gaps in their numbers).
+    pub lost: AtomicU64,
     /// Shard messages dropped because the link's queue was full.
     pub dropped: AtomicU64,
+}
+
+impl LinkStats {
+    pub fn refuse(&self, reason: Refusal) {
+        self.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The shard (of `shards`) that owns a channel of an app.

@@ -9,17 +9,18 @@
 //! keeps the list of live nodes: a node silent for `node_timeout` is
 //! announced gone to the shards.
 
+use super::admit;
 use super::engine::{self, Engine, Publisher, Subscription};
 use super::inbound::{Inbound, LinkStats, OwnerOf};
-use super::wire::{self, NodeMsg};
+use super::peers::{Admitted, Peers, Refusal};
+use super::seal::Seal;
+use super::wire::{self, Header, NodeMsg};
 use crate::apps::AppRegistry;
 use crate::config::ClusterSettings;
-use crate::ws::frame::Frame;
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 /// Messages waiting for the link, from all shards.
@@ -108,6 +109,14 @@ pub fn start(
     let Some(engine) = runtime.block_on(Engine::open(&settings.adapter))? else {
         return Ok(None);
     };
+    let secret = settings.secret.as_ref().ok_or_else(|| {
+        format!(
+            "{} is required with the {} engine",
+            crate::config::settings::CLUSTER_SECRET.key,
+            engine.name()
+        )
+    })?;
+    let subject = engine::subject(&settings.prefix);
     let node = random_node_id()?;
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (to_shards, inboxes): (Vec<_>, Vec<_>) = (0..shards)
@@ -122,7 +131,9 @@ pub fn start(
     let link = Link {
         node,
         tx: tx.clone(),
-        subject: engine::subject(&settings.prefix),
+        seal: Seal::new(&secret.0, &subject),
+        published: AtomicU64::new(0),
+        subject,
         node_timeout: settings.node_timeout,
         apps,
         to_shards,
@@ -167,6 +178,10 @@ struct Link {
     node: u64,
     /// The shards' queue to the link, for the link's own messages (Hello).
     tx: mpsc::Sender<Vec<u8>>,
+    /// Signs what this node publishes and checks what it receives.
+    seal: Seal,
+    /// The number of the last envelope this node published (from 1).
+    published: AtomicU64,
     subject: String,
     node_timeout: Duration,
     apps: Arc<AppRegistry>,
@@ -210,14 +225,15 @@ impl Link {
                 },
                 _ = heartbeat.tick() => {
                     let mut out = Vec::new();
-                    wire::envelope_header(self.node, &mut out);
+                    self.start_envelope(&mut out);
                     wire::encode(&NodeMsg::Heartbeat, &mut out);
+                    self.seal.sign(&mut out);
                     publisher.publish(Bytes::from(out)).await;
                     continue;
                 }
             };
             batch.clear();
-            wire::envelope_header(self.node, &mut batch);
+            self.start_envelope(&mut batch);
             batch.extend_from_slice(&first);
             let mut count = 1;
             while batch.len() < BATCH_BYTES {
@@ -229,16 +245,30 @@ impl Link {
                     Err(_) => break,
                 }
             }
+            self.seal.sign(&mut batch);
             publisher.publish(Bytes::copy_from_slice(&batch)).await;
             self.stats.sent.fetch_add(count, Ordering::Relaxed);
             self.stats.publishes.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// Writes the header of this node's next envelope (its next number).
+    fn start_envelope(&self, out: &mut Vec<u8>) {
+        let header = Header {
+            node: self.node,
+            seq: self.published.fetch_add(1, Ordering::Relaxed) + 1,
+            sent_ms: now_ms(),
+        };
+        wire::envelope_header(&header, out);
+    }
+
     /// Decodes what other nodes publish and hands it to every shard; keeps
-    /// the list of live nodes.
+    /// the list of live nodes. Nothing is read from an envelope before its
+    /// signature is checked, and nothing is acted on before its sender and
+    /// number are ([`Peers`]).
     async fn receive_loop(self: Arc<Self>, mut subscription: Subscription) {
-        let mut nodes: HashMap<u64, Instant> = HashMap::new();
+        let mut peers = Peers::new(self.node);
+        let mut refusals = RefusalLog::default();
         let mut check = tokio::time::interval(self.node_timeout / 4);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -246,43 +276,64 @@ impl Link {
                 p = subscription.next() => p,
                 _ = check.tick() => {
                     let timeout = self.node_timeout;
-                    let gone: Vec<u64> = nodes
-                        .iter()
-                        .filter(|(_, seen)| seen.elapsed() > timeout)
-                        .map(|(&n, _)| n)
-                        .collect();
-                    for node in gone {
-                        nodes.remove(&node);
-                        self.live_nodes.store(nodes.len(), Ordering::Relaxed);
+                    for node in peers.expire(Instant::now(), timeout) {
+                        let live = peers.live();
+                        self.live_nodes.store(live.len(), Ordering::Relaxed);
                         log::warn!("cluster: node {node:016x} silent for {} s, taken as gone", timeout.as_secs());
-                        let live = nodes.keys().copied().collect();
                         self.to_all(Arc::new(Inbound::Nodes(live))).await;
                         self.to_all(Arc::new(Inbound::NodeGone(node))).await;
                     }
                     continue;
                 }
             };
-            let envelope = match wire::decode(&payload) {
+            let Some(body) = self.seal.open(&payload) else {
+                self.refuse(&mut refusals, Refusal::Signature, || {
+                    format!(
+                        "{} bytes not signed with this cluster's secret (a node with another \
+                         cluster.secret, or a forgery)",
+                        payload.len()
+                    )
+                });
+                continue;
+            };
+            let envelope = match wire::decode(&body) {
                 Ok(e) => e,
                 Err(e) => {
-                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    log::warn!("cluster: ignored a message on {}: {e}", self.subject);
+                    self.refuse(&mut refusals, Refusal::Malformed, || e.to_string());
                     continue;
                 }
             };
-            if envelope.node == self.node {
-                continue;
+            let header = envelope.header;
+            let published = self.published.load(Ordering::Relaxed);
+            let (new, lost) = match peers.admit(&header, Instant::now(), now_ms(), published) {
+                Ok(Admitted::Own) => continue,
+                Ok(Admitted::Peer { new, lost }) => (new, lost),
+                Err(reason) => {
+                    self.refuse(&mut refusals, reason, || {
+                        format!("envelope {} of node {:016x}", header.seq, header.node)
+                    });
+                    continue;
+                }
+            };
+            if lost > 0 {
+                self.stats.lost.fetch_add(lost, Ordering::Relaxed);
+                crate::warn_limited!(
+                    "cluster: {lost} envelopes of node {:016x} never arrived (before number {})",
+                    header.node,
+                    header.seq
+                );
             }
-            if nodes.insert(envelope.node, Instant::now()).is_none() {
-                self.live_nodes.store(nodes.len(), Ordering::Relaxed);
-                log::info!("cluster: node {:016x} is up", envelope.node);
-                let live = nodes.keys().copied().collect();
+            if new {
+                let live = peers.live();
+                self.live_nodes.store(live.len(), Ordering::Relaxed);
+                log::info!("cluster: node {:016x} is up", header.node);
                 self.to_all(Arc::new(Inbound::Nodes(live))).await;
                 // It may have dropped what we hold (new, or it timed us out).
                 let mut hello = Vec::new();
                 wire::encode(&NodeMsg::Hello, &mut hello);
                 let _ = self.tx.send(hello).await;
             }
+            let node = header.node;
             for msg in envelope.messages {
                 // Answers are for one shard of one node.
                 let mut answer_shard = 0;
@@ -292,7 +343,7 @@ impl Link {
                     }
                     answer_shard = *shard as usize;
                 }
-                if let Some(inbound) = self.resolve(envelope.node, msg) {
+                if let Some(inbound) = self.resolve(node, msg, &mut refusals) {
                     self.stats.received.fetch_add(1, Ordering::Relaxed);
                     let shards = self.to_shards.len();
                     let one = match &inbound {
@@ -315,97 +366,32 @@ impl Link {
         }
     }
 
-    /// Turns a node message into what shards act on (app ids to indexes,
-    /// frames checked); `None` for heartbeats and refused messages.
-    fn resolve(&self, node: u64, msg: NodeMsg) -> Option<Inbound> {
-        let app_of = |id: &str| {
-            let idx = self.apps.by_id(id);
-            if idx.is_none() {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                log::debug!("cluster: message for unknown app {id:?} ignored");
-            }
-            idx
-        };
-        match msg {
-            NodeMsg::Heartbeat => None,
-            NodeMsg::Hello => Some(Inbound::Resend),
-            NodeMsg::Query {
-                id,
-                shard,
-                app,
-                ask,
-            } => Some(Inbound::Query {
-                from: node,
-                id,
-                shard,
-                app: app_of(&app)?,
-                ask,
-            }),
-            NodeMsg::Answer { id, part, .. } => Some(Inbound::Answer { id, part }),
-            NodeMsg::MemberJoined {
-                app,
-                channel,
-                user_id,
-                user_info,
-                sync,
-            } => Some(Inbound::Member {
-                node,
-                app: app_of(&app)?,
-                channel,
-                user_id,
-                joined: Some(user_info),
-                sync,
-            }),
-            NodeMsg::Occupancy {
-                app,
-                channel,
-                occupied,
-                sync,
-            } => Some(Inbound::Occupancy {
-                node,
-                app: app_of(&app)?,
-                channel,
-                occupied,
-                sync,
-            }),
-            NodeMsg::MemberLeft {
-                app,
-                channel,
-                user_id,
-            } => Some(Inbound::Member {
-                node,
-                app: app_of(&app)?,
-                channel,
-                user_id,
-                joined: None,
-                sync: false,
-            }),
-            NodeMsg::TerminateUser { app, user_id } => Some(Inbound::TerminateUser {
-                app: app_of(&app)?,
-                user_id,
-            }),
-            NodeMsg::Publish {
-                app,
-                except,
-                frames,
-            } => {
-                let app = app_of(&app)?;
-                let mut checked = Vec::with_capacity(frames.len());
-                for (channel, bytes) in frames {
-                    match Frame::from_encoded(bytes) {
-                        Some(frame) => checked.push((channel, frame)),
-                        None => {
-                            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                            log::warn!("cluster: ignored a malformed frame for {channel:?}");
-                            return None;
-                        }
-                    }
-                }
-                Some(Inbound::Publish {
-                    app,
-                    except,
-                    frames: checked,
-                })
+    /// Counts a refusal; logs the first of each reason (the counter
+    /// `cluster_messages_refused_total{reason}` has the rest).
+    fn refuse(&self, log: &mut RefusalLog, reason: Refusal, what: impl FnOnce() -> String) {
+        self.stats.refuse(reason);
+        if !log.0[reason.index()] {
+            log.0[reason.index()] = true;
+            log::warn!(
+                "cluster: refused a message on {} ({}): {}; further refusals are counted in \
+                 cluster_messages_refused_total{{reason=\"{}\"}}",
+                self.subject,
+                reason.label(),
+                what(),
+                reason.label()
+            );
+        }
+    }
+
+    /// Turns a node message into what shards act on, checked
+    /// ([`admit::to_inbound`]); `None` for heartbeats and refused messages
+    /// (counted, the first of each reason logged).
+    fn resolve(&self, node: u64, msg: NodeMsg, refusals: &mut RefusalLog) -> Option<Inbound> {
+        match admit::to_inbound(&self.apps, node, msg) {
+            Ok(inbound) => inbound,
+            Err((reason, why)) => {
+                self.refuse(refusals, reason, || why);
+                None
             }
         }
     }
@@ -415,4 +401,15 @@ impl Link {
             let _ = shard.send(inbound.clone()).await;
         }
     }
+}
+
+/// Which refusal reasons were logged already (each is logged once).
+#[derive(Default)]
+struct RefusalLog([bool; Refusal::ALL.len()]);
+
+/// This node's clock, ms since the Unix epoch (0 if it is before 1970).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

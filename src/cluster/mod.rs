@@ -19,6 +19,7 @@
 //! refuses any adapter but `local`, naming the missing feature; the shards
 //! compile against the same names either way.
 
+pub mod admit;
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub mod engine;
 pub mod inbound;
@@ -27,6 +28,8 @@ pub mod link;
 #[cfg(not(any(feature = "redis", feature = "nats")))]
 #[path = "no_link.rs"]
 pub mod link;
+pub mod peers;
+pub mod seal;
 pub mod wire;
 
 use crate::config::settings::CLUSTER_ADAPTER;
@@ -34,6 +37,7 @@ use crate::errors::FeatureMissing;
 
 pub use inbound::{Inbound, LinkStats};
 pub use link::{start, ClusterHandle, ClusterInbox, LinkThread};
+pub use peers::Refusal;
 pub use wire::{NodeMsg, RemoteAsk, RemotePart};
 
 /// The start-up refusal of `cluster.adapter = "{adapter}"` in a build

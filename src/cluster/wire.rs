@@ -6,14 +6,17 @@
 //! malformed message is refused with a [`WireError`], never a panic (the
 //! engine is shared infrastructure, not a trusted peer).
 //!
-//! Layout: `"SC"` `version: u8` `node: u64` then items `kind: u8` + fields;
-//! strings and byte strings are `len: u32` + bytes; integers little-endian.
+//! Layout: `"SC"` `version: u8` then the [`Header`] (`node: u64`,
+//! `seq: u64`, `sent_ms: u64`), then items `kind: u8` + fields; strings and
+//! byte strings are `len: u32` + bytes; integers little-endian. On the
+//! engine every envelope is followed by its signature (`seal`), checked
+//! before anything here reads it.
 
 use crate::socket_id::SocketId;
 use bytes::Bytes;
 
 const MAGIC: &[u8; 2] = b"SC";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Frames in one publish message, at most.
 const MAX_FRAMES: usize = 10_000;
 
@@ -103,10 +106,25 @@ const KIND_OCCUPANCY: u8 = 9;
 /// Channels in one answer, at most.
 const MAX_ANSWER_CHANNELS: usize = 1_000_000;
 
+/// Who sent an envelope, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The sending node's id (random per process).
+    pub node: u64,
+    /// The sender's count of envelopes published, from 1: each envelope
+    /// has the next number, so a receiver sees a gap when one was lost and
+    /// refuses a number it has seen (a replay).
+    pub seq: u64,
+    /// The sender's clock (ms since the Unix epoch) when it published: a
+    /// node it has not heard from before is believed only within a window
+    /// of this, so an old recording cannot be replayed as a new node.
+    pub sent_ms: u64,
+}
+
 /// A decoded engine message.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Envelope {
-    pub node: u64,
+    pub header: Header,
     pub messages: Vec<NodeMsg>,
 }
 
@@ -126,11 +144,13 @@ pub enum WireError {
     TooMany,
 }
 
-/// Starts an envelope from `node`; append messages with [`encode`].
-pub fn envelope_header(node: u64, out: &mut Vec<u8>) {
+/// Starts an envelope; append messages with [`encode`].
+pub fn envelope_header(header: &Header, out: &mut Vec<u8>) {
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
-    out.extend_from_slice(&node.to_le_bytes());
+    out.extend_from_slice(&header.node.to_le_bytes());
+    out.extend_from_slice(&header.seq.to_le_bytes());
+    out.extend_from_slice(&header.sent_ms.to_le_bytes());
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -316,7 +336,11 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
     if version != VERSION {
         return Err(WireError::Version(version));
     }
-    let node = r.u64()?;
+    let header = Header {
+        node: r.u64()?,
+        seq: r.u64()?,
+        sent_ms: r.u64()?,
+    };
     let mut messages = Vec::new();
     while !r.rest.is_empty() {
         messages.push(match r.u8()? {
@@ -407,7 +431,7 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
             other => return Err(WireError::Kind(other)),
         });
     }
-    Ok(Envelope { node, messages })
+    Ok(Envelope { header, messages })
 }
 
 #[cfg(test)]
@@ -488,9 +512,17 @@ mod tests {
         ]
     }
 
+    fn header(node: u64) -> Header {
+        Header {
+            node,
+            seq: 5,
+            sent_ms: 1_700_000_000_000,
+        }
+    }
+
     fn encode_all(node: u64, msgs: &[NodeMsg]) -> Bytes {
         let mut out = Vec::new();
-        envelope_header(node, &mut out);
+        envelope_header(&header(node), &mut out);
         for m in msgs {
             encode(m, &mut out);
         }
@@ -501,7 +533,7 @@ mod tests {
     fn messages_round_trip_in_one_envelope() {
         let msgs = sample();
         let env = decode(&encode_all(0xdead_beef_0102, &msgs)).unwrap();
-        assert_eq!(env.node, 0xdead_beef_0102);
+        assert_eq!(env.header, header(0xdead_beef_0102));
         assert_eq!(env.messages, msgs);
     }
 

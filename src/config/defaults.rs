@@ -57,6 +57,8 @@ impl Default for ClusterSettings {
             adapter: Adapter::Local,
             prefix: CLUSTER_PREFIX.text().into(),
             node_timeout: secs(CLUSTER_NODE_TIMEOUT_SECS.integer()),
+            secret: None,
+            files: Default::default(),
         }
     }
 }

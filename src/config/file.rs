@@ -27,6 +27,12 @@ pub struct ClusterSection {
     pub url: Option<String>,
     pub prefix: Option<String>,
     pub node_timeout_secs: Option<u32>,
+    pub secret: Option<String>,
+    pub secret_file: Option<std::path::PathBuf>,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    pub credentials_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ClusterSection {
@@ -36,6 +42,15 @@ impl std::fmt::Debug for ClusterSection {
             .field("url", &self.url.as_deref().map(crate::logging::redact::url))
             .field("prefix", &self.prefix)
             .field("node_timeout_secs", &self.node_timeout_secs)
+            .field(
+                "secret",
+                &self.secret.as_ref().map(|_| crate::logging::redact::Masked),
+            )
+            .field("secret_file", &self.secret_file)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("credentials_file", &self.credentials_file)
             .finish()
     }
 }

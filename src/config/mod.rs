@@ -37,6 +37,6 @@ pub use file::{
 };
 pub use resolve::parse_cpu_list;
 pub use resolved::{
-    Adapter, ClusterSettings, Config, ServerLimits, WebhookSettings, DEFAULT_HOST,
-    DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
+    Adapter, ClusterSecret, ClusterSettings, Config, EngineFiles, ServerLimits, WebhookSettings,
+    DEFAULT_HOST, DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
 };

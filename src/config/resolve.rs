@@ -93,6 +93,12 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?
         };
         check_unique(&apps)?;
+        // Relative paths are relative to the config file's folder.
+        let base = cli.config.as_deref().and_then(std::path::Path::parent);
+        let place = |p: &std::path::Path| match base {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        };
         Ok(Config {
             host,
             port,
@@ -104,18 +110,10 @@ impl Config {
             dev_app,
             webhooks,
             metrics_port,
-            cluster: resolve_cluster(&file.cluster)?,
-            tls: server.tls.as_ref().map(|t| {
-                // Relative paths are relative to the config file's folder.
-                let base = cli.config.as_deref().and_then(std::path::Path::parent);
-                let place = |p: &std::path::Path| match base {
-                    Some(dir) if p.is_relative() => dir.join(p),
-                    _ => p.to_path_buf(),
-                };
-                TlsFiles {
-                    cert: place(&t.cert),
-                    key: place(&t.key),
-                }
+            cluster: resolve_cluster(&file.cluster, env, &place)?,
+            tls: server.tls.as_ref().map(|t| TlsFiles {
+                cert: place(&t.cert),
+                key: place(&t.key),
             }),
             log_level,
             dev_loopback,
@@ -247,19 +245,32 @@ fn resolve_webhook_settings(w: &WebhooksSection) -> Result<WebhookSettings, Conf
     })
 }
 
-fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
-    use settings::{CLUSTER_ADAPTER, CLUSTER_NODE_TIMEOUT_SECS, CLUSTER_PREFIX, CLUSTER_URL};
+/// The environment variable that overrides `cluster.secret`.
+pub const CLUSTER_SECRET_ENV: &str = "SHARDCAST_CLUSTER_SECRET";
+/// Fewest bytes a cluster secret may have.
+const MIN_SECRET_BYTES: usize = 16;
+
+fn resolve_cluster(
+    c: &ClusterSection,
+    env: &dyn Fn(&str) -> Option<String>,
+    place: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
+) -> Result<ClusterSettings, ConfigError> {
+    use settings::{
+        CLUSTER_ADAPTER, CLUSTER_CERT_FILE, CLUSTER_CREDENTIALS_FILE, CLUSTER_KEY_FILE,
+        CLUSTER_NODE_TIMEOUT_SECS, CLUSTER_PREFIX, CLUSTER_URL,
+    };
     let invalid = |setting: &Setting, why: String| ConfigError::Invalid {
         key: setting.key.into(),
         why,
     };
-    let url = |scheme: &str, default: &str| -> Result<String, ConfigError> {
+    let url = |schemes: &[&str], default: &str| -> Result<String, ConfigError> {
         let url = c.url.clone().unwrap_or_else(|| default.to_string());
-        if !url.starts_with(scheme) {
+        if !schemes.iter().any(|s| url.starts_with(s)) {
             return Err(invalid(
                 &CLUSTER_URL,
                 format!(
-                    "must start with {scheme} (got {:?})",
+                    "must start with {} (got {:?})",
+                    schemes.join(" or "),
                     crate::logging::redact::url(&url)
                 ),
             ));
@@ -269,10 +280,10 @@ fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
     let adapter = match c.adapter.as_deref().unwrap_or(CLUSTER_ADAPTER.text()) {
         "local" => Adapter::Local,
         "redis" => Adapter::Redis {
-            url: url("redis://", CLUSTER_URL.case(0))?,
+            url: url(&["redis://", "rediss://"], CLUSTER_URL.case(0))?,
         },
         "nats" => Adapter::Nats {
-            url: url("nats://", CLUSTER_URL.case(1))?,
+            url: url(&["nats://", "tls://"], CLUSTER_URL.case(1))?,
         },
         other => {
             return Err(invalid(
@@ -300,11 +311,105 @@ fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
         return Err(invalid(&CLUSTER_PREFIX, CLUSTER_PREFIX.allowed()));
     }
     let node_timeout = secs(integer(&CLUSTER_NODE_TIMEOUT_SECS, c.node_timeout_secs)?);
+    let files = EngineFiles {
+        ca: c.ca_file.as_deref().map(place),
+        cert: c.cert_file.as_deref().map(place),
+        key: c.key_file.as_deref().map(place),
+        credentials: c.credentials_file.as_deref().map(place),
+    };
+    if files.cert.is_some() != files.key.is_some() {
+        let (missing, given) = match files.cert {
+            Some(_) => (&CLUSTER_KEY_FILE, &CLUSTER_CERT_FILE),
+            None => (&CLUSTER_CERT_FILE, &CLUSTER_KEY_FILE),
+        };
+        return Err(invalid(missing, format!("required with {}", given.key)));
+    }
+    if files.credentials.is_some() && matches!(adapter, Adapter::Redis { .. }) {
+        return Err(invalid(
+            &CLUSTER_CREDENTIALS_FILE,
+            "for the nats adapter only".into(),
+        ));
+    }
+    let secret = match &adapter {
+        Adapter::Local => None,
+        _ => Some(cluster_secret(c, env, place, &adapter)?),
+    };
     Ok(ClusterSettings {
         adapter,
         prefix,
         node_timeout,
+        secret,
+        files,
     })
+}
+
+/// The cluster secret from the environment, `secret` or `secret_file`
+/// (one of the two in the file; the environment wins over both).
+fn cluster_secret(
+    c: &ClusterSection,
+    env: &dyn Fn(&str) -> Option<String>,
+    place: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
+    adapter: &Adapter,
+) -> Result<ClusterSecret, ConfigError> {
+    use settings::{CLUSTER_ADAPTER, CLUSTER_SECRET, CLUSTER_SECRET_FILE};
+    let invalid = |key: &str, why: String| ConfigError::Invalid {
+        key: key.into(),
+        why,
+    };
+    if c.secret.is_some() && c.secret_file.is_some() {
+        return Err(invalid(
+            CLUSTER_SECRET_FILE.key,
+            format!(
+                "set {} or {}, not both",
+                CLUSTER_SECRET.key, CLUSTER_SECRET_FILE.key
+            ),
+        ));
+    }
+    let (bytes, from) = if let Some(s) = env(CLUSTER_SECRET_ENV).filter(|s| !s.is_empty()) {
+        (s.into_bytes(), CLUSTER_SECRET_ENV)
+    } else if let Some(s) = &c.secret {
+        (s.clone().into_bytes(), CLUSTER_SECRET.key)
+    } else if let Some(path) = &c.secret_file {
+        let path = place(path);
+        let mut bytes = std::fs::read(&path).map_err(|e| {
+            invalid(
+                CLUSTER_SECRET_FILE.key,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        (bytes, CLUSTER_SECRET_FILE.key)
+    } else {
+        let name = match adapter {
+            Adapter::Redis { .. } => "redis",
+            _ => "nats",
+        };
+        return Err(invalid(
+            CLUSTER_SECRET.key,
+            format!(
+                "required with {} = \"{name}\": every node of the cluster signs its messages \
+                 with one shared secret of {MIN_SECRET_BYTES} or more bytes. Set {} in [cluster], \
+                 {} (a file holding it) or the {CLUSTER_SECRET_ENV} environment variable, the \
+                 same on every node (for example the output of `openssl rand -hex 32`)",
+                CLUSTER_ADAPTER.key, CLUSTER_SECRET.key, CLUSTER_SECRET_FILE.key
+            ),
+        ));
+    };
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(invalid(
+            from,
+            format!(
+                "{} bytes; a cluster secret needs {MIN_SECRET_BYTES} or more",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(ClusterSecret(bytes))
 }
 
 /// Accepts a level (`info`) or an env_logger filter of levels and

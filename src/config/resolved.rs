@@ -63,6 +63,33 @@ pub struct ClusterSettings {
     pub prefix: String,
     /// A node not heard from for this long is taken as gone.
     pub node_timeout: Duration,
+    /// Signs node messages; `None` only with the local adapter.
+    pub secret: Option<ClusterSecret>,
+    /// TLS and credential files for the engine connection.
+    pub files: EngineFiles,
+}
+
+/// The shared cluster secret (16 bytes or more); `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", crate::logging::redact::Masked)
+    }
+}
+
+/// Files the engine connection uses, with paths already resolved against
+/// the config file's folder; checked when the link starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineFiles {
+    /// PEM CA certificates to trust (instead of the system's roots).
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate chain and its key (both or neither).
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    /// A NATS `.creds` file.
+    pub credentials: Option<std::path::PathBuf>,
 }
 
 /// Server-wide limits that protect the process, not a particular app.

@@ -260,6 +260,25 @@ settings! {
         "names the engine channel, so clusters can share an engine";
     CLUSTER_NODE_TIMEOUT_SECS: "cluster.node_timeout_secs", Integer, Integer(10), at_least(1),
         "how long a silent node is kept";
+    CLUSTER_SECRET: "cluster.secret", Text,
+        Absent("none"),
+        Rule("16 or more bytes, the same on every node"),
+        "signs every message between nodes";
+    CLUSTER_SECRET_FILE: "cluster.secret_file", Path, Absent("none"),
+        Rule("a file holding the secret (one trailing newline is ignored)"),
+        "cluster.secret read from a file instead";
+    CLUSTER_CA_FILE: "cluster.ca_file", Path, Absent("the system's roots"),
+        Rule("PEM certificates"),
+        "CA to trust for rediss:// or NATS TLS";
+    CLUSTER_CERT_FILE: "cluster.cert_file", Path, Absent("none"),
+        Rule("a PEM certificate chain, with cluster.key_file"),
+        "client certificate for the engine";
+    CLUSTER_KEY_FILE: "cluster.key_file", Path, Absent("none"),
+        Rule("the client certificate's PEM private key"),
+        "private key of cluster.cert_file";
+    CLUSTER_CREDENTIALS_FILE: "cluster.credentials_file", Path, Absent("none"),
+        Rule("a NATS .creds file (JWT and NKey seed)"),
+        "NATS credentials (adapter nats only)";
     APP_ID: "apps[].id", Text, Required, Rule("printable ASCII without `/` or `?`, unique"),
         "the id in /apps/{id}/...";
     APP_KEY: "apps[].key", Text, Required, Rule("printable ASCII without `/` or `?`, unique"),

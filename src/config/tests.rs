@@ -166,7 +166,17 @@ fn example_config_parses_with_every_key_uncommented() {
     assert_eq!(c.webhooks.max_queued_events, 10_000);
     assert_eq!(c.webhooks, WebhookSettings::default());
     assert_eq!(c.metrics_port, None);
-    assert_eq!(c.cluster, ClusterSettings::default());
+    assert_eq!(
+        ClusterSettings {
+            files: Default::default(),
+            ..c.cluster.clone()
+        },
+        ClusterSettings::default()
+    );
+    assert_eq!(
+        c.cluster.files.ca.as_deref(),
+        Some(std::path::Path::new("/etc/shardcast/engine-ca.pem"))
+    );
     let redis = Adapter::Redis {
         url: "redis://user:secret@db:6379/0".into(),
     };
@@ -314,11 +324,12 @@ fn per_ip_limit_is_off_unless_set_and_the_header_must_be_a_token() {
 fn a_refused_cluster_url_is_logged_without_credentials() {
     let err = resolve(
         Cli::default(),
-        Some("[cluster]\nadapter = \"redis\"\nurl = \"rediss://admin:hunter2@db:6380/0?x=1\"\n"),
+        Some("[cluster]\nadapter = \"nats\"\nurl = \"rediss://admin:hunter2@db:6380/0?x=1\"\n"),
     )
     .unwrap_err()
     .to_string();
     assert!(err.contains("cluster.url"), "{err}");
+    assert!(err.contains("must start with nats:// or tls://"), "{err}");
     assert!(err.contains("rediss://db:6380/0"), "{err}");
     assert!(!err.contains("hunter2") && !err.contains("admin"), "{err}");
 }
@@ -339,11 +350,11 @@ fn a_refused_webhook_url_is_logged_without_credentials() {
 /// app secret and webhook tokens out.
 #[test]
 fn debug_output_masks_secrets() {
-    let toml = "[cluster]\nadapter = \"redis\"\nurl = \"redis://admin:pa55@db:6379\"\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"hunter2\"\n[[apps.webhooks]]\nurl = \"https://u:pw0rd@x/h?token=t0ken\"\nevent_types = [\"cache_miss\"]\nheaders = { Authorization = \"Bearer b3arer\" }\n";
+    let toml = "[cluster]\nadapter = \"redis\"\nurl = \"redis://admin:pa55@db:6379\"\nsecret = \"cluster-s3cret-0123\"\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"hunter2\"\n[[apps.webhooks]]\nurl = \"https://u:pw0rd@x/h?token=t0ken\"\nevent_types = [\"cache_miss\"]\nheaders = { Authorization = \"Bearer b3arer\" }\n";
     let file = format!("{:?}", parse_file(toml).unwrap());
     let config = format!("{:?}", resolve(Cli::default(), Some(toml)).unwrap());
     for text in [&file, &config] {
-        for secret in ["hunter2", "pw0rd", "t0ken", "b3arer", "pa55"] {
+        for secret in ["hunter2", "pw0rd", "t0ken", "b3arer", "pa55", "s3cret"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("***"), "{text}");
@@ -498,7 +509,7 @@ fn the_tables_adapters_resolve() {
         panic!("cluster.adapter lists its values");
     };
     for adapter in adapters {
-        let text = format!("[cluster]\nadapter = \"{adapter}\"\n");
+        let text = format!("[cluster]\nadapter = \"{adapter}\"\nsecret = \"0123456789abcdef\"\n");
         resolve(Cli::default(), Some(&text)).unwrap();
     }
     let err = resolve(Cli::default(), Some("[cluster]\nadapter = \"kafka\"\n"))
@@ -506,4 +517,50 @@ fn the_tables_adapters_resolve() {
         .to_string();
     assert!(err.contains("cluster.adapter"), "{err}");
     assert!(err.contains(&settings::CLUSTER_ADAPTER.allowed()), "{err}");
+}
+
+/// The cluster secret comes from the file's `secret`, a `secret_file`
+/// (relative to the config file, one trailing newline dropped) or the
+/// environment, which wins; TLS URLs are accepted for both engines and
+/// the engine's files are placed like other paths.
+#[test]
+fn the_cluster_secret_and_engine_files_resolve() {
+    let dir = std::env::temp_dir().join(format!("shardcast-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cluster.secret"), "from-the-file-0123456789\n").unwrap();
+    let c = resolve(
+        Cli::default(),
+        Some("[cluster]\nadapter = \"redis\"\nurl = \"rediss://u:p@db:6380\"\nsecret_file = \"cluster.secret\"\nca_file = \"ca.pem\"\ncert_file = \"/etc/c.pem\"\nkey_file = \"k.pem\"\n"),
+    )
+    .unwrap();
+    let s = c.cluster.secret.as_ref().unwrap();
+    assert_eq!(s.0, b"from-the-file-0123456789");
+    assert_eq!(c.cluster.files.ca, Some(dir.join("ca.pem")));
+    assert_eq!(c.cluster.files.cert, Some("/etc/c.pem".into()));
+    assert_eq!(c.cluster.files.key, Some(dir.join("k.pem")));
+    let c = resolve(
+        Cli::default(),
+        Some("[cluster]\nadapter = \"nats\"\nurl = \"tls://n:4222\"\nsecret = \"inline-secret-0123456789\"\ncredentials_file = \"x.creds\"\n"),
+    )
+    .unwrap();
+    assert_eq!(c.cluster.secret.unwrap().0, b"inline-secret-0123456789");
+    assert_eq!(c.cluster.files.credentials, Some(dir.join("x.creds")));
+    // The environment wins, and may stand alone.
+    let path = dir.join("env.toml");
+    std::fs::write(
+        &path,
+        "[cluster]\nadapter = \"nats\"\nsecret = \"inline-secret-0123456789\"\n",
+    )
+    .unwrap();
+    let cli = Cli {
+        config: Some(path),
+        ..Cli::default()
+    };
+    let env =
+        |k: &str| (k == "SHARDCAST_CLUSTER_SECRET").then(|| "env-secret-0123456789".to_string());
+    let c = Config::resolve(&cli, &env, &[0]).unwrap();
+    assert_eq!(c.cluster.secret.unwrap().0, b"env-secret-0123456789");
+    // The local adapter needs none.
+    let c = resolve(Cli::default(), Some("[cluster]\nadapter = \"local\"\n")).unwrap();
+    assert!(c.cluster.secret.is_none());
 }

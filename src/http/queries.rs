@@ -3,9 +3,9 @@
 
 use super::response::Response;
 use crate::apps::AppIdx;
+use crate::channel_name::{validate_name, ChannelClass, ChannelKind};
 use crate::errors::ApiError;
 use crate::json::push_json_str;
-use crate::pusher::channel::{validate_name, ChannelClass, ChannelKind};
 use crate::pusher::owned::owner_of;
 use crate::pusher::query::{ask_cluster, merge, QueryAsk};
 use crate::pusher::shard::Shard;

@@ -3,8 +3,8 @@
 //! field that was wrong.
 
 use crate::apps::AppLimits;
+use crate::channel_name::validate_name;
 use crate::errors::ApiError;
-use crate::pusher::channel::validate_name;
 use crate::socket_id::SocketId;
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;

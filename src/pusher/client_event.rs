@@ -6,8 +6,8 @@
 use super::shard::Shard;
 use super::webhook_events;
 use crate::apps::webhook::EventKind;
+use crate::channel_name::{ChannelClass, ChannelKind};
 use crate::pusher::broadcast::{publish_now, Publication};
-use crate::pusher::channel::{ChannelClass, ChannelKind};
 use crate::pusher::conns::ConnKey;
 use crate::pusher::delivery::Source;
 use crate::pusher::messages;

@@ -3,9 +3,9 @@
 
 use super::shard::Shard;
 use super::shard_msg::ShardMsg;
+use crate::channel_name::ChannelClass;
 use crate::cluster::Inbound;
 use crate::pusher::broadcast::Publication;
-use crate::pusher::channel::ChannelClass;
 use crate::pusher::delivery::Source;
 use crate::pusher::owned::nodes;
 use crate::pusher::owned::owner_of;

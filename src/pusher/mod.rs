@@ -6,7 +6,6 @@
 pub mod admission;
 pub mod broadcast;
 pub mod cache;
-pub mod channel;
 pub mod channels;
 pub mod client_event;
 pub mod connection;

@@ -3,7 +3,8 @@
 //! Membership is per user, not per socket: a user with three sockets on three
 //! shards is one member. The owner counts sockets per user, and reports when
 //! a user's first socket joined (`member_added`) or last one left
-//! (`member_removed`). [`parse_channel_data`] checks what a client sends.
+//! (`member_removed`). What a member is, and what a client may declare, is
+//! [`crate::member`].
 //!
 //! In a cluster, the owner on each node also knows which other nodes have
 //! sockets of each user (they say so when the user's first socket on them
@@ -12,62 +13,11 @@
 //! cluster gains or loses the user, so each client sees them once.
 
 use crate::json::push_json_str;
+pub use crate::member::Member;
 use crate::pusher::messages::internal_event;
 use crate::ws::frame::Frame;
 use smallvec::SmallVec;
 use std::collections::HashMap;
-
-/// Longest `user_id` accepted, in bytes.
-pub const MAX_USER_ID_LEN: usize = 128;
-/// Largest `user_info`, as JSON text.
-pub const MAX_USER_INFO_BYTES: usize = 1024;
-
-/// A presence member as a subscriber declares it in `channel_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub user_id: Box<str>,
-    /// `user_info` as JSON text; `{}` when the client sent none.
-    pub user_info: Box<str>,
-}
-
-/// Parses `channel_data`: `{"user_id": string or number, "user_info": any}`.
-pub fn parse_channel_data(channel_data: &str) -> Result<Member, String> {
-    let mut bytes = channel_data.as_bytes().to_vec();
-    let value = crate::json::parse(&mut bytes)
-        .map_err(|e| format!("channel_data is not valid JSON: {e}"))?;
-    use simd_json::prelude::*;
-    if value.as_object().is_none() {
-        return Err("channel_data must be a JSON object".into());
-    }
-    let user_id = match value.get("user_id") {
-        Some(v) if v.is_str() => v.as_str().unwrap_or_default().to_string(),
-        Some(v) if v.is_i64() || v.is_u64() => v.encode(),
-        Some(v) if v.is_f64() => v.encode(),
-        Some(_) => return Err("channel_data.user_id must be a string or a number".into()),
-        None => return Err("channel_data.user_id is required".into()),
-    };
-    if user_id.is_empty() {
-        return Err("channel_data.user_id is empty".into());
-    }
-    if user_id.len() > MAX_USER_ID_LEN {
-        return Err(format!(
-            "channel_data.user_id is longer than {MAX_USER_ID_LEN} characters"
-        ));
-    }
-    let user_info = match value.get("user_info") {
-        None => "{}".to_string(),
-        Some(v) => v.encode(),
-    };
-    if user_info.len() > MAX_USER_INFO_BYTES {
-        return Err(format!(
-            "channel_data.user_info is larger than {MAX_USER_INFO_BYTES} bytes"
-        ));
-    }
-    Ok(Member {
-        user_id: user_id.into(),
-        user_info: user_info.into(),
-    })
-}
 
 struct Entry {
     info: Box<str>,
@@ -287,28 +237,6 @@ mod tests {
             user_id: id.into(),
             user_info: info.into(),
         }
-    }
-
-    #[test]
-    fn channel_data_is_checked() {
-        assert_eq!(
-            parse_channel_data(r#"{"user_id":"1","user_info":{"name":"A"}}"#),
-            Ok(m("1", r#"{"name":"A"}"#))
-        );
-        assert_eq!(parse_channel_data(r#"{"user_id":10}"#), Ok(m("10", "{}")));
-        assert!(parse_channel_data("x").unwrap_err().contains("JSON"));
-        assert!(parse_channel_data("[]").unwrap_err().contains("object"));
-        assert!(parse_channel_data("{}").unwrap_err().contains("required"));
-        assert!(parse_channel_data(r#"{"user_id":true}"#)
-            .unwrap_err()
-            .contains("string or a number"));
-        assert!(parse_channel_data(r#"{"user_id":""}"#)
-            .unwrap_err()
-            .contains("empty"));
-        let long = format!(r#"{{"user_id":"{}"}}"#, "u".repeat(129));
-        assert!(parse_channel_data(&long).unwrap_err().contains("128"));
-        let big = format!(r#"{{"user_id":"1","user_info":"{}"}}"#, "i".repeat(1100));
-        assert!(parse_channel_data(&big).unwrap_err().contains("1024"));
     }
 
     #[test]

@@ -12,11 +12,11 @@ use super::shard_msg::ShardMsg;
 use crate::apps::webhook::wants_occupancy;
 use crate::apps::AppIdx;
 use crate::auth::verify_client_auth;
-use crate::pusher::channel::{validate_name, ChannelClass, ChannelKind, SERVER_TO_USER_PREFIX};
+use crate::channel_name::{validate_name, ChannelClass, ChannelKind, SERVER_TO_USER_PREFIX};
+use crate::member::parse_channel_data;
 use crate::pusher::conns::{ChannelId, ConnKey};
 use crate::pusher::messages;
 use crate::pusher::owned::{counts_announced, owner_of, JoinOutcome, Member};
-use crate::pusher::presence::parse_channel_data;
 use crate::socket_id::SocketId;
 
 /// A subscription refused before it reached the channel table.

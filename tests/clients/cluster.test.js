@@ -189,6 +189,9 @@ async function startEngine(kind) {
 // ---------------------------------------------------------------------------
 // shardcast nodes
 
+/** The test clusters' shared secret (cluster.secret). */
+const CLUSTER_SECRET = 'js-cluster-secret-0123456789';
+
 function clusterConfig(engine, prefix) {
   return [
     '[[apps]]',
@@ -202,6 +205,7 @@ function clusterConfig(engine, prefix) {
     `url = ${JSON.stringify(engine.url)}`,
     `prefix = ${JSON.stringify(prefix)}`,
     `node_timeout_secs = ${NODE_TIMEOUT_SECS}`,
+    `secret = ${JSON.stringify(CLUSTER_SECRET)}`,
     '',
   ].join('\n');
 }

@@ -523,8 +523,8 @@ pub mod pusher_message {
     //! `json::parse` accepts is nested at most `MAX_DEPTH` deep and re-encodes
     //! to JSON that parses again; a relayed client event's `data` is JSON.
 
+    use shardcast::member::{parse_channel_data, MAX_USER_ID_LEN, MAX_USER_INFO_BYTES};
     use shardcast::pusher::inbound::{parse, ClientMessage};
-    use shardcast::pusher::presence::{parse_channel_data, MAX_USER_ID_LEN, MAX_USER_INFO_BYTES};
     use shardcast::pusher::signin::parse_user_data;
     use simd_json::prelude::*;
     use simd_json::BorrowedValue;
@@ -744,7 +744,7 @@ pub mod cluster_wire {
             return;
         };
         let mut again = Vec::new();
-        envelope_header(envelope.node, &mut again);
+        envelope_header(&envelope.header, &mut again);
         for m in &envelope.messages {
             encode(m, &mut again);
         }

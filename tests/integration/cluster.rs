@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The test clusters' shared secret.
+const CLUSTER_SECRET: &str = "it-cluster-secret-0123456789";
+
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Redis,
@@ -99,7 +102,7 @@ impl EngineProcess {
         // A fresh prefix per test: engines are private, but keep clusters apart anyway.
         let prefix = format!("it{}", self.port);
         format!(
-            "[cluster]\nadapter = \"{adapter}\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\nnode_timeout_secs = 2\n\n{}",
+            "[cluster]\nadapter = \"{adapter}\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\nnode_timeout_secs = 2\nsecret = \"{CLUSTER_SECRET}\"\n\n{}",
             dev_app_with(&format!("enable_client_messages = true\n{extra}"))
         )
     }
@@ -365,6 +368,35 @@ fn bad_cluster_settings_are_named() {
         (
             "[cluster]\nnode_timeout_secs = 0\n",
             "cluster.node_timeout_secs",
+        ),
+        // No secret: the error says how to set one.
+        (
+            "[cluster]\nadapter = \"redis\"\n",
+            "invalid value for `cluster.secret`: required with cluster.adapter = \"redis\"",
+        ),
+        (
+            "[cluster]\nadapter = \"nats\"\n",
+            "SHARDCAST_CLUSTER_SECRET environment variable",
+        ),
+        (
+            "[cluster]\nadapter = \"redis\"\nsecret = \"short\"\n",
+            "invalid value for `cluster.secret`: 5 bytes; a cluster secret needs 16 or more",
+        ),
+        (
+            "[cluster]\nadapter = \"redis\"\nsecret = \"0123456789abcdef\"\nsecret_file = \"s\"\n",
+            "cluster.secret_file",
+        ),
+        (
+            "[cluster]\nadapter = \"redis\"\nsecret_file = \"no-such-secret\"\n",
+            "no-such-secret",
+        ),
+        (
+            "[cluster]\nadapter = \"redis\"\nsecret = \"0123456789abcdef\"\ncert_file = \"c.pem\"\n",
+            "invalid value for `cluster.key_file`: required with cluster.cert_file",
+        ),
+        (
+            "[cluster]\nadapter = \"redis\"\nsecret = \"0123456789abcdef\"\ncredentials_file = \"x.creds\"\n",
+            "invalid value for `cluster.credentials_file`: for the nats adapter only",
         ),
     ];
     for (toml, key) in cases {
@@ -709,6 +741,14 @@ fn metrics_report_the_cluster_link() {
     assert!(get(&m_a, "cluster_messages_sent_total") >= 5);
     assert!(get(&m_a, "cluster_publishes_total") >= 1);
     assert!(get(&m_b, "cluster_messages_received_total") >= 5);
-    assert_eq!(get(&m_b, "cluster_messages_refused_total"), 0);
+    for reason in shardcast::cluster::Refusal::ALL {
+        let name = format!(
+            "cluster_messages_refused_total{{reason=\"{}\"}}",
+            reason.label()
+        );
+        assert_eq!(get(&m_a, &name), 0, "{name} on A");
+        assert_eq!(get(&m_b, &name), 0, "{name} on B");
+    }
+    assert_eq!(get(&m_b, "cluster_envelopes_lost_total"), 0);
     assert_eq!(get(&m_a, "cluster_messages_dropped_total"), 0);
 }

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Single concerns everything may use.
     &["errors", "json", "logging", "socket_id"],
+    // What clients name and declare (channel names, presence members) and
+    // the rules for it, for everything that receives it.
+    &["channel_name", "member"],
     // Apps and their credentials.
     &["apps"],
     &["auth", "config"],
@@ -131,6 +134,6 @@ fn the_test_sees_a_crate_path() {
         crate_paths("use crate::pusher::shard::Shard; crate::warn_limited!(x)"),
         vec!["pusher", "warn_limited"]
     );
-    assert_eq!(layer_of("runtime"), Some(3));
+    assert_eq!(layer_of("runtime"), Some(4));
     assert!(layer_of("pusher") > layer_of("runtime"));
 }

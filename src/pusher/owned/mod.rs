@@ -243,8 +243,8 @@ pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32)
 /// when the app enables it, and never on presence channels (they count members).
 pub fn counts_announced(shard: &Shard, app: AppIdx, channel: &str) -> bool {
     shard.apps.get(app).enable_subscription_count
-        && crate::pusher::channel::ChannelClass::of(channel).kind
-            != crate::pusher::channel::ChannelKind::Presence
+        && crate::channel_name::ChannelClass::of(channel).kind
+            != crate::channel_name::ChannelKind::Presence
 }
 
 /// Announces counts held back by the large-channel rate limit (from the tick).
