@@ -13,22 +13,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The test clusters' shared secret.
-const CLUSTER_SECRET: &str = "it-cluster-secret-0123456789";
+pub(crate) const CLUSTER_SECRET: &str = "it-cluster-secret-0123456789";
 
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Redis,
     Nats,
 }
 
 /// A private Redis or NATS server.
-struct EngineProcess {
-    kind: Kind,
-    port: u16,
+pub(crate) struct EngineProcess {
+    pub(crate) kind: Kind,
+    pub(crate) port: u16,
     child: Option<Child>,
 }
 
-fn find_binary(name: &str) -> PathBuf {
+pub(crate) fn find_binary(name: &str) -> PathBuf {
     let dirs = std::env::var("PATH").unwrap_or_default();
     let found = dirs
         .split(':')
@@ -40,7 +40,7 @@ fn find_binary(name: &str) -> PathBuf {
     })
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -94,13 +94,18 @@ impl EngineProcess {
         }
     }
 
-    fn config(&self, extra: &str) -> String {
+    /// The cluster prefix of this engine's tests: fresh per engine (engines
+    /// are private, but keep clusters apart anyway).
+    pub(crate) fn prefix(&self) -> String {
+        format!("it{}", self.port)
+    }
+
+    pub(crate) fn config(&self, extra: &str) -> String {
         let (adapter, url) = match self.kind {
             Kind::Redis => ("redis", format!("redis://127.0.0.1:{}", self.port)),
             Kind::Nats => ("nats", format!("nats://127.0.0.1:{}", self.port)),
         };
-        // A fresh prefix per test: engines are private, but keep clusters apart anyway.
-        let prefix = format!("it{}", self.port);
+        let prefix = self.prefix();
         format!(
             "[cluster]\nadapter = \"{adapter}\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\nnode_timeout_secs = 2\nsecret = \"{CLUSTER_SECRET}\"\n\n{}",
             dev_app_with(&format!("enable_client_messages = true\n{extra}"))
@@ -115,7 +120,7 @@ impl Drop for EngineProcess {
 }
 
 /// Waits until `server`'s log has `count` lines containing `needle`.
-fn wait_log(server: &Server, needle: &str, count: usize, timeout: Duration) {
+pub(crate) fn wait_log(server: &Server, needle: &str, count: usize, timeout: Duration) {
     let ok = wait_until(timeout, || {
         server.log_text().matches(needle).count() >= count
     });
@@ -143,7 +148,7 @@ fn wait_users(port: u16, channel: &str, ids: &[&str]) {
 }
 
 /// Two nodes on one engine, each having heard the other.
-fn two_nodes(engine: &EngineProcess) -> (Server, Server) {
+pub(crate) fn two_nodes(engine: &EngineProcess) -> (Server, Server) {
     let a = Server::start_with(&engine.config(""));
     let b = Server::start_with(&engine.config(""));
     wait_log(&a, "is up", 1, Duration::from_secs(10));
@@ -164,7 +169,7 @@ fn subscribers(port: u16, channel: &str) -> Vec<Ws> {
     out
 }
 
-fn for_each_engine(test: impl Fn(&EngineProcess)) {
+pub(crate) fn for_each_engine(test: impl Fn(&EngineProcess)) {
     for kind in [Kind::Redis, Kind::Nats] {
         let engine = EngineProcess::start(kind);
         eprintln!("-- {kind:?} on port {}", engine.port);
