@@ -11,7 +11,9 @@
 //! Each engine is compiled only with its cargo feature (`redis`, `nats`);
 //! an adapter whose feature is off is refused when the link opens.
 
-use crate::config::Adapter;
+use super::engine_files::{self, UrlAuth};
+use crate::config::settings::{CLUSTER_CA_FILE, CLUSTER_CERT_FILE, CLUSTER_CREDENTIALS_FILE};
+use crate::config::{Adapter, EngineFiles};
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use std::time::Duration;
@@ -32,8 +34,9 @@ impl Engine {
     /// Opens the engine named by `adapter`; for NATS the connection is made
     /// in the background (and retried), so a node starts even while NATS is
     /// down. `None` for the local adapter.
-    pub async fn open(adapter: &Adapter) -> Result<Option<Engine>, String> {
+    pub async fn open(adapter: &Adapter, files: &EngineFiles) -> Result<Option<Engine>, String> {
         let shown = adapter.url_for_logs().unwrap_or_default();
+        let tls = engine_files::load(files)?;
         match adapter {
             Adapter::Local => Ok(None),
             #[cfg(not(feature = "redis"))]
@@ -47,12 +50,62 @@ impl Engine {
                 crate::errors::FeatureMissing::NATS,
             )),
             #[cfg(feature = "redis")]
-            Adapter::Redis { url } => redis::Client::open(url.as_str())
-                .map(|c| Some(Engine::Redis(c)))
-                .map_err(|e| format!("cluster: bad Redis url {shown}: {e}")),
+            Adapter::Redis { url } => {
+                if tls.any() && !url.starts_with("rediss://") {
+                    return Err(format!(
+                        "cluster: {} and {} are for a TLS connection: use a rediss:// url (got {shown})",
+                        CLUSTER_CA_FILE.key, CLUSTER_CERT_FILE.key
+                    ));
+                }
+                let client = if tls.any() {
+                    redis::Client::build_with_tls(
+                        url.as_str(),
+                        redis::TlsCertificates {
+                            client_tls: tls.client.map(|(client_cert, client_key)| {
+                                redis::ClientTlsConfig {
+                                    client_cert,
+                                    client_key,
+                                }
+                            }),
+                            root_cert: tls.ca,
+                        },
+                    )
+                } else {
+                    redis::Client::open(url.as_str())
+                };
+                client
+                    .map(|c| Some(Engine::Redis(c)))
+                    .map_err(|e| format!("cluster: cannot use the Redis url {shown}: {e}"))
+            }
             #[cfg(feature = "nats")]
             Adapter::Nats { url } => {
-                let options = async_nats::ConnectOptions::new()
+                let mut options = async_nats::ConnectOptions::new();
+                match engine_files::url_auth(url) {
+                    UrlAuth::None => {}
+                    UrlAuth::UserPassword(user, pass) => {
+                        options = options.user_and_password(user, pass)
+                    }
+                    UrlAuth::Token(token) => options = options.token(token),
+                }
+                if let Some(path) = &files.credentials {
+                    options = options.credentials_file(path).await.map_err(|e| {
+                        format!(
+                            "cluster: {}: cannot use {}: {e}",
+                            CLUSTER_CREDENTIALS_FILE.key,
+                            path.display()
+                        )
+                    })?;
+                }
+                if let Some(path) = &files.ca {
+                    options = options.add_root_certificates(path.clone());
+                }
+                if let (Some(cert), Some(key)) = (&files.cert, &files.key) {
+                    options = options.add_client_certificate(cert.clone(), key.clone());
+                }
+                if tls.any() || url.starts_with("tls://") {
+                    options = options.require_tls(true);
+                }
+                let options = options
                     .retry_on_initial_connect()
                     .max_reconnects(None)
                     .connection_timeout(Duration::from_secs(2))

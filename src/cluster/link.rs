@@ -106,7 +106,7 @@ pub fn start(
         .enable_all()
         .build()
         .map_err(|e| format!("cluster: cannot start the link runtime: {e}"))?;
-    let Some(engine) = runtime.block_on(Engine::open(&settings.adapter))? else {
+    let Some(engine) = runtime.block_on(Engine::open(&settings.adapter, &settings.files))? else {
         return Ok(None);
     };
     let secret = settings.secret.as_ref().ok_or_else(|| {

@@ -22,6 +22,8 @@
 pub mod admit;
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub mod engine;
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub mod engine_files;
 pub mod inbound;
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub mod link;

@@ -21,10 +21,75 @@ pub(crate) enum Kind {
     Nats,
 }
 
-/// A private Redis or NATS server.
+/// Every engine the cluster tests run against: each kind, in plain TCP
+/// and over TLS (with a client certificate and a password).
+const ENGINES: [(Kind, bool); 4] = [
+    (Kind::Redis, false),
+    (Kind::Nats, false),
+    (Kind::Redis, true),
+    (Kind::Nats, true),
+];
+
+/// The password the TLS engines require.
+pub(crate) const ENGINE_PASSWORD: &str = "engine-pa55word";
+
+/// A private CA, the engine's server certificate and a client certificate,
+/// made for one engine (rcgen), in a directory of its own.
+pub(crate) struct EngineCerts {
+    dir: PathBuf,
+}
+
+impl EngineCerts {
+    fn new(port: u16) -> EngineCerts {
+        let dir = std::env::temp_dir().join(format!(
+            "shardcast-engine-tls-{}-{port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        // Distinct names: a leaf whose subject equals its issuer's looks
+        // self-signed to OpenSSL (the engines' TLS).
+        let named = |sans: Vec<String>, cn: &str| {
+            let mut p = rcgen::CertificateParams::new(sans).unwrap();
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            p
+        };
+        let mut ca_params = named(Vec::new(), "shardcast test CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        for (name, sans) in [
+            (
+                "server",
+                vec!["127.0.0.1".to_string(), "localhost".to_string()],
+            ),
+            ("client", vec!["shardcast-node".to_string()]),
+        ] {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = named(sans, name).signed_by(&key, &ca, &ca_key).unwrap();
+            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        }
+        EngineCerts { dir }
+    }
+
+    pub(crate) fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for EngineCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private Redis or NATS server, plain or TLS-only.
 pub(crate) struct EngineProcess {
     pub(crate) kind: Kind,
     pub(crate) port: u16,
+    tls: Option<EngineCerts>,
     child: Option<Child>,
 }
 
@@ -50,9 +115,17 @@ pub(crate) fn free_port() -> u16 {
 
 impl EngineProcess {
     fn start(kind: Kind) -> EngineProcess {
+        Self::start_with(kind, false)
+    }
+
+    /// `tls`: the engine speaks only TLS, asks for a client certificate
+    /// signed by its CA, and a password.
+    fn start_with(kind: Kind, tls: bool) -> EngineProcess {
+        let port = free_port();
         let mut engine = EngineProcess {
             kind,
-            port: free_port(),
+            port,
+            tls: tls.then(|| EngineCerts::new(port)),
             child: None,
         };
         engine.spawn();
@@ -61,16 +134,43 @@ impl EngineProcess {
 
     fn spawn(&mut self) {
         let port = self.port.to_string();
-        let mut cmd = match self.kind {
-            Kind::Redis => {
+        let mut cmd = match (self.kind, &self.tls) {
+            (Kind::Redis, None) => {
                 let mut c = Command::new(find_binary("redis-server"));
                 c.args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
                     .args(["--appendonly", "no", "--protected-mode", "no"]);
                 c
             }
-            Kind::Nats => {
+            (Kind::Redis, Some(certs)) => {
+                let mut c = Command::new(find_binary("redis-server"));
+                c.args(["--port", "0", "--tls-port", &port, "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .args(["--tls-cert-file", &certs.path("server.pem")])
+                    .args(["--tls-key-file", &certs.path("server.key")])
+                    .args(["--tls-ca-cert-file", &certs.path("ca.pem")])
+                    .args(["--tls-auth-clients", "yes"])
+                    .args(["--requirepass", ENGINE_PASSWORD]);
+                c
+            }
+            (Kind::Nats, None) => {
                 let mut c = Command::new(find_binary("nats-server"));
                 c.args(["-a", "127.0.0.1", "-p", &port]);
+                c
+            }
+            (Kind::Nats, Some(certs)) => {
+                let conf = certs.path("nats.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "listen: 127.0.0.1:{port}\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\nauthorization {{\n  user: alice\n  password: \"{ENGINE_PASSWORD}\"\n}}\n",
+                        certs.path("server.pem"),
+                        certs.path("server.key"),
+                        certs.path("ca.pem")
+                    ),
+                )
+                .unwrap();
+                let mut c = Command::new(find_binary("nats-server"));
+                c.args(["-c", &conf]);
                 c
             }
         };
@@ -101,13 +201,30 @@ impl EngineProcess {
     }
 
     pub(crate) fn config(&self, extra: &str) -> String {
-        let (adapter, url) = match self.kind {
-            Kind::Redis => ("redis", format!("redis://127.0.0.1:{}", self.port)),
-            Kind::Nats => ("nats", format!("nats://127.0.0.1:{}", self.port)),
+        let (adapter, url) = match (self.kind, &self.tls) {
+            (Kind::Redis, None) => ("redis", format!("redis://127.0.0.1:{}", self.port)),
+            (Kind::Nats, None) => ("nats", format!("nats://127.0.0.1:{}", self.port)),
+            (Kind::Redis, Some(_)) => (
+                "redis",
+                format!("rediss://default:{ENGINE_PASSWORD}@127.0.0.1:{}", self.port),
+            ),
+            (Kind::Nats, Some(_)) => (
+                "nats",
+                format!("tls://alice:{ENGINE_PASSWORD}@127.0.0.1:{}", self.port),
+            ),
+        };
+        let files = match &self.tls {
+            None => String::new(),
+            Some(certs) => format!(
+                "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                certs.path("ca.pem"),
+                certs.path("client.pem"),
+                certs.path("client.key")
+            ),
         };
         let prefix = self.prefix();
         format!(
-            "[cluster]\nadapter = \"{adapter}\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\nnode_timeout_secs = 2\nsecret = \"{CLUSTER_SECRET}\"\n\n{}",
+            "[cluster]\nadapter = \"{adapter}\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\nnode_timeout_secs = 2\nsecret = \"{CLUSTER_SECRET}\"\n{files}\n{}",
             dev_app_with(&format!("enable_client_messages = true\n{extra}"))
         )
     }
@@ -170,6 +287,20 @@ fn subscribers(port: u16, channel: &str) -> Vec<Ws> {
 }
 
 pub(crate) fn for_each_engine(test: impl Fn(&EngineProcess)) {
+    for (kind, tls) in ENGINES {
+        let engine = EngineProcess::start_with(kind, tls);
+        eprintln!(
+            "-- {kind:?}{} on port {}",
+            if tls { " (TLS)" } else { "" },
+            engine.port
+        );
+        test(&engine);
+    }
+}
+
+/// Each engine kind in plain TCP only (for tests that talk to the engine
+/// themselves).
+pub(crate) fn for_each_plain_engine(test: impl Fn(&EngineProcess)) {
     for kind in [Kind::Redis, Kind::Nats] {
         let engine = EngineProcess::start(kind);
         eprintln!("-- {kind:?} on port {}", engine.port);
@@ -216,6 +347,12 @@ fn trigger_on_one_node_reaches_both_nodes_except_the_named_socket() {
         for ws in on_a.iter_mut().chain(on_b.iter_mut()) {
             ws.expect_text(&event_text("b1", "news", "x"));
             ws.expect_text(&event_text("b2", "news", "y"));
+        }
+        // The engine's password is never logged (the URL is, without it).
+        for node in [&a, &b] {
+            let log = node.log_text();
+            assert!(!log.contains(ENGINE_PASSWORD), "{log}");
+            assert!(log.contains(&format!("127.0.0.1:{}", engine.port)), "{log}");
         }
     });
 }
@@ -282,8 +419,8 @@ fn send_to_user_and_terminate_reach_the_other_node() {
 /// across nodes resumes without restarting shardcast.
 #[test]
 fn delivery_resumes_after_the_engine_restarts() {
-    for kind in [Kind::Redis, Kind::Nats] {
-        let mut engine = EngineProcess::start(kind);
+    for (kind, tls) in ENGINES {
+        let mut engine = EngineProcess::start_with(kind, tls);
         let (a, b) = two_nodes(&engine);
         let mut on_a = Ws::connect(a.port);
         on_a.subscribe("live");
@@ -402,6 +539,23 @@ fn bad_cluster_settings_are_named() {
         (
             "[cluster]\nadapter = \"redis\"\nsecret = \"0123456789abcdef\"\ncredentials_file = \"x.creds\"\n",
             "invalid value for `cluster.credentials_file`: for the nats adapter only",
+        ),
+        // Files that cannot be used stop the start, named.
+        (
+            "[cluster]\nadapter = \"redis\"\nurl = \"rediss://127.0.0.1:1\"\nsecret = \"0123456789abcdef\"\nca_file = \"missing-ca.pem\"\n",
+            "cluster.ca_file: cannot read",
+        ),
+        (
+            "[cluster]\nadapter = \"redis\"\nurl = \"rediss://127.0.0.1:1\"\nsecret = \"0123456789abcdef\"\nca_file = \"c.toml\"\n",
+            "c.toml has no PEM CERTIFICATE block",
+        ),
+        (
+            "[cluster]\nadapter = \"redis\"\nsecret = \"0123456789abcdef\"\nca_file = \"c.toml\"\n",
+            "has no PEM CERTIFICATE block",
+        ),
+        (
+            "[cluster]\nadapter = \"nats\"\nsecret = \"0123456789abcdef\"\ncredentials_file = \"missing.creds\"\n",
+            "cluster.credentials_file: cannot use",
         ),
     ];
     for (toml, key) in cases {

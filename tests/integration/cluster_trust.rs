@@ -4,7 +4,7 @@
 //! a node that is not this one, and made of input a client could send.
 //! Each refusal is counted by reason, and no client receives anything.
 
-use crate::cluster::{for_each_engine, wait_log, EngineProcess, Kind, CLUSTER_SECRET};
+use crate::cluster::{for_each_plain_engine, wait_log, EngineProcess, Kind, CLUSTER_SECRET};
 use crate::metrics::{metrics_port, scrape};
 use crate::presence::member_added_text;
 use crate::support::*;
@@ -218,7 +218,7 @@ fn refused(m: &HashMap<String, u64>, reason: &str) -> u64 {
 /// them; genuine traffic keeps flowing.
 #[test]
 fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
-    for_each_engine(|engine| {
+    for_each_plain_engine(|engine| {
         let config = format!(
             "{}\n[server.metrics]\nenabled = true\nport = 0\n",
             engine.config("")
@@ -276,10 +276,7 @@ fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
             &subject,
             &envelope(
                 stranger(1),
-                &[
-                    publish_frame("app-id", "victim", &forged_text),
-                    join("{}"),
-                ],
+                &[publish_frame("app-id", "victim", &forged_text), join("{}")],
                 None,
             ),
         );
@@ -375,7 +372,10 @@ fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
             5,
             "one line per reason:\n{log}"
         );
-        assert!(log.contains("not signed with this cluster's secret"), "{log}");
+        assert!(
+            log.contains("not signed with this cluster's secret"),
+            "{log}"
+        );
 
         // Barrier: A's next event reaches both nodes' subscribers after
         // anything the engine delivered before it; it must be their next
