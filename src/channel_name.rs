@@ -1,4 +1,6 @@
-//! Channel names: validation and the channel kind a name's prefix selects.
+//! Channel names: validation and the channel kind a name's prefix selects,
+//! shared by everything that receives a name (a subscribe, a trigger, a
+//! query, another node of a cluster).
 //!
 //! Prefixes are anchored at the start, and "cache" is a modifier on top of
 //! the base kind (`private-cache-` is private *and* cached), unlike sockudo's
