@@ -60,8 +60,12 @@ pub fn to_inbound(apps: &AppRegistry, node: u64, msg: NodeMsg) -> Result<Option<
         }
     };
     Ok(Some(match msg {
-        NodeMsg::Heartbeat => return Ok(None),
-        NodeMsg::Hello => Inbound::Resend,
+        // The link acts on these itself (liveness and full syncs).
+        NodeMsg::Heartbeat
+        | NodeMsg::Hello
+        | NodeMsg::SyncStart { .. }
+        | NodeMsg::SyncEnd { .. }
+        | NodeMsg::Resync { .. } => return Ok(None),
         NodeMsg::Query {
             id,
             shard,

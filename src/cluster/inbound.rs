@@ -42,8 +42,17 @@ pub enum Inbound {
     },
     /// The other live nodes, after a node came or went.
     Nodes(Vec<u64>),
-    /// A node (re)joined: tell the other nodes again what this node holds.
-    Resend,
+    /// Tell the other nodes again what this shard holds, as part of this
+    /// node's full sync `gen` (then mark the shard's part done:
+    /// [`ClusterHandle::shard_synced`](super::ClusterHandle)).
+    Resend { gen: u64 },
+    /// Node `node` starts telling all it holds (full sync `gen`): what it
+    /// held and does not tell again by the matching `SyncEnd` is gone.
+    /// `quiet`: this node never had a full sync from it before, so what it
+    /// learns is history, not news (no webhooks for it).
+    SyncStart { node: u64, gen: u64, quiet: bool },
+    /// Node `node`'s full sync `gen` arrived whole.
+    SyncEnd { node: u64, gen: u64 },
     /// Another node asks for this node's part of a channel query.
     Query {
         from: u64,

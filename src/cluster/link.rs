@@ -18,10 +18,11 @@ use super::wire::{self, Header, NodeMsg};
 use crate::apps::AppRegistry;
 use crate::config::ClusterSettings;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Messages waiting for the link, from all shards.
 const OUTBOUND_QUEUE: usize = 16 * 1024;
@@ -29,6 +30,10 @@ const OUTBOUND_QUEUE: usize = 16 * 1024;
 const INBOUND_QUEUE: usize = 4 * 1024;
 /// An engine message carries at most this much (more goes in the next).
 const BATCH_BYTES: usize = 256 * 1024;
+
+/// First byte of a queue item that is not a node message but a shard
+/// saying its part of full sync `gen` is queued (never published).
+const SHARD_SYNCED: u8 = 0xf0;
 
 /// A shard's way to the link; cheap to clone.
 #[derive(Clone)]
@@ -39,23 +44,36 @@ pub struct ClusterHandle {
     pub stats: Arc<LinkStats>,
     /// Other nodes heard from within the node timeout.
     pub live_nodes: Arc<AtomicUsize>,
+    /// A message was dropped (queue full): what the others know of this
+    /// node may be wrong until its next full sync.
+    state_lost: Arc<AtomicBool>,
 }
 
 impl ClusterHandle {
     /// Queues a message for the other nodes without waiting; drops it
-    /// (counted, logged) when the link is that far behind.
+    /// (counted, logged) when the link is that far behind, and then has the
+    /// link send a full sync once it can, so no membership or occupancy
+    /// change is lost for good.
     pub fn send_now(&self, msg: &NodeMsg) {
         let mut out = Vec::new();
         wire::encode(msg, &mut out);
         if self.tx.try_send(out).is_err() {
+            self.state_lost.store(true, Ordering::Relaxed);
             let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() || n == 0 {
                 log::warn!(
-                    "cluster: link queue full, {} messages dropped so far",
+                    "cluster: link queue full, {} messages dropped so far; a full sync follows",
                     n + 1
                 );
             }
         }
+    }
+
+    /// Tells the link this shard's part of full sync `gen` is queued.
+    pub async fn shard_synced(&self, gen: u64) {
+        let mut out = vec![SHARD_SYNCED];
+        out.extend_from_slice(&gen.to_le_bytes());
+        let _ = self.tx.send(out).await;
     }
 
     /// Queues a message, waiting while the link's queue is full (HTTP
@@ -127,6 +145,7 @@ pub fn start(
         .unzip();
     let stats = Arc::new(LinkStats::default());
     let live_nodes = Arc::new(AtomicUsize::new(0));
+    let state_lost = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = oneshot::channel();
     let link = Link {
         node,
@@ -140,6 +159,8 @@ pub fn start(
         owner_of,
         stats: stats.clone(),
         live_nodes: live_nodes.clone(),
+        state_lost: state_lost.clone(),
+        want_sync: Notify::new(),
     };
     log::info!(
         "cluster: node {node:016x} joins through {} on subject {}",
@@ -155,6 +176,7 @@ pub fn start(
         node,
         stats,
         live_nodes,
+        state_lost,
     };
     let thread = LinkThread {
         stop: Some(stop_tx),
@@ -191,6 +213,16 @@ struct Link {
     owner_of: OwnerOf,
     stats: Arc<LinkStats>,
     live_nodes: Arc<AtomicUsize>,
+    state_lost: Arc<AtomicBool>,
+    /// Raised when this node should send a full sync (a node joined, a node
+    /// lost some of ours, or our queue dropped a message).
+    want_sync: Notify,
+}
+
+/// This node's full sync under way: its number, shards done.
+struct OwnSync {
+    gen: u64,
+    done: usize,
 }
 
 impl Link {
@@ -212,11 +244,17 @@ impl Link {
         receiving.abort();
     }
 
-    /// Batches queued messages into engine publishes; sends heartbeats.
+    /// Batches queued messages into engine publishes; sends heartbeats;
+    /// runs this node's full syncs: `SyncStart`, every shard's state (each
+    /// shard queues its part, then a [`SHARD_SYNCED`] mark), `SyncEnd`
+    /// once every shard's mark came through, in queue order.
     async fn send_loop(self: Arc<Self>, mut publisher: Publisher, mut rx: mpsc::Receiver<Vec<u8>>) {
         let mut heartbeat = tokio::time::interval(self.node_timeout / 4);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::new();
+        let mut gen = 0u64;
+        let mut own: Option<OwnSync> = None;
+        let mut again = false;
         loop {
             let first = tokio::select! {
                 msg = rx.recv() => match msg {
@@ -229,27 +267,79 @@ impl Link {
                     wire::encode(&NodeMsg::Heartbeat, &mut out);
                     self.seal.sign(&mut out);
                     publisher.publish(Bytes::from(out)).await;
+                    if self.state_lost.swap(false, Ordering::Relaxed) {
+                        self.want_sync.notify_one();
+                    }
+                    continue;
+                }
+                _ = self.want_sync.notified() => {
+                    if own.is_some() {
+                        again = true;
+                    } else {
+                        gen += 1;
+                        own = Some(self.begin_sync(&mut publisher, gen).await);
+                    }
                     continue;
                 }
             };
+            // The header is written once the envelope is known not to be
+            // empty (a batch of only marks is not published, and takes no
+            // number).
             batch.clear();
-            self.start_envelope(&mut batch);
-            batch.extend_from_slice(&first);
-            let mut count = 1;
-            while batch.len() < BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(m) => {
-                        batch.extend_from_slice(&m);
-                        count += 1;
+            batch.resize(wire::HEADER_BYTES, 0);
+            let mut count = 0;
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                if m.first() == Some(&SHARD_SYNCED) {
+                    let marked = m
+                        .get(1..9)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_le_bytes);
+                    if let Some(sync) = own.as_mut().filter(|o| Some(o.gen) == marked) {
+                        sync.done += 1;
+                        if sync.done == self.to_shards.len() {
+                            wire::encode(&NodeMsg::SyncEnd { gen: sync.gen }, &mut batch);
+                            count += 1;
+                            own = None;
+                        }
                     }
-                    Err(_) => break,
+                } else {
+                    batch.extend_from_slice(&m);
+                    count += 1;
+                }
+                if batch.len() < BATCH_BYTES {
+                    next = rx.try_recv().ok();
                 }
             }
-            self.seal.sign(&mut batch);
-            publisher.publish(Bytes::copy_from_slice(&batch)).await;
-            self.stats.sent.fetch_add(count, Ordering::Relaxed);
-            self.stats.publishes.fetch_add(1, Ordering::Relaxed);
+            if batch.len() > wire::HEADER_BYTES {
+                let mut header = Vec::with_capacity(wire::HEADER_BYTES);
+                self.start_envelope(&mut header);
+                batch[..wire::HEADER_BYTES].copy_from_slice(&header);
+                self.seal.sign(&mut batch);
+                publisher.publish(Bytes::copy_from_slice(&batch)).await;
+                self.stats.sent.fetch_add(count, Ordering::Relaxed);
+                self.stats.publishes.fetch_add(1, Ordering::Relaxed);
+            }
+            if own.is_none() && again {
+                again = false;
+                gen += 1;
+                own = Some(self.begin_sync(&mut publisher, gen).await);
+            }
         }
+    }
+
+    /// Starts full sync `gen`: publishes `SyncStart` and asks every shard
+    /// for its part (from a task, so the link never waits on a shard
+    /// while shards wait on the link).
+    async fn begin_sync(self: &Arc<Self>, publisher: &mut Publisher, gen: u64) -> OwnSync {
+        let mut out = Vec::new();
+        self.start_envelope(&mut out);
+        wire::encode(&NodeMsg::SyncStart { gen }, &mut out);
+        self.seal.sign(&mut out);
+        publisher.publish(Bytes::from(out)).await;
+        let this = self.clone();
+        tokio::spawn(async move { this.to_all(Arc::new(Inbound::Resend { gen })).await });
+        OwnSync { gen, done: 0 }
     }
 
     /// Writes the header of this node's next envelope (its next number).
@@ -269,6 +359,11 @@ impl Link {
     async fn receive_loop(self: Arc<Self>, mut subscription: Subscription) {
         let mut peers = Peers::new(self.node);
         let mut refusals = RefusalLog::default();
+        // Other nodes' full syncs under way: their number, and whether every
+        // envelope since their SyncStart arrived.
+        let mut incoming: HashMap<u64, (u64, bool)> = HashMap::new();
+        // Nodes a full sync was taken from (afterwards their syncs are news).
+        let mut synced: HashSet<u64> = HashSet::new();
         let mut check = tokio::time::interval(self.node_timeout / 4);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -277,6 +372,7 @@ impl Link {
                 _ = check.tick() => {
                     let timeout = self.node_timeout;
                     for node in peers.expire(Instant::now(), timeout) {
+                        incoming.remove(&node);
                         let live = peers.live();
                         self.live_nodes.store(live.len(), Ordering::Relaxed);
                         log::warn!("cluster: node {node:016x} silent for {} s, taken as gone", timeout.as_secs());
@@ -318,10 +414,17 @@ impl Link {
             if lost > 0 {
                 self.stats.lost.fetch_add(lost, Ordering::Relaxed);
                 crate::warn_limited!(
-                    "cluster: {lost} envelopes of node {:016x} never arrived (before number {})",
+                    "cluster: {lost} envelopes of node {:016x} never arrived (before number {}); \
+                     asking it for a full sync",
                     header.node,
                     header.seq
                 );
+                // A sync under way is spoilt (its end will ask again);
+                // otherwise ask now.
+                match incoming.get_mut(&header.node) {
+                    Some((_, whole)) => *whole = false,
+                    None => self.ask_resync(header.node),
+                }
             }
             if new {
                 let live = peers.live();
@@ -335,6 +438,26 @@ impl Link {
             }
             let node = header.node;
             for msg in envelope.messages {
+                match msg {
+                    NodeMsg::Hello => self.want_sync.notify_one(),
+                    NodeMsg::Resync { node: asked } if asked == self.node => {
+                        self.want_sync.notify_one()
+                    }
+                    NodeMsg::SyncStart { gen } => {
+                        incoming.insert(node, (gen, true));
+                        let quiet = !synced.contains(&node);
+                        self.to_all(Arc::new(Inbound::SyncStart { node, gen, quiet }))
+                            .await;
+                    }
+                    NodeMsg::SyncEnd { gen } => match incoming.remove(&node) {
+                        Some((started, true)) if started == gen => {
+                            synced.insert(node);
+                            self.to_all(Arc::new(Inbound::SyncEnd { node, gen })).await;
+                        }
+                        _ => self.ask_resync(node),
+                    },
+                    _ => {}
+                }
                 // Answers are for one shard of one node.
                 let mut answer_shard = 0;
                 if let NodeMsg::Answer { to, shard, .. } = &msg {
@@ -364,6 +487,14 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Asks `node` for a full sync (without waiting: when the queue is
+    /// full, the next gap or sync end asks again).
+    fn ask_resync(&self, node: u64) {
+        let mut out = Vec::new();
+        wire::encode(&NodeMsg::Resync { node }, &mut out);
+        let _ = self.tx.try_send(out);
     }
 
     /// Counts a refusal; logs the first of each reason (the counter

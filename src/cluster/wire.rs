@@ -60,6 +60,15 @@ pub enum NodeMsg {
         occupied: bool,
         sync: bool,
     },
+    /// The sending node starts telling all it holds (`gen` numbers its
+    /// full syncs): what it held before and does not tell again by the
+    /// matching [`NodeMsg::SyncEnd`] is gone.
+    SyncStart { gen: u64 },
+    /// The end of full sync `gen`.
+    SyncEnd { gen: u64 },
+    /// "Node `node`: tell all you hold again" (sent by a node that lost
+    /// some of `node`'s messages).
+    Resync { node: u64 },
     /// A channel query: every other node answers with its own part.
     Query {
         id: u32,
@@ -103,6 +112,9 @@ const KIND_MEMBER_LEFT: u8 = 6;
 const KIND_QUERY: u8 = 7;
 const KIND_ANSWER: u8 = 8;
 const KIND_OCCUPANCY: u8 = 9;
+const KIND_SYNC_START: u8 = 10;
+const KIND_SYNC_END: u8 = 11;
+const KIND_RESYNC: u8 = 12;
 /// Channels in one answer, at most.
 const MAX_ANSWER_CHANNELS: usize = 1_000_000;
 
@@ -144,7 +156,11 @@ pub enum WireError {
     TooMany,
 }
 
-/// Starts an envelope; append messages with [`encode`].
+/// Bytes of an envelope's magic, version and [`Header`].
+pub const HEADER_BYTES: usize = 2 + 1 + 8 + 8 + 8;
+
+/// Starts an envelope ([`HEADER_BYTES`] long); append messages with
+/// [`encode`].
 pub fn envelope_header(header: &Header, out: &mut Vec<u8>) {
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
@@ -191,6 +207,18 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
         }
         NodeMsg::Heartbeat => out.push(KIND_HEARTBEAT),
         NodeMsg::Hello => out.push(KIND_HELLO),
+        NodeMsg::SyncStart { gen } => {
+            out.push(KIND_SYNC_START);
+            out.extend_from_slice(&gen.to_le_bytes());
+        }
+        NodeMsg::SyncEnd { gen } => {
+            out.push(KIND_SYNC_END);
+            out.extend_from_slice(&gen.to_le_bytes());
+        }
+        NodeMsg::Resync { node } => {
+            out.push(KIND_RESYNC);
+            out.extend_from_slice(&node.to_le_bytes());
+        }
         NodeMsg::MemberJoined {
             app,
             channel,
@@ -377,6 +405,9 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
             },
             KIND_HEARTBEAT => NodeMsg::Heartbeat,
             KIND_HELLO => NodeMsg::Hello,
+            KIND_SYNC_START => NodeMsg::SyncStart { gen: r.u64()? },
+            KIND_SYNC_END => NodeMsg::SyncEnd { gen: r.u64()? },
+            KIND_RESYNC => NodeMsg::Resync { node: r.u64()? },
             KIND_MEMBER_JOINED => NodeMsg::MemberJoined {
                 app: r.str()?,
                 channel: r.str()?,
@@ -459,6 +490,9 @@ mod tests {
             },
             NodeMsg::Heartbeat,
             NodeMsg::Hello,
+            NodeMsg::SyncStart { gen: 3 },
+            NodeMsg::SyncEnd { gen: 3 },
+            NodeMsg::Resync { node: 0xfeed },
             NodeMsg::MemberJoined {
                 app: "a".into(),
                 channel: "presence-x".into(),

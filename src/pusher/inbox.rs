@@ -115,7 +115,9 @@ pub fn handle_remote(shard: &Rc<Shard>, inbound: &Inbound) {
             sync,
         } => nodes::on_remote_occupancy(shard, *node, *app, channel, *occupied, *sync),
         Inbound::Nodes(live) => nodes::on_live_nodes(shard, live),
-        Inbound::Resend => crate::runtime::spawn(nodes::resend(shard.clone())),
+        Inbound::Resend { gen } => crate::runtime::spawn(nodes::resend(shard.clone(), *gen)),
+        Inbound::SyncStart { node, gen, quiet } => nodes::on_sync_start(shard, *node, *gen, *quiet),
+        Inbound::SyncEnd { node, gen } => nodes::on_sync_end(shard, *node, *gen),
         Inbound::Query {
             from,
             id,

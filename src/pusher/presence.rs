@@ -152,6 +152,15 @@ impl PresenceChannel {
         gone
     }
 
+    /// The users node `node` has sockets of, as this node was told.
+    pub fn users_of_node(&self, node: u64) -> Vec<Box<str>> {
+        self.members
+            .iter()
+            .filter(|(_, e)| e.nodes.contains(&node))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Members with sockets on this node (what this node tells the others).
     pub fn local_members(&self) -> Vec<Member> {
         self.members

@@ -6,9 +6,18 @@
 //! presence member's first socket joins or last leaves on this node
 //! ([`NodeMsg::MemberJoined`] / [`NodeMsg::MemberLeft`]) and when a channel
 //! becomes occupied or empty here ([`NodeMsg::Occupancy`]), and merges what
-//! the others say. When a node (re)joins, every node tells it again
-//! (`sync`, which changes state but sends no webhook); when a node goes
-//! silent, its members and occupancy are dropped.
+//! the others say. When a node goes silent, its members and occupancy are
+//! dropped.
+//!
+//! A *full sync* replaces what this node holds of another: between that
+//! node's `SyncStart` and `SyncEnd` it tells everything it holds (each
+//! shard its part), and what it held before and did not tell again is
+//! gone (a `MemberLeft` or an empty `Occupancy` that was lost). Nodes sync
+//! when a node joins (it learns what is there), when a node lost some of
+//! another's messages (gaps in its numbers) and when a node's own link
+//! queue dropped a message. A node's first sync from another is history,
+//! not news: it changes state and what clients see, but sends no webhook;
+//! later ones are repairs, and their changes send webhooks like any change.
 //!
 //! Webhooks are decided once per cluster: for each channel one live node,
 //! chosen by rendezvous hashing of (node, app, channel), sends them
@@ -25,7 +34,7 @@ use crate::pusher::presence::{member_added, member_removed, Member};
 use crate::pusher::shard::Shard;
 use crate::pusher::webhook_events;
 use smallvec::SmallVec;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// The owner's view of the other nodes.
@@ -35,6 +44,20 @@ pub struct Nodes {
     pub live: Vec<u64>,
     /// Channels (of channels this shard owns) occupied on other nodes.
     occupied: HashMap<(AppIdx, Box<str>), SmallVec<[u64; 2]>>,
+    /// Other nodes' full syncs under way, by node.
+    syncs: HashMap<u64, Sync>,
+}
+
+/// (app, channel, user for a member / none for occupancy).
+type Held = (AppIdx, Box<str>, Option<Box<str>>);
+
+/// A full sync of another node under way. Invariant: `touched` holds
+/// every entry of that node this shard heard of since its `SyncStart`;
+/// at its `SyncEnd`, the node's other entries are gone.
+struct Sync {
+    gen: u64,
+    quiet: bool,
+    touched: HashSet<Held>,
 }
 
 impl Nodes {
@@ -42,6 +65,18 @@ impl Nodes {
         self.occupied
             .get(&(app, Box::from(channel)))
             .is_some_and(|n| !n.is_empty())
+    }
+
+    /// Notes an entry `node` told; whether a change it makes stays quiet
+    /// (a `sync` entry of a first sync, or of no sync under way).
+    fn heard(&mut self, node: u64, held: Held, sync: bool) -> bool {
+        match self.syncs.get_mut(&node) {
+            Some(s) => {
+                s.touched.insert(held);
+                sync && s.quiet
+            }
+            None => sync,
+        }
     }
 }
 
@@ -106,8 +141,11 @@ pub fn on_remote_member(
     info: Option<&str>,
     sync: bool,
 ) {
-    let frame = {
+    let (frame, quiet) = {
         let mut owned = shard.owned.borrow_mut();
+        let quiet = owned
+            .nodes
+            .heard(node, (app, channel.into(), Some(user_id.into())), sync);
         let key = (app, Box::<str>::from(channel));
         let members = owned.presence.entry(key.clone()).or_default();
         let frame = match info {
@@ -127,10 +165,10 @@ pub fn on_remote_member(
         if members.is_empty() {
             owned.presence.remove(&key);
         }
-        frame
+        (frame, quiet)
     };
     if let Some(frame) = frame {
-        if !sync && decides_webhooks(shard, app, channel) {
+        if !quiet && decides_webhooks(shard, app, channel) {
             webhook_events::on_member(shard, app, channel, user_id, info.is_some());
         }
         publish_on_node(
@@ -170,8 +208,9 @@ pub fn on_remote_occupancy(
     occupied: bool,
     sync: bool,
 ) {
-    let (before, after) = {
+    let (before, after, quiet) = {
         let mut owned = shard.owned.borrow_mut();
+        let quiet = owned.nodes.heard(node, (app, channel.into(), None), sync);
         let here = owned.counts.total(app, channel) > 0;
         let key = (app, Box::<str>::from(channel));
         let nodes = owned.nodes.occupied.entry(key.clone()).or_default();
@@ -184,9 +223,9 @@ pub fn on_remote_occupancy(
         if nodes.is_empty() {
             owned.nodes.occupied.remove(&key);
         }
-        (before, after)
+        (before, after, quiet)
     };
-    if before != after && !sync && decides_webhooks(shard, app, channel) {
+    if before != after && !quiet && decides_webhooks(shard, app, channel) {
         webhook_events::on_occupancy(shard, app, channel, before as u32, after as u32);
     }
 }
@@ -196,9 +235,71 @@ pub fn on_live_nodes(shard: &Shard, live: &[u64]) {
     shard.owned.borrow_mut().nodes.live = live.to_vec();
 }
 
+/// Node `node` starts full sync `gen`.
+pub fn on_sync_start(shard: &Shard, node: u64, gen: u64, quiet: bool) {
+    shard.owned.borrow_mut().nodes.syncs.insert(
+        node,
+        Sync {
+            gen,
+            quiet,
+            touched: HashSet::new(),
+        },
+    );
+}
+
+/// Node `node`'s full sync `gen` arrived whole: its members and occupied
+/// channels this shard holds but did not hear of since the start are gone
+/// (`member_removed` to clients; webhooks unless the sync is quiet).
+pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
+    let (members, vacated, quiet) = {
+        let mut owned = shard.owned.borrow_mut();
+        let owned = &mut *owned;
+        let sync = match owned.nodes.syncs.remove(&node) {
+            Some(s) if s.gen == gen => s,
+            Some(other) => {
+                // A newer sync started meanwhile; this end is not its.
+                owned.nodes.syncs.insert(node, other);
+                return;
+            }
+            None => return,
+        };
+        let mut members = Vec::new();
+        owned.presence.retain(|(app, channel), m| {
+            for user_id in m.users_of_node(node) {
+                let held = (*app, channel.clone(), Some(user_id.clone()));
+                if !sync.touched.contains(&held) && m.remote_leave(node, &user_id) {
+                    members.push((*app, channel.clone(), user_id));
+                }
+            }
+            !m.is_empty()
+        });
+        let mut vacated = Vec::new();
+        owned.nodes.occupied.retain(|(app, channel), nodes| {
+            if nodes.contains(&node) && !sync.touched.contains(&(*app, channel.clone(), None)) {
+                nodes.retain(|n| *n != node);
+                if nodes.is_empty() {
+                    vacated.push((*app, channel.clone()));
+                }
+            }
+            !nodes.is_empty()
+        });
+        vacated.retain(|(app, channel)| owned.counts.total(*app, channel) == 0);
+        (members, vacated, sync.quiet)
+    };
+    if !members.is_empty() || !vacated.is_empty() {
+        log::info!(
+            "cluster: node {node:016x}'s full sync removed {} members and {} channels this node still had",
+            members.len(),
+            vacated.len()
+        );
+    }
+    drop_remote(shard, members, vacated, !quiet);
+}
+
 /// A node is gone: the members only it had leave every presence channel
 /// this shard owns, and channels only it had are vacated.
 pub fn on_node_gone(shard: &Shard, node: u64) {
+    shard.owned.borrow_mut().nodes.syncs.remove(&node);
     let (members, vacated) = {
         let mut owned = shard.owned.borrow_mut();
         let mut members = Vec::new();
@@ -219,8 +320,20 @@ pub fn on_node_gone(shard: &Shard, node: u64) {
         vacated.retain(|(app, channel)| owned.counts.total(*app, channel) == 0);
         (members, vacated)
     };
+    drop_remote(shard, members, vacated, true);
+}
+
+/// Members that left the cluster and channels no node has any more:
+/// `member_removed` to this node's subscribers, and (with `webhooks`) the
+/// webhooks if this node decides them.
+fn drop_remote(
+    shard: &Shard,
+    members: Vec<(AppIdx, Box<str>, Box<str>)>,
+    vacated: Vec<(AppIdx, Box<str>)>,
+    webhooks: bool,
+) {
     for (app, channel, user_id) in members {
-        if decides_webhooks(shard, app, &channel) {
+        if webhooks && decides_webhooks(shard, app, &channel) {
             webhook_events::on_member(shard, app, &channel, &user_id, false);
         }
         let frame = member_removed(&channel, &user_id);
@@ -230,17 +343,18 @@ pub fn on_node_gone(shard: &Shard, node: u64) {
         );
     }
     for (app, channel) in vacated {
-        if decides_webhooks(shard, app, &channel) {
+        if webhooks && decides_webhooks(shard, app, &channel) {
             webhook_events::on_occupancy(shard, app, &channel, 1, 0);
         }
     }
 }
 
-/// Tells the other nodes again what this shard's channels have on this
-/// node: presence members and occupied channels (a node joined or came
-/// back). Waits for room in the link's queue, so nothing is dropped however
-/// much there is to tell.
-pub async fn resend(shard: Rc<Shard>) {
+/// This shard's part of this node's full sync `gen`: tells the other
+/// nodes again what this shard's channels have on this node (presence
+/// members and occupied channels), then marks its part done. Waits for
+/// room in the link's queue, so nothing is dropped however much there is
+/// to tell.
+pub async fn resend(shard: Rc<Shard>, gen: u64) {
     let Some(cluster) = shard.cluster.clone() else {
         return;
     };
@@ -277,4 +391,5 @@ pub async fn resend(shard: Rc<Shard>) {
         };
         cluster.send(&msg).await;
     }
+    cluster.shard_synced(gen).await;
 }
