@@ -24,8 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-/// Messages waiting for the link, from all shards.
-const OUTBOUND_QUEUE: usize = 16 * 1024;
 /// Messages waiting for one shard.
 const INBOUND_QUEUE: usize = 4 * 1024;
 /// An engine message carries at most this much (more goes in the next).
@@ -47,6 +45,10 @@ pub struct ClusterHandle {
     /// A message was dropped (queue full): what the others know of this
     /// node may be wrong until its next full sync.
     state_lost: Arc<AtomicBool>,
+    /// When this node last saw one of its own envelopes come back from the
+    /// engine (ms after `started`): the engine works both ways.
+    echoed_ms: Arc<AtomicU64>,
+    started: Instant,
 }
 
 impl ClusterHandle {
@@ -67,6 +69,14 @@ impl ClusterHandle {
                 );
             }
         }
+    }
+
+    /// How long since this node last heard its own messages back through
+    /// the engine (since start, if never): over `cluster.engine_timeout_secs`
+    /// the node is cut off from the cluster and says so on `/ready`.
+    pub fn engine_silence(&self) -> Duration {
+        let echoed = Duration::from_millis(self.echoed_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(echoed)
     }
 
     /// Tells the link this shard's part of full sync `gen` is queued.
@@ -113,6 +123,10 @@ impl LinkThread {
 }
 
 /// Starts the link for `shards` shards; `None` for the local adapter.
+/// Shards queue node messages for it in one queue of
+/// `cluster.link_queue` messages: HTTP publishers wait for room; other
+/// messages are dropped when it is full (counted), and a full sync
+/// follows so the others' view of this node is repaired.
 #[allow(clippy::type_complexity)]
 pub fn start(
     settings: &ClusterSettings,
@@ -136,7 +150,7 @@ pub fn start(
     })?;
     let subject = engine::subject(&settings.prefix);
     let node = random_node_id()?;
-    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (tx, rx) = mpsc::channel(settings.link_queue);
     let (to_shards, inboxes): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| {
             let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
@@ -146,6 +160,8 @@ pub fn start(
     let stats = Arc::new(LinkStats::default());
     let live_nodes = Arc::new(AtomicUsize::new(0));
     let state_lost = Arc::new(AtomicBool::new(false));
+    let echoed_ms = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
     let (stop_tx, stop_rx) = oneshot::channel();
     let link = Link {
         node,
@@ -161,6 +177,8 @@ pub fn start(
         live_nodes: live_nodes.clone(),
         state_lost: state_lost.clone(),
         want_sync: Notify::new(),
+        echoed_ms: echoed_ms.clone(),
+        started,
     };
     log::info!(
         "cluster: node {node:016x} joins through {} on subject {}",
@@ -177,6 +195,8 @@ pub fn start(
         stats,
         live_nodes,
         state_lost,
+        echoed_ms,
+        started,
     };
     let thread = LinkThread {
         stop: Some(stop_tx),
@@ -217,6 +237,8 @@ struct Link {
     /// Raised when this node should send a full sync (a node joined, a node
     /// lost some of ours, or our queue dropped a message).
     want_sync: Notify,
+    echoed_ms: Arc<AtomicU64>,
+    started: Instant,
 }
 
 /// This node's full sync under way: its number, shards done.
@@ -402,7 +424,11 @@ impl Link {
             let header = envelope.header;
             let published = self.published.load(Ordering::Relaxed);
             let (new, lost) = match peers.admit(&header, Instant::now(), now_ms(), published) {
-                Ok(Admitted::Own) => continue,
+                Ok(Admitted::Own) => {
+                    let at = self.started.elapsed().as_millis() as u64;
+                    self.echoed_ms.store(at, Ordering::Relaxed);
+                    continue;
+                }
                 Ok(Admitted::Peer { new, lost }) => (new, lost),
                 Err(reason) => {
                     self.refuse(&mut refusals, reason, || {

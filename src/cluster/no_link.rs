@@ -33,6 +33,10 @@ impl ClusterHandle {
     pub async fn shard_synced(&self, _gen: u64) {
         match self.never {}
     }
+
+    pub fn engine_silence(&self) -> std::time::Duration {
+        match self.never {}
+    }
 }
 
 /// A shard's end of the link's deliveries; never made in this build.

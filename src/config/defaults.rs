@@ -57,6 +57,8 @@ impl Default for ClusterSettings {
             adapter: Adapter::Local,
             prefix: CLUSTER_PREFIX.text().into(),
             node_timeout: secs(CLUSTER_NODE_TIMEOUT_SECS.integer()),
+            engine_timeout: secs(CLUSTER_ENGINE_TIMEOUT_SECS.integer()),
+            link_queue: CLUSTER_LINK_QUEUE.integer() as usize,
             secret: None,
             files: Default::default(),
         }

@@ -27,6 +27,8 @@ pub struct ClusterSection {
     pub url: Option<String>,
     pub prefix: Option<String>,
     pub node_timeout_secs: Option<u32>,
+    pub engine_timeout_secs: Option<u32>,
+    pub link_queue: Option<u32>,
     pub secret: Option<String>,
     pub secret_file: Option<std::path::PathBuf>,
     pub ca_file: Option<std::path::PathBuf>,

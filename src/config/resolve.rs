@@ -311,6 +311,11 @@ fn resolve_cluster(
         return Err(invalid(&CLUSTER_PREFIX, CLUSTER_PREFIX.allowed()));
     }
     let node_timeout = secs(integer(&CLUSTER_NODE_TIMEOUT_SECS, c.node_timeout_secs)?);
+    let engine_timeout = secs(integer(
+        &settings::CLUSTER_ENGINE_TIMEOUT_SECS,
+        c.engine_timeout_secs,
+    )?);
+    let link_queue = integer(&settings::CLUSTER_LINK_QUEUE, c.link_queue)? as usize;
     let files = EngineFiles {
         ca: c.ca_file.as_deref().map(place),
         cert: c.cert_file.as_deref().map(place),
@@ -338,6 +343,8 @@ fn resolve_cluster(
         adapter,
         prefix,
         node_timeout,
+        engine_timeout,
+        link_queue,
         secret,
         files,
     })

@@ -63,6 +63,11 @@ pub struct ClusterSettings {
     pub prefix: String,
     /// A node not heard from for this long is taken as gone.
     pub node_timeout: Duration,
+    /// Without its own messages back from the engine this long, the node
+    /// reports itself not ready.
+    pub engine_timeout: Duration,
+    /// Node messages waiting for the link, at most.
+    pub link_queue: usize,
     /// Signs node messages; `None` only with the local adapter.
     pub secret: Option<ClusterSecret>,
     /// TLS and credential files for the engine connection.

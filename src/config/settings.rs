@@ -260,6 +260,11 @@ settings! {
         "names the engine channel, so clusters can share an engine";
     CLUSTER_NODE_TIMEOUT_SECS: "cluster.node_timeout_secs", Integer, Integer(10), at_least(1),
         "how long a silent node is kept";
+    CLUSTER_ENGINE_TIMEOUT_SECS: "cluster.engine_timeout_secs", Integer, Integer(10), at_least(1),
+        "without its own messages back from the engine this long, /ready answers 503";
+    CLUSTER_LINK_QUEUE: "cluster.link_queue", Integer, Integer(16_384),
+        Bounds::Range { min: 1, max: 1 << 20 },
+        "node messages waiting for the cluster link";
     CLUSTER_SECRET: "cluster.secret", Text,
         Absent("none"),
         Rule("16 or more bytes, the same on every node"),

@@ -108,6 +108,14 @@ async fn route(
         "/ready" if shard.is_draining() => {
             return Err(ApiError::Unavailable("shutting down".into()))
         }
+        "/ready" if cut_off(shard).is_some() => {
+            let silent = cut_off(shard).unwrap_or_default();
+            return Err(ApiError::Unavailable(format!(
+                "cut off from the cluster: none of this node's messages came back through the \
+                 engine for {} s (cluster.engine_timeout_secs); its own clients are still served",
+                silent.as_secs()
+            )));
+        }
         "/" | "/ready" => return Ok(Response::text(200, "OK")),
         _ => {}
     }
@@ -241,4 +249,11 @@ async fn trigger(shard: &Shard, app: AppIdx, event: TriggerEvent, publisher: &Pu
         publisher,
     )
     .await;
+}
+
+/// How long this node has been cut off from its cluster's engine, when
+/// that is longer than `cluster.engine_timeout_secs`.
+fn cut_off(shard: &Shard) -> Option<std::time::Duration> {
+    let silence = shard.cluster.as_ref()?.engine_silence();
+    (silence > shard.config.cluster.engine_timeout).then_some(silence)
 }
