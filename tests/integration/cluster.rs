@@ -200,6 +200,16 @@ impl EngineProcess {
         format!("it{}", self.port)
     }
 
+    /// [`EngineProcess::config`] for a node that reaches this (plain)
+    /// engine through `port` (a proxy the test controls).
+    pub(crate) fn config_via(&self, port: u16, extra: &str) -> String {
+        assert!(self.tls.is_none(), "a proxied engine is a plain one");
+        self.config(extra).replace(
+            &format!("127.0.0.1:{}\"", self.port),
+            &format!("127.0.0.1:{port}\""),
+        )
+    }
+
     pub(crate) fn config(&self, extra: &str) -> String {
         let (adapter, url) = match (self.kind, &self.tls) {
             (Kind::Redis, None) => ("redis", format!("redis://127.0.0.1:{}", self.port)),
