@@ -25,5 +25,6 @@ pub mod shard;
 pub mod shard_msg;
 pub mod signin;
 pub mod subscribe;
+pub mod tap;
 pub mod users;
 pub mod webhook_events;
