@@ -7,6 +7,7 @@ mod support;
 mod broadcast;
 mod cache;
 mod client_events;
+mod console;
 mod cluster;
 mod connection;
 mod framing;

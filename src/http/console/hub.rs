@@ -55,6 +55,9 @@ pub struct Item {
 pub struct Hub {
     viewers: Cell<usize>,
     collecting: Cell<bool>,
+    /// Set once the collector's first ask has been answered: from then on
+    /// every shard that answered is watched.
+    watching: Cell<bool>,
     ring: RefCell<VecDeque<Rc<Item>>>,
     first_seq: Cell<u64>,
     /// Events dropped at the shards' and the webhook log's buffers since
@@ -94,6 +97,11 @@ impl Hub {
             crate::runtime::spawn(collect(self.clone(), shard.clone()));
         }
         Attached { hub: self.clone() }
+    }
+
+    /// Whether the shards are watched (the collector's first ask is done).
+    pub fn is_watching(&self) -> bool {
+        self.watching.get()
     }
 
     /// The sequence number the next item will get.
@@ -151,13 +159,14 @@ async fn collect(hub: Rc<Hub>, shard: Rc<Shard>) {
     while hub.viewers.get() > 0 && !shard.is_draining() {
         let want_busiest = round.is_multiple_of(BUSIEST_EVERY);
         let mut parts = gather(&shard, want_busiest).await;
+        hub.watching.set(true);
         let mut events = Vec::new();
         let mut dropped = 0;
         for part in parts.iter_mut().flatten() {
             events.append(&mut part.events);
             dropped += part.dropped;
         }
-        events.sort_by_key(|e| e.at_ms); // stable: a shard's order is kept
+        events.sort_by_key(|e| e.at_us); // stable: a shard's order is kept
         for e in &events {
             hub.push(render::tap_item(&shard, e));
         }
@@ -185,6 +194,7 @@ async fn collect(hub: Rc<Hub>, shard: Rc<Shard>) {
         stats.log.set_watched(false);
     }
     hub.collecting.set(false);
+    hub.watching.set(false);
     *hub.ring.borrow_mut() = VecDeque::new();
     hub.first_seq.set(0);
     hub.dropped.set(0);

@@ -82,7 +82,7 @@ pub fn tap_item(shard: &Shard, e: &TapEvent) -> Item {
     let mut o = Object::new();
     o.str("type", "event");
     o.str("kind", kind);
-    o.num("t", e.at_ms);
+    o.num("t", e.at_us / 1000);
     o.str("app", &shard.apps.get(e.app).id);
     o.num("shard", e.shard);
     match &e.channel {
@@ -232,7 +232,7 @@ pub fn stats(
     list.push(b']');
     let mut o = Object::new();
     o.str("type", "stats");
-    o.num("t", crate::pusher::tap::now_ms());
+    o.num("t", crate::pusher::tap::now_us() / 1000);
     o.raw("shards", shards.as_bytes());
     o.raw("busiest", &list);
     o.num("dropped", dropped);

@@ -26,6 +26,8 @@ use std::time::Duration;
 pub const MAX_EVENTS_PER_SECOND: usize = 1000;
 /// How long one write to the page may take before the stream ends.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new stream waits for the shards to be watched before `hello`.
+const WATCH_WAIT: Duration = Duration::from_secs(1);
 /// Route label for metrics.
 const ROUTE: &str = "console_stream";
 
@@ -49,7 +51,11 @@ pub async fn serve_stream(shard: &Rc<Shard>, mut socket: Stream, head: &Head) {
     shard.counters.http_request(ROUTE, 200);
     let hub = hub::hub();
     let _attached = hub.attach(shard);
-    let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\
+    // `hello` means "watching": the shards have been asked once.
+    let waited = std::time::Instant::now();
+    while !hub.is_watching() && waited.elapsed() < WATCH_WAIT {
+        crate::runtime::sleep(Duration::from_millis(5)).await;
+    }    let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\
 Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
 Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         .to_vec();

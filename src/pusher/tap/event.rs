@@ -13,8 +13,8 @@ pub const DATA_EXCERPT_BYTES: usize = 1024;
 /// One thing that happened, as the console shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapEvent {
-    /// Milliseconds since the Unix epoch (stamped by the tap).
-    pub at_ms: u64,
+    /// Microseconds since the Unix epoch (stamped by the tap).
+    pub at_us: u64,
     /// The shard it happened on (stamped by the tap).
     pub shard: u16,
     pub app: AppIdx,
@@ -84,7 +84,7 @@ impl TapEvent {
     /// An event of `app`; the tap stamps the time and the shard.
     pub fn new(app: AppIdx, what: What) -> TapEvent {
         TapEvent {
-            at_ms: 0,
+            at_us: 0,
             shard: 0,
             app,
             channel: None,

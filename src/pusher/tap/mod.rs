@@ -97,7 +97,7 @@ impl Tap {
             self.dropped.set(self.dropped.get() + 1);
             return;
         }
-        event.at_ms = now_ms();
+        event.at_us = now_us();
         event.shard = self.shard;
         events.push_back(event);
     }
@@ -138,11 +138,11 @@ impl Tap {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
 
@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(events.len(), BUFFER_EVENTS);
         assert_eq!(dropped, 5);
         assert_eq!(events[0].shard, 3);
-        assert!(events[0].at_ms > 0);
+        assert!(events[0].at_us > 0);
         assert_eq!(tap.take(), (Vec::new(), 0));
     }
 

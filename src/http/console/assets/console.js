@@ -220,7 +220,7 @@
     cells.forEach((text, i) => {
       const td = document.createElement("td");
       td.className = names[i];
-      td.textContent = text; // never innerHTML: payloads are data
+      td.textContent = text; // text, never markup: payloads are data
       tr.appendChild(td);
     });
     const body = $("events").tBodies[0];
