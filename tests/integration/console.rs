@@ -468,3 +468,28 @@ fn every_event_is_shown_or_counted() {
         assert!(Instant::now() < deadline, "shown {shown}, last {v}");
     }
 }
+
+/// The webhook sender's requests show up: a refused one as
+/// `webhook_failed` (with the status and "retrying"), the retry as
+/// `webhook_sent`.
+#[test]
+fn webhook_requests_show_as_sent_or_failed() {
+    let receiver = crate::receiver::Receiver::start();
+    receiver.answer_next(&[500]);
+    let hook = format!(
+        "[[apps.webhooks]]\nurl = \"{}\"\nevent_types = [\"channel_occupied\"]\n",
+        receiver.url("/hook?token=s3cr3t")
+    );
+    let server = Server::start_with(&console_toml(&hook));
+    let port = metrics_port(&server);
+    let mut stream = Stream::open(port, "?kind=webhook_sent,webhook_failed");
+    let mut ws = Ws::connect(server.port);
+    ws.subscribe("watched");
+    let failed = stream.event("webhook_failed", &json!({"app": "app-id", "channel": "watched"}));
+    assert_eq!(failed["events"], json!(["channel_occupied"]), "{failed}");
+    let why = failed["error"].as_str().unwrap();
+    assert!(why.contains("500") && why.contains("retrying"), "{why}");
+    let url = failed["url"].as_str().unwrap();
+    assert!(url.contains("/hook") && !url.contains("s3cr3t"), "{url}");
+    stream.event("webhook_sent", &json!({"channel": "watched", "channels": ["watched"]}));
+}

@@ -197,7 +197,6 @@
     if (m.code !== undefined) out.push("code " + m.code);
     if (m.user_id) out.push("user " + m.user_id);
     if (m.event) out.push("event " + m.event);
-    if (m.channels && m.kind === "api_message") out.push("channels " + m.channels.join(", "));
     if (m.bytes !== undefined) out.push(m.bytes + " bytes");
     if (m.url) out.push(m.url + " [" + m.events.join(", ") + "]");
     if (m.error) out.push(m.error);
@@ -213,7 +212,7 @@
       m.app === null ? "?" : m.app,
       m.shard === null ? "-" : String(m.shard),
       m.kind,
-      m.channel === null ? "" : m.channel,
+      m.channel !== null ? m.channel : (m.kind === "api_message" ? m.channels.join(", ") : ""),
       details(m),
     ];
     const names = ["time", "app", "shard", "kind", "channel", "details"];
