@@ -538,13 +538,17 @@ fn the_console_needs_the_metrics_port_and_a_good_token() {
             "16 to 256",
         ),
         (
-            format!("{metrics}[server.console]\nenabled = true\ntoken = \"has a space in it ok\"\n"),
+            format!(
+                "{metrics}[server.console]\nenabled = true\ntoken = \"has a space in it ok\"\n"
+            ),
             "server.console.token",
             "without spaces",
         ),
     ];
     for (text, key, why) in cases {
-        let err = resolve(Cli::default(), Some(&text)).unwrap_err().to_string();
+        let err = resolve(Cli::default(), Some(&text))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(key) && err.contains(why), "{text}: {err}");
     }
     // Off, the token is not looked at.

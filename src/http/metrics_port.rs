@@ -4,12 +4,12 @@
 //! It has its own listener, served by shard 0, so scraping never shares a
 //! port with clients and can be firewalled apart.
 
-use super::request::Head;
 use super::console;
+use super::request::Head;
 use super::response::Response;
-use crate::pusher::delivery::Publisher;
 use crate::errors::ApiError;
 use crate::metrics;
+use crate::pusher::delivery::Publisher;
 use crate::pusher::shard::Shard;
 
 /// Answers one request on the metrics port: (route label, response).
@@ -20,7 +20,10 @@ pub async fn handle(
     publisher: &Publisher,
 ) -> (&'static str, Response) {
     if console::is_console_path(&head.path) {
-        return ("console", console::handle(shard, head, body, publisher).await);
+        return (
+            "console",
+            console::handle(shard, head, body, publisher).await,
+        );
     }
     let route = match head.path.as_str() {
         "/metrics" => "metrics",

@@ -185,7 +185,10 @@ fn every_console_endpoint_wants_the_token() {
     let port = metrics_port(&server);
     let page = request(port, "GET", "/console", b"", &[]);
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     let csp = page.header("content-security-policy").unwrap_or_default();
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(!page.text().contains(TOKEN));
@@ -326,20 +329,33 @@ fn the_stream_filters_by_app_channel_event_and_kind() {
     ws.subscribe("foo-sub");
     let mut http = Http::connect(server.port);
     for (name, channel) in [("other", "bar-1"), ("wanted", "bar-2"), ("other", "foo-1")] {
-        http.trigger(&DEV, &json!({"name": name, "channel": channel, "data": "d"}))
-            .expect_ok_json();
+        http.trigger(
+            &DEV,
+            &json!({"name": name, "channel": channel, "data": "d"}),
+        )
+        .expect_ok_json();
     }
     // A marker on the same HTTP connection: once a stream shows it, every
     // earlier trigger would have been shown before it.
-    http.trigger(&DEV, &json!({"name": "wanted", "channel": "foo-end", "data": "end"}))
-        .expect_ok_json();
+    http.trigger(
+        &DEV,
+        &json!({"name": "wanted", "channel": "foo-end", "data": "end"}),
+    )
+    .expect_ok_json();
     let is_end = |v: &Value| v["kind"] == "api_message" && v["channels"] == json!(["foo-end"]);
 
     // Events of different shards may share a millisecond: compared as a set.
     let seen = by_channel.events_until(is_end);
     let mut names: Vec<String> = seen
         .iter()
-        .map(|v| format!("{} {} {}", v["kind"].as_str().unwrap(), v["channel"], v["channels"]))
+        .map(|v| {
+            format!(
+                "{} {} {}",
+                v["kind"].as_str().unwrap(),
+                v["channel"],
+                v["channels"]
+            )
+        })
         .collect();
     names.sort();
     assert_eq!(
@@ -355,7 +371,11 @@ fn the_stream_filters_by_app_channel_event_and_kind() {
 
     let seen = by_event.events_until(is_end);
     let channels: Vec<&Value> = seen.iter().map(|v| &v["channels"]).collect();
-    assert_eq!(channels, [&json!(["bar-2"]), &json!(["foo-end"])], "{seen:?}");
+    assert_eq!(
+        channels,
+        [&json!(["bar-2"]), &json!(["foo-end"])],
+        "{seen:?}"
+    );
 
     by_kind.event("subscribed", &json!({"channel": "foo-sub"}));
     ws.unsubscribe("foo-sub");
@@ -367,7 +387,13 @@ fn the_stream_filters_by_app_channel_event_and_kind() {
         ("?kind=bogus", "unknown kind"),
         ("?colour=red", "unknown parameter"),
     ] {
-        let r = request(port, "GET", &format!("/console/stream{query}"), b"", &[&auth()]);
+        let r = request(
+            port,
+            "GET",
+            &format!("/console/stream{query}"),
+            b"",
+            &[&auth()],
+        );
         assert!(r.expect_error(400).contains(why), "{query}: {}", r.text());
     }
 }
@@ -423,7 +449,13 @@ fn the_page_never_writes_data_as_html() {
     let port = metrics_port(&server);
     let script = request(port, "GET", "/console/console.js", b"", &[]).text();
     assert!(script.contains("textContent"));
-    for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
         assert!(!script.contains(sink), "console.js uses {sink}");
     }
     let uplot = request(port, "GET", "/console/uPlot.iife.min.js", b"", &[]);
@@ -485,11 +517,17 @@ fn webhook_requests_show_as_sent_or_failed() {
     let mut stream = Stream::open(port, "?kind=webhook_sent,webhook_failed");
     let mut ws = Ws::connect(server.port);
     ws.subscribe("watched");
-    let failed = stream.event("webhook_failed", &json!({"app": "app-id", "channel": "watched"}));
+    let failed = stream.event(
+        "webhook_failed",
+        &json!({"app": "app-id", "channel": "watched"}),
+    );
     assert_eq!(failed["events"], json!(["channel_occupied"]), "{failed}");
     let why = failed["error"].as_str().unwrap();
     assert!(why.contains("500") && why.contains("retrying"), "{why}");
     let url = failed["url"].as_str().unwrap();
     assert!(url.contains("/hook") && !url.contains("s3cr3t"), "{url}");
-    stream.event("webhook_sent", &json!({"channel": "watched", "channels": ["watched"]}));
+    stream.event(
+        "webhook_sent",
+        &json!({"channel": "watched", "channels": ["watched"]}),
+    );
 }

@@ -2,8 +2,8 @@
 //! (`app`, `channel` prefix, `event` name, `kind` list), checked, and
 //! matched against each collected item.
 
-use super::hub::Item;
 use super::super::request::parse_query;
+use super::hub::Item;
 use crate::apps::AppIdx;
 use crate::errors::ApiError;
 use crate::pusher::shard::Shard;

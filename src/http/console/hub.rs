@@ -14,10 +14,10 @@
 //!   adds those counts up ([`Hub::dropped`]).
 
 use super::render;
+use crate::apps::AppIdx;
 use crate::pusher::shard::Shard;
 use crate::pusher::shard_msg::{Reply, Request};
 use crate::pusher::tap::{self, TapPart};
-use crate::apps::AppIdx;
 use futures_util::future::join_all;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -204,9 +204,9 @@ async fn collect(hub: Rc<Hub>, shard: Rc<Shard>) {
 /// Every shard's part, in shard order (`None` for one that did not answer
 /// in time; its late answer is kept for the next ask by `Shard::late_reply`).
 async fn gather(shard: &Rc<Shard>, busiest: bool) -> Vec<Option<TapPart>> {
-    let asks = shard.peers().map(|peer| async move {
-        (peer, shard.request(peer, Request::Tap { busiest }).await)
-    });
+    let asks = shard
+        .peers()
+        .map(|peer| async move { (peer, shard.request(peer, Request::Tap { busiest }).await) });
     let replies = join_all(asks).await;
     let mut parts: Vec<Option<TapPart>> = (0..shard.count).map(|_| None).collect();
     parts[shard.id as usize] = Some(tap::part(shard, busiest));

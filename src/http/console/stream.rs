@@ -10,10 +10,10 @@
 //! batch); the rest are counted as skipped, so the page is told how much
 //! it does not show.
 
-use super::filter::{Filter, KINDS};
-use super::hub::{self, COLLECT_EVERY, RING_ITEMS};
 use super::super::request::Head;
 use super::super::response::Response;
+use super::filter::{Filter, KINDS};
+use super::hub::{self, COLLECT_EVERY, RING_ITEMS};
 use super::{authorize, render};
 use crate::errors::ApiError;
 use crate::net::Stream;
@@ -55,7 +55,8 @@ pub async fn serve_stream(shard: &Rc<Shard>, mut socket: Stream, head: &Head) {
     let waited = std::time::Instant::now();
     while !hub.is_watching() && waited.elapsed() < WATCH_WAIT {
         crate::runtime::sleep(Duration::from_millis(5)).await;
-    }    let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\
+    }
+    let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\
 Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
 Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         .to_vec();
@@ -91,8 +92,10 @@ Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             lines.push(b'\n');
             let at_buffers = hub.dropped().saturating_sub(dropped_before);
             lines.extend_from_slice(
-                format!("{{\"type\":\"dropped\",\"at_buffers\":{at_buffers},\"skipped\":{skipped}}}\n")
-                    .as_bytes(),
+                format!(
+                    "{{\"type\":\"dropped\",\"at_buffers\":{at_buffers},\"skipped\":{skipped}}}\n"
+                )
+                .as_bytes(),
             );
         }
         if lines.is_empty() {
