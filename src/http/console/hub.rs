@@ -234,3 +234,52 @@ fn merge_busiest(parts: &[Option<TapPart>]) -> Vec<(AppIdx, Box<str>, u32)> {
     all.truncate(tap::BUSIEST);
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busiest_channels_add_up_across_shards() {
+        let part = |list: &[(u32, &str, u32)]| {
+            Some(TapPart {
+                busiest: list
+                    .iter()
+                    .map(|&(app, name, n)| (AppIdx(app), name.into(), n))
+                    .collect(),
+                ..TapPart::default()
+            })
+        };
+        let parts = [
+            part(&[(0, "a", 5), (0, "b", 4)]),
+            None,
+            part(&[(0, "b", 3), (1, "a", 1)]),
+        ];
+        let merged = merge_busiest(&parts);
+        let expected: Vec<(AppIdx, Box<str>, u32)> = vec![
+            (AppIdx(0), "b".into(), 7),
+            (AppIdx(0), "a".into(), 5),
+            (AppIdx(1), "a".into(), 1),
+        ];
+        assert_eq!(merged, expected);
+    }
+
+    #[test]
+    fn a_stream_that_falls_behind_the_ring_counts_what_it_missed() {
+        let hub = Hub::default();
+        let item = || Item {
+            kind: "subscribed",
+            app: None,
+            event: None,
+            channels: Vec::new(),
+            line: Box::default(),
+        };
+        for _ in 0..RING_ITEMS + 10 {
+            hub.push(item());
+        }
+        let (items, lost) = hub.since(0);
+        assert_eq!((items.len(), lost), (RING_ITEMS, 10));
+        let (items, lost) = hub.since(hub.next_seq() - 2);
+        assert_eq!((items.len(), lost), (2, 0));
+    }
+}

@@ -210,6 +210,24 @@ mod tests {
     }
 
     #[test]
+    fn a_late_answer_is_kept_within_the_bound() {
+        let tap = Tap::new(0);
+        let late = |n: usize, dropped: u64| TapPart {
+            events: vec![TapEvent::new(AppIdx(0), What::Subscribed); n],
+            dropped,
+            ..TapPart::default()
+        };
+        tap.absorb(late(3, 1)); // unwatched: nobody asks for it any more
+        assert_eq!(tap.take(), (Vec::new(), 0));
+        tap.watch(Instant::now());
+        tap.absorb(late(BUFFER_EVENTS - 1, 2));
+        tap.absorb(late(3, 0));
+        let (events, dropped) = tap.take();
+        assert_eq!(events.len(), BUFFER_EVENTS);
+        assert_eq!(dropped, 2 + 2);
+    }
+
+    #[test]
     fn the_lease_expires() {
         let tap = Tap::new(0);
         let now = Instant::now();
