@@ -531,3 +531,28 @@ fn webhook_requests_show_as_sent_or_failed() {
         &json!({"channel": "watched", "channels": ["watched"]}),
     );
 }
+
+/// At most 8 streams at once: the 9th is a 503; closing one makes room.
+#[test]
+fn streams_are_capped() {
+    let server = Server::start_with(&console_toml(""));
+    let port = metrics_port(&server);
+    let mut open: Vec<Stream> = (0..8).map(|_| Stream::open(port, "")).collect();
+    let refused = request(port, "GET", "/console/stream", b"", &[&auth()]);
+    assert!(refused.expect_error(503).contains("8 console streams"));
+    // A closed stream is noticed at its next write (within a second).
+    drop(open.pop());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut http = Http::connect(port);
+        let target = "/console/stream";
+        http.send(&request_bytes("GET", target, b"", &[&auth()]));
+        let mut head = [0u8; 12];
+        http.stream.read_exact(&mut head).unwrap();
+        if &head == b"HTTP/1.1 200" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no room after a stream closed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -99,6 +99,11 @@ impl Hub {
         Attached { hub: self.clone() }
     }
 
+    /// Streams attached now.
+    pub fn viewers(&self) -> usize {
+        self.viewers.get()
+    }
+
     /// Whether the shards are watched (the collector's first ask is done).
     pub fn is_watching(&self) -> bool {
         self.watching.get()

@@ -8,7 +8,7 @@
 //! finish within [`WRITE_TIMEOUT`] ends the stream. At most
 //! [`MAX_EVENTS_PER_SECOND`] events a second are sent (the newest of each
 //! batch); the rest are counted as skipped, so the page is told how much
-//! it does not show.
+//! it does not show. At most [`MAX_STREAMS`] streams are open at once.
 
 use super::super::request::Head;
 use super::super::response::Response;
@@ -22,6 +22,8 @@ use crate::pusher::tap::BUFFER_EVENTS;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// Streams open at once at most (503 beyond).
+pub const MAX_STREAMS: usize = 8;
 /// Events one stream sends per second at most.
 pub const MAX_EVENTS_PER_SECOND: usize = 1000;
 /// How long one write to the page may take before the stream ends.
@@ -34,7 +36,8 @@ const ROUTE: &str = "console_stream";
 /// Serves one stream until the page goes away, a write times out or the
 /// server shuts down. Refusals (401, 404, 405, 400) are plain responses.
 pub async fn serve_stream(shard: &Rc<Shard>, mut socket: Stream, head: &Head) {
-    let filter = match check(shard, head) {
+    let hub = hub::hub();
+    let filter = match check(shard, head, hub.viewers()) {
         Ok(f) => f,
         Err(e) => {
             shard.counters.http_request(ROUTE, e.status());
@@ -49,7 +52,6 @@ pub async fn serve_stream(shard: &Rc<Shard>, mut socket: Stream, head: &Head) {
         }
     };
     shard.counters.http_request(ROUTE, 200);
-    let hub = hub::hub();
     let _attached = hub.attach(shard);
     // `hello` means "watching": the shards have been asked once.
     let waited = std::time::Instant::now();
@@ -109,8 +111,8 @@ Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     }
 }
 
-/// The request's method, token and filter.
-fn check(shard: &Shard, head: &Head) -> Result<Filter, ApiError> {
+/// The request's method, token and filter, and room for one more stream.
+fn check(shard: &Shard, head: &Head, streams: usize) -> Result<Filter, ApiError> {
     authorize(shard, head)?;
     if head.method != "GET" {
         return Err(ApiError::MethodNotAllowed(format!(
@@ -118,7 +120,13 @@ fn check(shard: &Shard, head: &Head) -> Result<Filter, ApiError> {
             head.path
         )));
     }
-    Filter::parse(shard, &head.query)
+    let filter = Filter::parse(shard, &head.query)?;
+    if streams >= MAX_STREAMS {
+        return Err(ApiError::Unavailable(format!(
+            "{MAX_STREAMS} console streams are open already; close one and retry"
+        )));
+    }
+    Ok(filter)
 }
 
 /// The first line: the apps, the kinds and the bounds the page states.
