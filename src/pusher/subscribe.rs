@@ -222,24 +222,25 @@ fn add_local(
         .borrow_mut()
         .subscribe(app, channel, key, &mut conn.subs, user);
     if added.1 {
-        let socket = socket_id(shard, key, conn.serial);
+        let serial = conn.serial;
         shard.tap.note(|| {
+            let socket = socket_id(shard, key, serial);
             TapEvent::new(app, What::Subscribed)
                 .on(channel)
-                .socket(socket)
+                .socket(Some(socket))
         });
     }
     added
 }
 
 /// A local connection's socket id, for the console's tap.
-fn socket_id(shard: &Shard, key: ConnKey, serial: u32) -> Option<SocketId> {
-    Some(SocketId {
+fn socket_id(shard: &Shard, key: ConnKey, serial: u32) -> SocketId {
+    SocketId {
         nonce: shard.nonce,
         shard: shard.id,
         slot: key,
         serial,
-    })
+    }
 }
 
 /// Tells the channel's owner about a subscription count change, when the
@@ -364,11 +365,12 @@ fn leave(shard: &Shard, key: ConnKey, app: AppIdx, id: ChannelId, channel: &str)
             Some(user) => user,
             None => return,
         };
-        let socket = socket_id(shard, key, conn.serial);
+        let serial = conn.serial;
         shard.tap.note(|| {
+            let socket = socket_id(shard, key, serial);
             TapEvent::new(app, What::Unsubscribed)
                 .on(channel)
-                .socket(socket)
+                .socket(Some(socket))
         });
         user
     };
