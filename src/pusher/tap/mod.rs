@@ -164,21 +164,41 @@ pub fn part(shard: &Shard, busiest: bool) -> TapPart {
     }
 }
 
-/// The [`BUSIEST`] channels of this shard with the most local subscribers.
+/// The [`BUSIEST`] channels of this shard with the most local subscribers:
+/// one pass over the channel table keeping the best [`BUSIEST`] in a small
+/// heap, so a shard with a million channels allocates nothing more.
 fn busiest_channels(shard: &Shard) -> Vec<(AppIdx, Box<str>, u32)> {
     let channels = shard.channels.borrow();
-    let mut all: Vec<(u32, AppIdx, &str)> = (0..shard.apps.len() as u32)
-        .map(AppIdx)
-        .flat_map(|app| channels.iter_app(app).map(move |(name, n)| (n, app, name)))
-        .collect();
-    let by_count = |a: &(u32, AppIdx, &str), b: &(u32, AppIdx, &str)| b.0.cmp(&a.0);
-    if all.len() > BUSIEST {
-        all.select_nth_unstable_by(BUSIEST, by_count);
-        all.truncate(BUSIEST);
+    let all = (0..shard.apps.len() as u32).flat_map(|app| {
+        channels
+            .iter_app(AppIdx(app))
+            .map(move |(name, n)| (app, name, n))
+    });
+    top(all, BUSIEST)
+}
+
+/// The `k` entries (app, name, count) with the highest counts, highest
+/// first, from one pass that keeps only `k` in a heap.
+fn top<'a>(
+    all: impl Iterator<Item = (u32, &'a str, u32)>,
+    k: usize,
+) -> Vec<(AppIdx, Box<str>, u32)> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut best: BinaryHeap<Reverse<(u32, u32, &str)>> = BinaryHeap::with_capacity(k + 1);
+    for (app, name, n) in all {
+        if best.len() == k && best.peek().is_some_and(|Reverse(low)| low.0 >= n) {
+            continue;
+        }
+        best.push(Reverse((n, app, name)));
+        if best.len() > k {
+            best.pop();
+        }
     }
-    all.sort_by(by_count);
-    all.into_iter()
-        .map(|(n, app, name)| (app, name.into(), n))
+    // Ascending by `Reverse`: the most subscribers first.
+    best.into_sorted_vec()
+        .into_iter()
+        .map(|Reverse((n, app, name))| (AppIdx(app), name.into(), n))
         .collect()
 }
 
@@ -225,6 +245,23 @@ mod tests {
         let (events, dropped) = tap.take();
         assert_eq!(events.len(), BUFFER_EVENTS);
         assert_eq!(dropped, 2 + 2);
+    }
+
+    #[test]
+    fn top_keeps_the_highest_counts_highest_first() {
+        let all = [
+            (0, "a", 3),
+            (0, "b", 9),
+            (1, "c", 1),
+            (0, "d", 7),
+            (1, "e", 9),
+        ];
+        let got = top(all.into_iter(), 3);
+        let counts: Vec<u32> = got.iter().map(|(_, _, n)| *n).collect();
+        assert_eq!(counts, [9, 9, 7]);
+        assert_eq!(&*got[2].1, "d");
+        assert_eq!(top(all.into_iter(), 10).len(), 5);
+        assert!(top(std::iter::empty(), 3).is_empty());
     }
 
     #[test]
