@@ -134,6 +134,8 @@
     try {
       for (;;) {
         const { value, done } = await reader.read();
+        // A stream replaced meanwhile (new filters) shows nothing more.
+        if (state.controller !== controller) return;
         if (done) break;
         buf += decoder.decode(value, { stream: true });
         let nl;
