@@ -80,6 +80,22 @@ describe('debug console page (headless chromium)', () => {
     if (server) await server.stop();
   });
 
+  // A DOM click: the layout moves as tables fill, so no mouse coordinates.
+  const press = (selector) => page.$eval(selector, (el) => el.click());
+  // Waits for `fn` in the page; on a timeout, says what the page showed.
+  const waitPage = async (fn, arg) => {
+    try {
+      await page.waitForFunction(fn, { timeout: UI_TIMEOUT_MS }, arg);
+    } catch (e) {
+      const shown = await page.evaluate(() => ({
+        status: document.getElementById('status').textContent,
+        notice: document.getElementById('notice').textContent,
+        result: document.getElementById('creator-result').textContent,
+        rows: [...document.querySelectorAll('#events tbody tr')].slice(0, 8).map((tr) => tr.textContent),
+      }));
+      throw new Error(`${e.message} waiting for ${fn}; the page showed ${JSON.stringify(shown)}`);
+    }
+  };
   const rows = (kind) => page.$$eval(
     `#events tbody tr${kind ? '.' + kind : ''}`,
     (trs) => trs.map((tr) => ({
@@ -94,16 +110,15 @@ describe('debug console page (headless chromium)', () => {
     await page.goto(`${base}/console`);
     // A wrong token is refused and the page stays on the form.
     await page.type('#token', 'not-the-token-at-all');
-    await page.click('#login-form button');
+    await press('#login-form button');
     await page.waitForSelector('#login-error:not([hidden])', { timeout: UI_TIMEOUT_MS });
     assert.equal(await page.$eval('#login-error', (e) => e.textContent), 'wrong token');
     assert.equal(await page.$eval('#main', (e) => e.hidden), true);
     await page.type('#token', TOKEN);
-    await page.click('#login-form button');
+    await press('#login-form button');
     await page.waitForSelector('#main:not([hidden])', { timeout: UI_TIMEOUT_MS });
     // `hello` arrived (the kinds menu is filled): the shards are watched.
-    await page.waitForFunction(() => document.querySelectorAll('#filter-kind option').length > 1,
-      { timeout: UI_TIMEOUT_MS });
+    await waitPage(() => document.querySelectorAll('#filter-kind option').length > 1);
     // The token is not kept in the URL or in storage.
     assert.ok(!page.url().includes(TOKEN));
     assert.equal(await page.evaluate(() => localStorage.length + sessionStorage.length), 0);
@@ -133,15 +148,12 @@ describe('debug console page (headless chromium)', () => {
     // Filter to client events: an API event published before the next
     // client event would be shown before it if it passed the filter.
     await page.select('#filter-kind', 'client_event');
-    await page.click('#filters button[type=submit]');
-    await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 0,
-      { timeout: UI_TIMEOUT_MS });
-    await page.waitForFunction(() => document.getElementById('status').textContent === 'live',
-      { timeout: UI_TIMEOUT_MS });
+    await press('#filters button[type=submit]');
+    await waitPage(() => document.querySelectorAll('#events tbody tr').length === 0);
+    await waitPage(() => document.getElementById('status').textContent === 'live');
     // The new stream is watching once its first stats line is in.
     const points = await page.$eval('#chart-connections', (e) => Number(e.dataset.points || 0));
-    await page.waitForFunction((n) => Number(document.getElementById('chart-connections').dataset.points || 0) > n,
-      { timeout: UI_TIMEOUT_MS }, points);
+    await waitPage((n) => Number(document.getElementById('chart-connections').dataset.points || 0) > n, points);
     const hidden = waitFor(cha, 'hidden');
     await api.trigger(chat, 'hidden', 'not shown');
     await hidden;
@@ -152,20 +164,19 @@ describe('debug console page (headless chromium)', () => {
     assert.deepEqual((await rows()).map((r) => r.kind), ['client_event']);
 
     // Pause: events wait (the notice says how many); resume shows them.
-    await page.click('#pause');
+    await press('#pause');
     const third = waitFor(chb, 'client-third');
     cha.trigger('client-third', { n: 3 });
     await third;
-    await page.waitForFunction(() => document.getElementById('notice').textContent.includes('paused: 1 events waiting'),
-      { timeout: UI_TIMEOUT_MS });
+    await waitPage(() => document.getElementById('notice').textContent.includes('paused: 1 events waiting'));
     assert.equal((await rows()).length, 1);
-    await page.click('#pause');
+    await press('#pause');
     await waitRow('client_event', (r) => r.details.includes('client-third'), 'the event held while paused');
 
     // Back to every kind; the Event Creator refuses data that is not JSON
     // on the page, and publishes the rest to a pusher-js client.
     await page.select('#filter-kind', '');
-    await page.click('#filters button[type=submit]');
+    await press('#filters button[type=submit]');
     const c = await authedClient(server.port, api);
     const news = await subscribe(c, 'news');
     const received = waitFor(news, 'from-console');
@@ -173,25 +184,21 @@ describe('debug console page (headless chromium)', () => {
     await page.type('#creator-channel', 'news');
     await page.type('#creator-event', 'from-console');
     await page.$eval('#creator-data', (e) => { e.value = '{oops'; });
-    await page.click('#creator button[type=submit]');
-    await page.waitForFunction(() => document.getElementById('creator-result').textContent.startsWith('data is not valid JSON'),
-      { timeout: UI_TIMEOUT_MS });
+    await press('#creator button[type=submit]');
+    await waitPage(() => document.getElementById('creator-result').textContent.startsWith('data is not valid JSON'));
     await page.$eval('#creator-data', (e) => { e.value = ''; });
     await page.type('#creator-data', '{"sent":"by the console"}');
-    await page.click('#creator button[type=submit]');
+    await press('#creator button[type=submit]');
     assert.deepEqual(await received, { sent: 'by the console' });
-    await page.waitForFunction(() => document.getElementById('creator-result').textContent === 'sent',
-      { timeout: UI_TIMEOUT_MS });
+    await waitPage(() => document.getElementById('creator-result').textContent === 'sent');
     const creatorRow = await waitRow('api_message', (r) => r.details.includes('event from-console'),
       'the Event Creator row');
     assert.equal(creatorRow.channel, 'news');
 
     // The charts follow the connections (3 pusher-js clients), and the
     // busiest channels list private-chat with its 2 subscribers.
-    await page.waitForFunction(() => Number(document.getElementById('chart-connections').dataset.last) === 3,
-      { timeout: UI_TIMEOUT_MS });
-    await page.waitForFunction(() => Number(document.getElementById('chart-out').dataset.points) >= 2,
-      { timeout: UI_TIMEOUT_MS });
+    await waitPage(() => Number(document.getElementById('chart-connections').dataset.last) === 3);
+    await waitPage(() => Number(document.getElementById('chart-out').dataset.points) >= 2);
     const busiest = await page.$$eval('#busiest tbody tr', (trs) => trs.map((tr) => tr.textContent));
     assert.ok(busiest.some((t) => t.includes('private-chat') && t.endsWith('2')), JSON.stringify(busiest));
     assert.ok(await page.$('#chart-connections canvas'), 'uPlot drew a canvas');

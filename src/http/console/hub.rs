@@ -55,8 +55,8 @@ pub struct Item {
 pub struct Hub {
     viewers: Cell<usize>,
     collecting: Cell<bool>,
-    /// Set once the collector's first ask has been answered: from then on
-    /// every shard that answered is watched.
+    /// Set once every shard has answered an ask of the collector: from
+    /// then on every shard is watched.
     watching: Cell<bool>,
     ring: RefCell<VecDeque<Rc<Item>>>,
     first_seq: Cell<u64>,
@@ -164,7 +164,9 @@ async fn collect(hub: Rc<Hub>, shard: Rc<Shard>) {
     while hub.viewers.get() > 0 && !shard.is_draining() {
         let want_busiest = round.is_multiple_of(BUSIEST_EVERY);
         let mut parts = gather(&shard, want_busiest).await;
-        hub.watching.set(true);
+        if parts.iter().all(Option::is_some) {
+            hub.watching.set(true);
+        }
         let mut events = Vec::new();
         let mut dropped = 0;
         for part in parts.iter_mut().flatten() {

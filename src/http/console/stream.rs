@@ -29,7 +29,7 @@ pub const MAX_EVENTS_PER_SECOND: usize = 1000;
 /// How long one write to the page may take before the stream ends.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new stream waits for the shards to be watched before `hello`.
-const WATCH_WAIT: Duration = Duration::from_secs(1);
+const WATCH_WAIT: Duration = Duration::from_secs(2);
 /// Route label for metrics.
 const ROUTE: &str = "console_stream";
 
