@@ -71,7 +71,7 @@ describe('debug console page (headless chromium)', () => {
       userDataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-chromium-')),
     });
     page = await browser.newPage();
-    await page.setViewport({ width: 1400, height: 1300 });
+    await page.setViewport({ width: 1400, height: 800 });
     page.on('pageerror', (e) => pageErrors.push(e.message));
   });
   after(async () => {
