@@ -5,7 +5,8 @@
 # pusher-js and the official `pusher` library from npm.
 # Needs Rust (cargo) and Node.js with npm; installs the npm packages it uses,
 # and the Debian packages redis-server and nats-server (the cluster tests
-# start private instances on ephemeral ports) when they are missing.
+# start private instances on ephemeral ports) and chromium (the console
+# page's browser test) when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +14,9 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 missing=()
 have redis-server || missing+=(redis-server)
 have nats-server || missing+=(nats-server)
+have chromium || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "== installing ${missing[*]} (Debian packages, for the cluster tests)"
+  echo "== installing ${missing[*]} (Debian packages, for the cluster and console tests)"
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   install_engines() {

@@ -68,7 +68,9 @@
 //! outside the shards; [`cluster`] joins nodes through Redis or NATS from a
 //! link thread outside the shards (the engines and the webhook sender are
 //! cargo features, on by default: README, "Cargo features"); [`metrics`] holds each shard's counters for the
-//! Prometheus endpoint. [`logging`] writes log lines from its own thread,
+//! Prometheus endpoint; the debug console on the metrics port (`http`)
+//! shows what each shard's taps ([`pusher::tap`]) report while a page
+//! watches. [`logging`] writes log lines from its own thread,
 //! rate-limits the ones clients can trigger, and keeps secrets out of them.
 
 pub mod apps;

@@ -73,6 +73,8 @@ pub struct ServerSection {
     pub webhooks: WebhooksSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    #[serde(default)]
+    pub console: ConsoleSection,
     /// `wss://` and `https://` on the main port when present.
     pub tls: Option<TlsFiles>,
 }
@@ -101,6 +103,23 @@ pub struct WebhooksSection {
 pub struct MetricsSection {
     pub enabled: Option<bool>,
     pub port: Option<u16>,
+}
+
+/// `[server.console]`; its `Debug` leaves the token out.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    pub enabled: Option<bool>,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ConsoleSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleSection")
+            .field("enabled", &self.enabled)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// One `[[apps.webhooks]]` table as written; its `Debug` prints the URL

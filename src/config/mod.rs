@@ -32,11 +32,11 @@ mod tests;
 
 pub use cli::Cli;
 pub use file::{
-    parse_file, AppSection, ClusterSection, FileConfig, FilterSection, LimitsSection,
-    MetricsSection, ServerSection, TlsFiles, WebhookSection, WebhooksSection,
+    parse_file, AppSection, ClusterSection, ConsoleSection, FileConfig, FilterSection,
+    LimitsSection, MetricsSection, ServerSection, TlsFiles, WebhookSection, WebhooksSection,
 };
 pub use resolve::parse_cpu_list;
 pub use resolved::{
-    Adapter, ClusterSecret, ClusterSettings, Config, EngineFiles, ServerLimits, WebhookSettings,
-    DEFAULT_HOST, DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
+    Adapter, ClusterSecret, ClusterSettings, Config, ConsoleSettings, EngineFiles, ServerLimits,
+    WebhookSettings, DEFAULT_HOST, DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
 };

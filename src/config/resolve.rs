@@ -74,6 +74,7 @@ impl Config {
                 why: format!("must differ from the main port {port}"),
             });
         }
+        let console = resolve_console(&server.console, metrics_port.is_some())?;
         let log_level = match &server.log_level {
             Some(level) => Some(check_log_level(level)?),
             None => None,
@@ -110,6 +111,7 @@ impl Config {
             dev_app,
             webhooks,
             metrics_port,
+            console,
             cluster: resolve_cluster(&file.cluster, env, &place)?,
             tls: server.tls.as_ref().map(|t| TlsFiles {
                 cert: place(&t.cert),
@@ -119,6 +121,44 @@ impl Config {
             dev_loopback,
         })
     }
+}
+
+/// `[server.console]`: off unless enabled; enabled needs the metrics port
+/// (it serves the console) and a token that is hard to guess and safe in a
+/// header.
+fn resolve_console(
+    section: &ConsoleSection,
+    metrics: bool,
+) -> Result<Option<ConsoleSettings>, ConfigError> {
+    if !section.enabled.unwrap_or(settings::CONSOLE_ENABLED.flag()) {
+        return Ok(None);
+    }
+    let invalid = |key: &Setting, why: &str| ConfigError::Invalid {
+        key: key.key.into(),
+        why: why.into(),
+    };
+    if !metrics {
+        return Err(invalid(
+            &settings::CONSOLE_ENABLED,
+            "the console is served on the metrics port: set server.metrics.enabled = true",
+        ));
+    }
+    let Some(token) = &section.token else {
+        return Err(invalid(
+            &settings::CONSOLE_TOKEN,
+            "is required when the console is enabled",
+        ));
+    };
+    let printable = token.bytes().all(|b| b.is_ascii_graphic());
+    if !(16..=256).contains(&token.len()) || !printable {
+        return Err(invalid(
+            &settings::CONSOLE_TOKEN,
+            settings::CONSOLE_TOKEN.allowed().as_str(),
+        ));
+    }
+    Ok(Some(ConsoleSettings {
+        token: token.clone(),
+    }))
 }
 
 /// Parses `0,2-3` into `[0, 2, 3]`; order is kept and repeats are allowed.

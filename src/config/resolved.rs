@@ -157,6 +157,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// The Prometheus port (`/metrics`, `/usage`), when enabled.
     pub metrics_port: Option<u16>,
+    /// The live debug console on the metrics port, when enabled.
+    pub console: Option<ConsoleSettings>,
     /// Certificate and key for TLS on the main port; plain when `None`.
     pub tls: Option<TlsFiles>,
     pub cluster: ClusterSettings,
@@ -165,6 +167,18 @@ pub struct Config {
     /// The development app is served and no host was given, so the server
     /// listens on loopback only: its credentials are public.
     pub dev_loopback: bool,
+}
+
+/// `[server.console]` when enabled: the token every console request must carry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsoleSettings {
+    pub token: String,
+}
+
+impl std::fmt::Debug for ConsoleSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsoleSettings { token: <redacted> }")
+    }
 }
 
 pub const DEFAULT_PORT: u16 = settings::PORT.integer() as u16;

@@ -245,6 +245,11 @@ settings! {
         "serve Prometheus /metrics and /usage on their own port";
     METRICS_PORT: "server.metrics.port", Integer, Integer(9601), any_port(),
         "the metrics port (on server.host; not the main port)";
+    CONSOLE_ENABLED: "server.console.enabled", Bool, Bool(false), Any,
+        "serve the live debug console at /console on the metrics port (needs server.metrics)";
+    CONSOLE_TOKEN: "server.console.token", Text, Absent("none"),
+        Rule("16 to 256 printable ASCII characters without spaces; required when enabled"),
+        "the token the console asks for (sent as `Authorization: Bearer`)";
     TLS_CERT: "server.tls.cert", Path, Absent("none"), Rule("a PEM certificate chain"),
         "certificate chain; with it the main port speaks only wss:// and https://";
     TLS_KEY: "server.tls.key", Path, Absent("none"), Rule("the certificate's PEM private key"),

@@ -564,3 +564,51 @@ fn the_cluster_secret_and_engine_files_resolve() {
     let c = resolve(Cli::default(), Some("[cluster]\nadapter = \"local\"\n")).unwrap();
     assert!(c.cluster.secret.is_none());
 }
+
+/// `[server.console]`: off by default; on, it needs the metrics port and a
+/// token of 16 to 256 printable characters, and `{:?}` never shows it.
+#[test]
+fn the_console_needs_the_metrics_port_and_a_good_token() {
+    let c = resolve(Cli::default(), None).unwrap();
+    assert_eq!(c.console, None);
+    let metrics = "[server.metrics]\nenabled = true\n";
+    let token = "s3cret-console-token";
+    let ok = format!("{metrics}[server.console]\nenabled = true\ntoken = \"{token}\"\n");
+    let c = resolve(Cli::default(), Some(&ok)).unwrap();
+    assert_eq!(c.console.as_ref().map(|c| c.token.as_str()), Some(token));
+    assert!(!format!("{c:?}").contains(token));
+    assert!(!format!("{:?}", parse_file(&ok).unwrap()).contains(token));
+    let cases = [
+        (
+            format!("{metrics}[server.console]\nenabled = true\n"),
+            "server.console.token",
+            "required",
+        ),
+        (
+            format!("[server.console]\nenabled = true\ntoken = \"{token}\"\n"),
+            "server.console.enabled",
+            "server.metrics.enabled",
+        ),
+        (
+            format!("{metrics}[server.console]\nenabled = true\ntoken = \"short\"\n"),
+            "server.console.token",
+            "16 to 256",
+        ),
+        (
+            format!(
+                "{metrics}[server.console]\nenabled = true\ntoken = \"has a space in it ok\"\n"
+            ),
+            "server.console.token",
+            "without spaces",
+        ),
+    ];
+    for (text, key, why) in cases {
+        let err = resolve(Cli::default(), Some(&text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains(why), "{text}: {err}");
+    }
+    // Off, the token is not looked at.
+    let off = "[server.console]\nenabled = false\ntoken = \"x\"\n";
+    assert_eq!(resolve(Cli::default(), Some(off)).unwrap().console, None);
+}

@@ -18,6 +18,7 @@ use crate::pusher::messages;
 use crate::pusher::owned::owner_of;
 use crate::pusher::shard::Shard;
 use crate::pusher::shard_msg::ShardMsg;
+use crate::pusher::tap::{excerpt, TapEvent, What};
 
 /// Answers one request; never fails (refusals become error responses).
 /// `publisher` is the HTTP connection, whose events keep their order.
@@ -219,7 +220,22 @@ async fn route(
 
 /// Publishes one event: each (event, channel) frame is encoded once; cache
 /// channels also hand their frame to the channel's owner to keep.
-async fn trigger(shard: &Shard, app: AppIdx, event: TriggerEvent, publisher: &Publisher) {
+pub(super) async fn trigger(
+    shard: &Shard,
+    app: AppIdx,
+    event: TriggerEvent,
+    publisher: &Publisher,
+) {
+    shard.tap.note(|| {
+        let channels = event.channels.iter().map(|c| c.as_str().into()).collect();
+        let what = What::ApiMessage {
+            event: event.name.as_str().into(),
+            channels,
+            bytes: event.data.len(),
+            data: excerpt(&event.data),
+        };
+        TapEvent::new(app, what).socket(event.socket_id)
+    });
     let mut frames = Vec::with_capacity(event.channels.len());
     for channel in event.channels {
         let frame = messages::channel_event(&event.name, &channel, &event.data);

@@ -1,16 +1,30 @@
 //! The metrics port: `GET /metrics` (Prometheus text, every shard's
-//! counters gathered over the mailboxes) and `GET /usage` (memory figures).
+//! counters gathered over the mailboxes) and `GET /usage` (memory figures),
+//! and, when enabled, the debug console under `/console` ([`super::console`]).
 //! It has its own listener, served by shard 0, so scraping never shares a
 //! port with clients and can be firewalled apart.
 
+use super::console;
 use super::request::Head;
 use super::response::Response;
 use crate::errors::ApiError;
 use crate::metrics;
+use crate::pusher::delivery::Publisher;
 use crate::pusher::shard::Shard;
 
 /// Answers one request on the metrics port: (route label, response).
-pub async fn handle(shard: &Shard, head: &Head) -> (&'static str, Response) {
+pub async fn handle(
+    shard: &Shard,
+    head: &Head,
+    body: &mut [u8],
+    publisher: &Publisher,
+) -> (&'static str, Response) {
+    if console::is_console_path(&head.path) {
+        return (
+            "console",
+            console::handle(shard, head, body, publisher).await,
+        );
+    }
     let route = match head.path.as_str() {
         "/metrics" => "metrics",
         "/usage" => "usage",

@@ -4,6 +4,7 @@
 
 mod api;
 mod client_ip;
+mod console;
 pub mod framing;
 mod metrics_port;
 mod queries;

@@ -24,8 +24,21 @@ pub struct Head {
     pub keep_alive: bool,
     /// Set when the request asks for a WebSocket upgrade.
     pub upgrade: Option<UpgradeHead>,
+    /// The token of an `Authorization: Bearer` header (the debug console's).
+    pub bearer: Option<Bearer>,
     /// Bytes the head took in the buffer.
     pub len: usize,
+}
+
+/// A bearer token from a request head. Its `Debug` does not show it, so
+/// it cannot reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bearer(pub String);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +84,7 @@ pub fn parse_head_with(
     let mut version_13 = false;
     let mut ws_key = None;
     let mut client_ip = None;
+    let mut bearer = None;
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         let name = h.name;
@@ -111,6 +125,12 @@ pub fn parse_head_with(
             version_13 = value == "13";
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             ws_key = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            let token = value
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| Bearer(token.trim().to_string()));
+            bearer = token;
         }
     }
     let http11 = req.version == Some(1);
@@ -130,6 +150,7 @@ pub fn parse_head_with(
             connection_upgrade,
             client_ip,
         }),
+        bearer,
         len,
     }))
 }

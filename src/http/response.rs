@@ -5,6 +5,8 @@ use crate::errors::ApiError;
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
+    /// Further header lines, each ending in `\r\n` (usually empty).
+    pub headers: &'static str,
     pub body: Vec<u8>,
 }
 
@@ -13,6 +15,7 @@ impl Response {
         Response {
             status,
             content_type: "application/json",
+            headers: "",
             body: body.into(),
         }
     }
@@ -21,6 +24,7 @@ impl Response {
         Response {
             status,
             content_type: "text/plain; charset=utf-8",
+            headers: "",
             body: body.as_bytes().to_vec(),
         }
     }
@@ -36,11 +40,12 @@ impl Response {
     /// Appends the encoded response to `out`.
     pub fn encode(&self, keep_alive: bool, out: &mut Vec<u8>) {
         let head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}\r\n",
             self.status,
             reason(self.status),
             self.content_type,
             self.body.len(),
+            self.headers,
             if keep_alive {
                 ""
             } else {

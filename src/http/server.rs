@@ -16,7 +16,7 @@
 use super::client_ip::resolve_client_ip;
 use super::framing::{self, left, HeadLimits, ReadBody, ReadHead, Reader, TimedOut};
 use super::response::Response;
-use super::{api, metrics_port};
+use super::{api, console, metrics_port};
 use crate::errors::ApiError;
 use crate::net::{Socket, Stream};
 use crate::pusher::delivery::Publisher;
@@ -228,13 +228,20 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
             Err(e) => return refuse(&shard, &mut socket, &e).await,
         };
         pending.release();
+        if site == Site::Metrics && head.path == console::STREAM_PATH {
+            // The console's event stream keeps the connection to itself.
+            return Box::pin(console::serve_stream(&shard, socket, &head)).await;
+        }
         shard.http_in_flight.set(shard.http_in_flight.get() + 1);
         let (route, response) = match site {
             Site::Main => (
                 api::route_label(&head.path),
                 Box::pin(api::handle(&shard, &head, &mut buf[..len], &publisher)).await,
             ),
-            Site::Metrics => Box::pin(metrics_port::handle(&shard, &head)).await,
+            Site::Metrics => {
+                let body = &mut buf[..len];
+                Box::pin(metrics_port::handle(&shard, &head, body, &publisher)).await
+            }
         };
         shard.http_in_flight.set(shard.http_in_flight.get() - 1);
         shard.counters.http_request(route, response.status);

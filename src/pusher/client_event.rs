@@ -11,6 +11,7 @@ use crate::pusher::broadcast::{publish_now, Publication};
 use crate::pusher::conns::ConnKey;
 use crate::pusher::delivery::Source;
 use crate::pusher::messages;
+use crate::pusher::tap::{excerpt, TapEvent, What};
 use crate::socket_id::SocketId;
 use crate::webhooks::WebhookEvent;
 
@@ -35,6 +36,15 @@ pub fn relay(
         ),
         Ok((app, channel, user_id)) => {
             let frame = messages::client_event(event, channel, data, user_id.as_deref());
+            shard.tap.note(|| {
+                let what = What::ClientEvent {
+                    event: event.into(),
+                    bytes: data.len(),
+                    data: excerpt(data),
+                    user_id: user_id.clone(),
+                };
+                TapEvent::new(app, what).on(channel).socket(Some(socket))
+            });
             if webhook_events::wanted(shard, app, EventKind::ClientEvent) {
                 webhook_events::emit(
                     shard,

@@ -24,5 +24,6 @@ pub mod shard;
 pub mod shard_msg;
 pub mod signin;
 pub mod subscribe;
+pub mod tap;
 pub mod users;
 pub mod webhook_events;

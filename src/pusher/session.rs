@@ -8,6 +8,7 @@ use crate::apps::AppIdx;
 use crate::pusher::conns::{ConnKey, NO_FD};
 use crate::pusher::inbound::{self, ClientMessage};
 use crate::pusher::owned::owner_of;
+use crate::pusher::tap::{TapEvent, What};
 use crate::pusher::{client_event, messages, signin, subscribe};
 use crate::socket_id::SocketId;
 use std::rc::Rc;
@@ -47,6 +48,9 @@ pub fn open(
         key,
         &messages::connection_established(id, shard.config.activity_timeout),
     );
+    shard
+        .tap
+        .note(|| TapEvent::new(app, What::ConnectionOpened).socket(Some(id)));
     (key, id)
 }
 
@@ -83,7 +87,12 @@ pub fn close(shard: &Rc<Shard>, key: ConnKey) {
             return;
         };
         // 1006: the socket went away without a close frame.
-        shard.counters.closed(conn.close_code.unwrap_or(1006));
+        let code = conn.close_code.unwrap_or(1006);
+        shard.counters.closed(code);
+        let app = conn.app;
+        shard
+            .tap
+            .note(|| TapEvent::new(app, What::ConnectionClosed { code }).socket(Some(socket)));
         // Joins still waiting for their owner are undone by `on_joined`.
         if let Some(extra) = conn.extra.as_mut() {
             extra.pending = Vec::new();

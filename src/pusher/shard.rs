@@ -42,6 +42,7 @@ use super::inbox;
 use super::owned::{self, Owned};
 use super::query::{self, QueryAnswer, QueryAsk};
 use super::shard_msg::{Reply, Request, ShardMsg};
+use super::tap::{self, Tap};
 use super::webhook_events;
 use crate::apps::AppRegistry;
 use crate::cluster::{ClusterHandle, ClusterInbox};
@@ -125,6 +126,8 @@ pub struct Shard {
     http_connections: Cell<u64>,
     /// Who may connect and call the API (quotas, per-address counts, rates).
     pub admission: Admission,
+    /// What this shard reports to the debug console while watched.
+    pub tap: Tap,
     started: Instant,
     /// The process-wide shutdown flag, set by the signal handler. Admission
     /// reads it directly ([`Shard::is_draining`]), so no shard admits a
@@ -199,6 +202,7 @@ impl Shard {
             mesh,
             requests: Requests::default(),
             http_connections: Cell::new(0),
+            tap: Tap::new(id),
             started: Instant::now(),
             shutdown: services.shutdown,
         }
@@ -315,7 +319,8 @@ impl Shard {
         all
     }
 
-    fn snapshot(&self) -> Snapshot {
+    /// This shard's counters now.
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let mut s = self.counters.snapshot();
         let conns = self.conns.borrow();
         s.connections_current = conns.len() as u64;
@@ -348,6 +353,7 @@ impl Shard {
             Request::ApiRequest { app } => Reply::Admitted(self.count_api_request(app)),
             Request::Query(ask) => Reply::Query(query::answer(self, &ask)),
             Request::Metrics => Reply::Metrics(self.snapshot()),
+            Request::Tap { busiest } => Reply::Tap(Box::new(tap::part(self, busiest))),
             Request::IpAdmit(ip) => Reply::IpAdmitted {
                 ip,
                 admitted: self.count_ip(ip),
@@ -407,6 +413,7 @@ impl Shard {
         while !self.shutdown.load(Ordering::Acquire) {
             sleep(Duration::from_millis(100)).await;
             self.deadlines.expire_due(Instant::now());
+            self.tap.expire(Instant::now());
             webhook_events::release_held(&self, false);
             let now = self.now();
             if now != last_sweep {

@@ -7,6 +7,7 @@ use super::admission::Quota;
 use super::broadcast::Publication;
 use super::owned::{JoinOutcome, Member};
 use super::query::{QueryAnswer, QueryAsk};
+use super::tap::TapPart;
 use crate::apps::AppIdx;
 use crate::metrics::Snapshot;
 use crate::socket_id::SocketId;
@@ -106,6 +107,9 @@ pub enum Request {
     Query(QueryAsk),
     /// This shard's counters (metrics endpoint).
     Metrics,
+    /// From the shard serving the debug console: stay watched, and hand
+    /// over your tap events and counters (and your busiest channels).
+    Tap { busiest: bool },
     /// To an address's owner: count one more connection from it, if it
     /// is below `server.limits.max_connections_per_ip`.
     IpAdmit(IpAddr),
@@ -127,6 +131,8 @@ pub enum Reply {
     },
     Query(QueryAnswer),
     Metrics(Snapshot),
+    /// Answer to `Tap` (boxed: the other answers are small).
+    Tap(Box<TapPart>),
     /// Answer to `IpAdmit`; names the address, so an answer that arrives
     /// after its asker stopped waiting can give a count back.
     IpAdmitted {

@@ -17,6 +17,7 @@ use crate::member::parse_channel_data;
 use crate::pusher::conns::{ChannelId, ConnKey};
 use crate::pusher::messages;
 use crate::pusher::owned::{counts_announced, owner_of, JoinOutcome, Member};
+use crate::pusher::tap::{TapEvent, What};
 use crate::socket_id::SocketId;
 
 /// A subscription refused before it reached the channel table.
@@ -216,10 +217,30 @@ fn add_local(
     let Some(conn) = conns.get_mut(key) else {
         return (0, false);
     };
-    shard
+    let added = shard
         .channels
         .borrow_mut()
-        .subscribe(app, channel, key, &mut conn.subs, user)
+        .subscribe(app, channel, key, &mut conn.subs, user);
+    if added.1 {
+        let serial = conn.serial;
+        shard.tap.note(|| {
+            let socket = socket_id(shard, key, serial);
+            TapEvent::new(app, What::Subscribed)
+                .on(channel)
+                .socket(Some(socket))
+        });
+    }
+    added
+}
+
+/// A local connection's socket id, for the console's tap.
+fn socket_id(shard: &Shard, key: ConnKey, serial: u32) -> SocketId {
+    SocketId {
+        nonce: shard.nonce,
+        shard: shard.id,
+        slot: key,
+        serial,
+    }
 }
 
 /// Tells the channel's owner about a subscription count change, when the
@@ -228,7 +249,9 @@ fn add_local(
 /// kind of channel).
 fn report_count(shard: &Shard, app: AppIdx, channel: &str, delta: i32) {
     let occupancy = shard.webhooks.is_some() && wants_occupancy(shard.apps.get(app).webhook_kinds);
-    if !occupancy && !counts_announced(shard, app, channel) {
+    // With the console on, owners keep counts so occupancy shows there.
+    let console = shard.config.console.is_some();
+    if !occupancy && !console && !counts_announced(shard, app, channel) {
         return;
     }
     let owner = owner_of(app, channel, shard.count);
@@ -334,14 +357,22 @@ fn leave(shard: &Shard, key: ConnKey, app: AppIdx, id: ChannelId, channel: &str)
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
-        match shard
+        let user = match shard
             .channels
             .borrow_mut()
             .unsubscribe(id, key, &mut conn.subs)
         {
             Some(user) => user,
             None => return,
-        }
+        };
+        let serial = conn.serial;
+        shard.tap.note(|| {
+            let socket = socket_id(shard, key, serial);
+            TapEvent::new(app, What::Unsubscribed)
+                .on(channel)
+                .socket(Some(socket))
+        });
+        user
     };
     report_count(shard, app, channel, -1);
     if let Some(user_id) = user {

@@ -64,6 +64,9 @@ pub fn run(config: Config) -> Result<(), StartupError> {
                 StartupError::bind(format!("{}:{port}", config.host), "server.metrics.port", e)
             })?;
             log::info!("metrics on {addr} (/metrics, /usage)");
+            if config.console.is_some() {
+                log::info!("debug console on http://{addr}/console");
+            }
             Some(listener)
         }
         None => None,

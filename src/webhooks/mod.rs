@@ -27,4 +27,4 @@ pub mod stats;
 pub use delays::DelayTable;
 pub use event::WebhookEvent;
 pub use sender::{SenderThread, WebhookQueue};
-pub use stats::DeliveryStats;
+pub use stats::{DeliveryLog, DeliveryNote, DeliveryStats};

@@ -23,7 +23,7 @@
 
 use super::backlog::Backlog;
 use super::event::{body, WebhookEvent};
-use super::stats::DeliveryStats;
+use super::stats::{DeliveryNote, DeliveryStats};
 use crate::apps::webhook::Webhook;
 use crate::apps::{AppIdx, AppRegistry};
 use crate::config::WebhookSettings;
@@ -384,13 +384,21 @@ impl Lane {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let why = match self.post(&body, &signature).await {
-                Ok(status) if status.is_success() => return true,
+                Ok(status) if status.is_success() => {
+                    self.stats.log.note(|| self.note(events, None));
+                    return true;
+                }
                 Ok(status) => format!("answered {status}"),
                 // Without the URL: reqwest would print it whole (query included).
                 Err(e) => format!("failed: {}", e.without_url()),
             };
             let out_of_time = started.elapsed() + backoff > self.retry_for;
-            if self.shutdown.raised.load(Ordering::Relaxed) || out_of_time {
+            let stop = self.shutdown.raised.load(Ordering::Relaxed) || out_of_time;
+            self.stats.log.note(|| {
+                let then = if stop { "not retrying" } else { "retrying" };
+                self.note(events, Some(format!("{why}; {then}")))
+            });
+            if stop {
                 log::warn!("webhook {} {why}; not retrying", self.logged_url);
                 return false;
             }
@@ -406,6 +414,23 @@ impl Lane {
                 _ = shutdown => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// The debug console's note of one batch's outcome.
+    fn note(&self, events: &[WebhookEvent], failure: Option<String>) -> DeliveryNote {
+        DeliveryNote {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            app_key: self.app_key.clone(),
+            url: self.logged_url.clone(),
+            events: events
+                .iter()
+                .map(|e| (e.kind().name(), e.channel().into()))
+                .collect(),
+            failure,
         }
     }
 

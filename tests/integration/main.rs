@@ -11,6 +11,7 @@ mod cluster;
 mod cluster_loss;
 mod cluster_trust;
 mod connection;
+mod console;
 mod framing;
 mod http_api;
 mod http_framing;

@@ -209,6 +209,8 @@ impl Shard {
                 self.admission.quotas.borrow_mut().returned(quota, from, n)
             }
             Reply::IpAdmitted { ip, admitted } => self.late_ip_reply(from, ip, admitted),
+            // Kept for the console's next ask, not lost.
+            Reply::Tap(part) => self.tap.absorb(*part),
             _ => {}
         }
     }

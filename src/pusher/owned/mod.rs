@@ -24,6 +24,7 @@ pub use crate::pusher::presence::Member;
 use crate::pusher::presence::{member_added, member_removed, Joined, PresenceChannel};
 use crate::pusher::shard::Shard;
 use crate::pusher::shard_msg::ShardMsg;
+use crate::pusher::tap::{TapEvent, What};
 use crate::pusher::users::{watchlist_event, UserTable};
 use crate::pusher::webhook_events;
 use crate::socket_id::SocketId;
@@ -127,6 +128,12 @@ pub fn on_join(
         outcome.cache = Some(owned.cache.get(app, &channel).map(|(e, _)| e.frame.clone()));
     }
     if let Some(user_id) = added {
+        shard.tap.note(|| {
+            let what = What::MemberAdded {
+                user_id: user_id.clone(),
+            };
+            TapEvent::new(app, what).on(&channel)
+        });
         if nodes::decides_webhooks(shard, app, &channel) {
             webhook_events::on_member(shard, app, &channel, &user_id, true);
         }
@@ -208,6 +215,12 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
         left.gone
     };
     if removed {
+        shard.tap.note(|| {
+            let what = What::MemberRemoved {
+                user_id: user_id.into(),
+            };
+            TapEvent::new(app, what).on(&channel)
+        });
         if nodes::decides_webhooks(shard, app, &channel) {
             webhook_events::on_member(shard, app, &channel, user_id, false);
         }

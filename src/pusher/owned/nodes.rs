@@ -32,6 +32,7 @@ use crate::pusher::broadcast::{publish_on_node, Publication};
 use crate::pusher::delivery::Source;
 use crate::pusher::presence::{member_added, member_removed, Member};
 use crate::pusher::shard::Shard;
+use crate::pusher::tap::{TapEvent, What};
 use crate::pusher::webhook_events;
 use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
@@ -182,6 +183,15 @@ pub fn on_remote_member(
 /// `after`: tell the other nodes when it became occupied or empty here,
 /// and run the occupancy webhooks on the cluster-wide state.
 pub fn on_local_occupancy(shard: &Shard, app: AppIdx, channel: &str, before: u32, after: u32) {
+    if (before == 0) != (after == 0) {
+        shard.tap.note(|| {
+            let what = match after {
+                0 => What::ChannelVacated,
+                _ => What::ChannelOccupied,
+            };
+            TapEvent::new(app, what).on(channel)
+        });
+    }
     let elsewhere = shard.owned.borrow().nodes.occupied_elsewhere(app, channel);
     if (before == 0) != (after == 0) {
         if let Some(cluster) = &shard.cluster {
