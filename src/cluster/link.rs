@@ -12,7 +12,7 @@
 use super::engine::{self, Engine, Publisher, Subscription};
 use super::inbound::{Inbound, LinkStats, OwnerOf};
 use super::wire::{self, NodeMsg};
-use crate::apps::AppRegistry;
+use crate::apps::SharedApps;
 use crate::config::ClusterSettings;
 use crate::ws::frame::Frame;
 use bytes::Bytes;
@@ -97,7 +97,7 @@ impl LinkThread {
 #[allow(clippy::type_complexity)]
 pub fn start(
     settings: &ClusterSettings,
-    apps: Arc<AppRegistry>,
+    apps: Arc<SharedApps>,
     shards: usize,
     owner_of: OwnerOf,
 ) -> Result<Option<(ClusterHandle, Vec<ClusterInbox>, LinkThread)>, String> {
@@ -169,7 +169,8 @@ struct Link {
     tx: mpsc::Sender<Vec<u8>>,
     subject: String,
     node_timeout: Duration,
-    apps: Arc<AppRegistry>,
+    /// The current apps (they change while the link runs).
+    apps: Arc<SharedApps>,
     to_shards: Vec<mpsc::Sender<Arc<Inbound>>>,
     /// Which shard holds a channel's state (presence members, occupancy):
     /// the protocol's placement, given at start.
@@ -319,7 +320,7 @@ impl Link {
     /// frames checked); `None` for heartbeats and refused messages.
     fn resolve(&self, node: u64, msg: NodeMsg) -> Option<Inbound> {
         let app_of = |id: &str| {
-            let idx = self.apps.by_id(id);
+            let idx = self.apps.current().by_id(id);
             if idx.is_none() {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
                 log::debug!("cluster: message for unknown app {id:?} ignored");

@@ -35,7 +35,7 @@ pub use file::{
     parse_file, AppSection, ClusterSection, FileConfig, FilterSection, LimitsSection,
     MetricsSection, ServerSection, TlsFiles, WebhookSection, WebhooksSection,
 };
-pub use resolve::parse_cpu_list;
+pub use resolve::{apps_from_file, parse_cpu_list};
 pub use resolved::{
     Adapter, ClusterSettings, Config, ServerLimits, WebhookSettings, DEFAULT_HOST,
     DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,

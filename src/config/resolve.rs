@@ -79,21 +79,9 @@ impl Config {
             None => None,
         };
 
-        let apps = if dev_app {
-            vec![App::new(
-                env("SHARDCAST_APP_ID").unwrap_or_else(|| "app-id".into()),
-                env("SHARDCAST_APP_KEY").unwrap_or_else(|| "app-key".into()),
-                env("SHARDCAST_APP_SECRET").unwrap_or_else(|| "app-secret".into()),
-            )]
-        } else {
-            file.apps
-                .iter()
-                .enumerate()
-                .map(|(i, a)| resolve_app(i, a))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        check_unique(&apps)?;
+        let apps = resolve_apps(&file, env)?;
         Ok(Config {
+            config_file: cli.config.clone(),
             host,
             port,
             cpus,
@@ -121,6 +109,41 @@ impl Config {
             dev_loopback,
         })
     }
+}
+
+/// The `[[apps]]` of a config file, read again (SIGHUP, `app_store`), with
+/// the same validation as at start; the development app when it has none.
+/// Only the apps are read: other settings need a restart.
+pub fn apps_from_file(
+    path: &std::path::Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<App>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    resolve_apps(&parse_file(&text)?, env)
+}
+
+fn resolve_apps(
+    file: &FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<App>, ConfigError> {
+    let apps = if file.apps.is_empty() {
+        vec![App::new(
+            env("SHARDCAST_APP_ID").unwrap_or_else(|| "app-id".into()),
+            env("SHARDCAST_APP_KEY").unwrap_or_else(|| "app-key".into()),
+            env("SHARDCAST_APP_SECRET").unwrap_or_else(|| "app-secret".into()),
+        )]
+    } else {
+        file.apps
+            .iter()
+            .enumerate()
+            .map(|(i, a)| resolve_app(i, a))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    check_unique(&apps)?;
+    Ok(apps)
 }
 
 /// Parses `0,2-3` into `[0, 2, 3]`; order is kept and repeats are allowed.

@@ -110,6 +110,9 @@ pub struct ServerLimits {
 /// The validated configuration every shard reads.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file the settings came from (`--config`), read again for its
+    /// apps on SIGHUP.
+    pub config_file: Option<std::path::PathBuf>,
     pub host: String,
     pub port: u16,
     /// One entry per shard: the CPU it is pinned to.

@@ -136,7 +136,7 @@ async fn route(
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let query = parse_query(&head.query);
-    auth::verify_api_request(app, &head.method, &head.path, &query, body, now)?;
+    auth::verify_api_request(&app, &head.method, &head.path, &query, body, now)?;
     if !app.enabled {
         return Err(ApiError::Forbidden("app is disabled".into()));
     }

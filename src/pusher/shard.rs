@@ -7,8 +7,9 @@
 //! # Invariants
 //! - Shard state is never `Send`: it lives in an `Rc<Shard>` on its own
 //!   executor thread. The only values that cross cores are [`ShardMsg`]s in
-//!   the mesh, the read-only `Arc<Config>` / `Arc<AppRegistry>`, and the
-//!   process-wide shutdown flag set by the signal handler.
+//!   the mesh, the read-only `Arc<Config>`, the app registry snapshots the
+//!   app store sends (`pusher::apps`), and the process-wide shutdown flag
+//!   set by the signal handler.
 //! - No `RefCell` borrow is held across an `.await`.
 //! - Each connection has exactly one task that owns its socket and writes its
 //!   queue; frames are immutable once built and shared between recipients.
@@ -35,6 +36,7 @@
 //!   atomics, read only by the metrics endpoint.
 
 use super::admission::Admission;
+use super::apps::ShardApps;
 use super::channels::ChannelTable;
 use super::conns::ConnTable;
 use super::delivery::{DeliveryQueue, Source};
@@ -86,7 +88,8 @@ pub struct Shard {
     /// Per-process nonce encoded in every socket_id.
     pub nonce: u32,
     pub config: Arc<Config>,
-    pub apps: Arc<AppRegistry>,
+    /// The apps as this shard knows them (swapped on a change).
+    pub apps: ShardApps,
     pub conns: RefCell<ConnTable>,
     pub channels: RefCell<ChannelTable>,
     /// Teardown of closed connections, in slices in the bulk queue.
@@ -175,7 +178,7 @@ impl Shard {
                 &apps,
                 services.ip_hasher,
             ),
-            apps,
+            apps: ShardApps::new(apps),
             // Room for the node's connection limit up front: untouched slots
             // cost address space, not resident memory, and the table never
             // has to be copied while it grows.

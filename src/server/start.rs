@@ -1,9 +1,10 @@
 //! Start-up and the run until shutdown: check the environment, reserve
-//! the port, start the process-wide services (webhook sender, cluster
-//! link, TLS identity), then one [`Shard`] per configured CPU with its
+//! the port, start the process-wide services (app store, webhook sender,
+//! cluster link, TLS identity), then one [`Shard`] per configured CPU with its
 //! listeners, and wait until every shard has drained.
 
 use super::accept::accept_loop;
+use crate::app_store::AppFeed;
 use crate::apps::AppRegistry;
 use crate::cluster::ClusterInbox;
 use crate::config::Config;
@@ -29,6 +30,8 @@ struct ShardKit {
     metrics: Option<BoundListener>,
     /// Messages from other nodes for this shard, when clustered.
     cluster: Option<ClusterInbox>,
+    /// The app store's snapshots for this shard.
+    apps_feed: AppFeed,
 }
 
 /// Runs the server until SIGINT or SIGTERM has drained every shard.
@@ -84,13 +87,16 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let nonce = process_nonce()?;
     let count = config.cpus.len();
     let config = Arc::new(config);
-    let apps = Arc::new(AppRegistry::new(config.apps.clone()));
+    let with_webhooks = config.apps.iter().any(|a| !a.webhooks.is_empty());
+    let (store, feeds) = crate::app_store::start(&config, count, with_webhooks)
+        .map_err(StartupError::Environment)?;
+    let apps = store.shared.clone();
     let mut sender = None;
     let mut services = Services {
         shutdown: shutdown.clone(),
         ..Services::default()
     };
-    if apps.any_webhooks() {
+    if with_webhooks {
         let (queue, stats, thread) =
             crate::webhooks::sender::start(apps.clone(), config.webhooks.clone()).map_err(|e| {
                 StartupError::Environment(format!("cannot start the webhook sender: {e}"))
@@ -114,7 +120,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         link = Some(thread);
     }
     let mut kits = Vec::with_capacity(count);
-    for index in 0..count {
+    for (index, apps_feed) in feeds.into_iter().enumerate() {
         let mut services = services.clone();
         // Each shard its own TLS config, so its session cache is its own.
         services.tls = match &tls {
@@ -127,12 +133,13 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         };
         kits.push(ShardKit {
             config: config.clone(),
-            apps: apps.clone(),
+            apps: apps.current(),
             services,
             nonce,
             addr,
             metrics: if index == 0 { metrics.take() } else { None },
             cluster: inboxes.get_mut(index).and_then(Option::take),
+            apps_feed,
         });
     }
     drop(services);
@@ -143,6 +150,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         let _ = t.join();
     }
     log::info!("all shards stopped");
+    store.stop();
     if let Some(link) = link {
         link.stop();
     }
@@ -249,6 +257,7 @@ async fn serve_shard(seat: Seat<ShardMsg>, kit: ShardKit, ready: Ready) {
         kit.services,
     ));
     ready.up();
+    spawn(crate::pusher::apps::follow(shard.clone(), kit.apps_feed));
     spawn(accept_loop(shard.clone(), listener, Site::Main));
     if let Some(metrics) = metrics {
         spawn(accept_loop(shard.clone(), metrics, Site::Metrics));

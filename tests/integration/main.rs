@@ -4,6 +4,7 @@
 mod receiver;
 mod support;
 
+mod app_store;
 mod broadcast;
 mod cache;
 mod client_events;
