@@ -80,6 +80,14 @@ impl FeatureMissing {
         what: "NATS",
         feature: "nats",
     };
+    pub const POSTGRES: FeatureMissing = FeatureMissing {
+        what: "PostgreSQL",
+        feature: "postgres",
+    };
+    pub const MYSQL: FeatureMissing = FeatureMissing {
+        what: "MySQL",
+        feature: "mysql",
+    };
     pub const WEBHOOKS: FeatureMissing = FeatureMissing {
         what: "webhook",
         feature: "webhooks",

@@ -9,7 +9,15 @@
 //! shard swaps it in between two steps (`pusher::apps`).
 //!
 //! - `file` (the default): the config file's `[[apps]]`, read again on
-//!   SIGHUP ([`file`]).
+//!   SIGHUP (`file.rs`).
+//! - `postgres`: a table with soketi's columns ([`row`]), mirrored
+//!   ([`mirror`]) and followed through LISTEN/NOTIFY ([`postgres`]).
+//!
+//! The database drivers mirror the whole table in memory (at most
+//! [`mirror::MAX_ROWS`] rows): every lookup is answered from the mirror,
+//! so a client trying random keys never reaches the database, and a
+//! database outage leaves every known app working. [`StoreHealth`] tells
+//! `/ready` whether the database is reachable.
 //!
 //! # Invariants
 //! - Snapshots reach each shard in the order they were made, and none is
@@ -19,9 +27,17 @@
 //!   nothing: the apps stay as they were and the log says why.
 
 mod file;
+mod health;
+pub mod mirror;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod row;
+
+pub use health::StoreHealth;
 
 use crate::apps::{AppRegistry, SharedApps};
-use crate::config::Config;
+use crate::config::{Config, StoreDriver};
+use crate::errors::FeatureMissing;
 use std::sync::Arc;
 
 /// Snapshots queued to one shard before the store waits for it.
@@ -57,6 +73,8 @@ impl Publisher {
 pub struct AppStore {
     /// The current apps, for the threads beside the shards.
     pub shared: Arc<SharedApps>,
+    /// Whether the database is reachable (for `/ready`).
+    pub health: Arc<StoreHealth>,
     stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
@@ -76,6 +94,8 @@ pub fn start(
     shards: usize,
     webhooks: bool,
 ) -> Result<(AppStore, Vec<AppFeed>), String> {
+    let settings = &config.app_store;
+    let health = Arc::new(StoreHealth::new(settings.driver.name()));
     let first = Arc::new(AppRegistry::new(config.apps.clone()));
     let shared = Arc::new(SharedApps::new(first));
     let (to_shards, feeds): (Vec<_>, Vec<_>) =
@@ -84,14 +104,79 @@ pub fn start(
         shared: shared.clone(),
         to_shards,
     };
-    let stop = file::start(config.config_file.clone(), publisher, webhooks)?;
+    let stop = match &settings.driver {
+        StoreDriver::File => file::start(config.config_file.clone(), publisher, webhooks)?,
+        StoreDriver::Postgres { url } => start_postgres(url, settings, publisher, health.clone())?,
+        StoreDriver::Mysql { .. } => return Err(not_built("mysql", FeatureMissing::MYSQL)),
+    };
     Ok((
         AppStore {
             shared,
+            health,
             stop: Some(stop),
         },
         feeds,
     ))
+}
+
+#[cfg(feature = "postgres")]
+fn start_postgres(
+    url: &str,
+    settings: &crate::config::AppStoreSettings,
+    publisher: Publisher,
+    health: Arc<StoreHealth>,
+) -> Result<Box<dyn FnOnce() + Send>, String> {
+    let mirror = mirror::Mirror::new(settings.table.clone(), publisher);
+    postgres::start(
+        url.to_string(),
+        settings.table.clone(),
+        settings.poll_interval,
+        mirror,
+        health,
+    )
+    .map_err(|e| format!("{e} ({})", crate::logging::redact::url(url)))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn start_postgres(
+    _url: &str,
+    _settings: &crate::config::AppStoreSettings,
+    _publisher: Publisher,
+    _health: Arc<StoreHealth>,
+) -> Result<Box<dyn FnOnce() + Send>, String> {
+    Err(not_built("postgres", FeatureMissing::POSTGRES))
+}
+
+/// The start-up refusal of a driver this build lacks.
+fn not_built(driver: &str, missing: FeatureMissing) -> String {
+    format!(
+        "{} = \"{driver}\": {missing}",
+        crate::config::settings::APP_STORE_DRIVER.key
+    )
+}
+
+/// `shardcast app-store init`: creates the table if it is missing and
+/// installs what tells the store of changes; says what it did.
+pub fn init(config: &Config) -> Result<String, String> {
+    let s = &config.app_store;
+    match &s.driver {
+        StoreDriver::File => Err(format!(
+            "{} is \"file\": there is no database to initialize",
+            crate::config::settings::APP_STORE_DRIVER.key
+        )),
+        #[cfg(feature = "postgres")]
+        StoreDriver::Postgres { url } => postgres::init(url, &s.table).map(|()| {
+            format!(
+                "table {} is ready in {} (created if it was missing) with the change trigger on channel {}",
+                s.table,
+                crate::logging::redact::url(url),
+                postgres::CHANNEL
+            )
+        }),
+        #[cfg(not(feature = "postgres"))]
+        StoreDriver::Postgres { .. } => Err(not_built("postgres", FeatureMissing::POSTGRES)),
+        StoreDriver::Mysql { .. } => Err(not_built("mysql", FeatureMissing::MYSQL)),
+    }
 }
 
 /// One log line saying what a new snapshot changed, by app id.

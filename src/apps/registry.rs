@@ -89,6 +89,18 @@ impl AppRegistry {
         self.live().any(|(_, a)| !a.webhooks.is_empty())
     }
 
+    /// Whether `other` holds different apps (by pointer: an update that
+    /// changed nothing keeps every `Arc`).
+    pub fn differs(&self, other: &AppRegistry) -> bool {
+        self.apps.len() != other.apps.len()
+            || self.by_id.len() != other.by_id.len()
+            || (0..self.apps.len()).any(|i| {
+                let idx = AppIdx(i as u32);
+                !Arc::ptr_eq(self.get(idx), other.get(idx))
+                    || self.is_live(idx) != other.is_live(idx)
+            })
+    }
+
     /// The next snapshot with `changes` applied in order, and why each
     /// refused change was refused (a key another live app uses). A put
     /// equal to the current app changes nothing.

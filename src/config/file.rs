@@ -16,6 +16,30 @@ pub struct FileConfig {
     pub apps: Vec<AppSection>,
     #[serde(default)]
     pub cluster: ClusterSection,
+    #[serde(default)]
+    pub app_store: AppStoreSection,
+}
+
+/// `[app_store]`: where the apps come from; its `Debug` prints the url
+/// without credentials.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AppStoreSection {
+    pub driver: Option<String>,
+    pub url: Option<String>,
+    pub table: Option<String>,
+    pub poll_interval_ms: Option<u32>,
+}
+
+impl std::fmt::Debug for AppStoreSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppStoreSection")
+            .field("driver", &self.driver)
+            .field("url", &self.url.as_deref().map(crate::logging::redact::url))
+            .field("table", &self.table)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .finish()
+    }
 }
 
 /// `[cluster]`: how this node reaches the others; its `Debug` prints the

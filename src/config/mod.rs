@@ -30,13 +30,13 @@ pub mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use cli::Cli;
+pub use cli::{AppStoreCommand, Cli, Command};
 pub use file::{
-    parse_file, AppSection, ClusterSection, FileConfig, FilterSection, LimitsSection,
-    MetricsSection, ServerSection, TlsFiles, WebhookSection, WebhooksSection,
+    parse_file, AppSection, AppStoreSection, ClusterSection, FileConfig, FilterSection,
+    LimitsSection, MetricsSection, ServerSection, TlsFiles, WebhookSection, WebhooksSection,
 };
-pub use resolve::{apps_from_file, parse_cpu_list};
+pub use resolve::{app_from_section, apps_from_file, parse_cpu_list};
 pub use resolved::{
-    Adapter, ClusterSettings, Config, ServerLimits, WebhookSettings, DEFAULT_HOST,
-    DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
+    Adapter, AppStoreSettings, ClusterSettings, Config, ServerLimits, StoreDriver, WebhookSettings,
+    DEFAULT_HOST, DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
 };

@@ -30,7 +30,9 @@ impl Config {
             None => FileConfig::default(),
         };
         let server = &file.server;
-        let dev_app = file.apps.is_empty();
+        let app_store = resolve_app_store(&file.app_store)?;
+        let from_file = app_store.driver == StoreDriver::File;
+        let dev_app = from_file && file.apps.is_empty();
         let given_host = cli.host.clone().or_else(|| server.host.clone());
         let dev_loopback = dev_app && given_host.is_none();
         let host =
@@ -79,7 +81,20 @@ impl Config {
             None => None,
         };
 
-        let apps = resolve_apps(&file, env)?;
+        let apps = if from_file {
+            resolve_apps(&file, env)?
+        } else if !file.apps.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "apps".into(),
+                why: format!(
+                    "{} = \"{}\" reads the apps from the database; remove [[apps]]",
+                    settings::APP_STORE_DRIVER.key,
+                    app_store.driver.name()
+                ),
+            });
+        } else {
+            Vec::new()
+        };
         Ok(Config {
             config_file: cli.config.clone(),
             host,
@@ -93,6 +108,7 @@ impl Config {
             webhooks,
             metrics_port,
             cluster: resolve_cluster(&file.cluster)?,
+            app_store,
             tls: server.tls.as_ref().map(|t| {
                 // Relative paths are relative to the config file's folder.
                 let base = cli.config.as_deref().and_then(std::path::Path::parent);
@@ -270,6 +286,69 @@ fn resolve_webhook_settings(w: &WebhooksSection) -> Result<WebhookSettings, Conf
     })
 }
 
+fn resolve_app_store(s: &AppStoreSection) -> Result<AppStoreSettings, ConfigError> {
+    use settings::{APP_STORE_DRIVER, APP_STORE_POLL_INTERVAL_MS, APP_STORE_TABLE, APP_STORE_URL};
+    let invalid = |setting: &Setting, why: String| ConfigError::Invalid {
+        key: setting.key.into(),
+        why,
+    };
+    let url = |schemes: &[&str]| -> Result<String, ConfigError> {
+        let Some(url) = s.url.clone() else {
+            return Err(invalid(&APP_STORE_URL, "required for this driver".into()));
+        };
+        if !schemes.iter().any(|scheme| url.starts_with(scheme)) {
+            return Err(invalid(
+                &APP_STORE_URL,
+                format!(
+                    "must start with {} (got {:?})",
+                    schemes.join(" or "),
+                    crate::logging::redact::url(&url)
+                ),
+            ));
+        }
+        Ok(url)
+    };
+    let driver = match s.driver.as_deref().unwrap_or(APP_STORE_DRIVER.text()) {
+        "file" => StoreDriver::File,
+        "postgres" => StoreDriver::Postgres {
+            url: url(&["postgres://", "postgresql://"])?,
+        },
+        "mysql" => StoreDriver::Mysql {
+            url: url(&["mysql://", "mariadb://"])?,
+        },
+        other => {
+            return Err(invalid(
+                &APP_STORE_DRIVER,
+                format!("expected {}, got {other:?}", APP_STORE_DRIVER.allowed()),
+            ))
+        }
+    };
+    if driver == StoreDriver::File && s.url.is_some() {
+        return Err(invalid(
+            &APP_STORE_URL,
+            "the file driver takes no url".into(),
+        ));
+    }
+    let table = s
+        .table
+        .clone()
+        .unwrap_or_else(|| APP_STORE_TABLE.text().into());
+    let table_ok = !table.is_empty()
+        && table.len() <= 63
+        && !table.as_bytes()[0].is_ascii_digit()
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !table_ok {
+        return Err(invalid(&APP_STORE_TABLE, APP_STORE_TABLE.allowed()));
+    }
+    Ok(AppStoreSettings {
+        driver,
+        table,
+        poll_interval: millis(integer(&APP_STORE_POLL_INTERVAL_MS, s.poll_interval_ms)?),
+    })
+}
+
 fn resolve_cluster(c: &ClusterSection) -> Result<ClusterSettings, ConfigError> {
     use settings::{CLUSTER_ADAPTER, CLUSTER_NODE_TIMEOUT_SECS, CLUSTER_PREFIX, CLUSTER_URL};
     let invalid = |setting: &Setting, why: String| ConfigError::Invalid {
@@ -443,8 +522,14 @@ fn resolve_webhook(
 }
 
 fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
+    app_from_section(&format!("apps[{index}]"), a)
+}
+
+/// One app validated as `[[apps]]` is at start; errors name the field as
+/// `{label}.{field}` (`apps[0].key`, or a database row's label).
+pub fn app_from_section(label: &str, a: &AppSection) -> Result<App, ConfigError> {
     use settings::*;
-    let key_of = |field: &str| format!("apps[{index}].{field}");
+    let key_of = |field: &str| format!("{label}.{field}");
     for (setting, value) in [
         (&APP_ID, &a.id),
         (&APP_KEY, &a.key),

@@ -260,6 +260,17 @@ settings! {
         "names the engine channel, so clusters can share an engine";
     CLUSTER_NODE_TIMEOUT_SECS: "cluster.node_timeout_secs", Integer, Integer(10), at_least(1),
         "how long a silent node is kept";
+    APP_STORE_DRIVER: "app_store.driver", Text, Text("file"), OneOf(&["file", "postgres", "mysql"]),
+        "where the apps come from: this file's [[apps]] (reloaded on SIGHUP) or a database table";
+    APP_STORE_URL: "app_store.url", Text, Absent("none (required for postgres and mysql)"),
+        Rule("a postgres:// or mysql:// URL matching the driver; credentials allowed, never logged"),
+        "the database holding the apps table";
+    APP_STORE_TABLE: "app_store.table", Text, Text("apps"),
+        Rule("1 to 63 characters of a-z, A-Z, 0-9 and '_', not starting with a digit"),
+        "the apps table (soketi's columns)";
+    APP_STORE_POLL_INTERVAL_MS: "app_store.poll_interval_ms", Integer, Integer(2000),
+        Bounds::Range { min: 100, max: 3_600_000 },
+        "mysql: how often the table is read again for changes";
     APP_ID: "apps[].id", Text, Required, Rule("printable ASCII without `/` or `?`, unique"),
         "the id in /apps/{id}/...";
     APP_KEY: "apps[].key", Text, Required, Rule("printable ASCII without `/` or `?`, unique"),

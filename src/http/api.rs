@@ -108,7 +108,15 @@ async fn route(
         "/ready" if shard.is_draining() => {
             return Err(ApiError::Unavailable("shutting down".into()))
         }
-        "/" | "/ready" => return Ok(Response::text(200, "OK")),
+        // Known apps keep working while the app store's database is away:
+        // still ready, and the body says so.
+        "/ready" => {
+            return Ok(match shard.app_store.as_ref().and_then(|h| h.outage()) {
+                Some(outage) => Response::text(200, &format!("OK; {outage}")),
+                None => Response::text(200, "OK"),
+            })
+        }
+        "/" => return Ok(Response::text(200, "OK")),
         _ => {}
     }
     let not_found = || ApiError::NotFound(format!("no such path: {}", head.path));

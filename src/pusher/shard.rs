@@ -119,6 +119,8 @@ pub struct Shard {
     pub tls: Option<TlsAcceptor>,
     /// The way to the other nodes of the cluster; `None` on a single node.
     pub cluster: Option<ClusterHandle>,
+    /// Whether the app store reaches its database (for `/ready`).
+    pub app_store: Option<Arc<crate::app_store::StoreHealth>>,
     /// Channel queries waiting for other nodes' parts.
     pub cluster_queries: query::ClusterQueries,
     mesh: Mesh<ShardMsg>,
@@ -145,6 +147,8 @@ pub struct Services {
     pub cluster: Option<ClusterHandle>,
     /// The process-wide shutdown flag.
     pub shutdown: Arc<AtomicBool>,
+    /// Whether the app store reaches its database (for `/ready`).
+    pub app_store: Option<Arc<crate::app_store::StoreHealth>>,
     /// The keys of the hash that picks each client address's owner shard:
     /// drawn once at start; every shard gets a clone (same keys).
     pub ip_hasher: RandomState,
@@ -198,6 +202,7 @@ impl Shard {
             webhook_stats: services.webhook_stats,
             tls: services.tls,
             cluster: services.cluster,
+            app_store: services.app_store,
             cluster_queries: Default::default(),
             mesh,
             requests: Requests::default(),

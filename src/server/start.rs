@@ -87,13 +87,19 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let nonce = process_nonce()?;
     let count = config.cpus.len();
     let config = Arc::new(config);
-    let with_webhooks = config.apps.iter().any(|a| !a.webhooks.is_empty());
+    // A database's apps may gain webhooks at any time: the sender runs
+    // whenever the build has it.
+    let with_webhooks = config.apps.iter().any(|a| !a.webhooks.is_empty())
+        || (config.app_store.driver != crate::config::StoreDriver::File
+            && cfg!(feature = "webhooks"));
     let (store, feeds) = crate::app_store::start(&config, count, with_webhooks)
         .map_err(StartupError::Environment)?;
     let apps = store.shared.clone();
+    let store_health = store.health.clone();
     let mut sender = None;
     let mut services = Services {
         shutdown: shutdown.clone(),
+        app_store: Some(store_health),
         ..Services::default()
     };
     if with_webhooks {

@@ -146,7 +146,7 @@ impl Server {
         )
     }
 
-    fn write_config(toml: &str) -> PathBuf {
+    pub fn write_config(toml: &str) -> PathBuf {
         let n = CONFIG_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
             "shardcast-it-{}-{}-{}.toml",
