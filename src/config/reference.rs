@@ -271,6 +271,7 @@ fn file_sections_accept_exactly_the_settings() {
         ("server.metrics", "[server.metrics]\nzzz = 1\n".into(), &[]),
         ("server.tls", "[server.tls]\nzzz = 1\n".into(), &[]),
         ("cluster", "[cluster]\nzzz = 1\n".into(), &[]),
+        ("app_store", "[app_store]\nzzz = 1\n".into(), &[]),
         ("apps[]", "[[apps]]\nzzz = 1\n".into(), &["webhooks"]),
         (
             "apps[].webhooks[]",
