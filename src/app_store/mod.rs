@@ -11,7 +11,9 @@
 //! - `file` (the default): the config file's `[[apps]]`, read again on
 //!   SIGHUP (`file.rs`).
 //! - `postgres`: a table with soketi's columns ([`row`]), mirrored
-//!   ([`mirror`]) and followed through LISTEN/NOTIFY ([`postgres`]).
+//!   ([`mirror`]) and followed through LISTEN/NOTIFY (`postgres.rs`).
+//! - `mysql`: the same table in MySQL or MariaDB, read again every
+//!   `app_store.poll_interval_ms` (`mysql.rs`).
 //!
 //! The database drivers mirror the whole table in memory (at most
 //! [`mirror::MAX_ROWS`] rows): every lookup is answered from the mirror,
@@ -29,6 +31,8 @@
 mod file;
 mod health;
 pub mod mirror;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod row;
@@ -107,7 +111,7 @@ pub fn start(
     let stop = match &settings.driver {
         StoreDriver::File => file::start(config.config_file.clone(), publisher, webhooks)?,
         StoreDriver::Postgres { url } => start_postgres(url, settings, publisher, health.clone())?,
-        StoreDriver::Mysql { .. } => return Err(not_built("mysql", FeatureMissing::MYSQL)),
+        StoreDriver::Mysql { url } => start_mysql(url, settings, publisher, health.clone())?,
     };
     Ok((
         AppStore {
@@ -137,6 +141,34 @@ fn start_postgres(
     .map_err(|e| format!("{e} ({})", crate::logging::redact::url(url)))
 }
 
+#[cfg(feature = "mysql")]
+fn start_mysql(
+    url: &str,
+    settings: &crate::config::AppStoreSettings,
+    publisher: Publisher,
+    health: Arc<StoreHealth>,
+) -> Result<Box<dyn FnOnce() + Send>, String> {
+    let mirror = mirror::Mirror::new(settings.table.clone(), publisher);
+    mysql::start(
+        url.to_string(),
+        settings.table.clone(),
+        settings.poll_interval,
+        mirror,
+        health,
+    )
+    .map_err(|e| format!("{e} ({})", crate::logging::redact::url(url)))
+}
+
+#[cfg(not(feature = "mysql"))]
+fn start_mysql(
+    _url: &str,
+    _settings: &crate::config::AppStoreSettings,
+    _publisher: Publisher,
+    _health: Arc<StoreHealth>,
+) -> Result<Box<dyn FnOnce() + Send>, String> {
+    Err(not_built("mysql", FeatureMissing::MYSQL))
+}
+
 #[cfg(not(feature = "postgres"))]
 fn start_postgres(
     _url: &str,
@@ -148,6 +180,7 @@ fn start_postgres(
 }
 
 /// The start-up refusal of a driver this build lacks.
+#[cfg_attr(all(feature = "postgres", feature = "mysql"), allow(dead_code))]
 fn not_built(driver: &str, missing: FeatureMissing) -> String {
     format!(
         "{} = \"{driver}\": {missing}",
@@ -175,6 +208,16 @@ pub fn init(config: &Config) -> Result<String, String> {
         }),
         #[cfg(not(feature = "postgres"))]
         StoreDriver::Postgres { .. } => Err(not_built("postgres", FeatureMissing::POSTGRES)),
+        #[cfg(feature = "mysql")]
+        StoreDriver::Mysql { url } => mysql::init(url, &s.table).map(|()| {
+            format!(
+                "table {} is ready in {} (created if it was missing); changes are read every {} ms",
+                s.table,
+                crate::logging::redact::url(url),
+                s.poll_interval.as_millis()
+            )
+        }),
+        #[cfg(not(feature = "mysql"))]
         StoreDriver::Mysql { .. } => Err(not_built("mysql", FeatureMissing::MYSQL)),
     }
 }

@@ -233,3 +233,134 @@ pub fn run_init(config: &Path) -> (bool, String) {
         ),
     )
 }
+
+/// A private MariaDB server (MySQL protocol).
+pub struct Mariadb {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn find_sbin(names: &[&str]) -> PathBuf {
+    names
+        .iter()
+        .flat_map(|n| ["/usr/sbin", "/usr/bin"].map(|d| Path::new(d).join(n)))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{names:?} not found: install MariaDB (Debian package mariadb-server; scripts/test.sh does)")
+        })
+}
+
+impl Mariadb {
+    pub fn start() -> Mariadb {
+        let root = unsafe { libc::geteuid() } == 0;
+        let dir = temp_dir("mariadb", None);
+        let mut install = Command::new(find_sbin(&["mariadb-install-db", "mysql_install_db"]));
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if root {
+            install.arg("--user=mysql");
+        }
+        let out = install.output().expect("run mariadb-install-db");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if root {
+            // The server (as mysql) makes its socket here.
+            let c = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+            let (uid, gid) = run_as("mysql").unwrap();
+            unsafe { libc::chown(c.as_ptr(), uid, gid) };
+        }
+        let mut db = Mariadb {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        db.resume();
+        db.root_sql(&format!(
+            "CREATE DATABASE shardcast; CREATE USER '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}'; \
+             GRANT ALL ON shardcast.* TO '{DB_USER}'@'127.0.0.1';"
+        ))
+        .unwrap();
+        db
+    }
+
+    /// Starts the server (again) on its port and waits until it answers.
+    pub fn resume(&mut self) {
+        let mut cmd = Command::new(find_sbin(&["mariadbd", "mysqld"]));
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .arg(format!("--pid-file={}", self.dir.join("pid").display()))
+            .arg(format!("--port={}", self.port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.arg("--user=mysql");
+        }
+        self.child = Some(cmd.spawn().expect("start mariadbd"));
+        let up = wait_until(Duration::from_secs(30), || {
+            self.root_sql("SELECT 1").is_ok()
+        });
+        assert!(up, "mariadb did not start on port {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let stopped = wait_until(Duration::from_secs(20), || {
+                child.try_wait().ok().flatten().is_some()
+            });
+            if !stopped {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "mysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{}/shardcast",
+            self.port
+        )
+    }
+
+    fn root_sql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new(find_sbin(&["mariadb", "mysql"]))
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .args(["-uroot", "-N", "-B", "-e", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    }
+
+    /// Runs SQL in the `shardcast` database; panics with the server's words.
+    pub fn sql(&self, sql: &str) -> String {
+        self.root_sql(&format!("USE shardcast; {sql}"))
+            .unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"))
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
