@@ -119,6 +119,9 @@ fn sighup_adds_rotates_disables_and_deletes_apps_on_every_shard() {
         let message = ws.expect_pusher_close(4003);
         assert!(t0.elapsed() < BOUND, "4003 after {:?}", t0.elapsed());
         assert!(message.contains("disabled"), "{message}");
+        // The close handshake completes and the server ends the stream.
+        ws.send_raw_lenient(&encode_frame(true, OP_CLOSE, &4003u16.to_be_bytes(), true));
+        ws.expect_eof(WAIT);
     }
     let mut http = Http::connect(port);
     let refused = http.trigger(&B, &json!({"name": "e", "channel": "x", "data": "{}"}));
