@@ -28,6 +28,7 @@
 //! - A change that cannot be read (a file that does not parse) changes
 //!   nothing: the apps stay as they were and the log says why.
 
+pub mod admin;
 mod file;
 mod health;
 pub mod mirror;
@@ -37,6 +38,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod row;
 
+pub use admin::{AdminError, AdminHandle, AdminOp};
 pub use health::StoreHealth;
 
 use crate::apps::{AppRegistry, SharedApps};
@@ -79,6 +81,8 @@ pub struct AppStore {
     pub shared: Arc<SharedApps>,
     /// Whether the database is reachable (for `/ready`).
     pub health: Arc<StoreHealth>,
+    /// Where the admin API's writes go.
+    pub admin: AdminHandle,
     stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
@@ -108,15 +112,27 @@ pub fn start(
         shared: shared.clone(),
         to_shards,
     };
-    let stop = match &settings.driver {
-        StoreDriver::File => file::start(config.config_file.clone(), publisher, webhooks)?,
-        StoreDriver::Postgres { url } => start_postgres(url, settings, publisher, health.clone())?,
-        StoreDriver::Mysql { url } => start_mysql(url, settings, publisher, health.clone())?,
+    let (admin, admin_rx) = match settings.driver {
+        StoreDriver::File => (AdminHandle::read_only(), None),
+        _ => {
+            let (handle, rx) = AdminHandle::new();
+            (handle, Some(rx))
+        }
+    };
+    let stop = match (&settings.driver, admin_rx) {
+        (StoreDriver::Postgres { url }, Some(rx)) => {
+            start_postgres(url, settings, publisher, health.clone(), rx)?
+        }
+        (StoreDriver::Mysql { url }, Some(rx)) => {
+            start_mysql(url, settings, publisher, health.clone(), rx)?
+        }
+        _ => file::start(config.config_file.clone(), publisher, webhooks)?,
     };
     Ok((
         AppStore {
             shared,
             health,
+            admin,
             stop: Some(stop),
         },
         feeds,
@@ -129,6 +145,7 @@ fn start_postgres(
     settings: &crate::config::AppStoreSettings,
     publisher: Publisher,
     health: Arc<StoreHealth>,
+    admin: flume::Receiver<admin::AdminRequest>,
 ) -> Result<Box<dyn FnOnce() + Send>, String> {
     let mirror = mirror::Mirror::new(settings.table.clone(), publisher);
     postgres::start(
@@ -137,6 +154,7 @@ fn start_postgres(
         settings.poll_interval,
         mirror,
         health,
+        admin,
     )
     .map_err(|e| format!("{e} ({})", crate::logging::redact::url(url)))
 }
@@ -147,6 +165,7 @@ fn start_mysql(
     settings: &crate::config::AppStoreSettings,
     publisher: Publisher,
     health: Arc<StoreHealth>,
+    admin: flume::Receiver<admin::AdminRequest>,
 ) -> Result<Box<dyn FnOnce() + Send>, String> {
     let mirror = mirror::Mirror::new(settings.table.clone(), publisher);
     mysql::start(
@@ -155,6 +174,7 @@ fn start_mysql(
         settings.poll_interval,
         mirror,
         health,
+        admin,
     )
     .map_err(|e| format!("{e} ({})", crate::logging::redact::url(url)))
 }
@@ -165,6 +185,7 @@ fn start_mysql(
     _settings: &crate::config::AppStoreSettings,
     _publisher: Publisher,
     _health: Arc<StoreHealth>,
+    _admin: flume::Receiver<admin::AdminRequest>,
 ) -> Result<Box<dyn FnOnce() + Send>, String> {
     Err(not_built("mysql", FeatureMissing::MYSQL))
 }
@@ -175,6 +196,7 @@ fn start_postgres(
     _settings: &crate::config::AppStoreSettings,
     _publisher: Publisher,
     _health: Arc<StoreHealth>,
+    _admin: flume::Receiver<admin::AdminRequest>,
 ) -> Result<Box<dyn FnOnce() + Send>, String> {
     Err(not_built("postgres", FeatureMissing::POSTGRES))
 }

@@ -10,11 +10,13 @@
 //!
 //! Connections are plain TCP: TLS to the database is not supported yet.
 
+use super::admin::{AdminError, AdminOp, AdminReply, AdminRequest};
 use super::health::StoreHealth;
 use super::mirror::{Mirror, MAX_ROWS};
 use super::row::{Kind, Row, Value, COLUMNS};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -98,10 +100,11 @@ pub fn init(url: &str, table: &str) -> Result<(), String> {
 
 /// The SELECT that reads every known column the table has, as integers
 /// or text; a column of the wrong type is an error naming it.
+#[allow(clippy::type_complexity)]
 async fn schema(
     conn: &mut Conn,
     table: &str,
-) -> Result<(String, Vec<(&'static str, Kind)>), String> {
+) -> Result<(String, Vec<(&'static str, Kind)>, HashSet<String>), String> {
     let types: Vec<(String, String)> = timed(conn.exec(
         "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns \
          WHERE table_schema = DATABASE() AND table_name = ?",
@@ -163,6 +166,7 @@ async fn schema(
             MAX_ROWS + 1
         ),
         columns,
+        types.into_keys().collect(),
     ))
 }
 
@@ -201,20 +205,71 @@ struct Session {
     conn: Conn,
     select: String,
     columns: Vec<(&'static str, Kind)>,
+    /// Every column the table has, for writes.
+    all: HashSet<String>,
 }
 
 async fn open(url: &str, table: &str) -> Result<(Session, Vec<Row>), String> {
     let mut conn = connect(url).await?;
-    let (select, columns) = schema(&mut conn, table).await?;
+    let (select, columns, all) = schema(&mut conn, table).await?;
     let rows = read_all(&mut conn, &select, &columns).await?;
     Ok((
         Session {
             conn,
             select,
             columns,
+            all,
         },
         rows,
     ))
+}
+
+/// Writes one admin change (MySQL converts the text values to each
+/// column's type).
+async fn write(s: &mut Session, table: &str, op: AdminOp) -> AdminReply {
+    let (sql, values): (String, Vec<Option<String>>) = match op {
+        AdminOp::Create(app) => {
+            let row: Vec<_> = super::row::row_of(&app)
+                .into_iter()
+                .filter(|(c, _)| s.all.contains(*c))
+                .collect();
+            let names: Vec<String> = row.iter().map(|(c, _)| format!("`{c}`")).collect();
+            let marks = vec!["?"; row.len()].join(", ");
+            (
+                format!(
+                    "INSERT INTO `{table}` ({}) VALUES ({marks})",
+                    names.join(", ")
+                ),
+                row.into_iter().map(|(_, v)| v).collect(),
+            )
+        }
+        AdminOp::Replace(app) => {
+            let mut row: Vec<_> = super::row::row_of(&app)
+                .into_iter()
+                .filter(|(c, _)| s.all.contains(*c) && *c != "max_read_req_per_sec")
+                .collect();
+            let (_, id) = row.remove(0);
+            let sets: Vec<String> = row.iter().map(|(c, _)| format!("`{c}` = ?")).collect();
+            let mut values: Vec<Option<String>> = row.into_iter().map(|(_, v)| v).collect();
+            values.push(id);
+            (
+                format!("UPDATE `{table}` SET {} WHERE `id` = ?", sets.join(", ")),
+                values,
+            )
+        }
+        AdminOp::Delete(id) => (
+            format!("DELETE FROM `{table}` WHERE `id` = ?"),
+            vec![Some(id)],
+        ),
+    };
+    match tokio::time::timeout(QUERY_TIMEOUT, s.conn.exec_drop(sql, values)).await {
+        Err(_) => Err(AdminError::Unavailable(
+            "MySQL did not answer in time".into(),
+        )),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(mysql_async::Error::Server(e))) => Err(AdminError::Conflict(e.message)),
+        Ok(Err(e)) => Err(AdminError::Unavailable(describe(&e))),
+    }
 }
 
 /// Connects and reads the apps into `mirror` at start (an error stops the
@@ -225,6 +280,7 @@ pub fn start(
     poll: Duration,
     mut mirror: Mirror,
     health: Arc<StoreHealth>,
+    admin: flume::Receiver<AdminRequest>,
 ) -> Result<Box<dyn FnOnce() + Send>, String> {
     let runtime = runtime()?;
     let (session, rows) = runtime
@@ -241,7 +297,7 @@ pub fn start(
         .spawn(move || {
             runtime.block_on(async move {
                 tokio::select! {
-                    _ = follow(&url, &table, poll, Some(session), &mut mirror, &health) => {}
+                    _ = follow(&url, &table, poll, Some(session), &mut mirror, &health, &admin) => {}
                     _ = stop_rx => {}
                 }
             })
@@ -262,9 +318,21 @@ async fn follow(
     mut session: Option<Session>,
     mirror: &mut Mirror,
     health: &StoreHealth,
+    admin: &flume::Receiver<AdminRequest>,
 ) {
     loop {
-        tokio::time::sleep(poll).await;
+        // An admin write is followed by an immediate read, so it is on
+        // every shard at once; otherwise the table is read every `poll`.
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            Ok(req) = admin.recv_async() => {
+                let done = match session.as_mut() {
+                    Some(s) => write(s, table, req.op).await,
+                    None => Err(AdminError::Unavailable("the app store's database is unreachable".into())),
+                };
+                let _ = req.reply.send(done);
+            }
+        }
         let read = match session.as_mut() {
             Some(s) => read_all(&mut s.conn, &s.select, &s.columns).await,
             None => match open(url, table).await {

@@ -19,6 +19,7 @@
 //! Connections are plain TCP (or a Unix socket): TLS to the database is
 //! not supported yet.
 
+use super::admin::{AdminError, AdminOp, AdminReply, AdminRequest};
 use super::health::StoreHealth;
 use super::mirror::{Mirror, MAX_ROWS};
 use super::row::{Kind, Row, Value, COLUMNS};
@@ -163,6 +164,8 @@ struct Schema {
     columns: Vec<(&'static str, Kind)>,
     /// The notify trigger is installed.
     triggered: bool,
+    /// Every column of the table and its type, for writes.
+    types: std::collections::HashMap<String, String>,
 }
 
 /// Checks the table: every known column present has a type it can read,
@@ -231,6 +234,7 @@ async fn schema(client: &Client, table: &str) -> Result<Schema, String> {
         select: format!(r#"SELECT {} FROM "{table}""#, exprs.join(", ")),
         columns,
         triggered,
+        types,
     })
 }
 
@@ -283,6 +287,74 @@ async fn read_ids(
     Ok(rows_of(schema, query(client, &sql, &[&ids]).await?))
 }
 
+/// Writes one admin change; the types of the table's columns make each
+/// text value the column's type.
+async fn write(client: &Client, schema: &Schema, table: &str, op: AdminOp) -> AdminReply {
+    let typed = |name: &str, n: usize| {
+        let ty = schema.types.get(name).map_or("text", String::as_str);
+        format!("CAST(${n}::text AS {ty})")
+    };
+    let (sql, values): (String, Vec<Option<String>>) = match op {
+        AdminOp::Create(app) => {
+            let row: Vec<_> = super::row::row_of(&app)
+                .into_iter()
+                .filter(|(c, _)| schema.types.contains_key(*c))
+                .collect();
+            let names: Vec<String> = row.iter().map(|(c, _)| format!("\"{c}\"")).collect();
+            let params: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| typed(c, i + 1))
+                .collect();
+            (
+                format!(
+                    r#"INSERT INTO "{table}" ({}) VALUES ({})"#,
+                    names.join(", "),
+                    params.join(", ")
+                ),
+                row.into_iter().map(|(_, v)| v).collect(),
+            )
+        }
+        AdminOp::Replace(app) => {
+            let row: Vec<_> = super::row::row_of(&app)
+                .into_iter()
+                .filter(|(c, _)| schema.types.contains_key(*c) && *c != "max_read_req_per_sec")
+                .collect();
+            let sets: Vec<String> = row
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(i, (c, _))| format!("\"{c}\" = {}", typed(c, i + 1)))
+                .collect();
+            (
+                format!(
+                    r#"UPDATE "{table}" SET {} WHERE "id"::text = $1::text"#,
+                    sets.join(", ")
+                ),
+                row.into_iter().map(|(_, v)| v).collect(),
+            )
+        }
+        AdminOp::Delete(id) => (
+            format!(r#"DELETE FROM "{table}" WHERE "id"::text = $1::text"#),
+            vec![Some(id)],
+        ),
+    };
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+        .iter()
+        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    match tokio::time::timeout(QUERY_TIMEOUT, client.execute(&sql, &params)).await {
+        Err(_) => Err(AdminError::Unavailable(
+            "PostgreSQL did not answer in time".into(),
+        )),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => match e.as_db_error() {
+            Some(db) => Err(AdminError::Conflict(db.message().to_string())),
+            None => Err(AdminError::Unavailable(describe(&e))),
+        },
+    }
+}
+
 /// A live connection: the client, its schema and its notifications.
 struct Session {
     client: Client,
@@ -324,6 +396,7 @@ pub fn start(
     poll: Duration,
     mut mirror: Mirror,
     health: Arc<StoreHealth>,
+    admin: flume::Receiver<AdminRequest>,
 ) -> Result<Box<dyn FnOnce() + Send>, String> {
     let runtime = runtime()?;
     let (session, rows) = runtime.block_on(open(&url, &table))?;
@@ -343,7 +416,7 @@ pub fn start(
         .spawn(move || {
             runtime.block_on(async move {
                 tokio::select! {
-                    _ = follow(&url, &table, poll, session, &mut mirror, &health) => {}
+                    _ = follow(&url, &table, poll, session, &mut mirror, &health, &admin) => {}
                     _ = stop_rx => {}
                 }
             })
@@ -363,16 +436,29 @@ async fn follow(
     mut session: Session,
     mirror: &mut Mirror,
     health: &StoreHealth,
+    admin: &flume::Receiver<AdminRequest>,
 ) {
     loop {
-        let why = run(table, poll, &mut session, mirror).await;
+        let why = run(table, poll, &mut session, mirror, admin).await;
         if health.down() {
             log::warn!(
                 "app store: PostgreSQL unreachable ({why}); the apps stay as last read until it is back"
             );
         }
         session = loop {
-            tokio::time::sleep(RETRY).await;
+            // Admin writes meanwhile are refused, not held.
+            let pause = tokio::time::sleep(RETRY);
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    _ = &mut pause => break,
+                    Ok(req) = admin.recv_async() => {
+                        let _ = req.reply.send(Err(AdminError::Unavailable(
+                            "the app store's database is unreachable".into(),
+                        )));
+                    }
+                }
+            }
             match open(url, table).await {
                 Ok((session, rows)) => {
                     mirror.replace_all(rows);
@@ -388,17 +474,32 @@ async fn follow(
 }
 
 /// Serves one connection until it fails; returns why.
-async fn run(table: &str, poll: Duration, s: &mut Session, mirror: &mut Mirror) -> String {
+async fn run(
+    table: &str,
+    poll: Duration,
+    s: &mut Session,
+    mirror: &mut Mirror,
+    admin: &flume::Receiver<AdminRequest>,
+) -> String {
     let prefix = format!("{table}:");
     loop {
-        let first = if s.schema.triggered {
-            match s.notes.recv().await {
+        let triggered = s.schema.triggered;
+        let first = tokio::select! {
+            note = s.notes.recv(), if triggered => match note {
                 Some(note) => Some(note),
                 None => return "the connection ended".into(),
+            },
+            _ = tokio::time::sleep(poll), if !triggered => None,
+            Ok(req) = admin.recv_async() => {
+                let done = write(&s.client, &s.schema, table, req.op).await;
+                let failed = matches!(done, Err(AdminError::Unavailable(_)));
+                let _ = req.reply.send(done);
+                if failed || triggered {
+                    // Triggered: the change comes back as a notification.
+                    continue;
+                }
+                None
             }
-        } else {
-            tokio::time::sleep(poll).await;
-            None
         };
         let mut ids = HashSet::new();
         let mut all = !s.schema.triggered || s.overflow.swap(false, Ordering::AcqRel);

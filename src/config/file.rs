@@ -82,6 +82,26 @@ pub struct ServerSection {
     pub metrics: MetricsSection,
     /// `wss://` and `https://` on the main port when present.
     pub tls: Option<TlsFiles>,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[server.admin]`; its `Debug` hides the token.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSection")
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| crate::logging::redact::Masked),
+            )
+            .finish()
+    }
 }
 
 /// `[server.tls]`: PEM files of the certificate chain and its private key.

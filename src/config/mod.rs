@@ -37,6 +37,6 @@ pub use file::{
 };
 pub use resolve::{app_from_section, apps_from_file, parse_cpu_list};
 pub use resolved::{
-    Adapter, AppStoreSettings, ClusterSettings, Config, ServerLimits, StoreDriver, WebhookSettings,
-    DEFAULT_HOST, DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
+    Adapter, AdminToken, AppStoreSettings, ClusterSettings, Config, ServerLimits, StoreDriver,
+    WebhookSettings, DEFAULT_HOST, DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
 };

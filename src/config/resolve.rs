@@ -76,6 +76,18 @@ impl Config {
                 why: format!("must differ from the main port {port}"),
             });
         }
+        let admin_token = match &server.admin.token {
+            None => None,
+            Some(t) if (16..=256).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(AdminToken(t.clone()))
+            }
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: settings::ADMIN_TOKEN.key.into(),
+                    why: settings::ADMIN_TOKEN.allowed(),
+                })
+            }
+        };
         let log_level = match &server.log_level {
             Some(level) => Some(check_log_level(level)?),
             None => None,
@@ -107,6 +119,7 @@ impl Config {
             dev_app,
             webhooks,
             metrics_port,
+            admin_token,
             cluster: resolve_cluster(&file.cluster)?,
             app_store,
             tls: server.tls.as_ref().map(|t| {

@@ -128,6 +128,9 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// The Prometheus port (`/metrics`, `/usage`), when enabled.
     pub metrics_port: Option<u16>,
+    /// The admin API's bearer token (`/admin/apps` on the metrics port);
+    /// `None`: the admin API is off.
+    pub admin_token: Option<AdminToken>,
     /// Certificate and key for TLS on the main port; plain when `None`.
     pub tls: Option<TlsFiles>,
     pub cluster: ClusterSettings,
@@ -144,6 +147,16 @@ pub const DEFAULT_HOST: &str = settings::HOST.case(0);
 /// Where the development app is served when no host is given.
 pub const DEV_HOST: &str = settings::HOST.case(1);
 pub const DEFAULT_METRICS_PORT: u16 = settings::METRICS_PORT.integer() as u16;
+
+/// `server.admin.token`; its `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", crate::logging::redact::Masked)
+    }
+}
 
 /// Where the apps come from (`[app_store]`); its `Debug` prints the url
 /// without credentials.

@@ -245,6 +245,9 @@ settings! {
         "serve Prometheus /metrics and /usage on their own port";
     METRICS_PORT: "server.metrics.port", Integer, Integer(9601), any_port(),
         "the metrics port (on server.host; not the main port)";
+    ADMIN_TOKEN: "server.admin.token", Text, Absent("none: the admin API is off"),
+        Rule("16 to 256 printable ASCII characters"),
+        "bearer token of the admin API (/admin/apps on the metrics port)";
     TLS_CERT: "server.tls.cert", Path, Absent("none"), Rule("a PEM certificate chain"),
         "certificate chain; with it the main port speaks only wss:// and https://";
     TLS_KEY: "server.tls.key", Path, Absent("none"), Rule("the certificate's PEM private key"),

@@ -128,6 +128,7 @@ fn example_config_parses_with_every_key_uncommented() {
                     || rest.starts_with("[server.tls]")
                     || rest.starts_with("[cluster]")
                     || rest.starts_with("[app_store]")
+                    || rest.starts_with("[server.admin]")
                     || rest.contains(" = ")
                         && !rest.starts_with(' ')
                         // The local adapter and the file driver take no url.

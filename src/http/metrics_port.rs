@@ -1,7 +1,8 @@
 //! The metrics port: `GET /metrics` (Prometheus text, every shard's
 //! counters gathered over the mailboxes) and `GET /usage` (memory figures).
 //! It has its own listener, served by shard 0, so scraping never shares a
-//! port with clients and can be firewalled apart.
+//! port with clients and can be firewalled apart. The admin API
+//! (`/admin/apps`, with a bearer token) is served here too (`admin.rs`).
 
 use super::request::Head;
 use super::response::Response;
@@ -10,7 +11,13 @@ use crate::metrics;
 use crate::pusher::shard::Shard;
 
 /// Answers one request on the metrics port: (route label, response).
-pub async fn handle(shard: &Shard, head: &Head) -> (&'static str, Response) {
+pub async fn handle(shard: &Shard, head: &Head, body: &mut [u8]) -> (&'static str, Response) {
+    if head.path.starts_with("/admin/") {
+        return (
+            "admin",
+            Box::pin(super::admin::handle(shard, head, body)).await,
+        );
+    }
     let route = match head.path.as_str() {
         "/metrics" => "metrics",
         "/usage" => "usage",

@@ -20,6 +20,8 @@ pub struct Head {
     /// The raw query string (after `?`), empty when absent.
     pub query: String,
     pub content_length: Option<usize>,
+    /// The `Authorization` header (the admin API's bearer token).
+    pub authorization: Option<String>,
     /// Whether the connection stays open after the response.
     pub keep_alive: bool,
     /// Set when the request asks for a WebSocket upgrade.
@@ -71,6 +73,7 @@ pub fn parse_head_with(
     let mut version_13 = false;
     let mut ws_key = None;
     let mut client_ip = None;
+    let mut authorization = None;
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         let name = h.name;
@@ -111,6 +114,8 @@ pub fn parse_head_with(
             version_13 = value == "13";
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             ws_key = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(value.to_string());
         }
     }
     let http11 = req.version == Some(1);
@@ -119,6 +124,7 @@ pub fn parse_head_with(
         path: path.to_string(),
         query: query.to_string(),
         content_length,
+        authorization,
         keep_alive: if http11 {
             !connection_close
         } else {

@@ -234,7 +234,7 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
                 api::route_label(&head.path),
                 Box::pin(api::handle(&shard, &head, &mut buf[..len], &publisher)).await,
             ),
-            Site::Metrics => Box::pin(metrics_port::handle(&shard, &head)).await,
+            Site::Metrics => Box::pin(metrics_port::handle(&shard, &head, &mut buf[..len])).await,
         };
         shard.http_in_flight.set(shard.http_in_flight.get() - 1);
         shard.counters.http_request(route, response.status);

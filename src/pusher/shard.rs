@@ -121,6 +121,8 @@ pub struct Shard {
     pub cluster: Option<ClusterHandle>,
     /// Whether the app store reaches its database (for `/ready`).
     pub app_store: Option<Arc<crate::app_store::StoreHealth>>,
+    /// Where the admin API's writes go.
+    pub app_admin: Option<crate::app_store::AdminHandle>,
     /// Channel queries waiting for other nodes' parts.
     pub cluster_queries: query::ClusterQueries,
     mesh: Mesh<ShardMsg>,
@@ -149,6 +151,8 @@ pub struct Services {
     pub shutdown: Arc<AtomicBool>,
     /// Whether the app store reaches its database (for `/ready`).
     pub app_store: Option<Arc<crate::app_store::StoreHealth>>,
+    /// Where the admin API's writes go.
+    pub app_admin: Option<crate::app_store::AdminHandle>,
     /// The keys of the hash that picks each client address's owner shard:
     /// drawn once at start; every shard gets a clone (same keys).
     pub ip_hasher: RandomState,
@@ -203,6 +207,7 @@ impl Shard {
             tls: services.tls,
             cluster: services.cluster,
             app_store: services.app_store,
+            app_admin: services.app_admin,
             cluster_queries: Default::default(),
             mesh,
             requests: Requests::default(),

@@ -100,6 +100,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let mut services = Services {
         shutdown: shutdown.clone(),
         app_store: Some(store_health),
+        app_admin: Some(store.admin.clone()),
         ..Services::default()
     };
     if with_webhooks {

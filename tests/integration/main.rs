@@ -6,6 +6,7 @@ mod receiver;
 mod support;
 
 mod app_store;
+mod app_store_admin;
 mod app_store_mysql;
 mod app_store_pg;
 mod broadcast;
