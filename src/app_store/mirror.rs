@@ -48,9 +48,10 @@ impl Mirror {
                 .filter(|(_, app)| !seen.contains(app.id.as_str()))
                 .map(|(_, app)| AppChange::Remove(app.id.clone())),
         );
+        let conflicts = self.apply(&current, changes);
         // Refusals of rows gone or fixed are forgotten after a full read.
         self.refused = refused;
-        self.apply(&current, changes);
+        self.refused.extend(conflicts);
     }
 
     /// The rows of `ids` were read again: ids without a row are deleted.
@@ -62,8 +63,9 @@ impl Mirror {
                 .filter(|id| !seen.contains(id.as_str()))
                 .map(|id| AppChange::Remove(id.clone())),
         );
+        let conflicts = self.apply(&current, changes);
         self.refused.extend(refused);
-        self.apply(&current, changes);
+        self.refused.extend(conflicts);
     }
 
     /// Puts for the valid rows, every id seen (valid or not), and the
@@ -92,14 +94,72 @@ impl Mirror {
         (changes, seen, refused)
     }
 
-    fn apply(&self, current: &AppRegistry, changes: Vec<AppChange>) {
+    /// Publishes the next apps when they differ; returns the rows refused
+    /// for a key another app has (logged unless logged before).
+    fn apply(&self, current: &AppRegistry, changes: Vec<AppChange>) -> Vec<String> {
         let (next, conflicts) = current.updated(changes);
-        for why in conflicts {
-            crate::warn_limited!("app store: row refused, that app is unchanged: {why}");
+        for why in &conflicts {
+            if !self.refused.contains(why) {
+                log::error!("app store: row refused, that app is unchanged: {why}");
+            }
         }
         if next.differs(current) {
             log::info!("app store: {}", super::describe_change(current, &next));
             self.publisher.publish(Arc::new(next));
         }
+        conflicts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apps::SharedApps;
+
+    fn row(id: &str, key: &str) -> Row {
+        [
+            ("id", Value::Text(id.into())),
+            ("key", Value::Text(key.into())),
+            ("secret", Value::Text("s".into())),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn mirror() -> (Mirror, Arc<SharedApps>, flume::Receiver<Arc<AppRegistry>>) {
+        let shared = Arc::new(SharedApps::new(Arc::new(AppRegistry::default())));
+        let (tx, rx) = flume::unbounded();
+        let publisher = Publisher {
+            shared: shared.clone(),
+            to_shards: vec![tx],
+        };
+        (Mirror::new("apps".into(), publisher), shared, rx)
+    }
+
+    #[test]
+    fn a_bad_row_keeps_the_app_and_an_unchanged_table_publishes_nothing() {
+        let (mut m, shared, feed) = mirror();
+        m.replace_all(vec![row("a", "ka"), row("b", "kb")]);
+        assert_eq!(feed.len(), 1);
+        // b's key turns bad, c takes a's key: both refused, a and b stay.
+        m.replace_all(vec![row("a", "ka"), row("b", "k/b"), row("c", "ka")]);
+        let apps = shared.current();
+        assert_eq!(apps.get(apps.by_id("b").unwrap()).key, "kb");
+        assert!(apps.by_id("c").is_none());
+        assert_eq!(m.refused.len(), 2, "{:?}", m.refused);
+        let published = feed.len();
+        // The same table again: nothing new to publish, nothing to log again.
+        m.replace_all(vec![row("a", "ka"), row("b", "k/b"), row("c", "ka")]);
+        assert_eq!(feed.len(), published);
+        // A row gone from the table: the app is deleted.
+        m.replace_all(vec![row("b", "kb")]);
+        let apps = shared.current();
+        assert!(apps.by_id("a").is_none() && apps.by_id("b").is_some());
+        assert!(m.refused.is_empty(), "fixed rows are forgotten");
+        // A notification for ids: a missing row deletes, a present one puts.
+        let ids: HashSet<String> = ["b".to_string(), "d".to_string()].into();
+        m.update(&ids, vec![row("d", "kd")]);
+        let apps = shared.current();
+        assert!(apps.by_id("b").is_none() && apps.by_id("d").is_some());
     }
 }

@@ -119,6 +119,16 @@ pub fn start(
             (handle, Some(rx))
         }
     };
+    if settings.driver != StoreDriver::File {
+        // The file store reloads on SIGHUP; with a database there is
+        // nothing to reload, and SIGHUP must not end the process (its
+        // default action).
+        signal_hook::flag::register(
+            signal_hook::consts::SIGHUP,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+        .map_err(|e| format!("app store: cannot handle SIGHUP: {e}"))?;
+    }
     let stop = match (&settings.driver, admin_rx) {
         (StoreDriver::Postgres { url }, Some(rx)) => {
             start_postgres(url, settings, publisher, health.clone(), rx)?

@@ -234,6 +234,18 @@ fn a_table_without_the_trigger_is_read_every_poll_interval() {
         "a new app within a poll",
         || admitted(server.port, "key-n"),
     );
+    // SIGHUP does not end a server whose apps come from a database: sent
+    // before SIGTERM, it is handled first, and the exit is the graceful one.
+    let mut server = server;
+    server.send_sighup();
+    let status = server
+        .stop_gracefully(Duration::from_secs(10))
+        .expect("the server exits after SIGTERM");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?}: SIGHUP must not kill it"
+    );
 }
 
 #[test]

@@ -259,7 +259,10 @@ impl Mariadb {
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            // Kernel AIO contexts are a machine-wide pool (fs.aio-max-nr)
+            // that parallel tests can use up: plain I/O is enough here.
+            .args(["--innodb-use-native-aio=0", "--innodb-buffer-pool-size=16M"]);
         if root {
             install.arg("--user=mysql");
         }
@@ -302,6 +305,7 @@ impl Mariadb {
                 "--bind-address=127.0.0.1",
                 "--skip-log-bin",
                 "--innodb-buffer-pool-size=16M",
+                "--innodb-use-native-aio=0",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
