@@ -283,3 +283,33 @@ fn init_creates_a_missing_table_and_bad_tables_are_refused_naming_the_column() {
     let log = server.log_text();
     assert!(log.contains("my_apps[id=\"bad\"].key"), "{log}");
 }
+
+#[test]
+fn every_node_on_the_table_sees_a_change_within_the_bound() {
+    let pg = Postgres::start();
+    let toml = store_config("postgres", &pg.url(), "");
+    let (ok, said) = run_init(&Server::write_config(&toml));
+    assert!(ok, "{said}");
+    // Two nodes (processes) reading the same table.
+    let nodes = [Server::start_with(&toml), Server::start_with(&toml)];
+    for node in &nodes {
+        expect_refused(node.port, &app_path("key-x"), 4001);
+    }
+    let t = Instant::now();
+    pg.sql("INSERT INTO apps (id, \"key\", secret) VALUES ('x', 'key-x', 'secret-x')");
+    for node in &nodes {
+        within(t, BOUND, "a new app on every node", || {
+            admitted(node.port, "key-x")
+        });
+    }
+    let mut conns: Vec<Ws> = nodes
+        .iter()
+        .map(|n| Ws::connect_key(n.port, "key-x"))
+        .collect();
+    let t = Instant::now();
+    pg.sql("UPDATE apps SET \"enabled\" = 0 WHERE id = 'x'");
+    for ws in &mut conns {
+        ws.expect_pusher_close(4003);
+        assert!(t.elapsed() < BOUND, "4003 after {:?}", t.elapsed());
+    }
+}
