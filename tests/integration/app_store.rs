@@ -262,3 +262,40 @@ fn a_file_that_does_not_validate_is_refused_and_the_apps_stay() {
     assert_eq!(ws.expect_event("e")["data"], "kept");
     assert_eq!(trigger_status(port, &A, "room", "a"), 200);
 }
+
+#[test]
+fn webhooks_follow_a_changed_url_and_a_rotated_secret() {
+    let receiver = crate::receiver::Receiver::start();
+    let hook = |path: &str| {
+        format!(
+            "[[apps.webhooks]]\nurl = \"{}\"\nevent_types = [\"channel_occupied\"]\n",
+            receiver.url(path)
+        )
+    };
+    let batch = "[server.webhooks]\nbatch_window_ms = 10\n";
+    let server = Server::start_with(&format!("{batch}{}", apps_toml(&[(A, &hook("/before"))])));
+    let mut ws = Ws::connect_key(server.port, A.key);
+    ws.subscribe("w-before");
+    let first = &receiver.wait_events(1, WAIT)[0];
+    assert_eq!(first["channel"], "w-before");
+    let d = receiver.deliveries();
+    assert_eq!(d[0].path, "/before");
+    d[0].assert_signed(A.key, A.secret);
+
+    server.rewrite_config(&format!(
+        "{batch}{}",
+        apps_toml(&[(A_ROTATED, &hook("/after"))])
+    ));
+    let t0 = Instant::now();
+    server.send_sighup();
+    within_bound(t0, "the rotated secret", || {
+        trigger_status(server.port, &A_ROTATED, "x", "1") == 200
+    });
+    ws.subscribe("w-after");
+    let events = receiver.wait_events(2, WAIT);
+    assert_eq!(events[1]["channel"], "w-after");
+    let d = receiver.deliveries();
+    let last = d.last().unwrap();
+    assert_eq!(last.path, "/after", "the changed URL");
+    last.assert_signed(A_ROTATED.key, A_ROTATED.secret);
+}
