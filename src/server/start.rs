@@ -186,12 +186,20 @@ fn log_listening(addr: SocketAddr, config: &Config) {
             )
         })
         .collect();
+    let apps = match config.app_store.driver.url_for_logs() {
+        None => apps.join(", "),
+        Some(url) => format!(
+            "from {} table {} ({url})",
+            config.app_store.driver.name(),
+            config.app_store.table
+        ),
+    };
     log::info!(
         "config: apps [{}]; activity_timeout {} s, pong_timeout {} s; limits: max_connections {}, \
          max_pending_heads {}, head_timeout {} s, frame {} KiB, write queue {} KiB, body {} KiB, \
          head {} KiB, cache {} channels / {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms, \
          queue {} events; metrics {}; tls {}; cluster {}",
-        apps.join(", "),
+        apps,
         config.activity_timeout,
         config.pong_timeout,
         l.max_connections,
