@@ -5,8 +5,10 @@
 # pusher-js and the official `pusher` library from npm.
 # Needs Rust (cargo) and Node.js with npm; installs the npm packages it uses,
 # and the Debian packages redis-server and nats-server (the cluster tests
-# start private instances on ephemeral ports) and chromium (the console
-# page's browser test) when they are missing.
+# start private instances on ephemeral ports), chromium (the console
+# page's browser test), and postgresql and mariadb-server (the app store
+# tests start private instances in temporary directories) when they are
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +17,10 @@ missing=()
 have redis-server || missing+=(redis-server)
 have nats-server || missing+=(nats-server)
 have chromium || missing+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+have mariadbd || missing+=(mariadb-server)
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "== installing ${missing[*]} (Debian packages, for the cluster and console tests)"
+  echo "== installing ${missing[*]} (Debian packages, for the cluster, console and app store tests)"
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   install_engines() {
@@ -25,7 +29,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   }
   install_engines || { echo "apt-get failed; retrying in 10 s" >&2; sleep 10; install_engines; }
   # The packages may start system-wide instances; the tests use their own.
-  for svc in redis-server nats-server; do
+  for svc in redis-server nats-server postgresql mariadb; do
     $sudo service "$svc" stop >/dev/null 2>&1 || true
   done
 fi

@@ -80,6 +80,14 @@ impl FeatureMissing {
         what: "NATS",
         feature: "nats",
     };
+    pub const POSTGRES: FeatureMissing = FeatureMissing {
+        what: "PostgreSQL",
+        feature: "postgres",
+    };
+    pub const MYSQL: FeatureMissing = FeatureMissing {
+        what: "MySQL",
+        feature: "mysql",
+    };
     pub const WEBHOOKS: FeatureMissing = FeatureMissing {
         what: "webhook",
         feature: "webhooks",
@@ -99,6 +107,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -120,6 +130,7 @@ impl ApiError {
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
+            ApiError::Conflict(_) => 409,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::HeadTooLarge(_) => 431,
             ApiError::Timeout(_) => 408,

@@ -13,8 +13,10 @@
 //! cores: shards talk only through a full mesh of bounded lock-free
 //! mailboxes ([`runtime::Mesh`]) carrying one enum,
 //! [`pusher::shard_msg::ShardMsg`]; a message to one's own shard is queued
-//! like any other. The app registry ([`apps::AppRegistry`]) and
-//! [`config::Config`] are read-only after start.
+//! like any other. [`config::Config`] is read-only after start; the apps
+//! change while the server runs: the app store ([`app_store`], a thread
+//! beside the shards) queues each new [`apps::AppRegistry`] snapshot to
+//! every shard, which swaps it in ([`pusher::apps`]).
 //!
 //! # Layers
 //!
@@ -26,7 +28,8 @@
 //!  http                        HTTP/1.1 server, the REST API, WebSocket upgrade
 //!  pusher                      the protocol on one core: Shard and its services
 //!  metrics                     counters and the Prometheus text
-//!  webhooks · cluster          webhook sender thread · cluster link thread
+//!  webhooks · cluster ·        webhook sender thread · cluster link thread ·
+//!  app_store                   the apps' store thread (file, database)
 //!  ws                          WebSocket frames and handshake
 //!  runtime · net               cores, mailboxes, tasks · sockets, TLS
 //!  auth · config               signatures · settings
@@ -73,6 +76,7 @@
 //! watches. [`logging`] writes log lines from its own thread,
 //! rate-limits the ones clients can trigger, and keeps secrets out of them.
 
+pub mod app_store;
 pub mod apps;
 pub mod auth;
 pub mod channel_name;

@@ -26,6 +26,20 @@ fn main() {
             .as_deref()
             .unwrap_or(shardcast::config::settings::LOG_LEVEL.text()),
     );
+    if let Some(shardcast::config::Command::AppStore(shardcast::config::AppStoreCommand::Init)) =
+        cli.command
+    {
+        match shardcast::app_store::init(&config) {
+            Ok(done) => {
+                println!("shardcast app-store init: {done}");
+                return;
+            }
+            Err(e) => {
+                eprintln!("shardcast app-store init: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     if config.dev_loopback {
         log::warn!(
             "no apps configured: serving the development app id={} key={}, whose credentials \

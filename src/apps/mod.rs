@@ -1,24 +1,35 @@
-//! The app registry: every app's id, key, secret, flags and limits.
+//! The apps: every app's id, key, secret, flags and limits, and the
+//! registry that finds them.
 //!
-//! Built once at startup from [`crate::config::Config`] and shared read-only by
-//! every shard behind an `Arc`; nothing in it changes while the server runs.
-//! Apps are addressed inside the server by [`AppIdx`], their position here.
+//! An [`AppRegistry`] is one immutable snapshot of all apps; a change (an
+//! app added, replaced or deleted, from the app store) makes a new snapshot
+//! ([`AppRegistry::updated`]) that replaces the old one wherever it is held:
+//! on each shard through a queued message (`pusher::apps`), on the threads
+//! beside the shards through [`SharedApps`]. Apps are addressed inside the
+//! server by [`AppIdx`], their position in the registry, which an app id
+//! keeps for the life of the process.
 
 use crate::logging::redact::Masked;
+mod registry;
+mod shared;
 pub mod webhook;
 
-use std::collections::HashMap;
+pub use registry::{AppChange, AppRegistry};
+pub use shared::SharedApps;
+
 use std::fmt;
 use std::time::Duration;
 use webhook::{KindSet, Webhook};
 
-/// Position of an app in the [`AppRegistry`]; cheap to copy and to send between shards.
+/// Position of an app in the [`AppRegistry`]; cheap to copy and to send
+/// between shards. Never reused: a deleted app keeps its position, and the
+/// same id added again gets it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AppIdx(pub u32);
 
 /// Per-app limits on what clients and backends may send; its `Default`
 /// (the table in `config::settings`) is in `config::defaults`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppLimits {
     /// Connections allowed for the app across all shards; `None` means no limit.
     pub max_connections: Option<u32>,
@@ -36,7 +47,7 @@ pub struct AppLimits {
 /// One app as configured (`App::new`, with every default, is in
 /// `config::defaults`). Its `Debug` prints the secret as `***` and
 /// webhook URLs without credentials, so `{:?}` of a config is safe to log.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct App {
     pub id: String,
     pub key: String,
@@ -84,54 +95,5 @@ impl fmt::Debug for App {
             .field("webhooks", &self.webhooks)
             .field("limits", &self.limits)
             .finish()
-    }
-}
-
-/// All apps, looked up by id (HTTP API) or key (WebSocket path).
-#[derive(Debug)]
-pub struct AppRegistry {
-    apps: Vec<App>,
-    by_id: HashMap<String, AppIdx>,
-    by_key: HashMap<String, AppIdx>,
-}
-
-impl AppRegistry {
-    pub fn new(apps: Vec<App>) -> AppRegistry {
-        let mut by_id = HashMap::new();
-        let mut by_key = HashMap::new();
-        for (i, app) in apps.iter().enumerate() {
-            by_id.insert(app.id.clone(), AppIdx(i as u32));
-            by_key.insert(app.key.clone(), AppIdx(i as u32));
-        }
-        AppRegistry {
-            apps,
-            by_id,
-            by_key,
-        }
-    }
-
-    pub fn get(&self, idx: AppIdx) -> &App {
-        &self.apps[idx.0 as usize]
-    }
-
-    pub fn by_id(&self, id: &str) -> Option<AppIdx> {
-        self.by_id.get(id).copied()
-    }
-
-    pub fn by_key(&self, key: &str) -> Option<AppIdx> {
-        self.by_key.get(key).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.apps.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.apps.is_empty()
-    }
-
-    /// Whether any app has a webhook (the sender thread is started only then).
-    pub fn any_webhooks(&self) -> bool {
-        self.apps.iter().any(|a| !a.webhooks.is_empty())
     }
 }

@@ -78,7 +78,7 @@ impl KindSet {
 /// One `[[apps.webhooks]]` entry, validated. Its `Debug` prints the URL
 /// without credentials and the extra headers' names only (their values
 /// are often tokens).
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Webhook {
     pub url: String,
     pub kinds: KindSet,

@@ -15,7 +15,7 @@ use super::inbound::{Inbound, LinkStats, OwnerOf};
 use super::peers::{Admitted, Peers, Refusal};
 use super::seal::Seal;
 use super::wire::{self, Header, NodeMsg};
-use crate::apps::AppRegistry;
+use crate::apps::SharedApps;
 use crate::config::ClusterSettings;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
@@ -130,7 +130,7 @@ impl LinkThread {
 #[allow(clippy::type_complexity)]
 pub fn start(
     settings: &ClusterSettings,
-    apps: Arc<AppRegistry>,
+    apps: Arc<SharedApps>,
     shards: usize,
     owner_of: OwnerOf,
 ) -> Result<Option<(ClusterHandle, Vec<ClusterInbox>, LinkThread)>, String> {
@@ -226,7 +226,8 @@ struct Link {
     published: AtomicU64,
     subject: String,
     node_timeout: Duration,
-    apps: Arc<AppRegistry>,
+    /// The current apps (they change while the link runs).
+    apps: Arc<SharedApps>,
     to_shards: Vec<mpsc::Sender<Arc<Inbound>>>,
     /// Which shard holds a channel's state (presence members, occupancy):
     /// the protocol's placement, given at start.
@@ -544,7 +545,7 @@ impl Link {
     /// ([`admit::to_inbound`]); `None` for heartbeats and refused messages
     /// (counted, the first of each reason logged).
     fn resolve(&self, node: u64, msg: NodeMsg, refusals: &mut RefusalLog) -> Option<Inbound> {
-        match admit::to_inbound(&self.apps, node, msg) {
+        match admit::to_inbound(&self.apps.current(), node, msg) {
             Ok(inbound) => inbound,
             Err((reason, why)) => {
                 self.refuse(refusals, reason, || why);

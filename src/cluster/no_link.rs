@@ -5,7 +5,7 @@
 
 use super::inbound::{Inbound, LinkStats, OwnerOf};
 use super::wire::NodeMsg;
-use crate::apps::AppRegistry;
+use crate::apps::SharedApps;
 use crate::config::{Adapter, ClusterSettings};
 use crate::errors::FeatureMissing;
 use std::convert::Infallible;
@@ -61,7 +61,7 @@ impl LinkThread {
 #[allow(clippy::type_complexity)]
 pub fn start(
     settings: &ClusterSettings,
-    _apps: Arc<AppRegistry>,
+    _apps: Arc<SharedApps>,
     _shards: usize,
     _owner_of: OwnerOf,
 ) -> Result<Option<(ClusterHandle, Vec<ClusterInbox>, LinkThread)>, String> {

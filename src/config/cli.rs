@@ -2,7 +2,7 @@
 //! Each flag's help ends with its default, taken from the settings table.
 
 use super::settings::{Setting, CPUS, HOST, PORT};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 /// The command line.
@@ -36,6 +36,25 @@ pub struct Cli {
         )
     )]
     pub cpus: Option<String>,
+    /// Instead of serving: a maintenance command.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// A maintenance command (the server does not start).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The app store's database.
+    #[command(name = "app-store", subcommand)]
+    AppStore(AppStoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppStoreCommand {
+    /// Create the apps table if it is missing and install the trigger that
+    /// tells shardcast of changes (app_store.driver = "postgres"; "mysql"
+    /// creates the table).
+    Init,
 }
 
 /// A flag's help: what it sets, then the setting's default.

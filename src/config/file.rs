@@ -16,6 +16,30 @@ pub struct FileConfig {
     pub apps: Vec<AppSection>,
     #[serde(default)]
     pub cluster: ClusterSection,
+    #[serde(default)]
+    pub app_store: AppStoreSection,
+}
+
+/// `[app_store]`: where the apps come from; its `Debug` prints the url
+/// without credentials.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AppStoreSection {
+    pub driver: Option<String>,
+    pub url: Option<String>,
+    pub table: Option<String>,
+    pub poll_interval_ms: Option<u32>,
+}
+
+impl std::fmt::Debug for AppStoreSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppStoreSection")
+            .field("driver", &self.driver)
+            .field("url", &self.url.as_deref().map(crate::logging::redact::url))
+            .field("table", &self.table)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .finish()
+    }
 }
 
 /// `[cluster]`: how this node reaches the others; its `Debug` prints the
@@ -77,6 +101,26 @@ pub struct ServerSection {
     pub console: ConsoleSection,
     /// `wss://` and `https://` on the main port when present.
     pub tls: Option<TlsFiles>,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[server.admin]`; its `Debug` hides the token.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSection")
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| crate::logging::redact::Masked),
+            )
+            .finish()
+    }
 }
 
 /// `[server.tls]`: PEM files of the certificate chain and its private key.

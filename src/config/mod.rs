@@ -30,13 +30,15 @@ pub mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use cli::Cli;
+pub use cli::{AppStoreCommand, Cli, Command};
 pub use file::{
-    parse_file, AppSection, ClusterSection, ConsoleSection, FileConfig, FilterSection,
-    LimitsSection, MetricsSection, ServerSection, TlsFiles, WebhookSection, WebhooksSection,
+    parse_file, AppSection, AppStoreSection, ClusterSection, ConsoleSection, FileConfig,
+    FilterSection, LimitsSection, MetricsSection, ServerSection, TlsFiles, WebhookSection,
+    WebhooksSection,
 };
-pub use resolve::parse_cpu_list;
+pub use resolve::{app_from_section, apps_from_file, parse_cpu_list};
 pub use resolved::{
-    Adapter, ClusterSecret, ClusterSettings, Config, ConsoleSettings, EngineFiles, ServerLimits,
-    WebhookSettings, DEFAULT_HOST, DEFAULT_METRICS_PORT, DEFAULT_PORT, DEV_HOST,
+    Adapter, AdminToken, AppStoreSettings, ClusterSecret, ClusterSettings, Config, ConsoleSettings,
+    EngineFiles, ServerLimits, StoreDriver, WebhookSettings, DEFAULT_HOST, DEFAULT_METRICS_PORT,
+    DEFAULT_PORT, DEV_HOST,
 };

@@ -260,7 +260,7 @@ fn file_sections_accept_exactly_the_settings() {
         (
             "server",
             "[server]\nzzz = 1\n".to_string(),
-            &["limits", "webhooks", "metrics", "console", "tls"][..],
+            &["limits", "webhooks", "metrics", "console", "tls", "admin"][..],
         ),
         ("server.limits", "[server.limits]\nzzz = 1\n".into(), &[]),
         (
@@ -271,7 +271,9 @@ fn file_sections_accept_exactly_the_settings() {
         ("server.metrics", "[server.metrics]\nzzz = 1\n".into(), &[]),
         ("server.console", "[server.console]\nzzz = 1\n".into(), &[]),
         ("server.tls", "[server.tls]\nzzz = 1\n".into(), &[]),
+        ("server.admin", "[server.admin]\nzzz = 1\n".into(), &[]),
         ("cluster", "[cluster]\nzzz = 1\n".into(), &[]),
+        ("app_store", "[app_store]\nzzz = 1\n".into(), &[]),
         ("apps[]", "[[apps]]\nzzz = 1\n".into(), &["webhooks"]),
         (
             "apps[].webhooks[]",

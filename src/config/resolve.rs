@@ -30,7 +30,9 @@ impl Config {
             None => FileConfig::default(),
         };
         let server = &file.server;
-        let dev_app = file.apps.is_empty();
+        let app_store = resolve_app_store(&file.app_store)?;
+        let from_file = app_store.driver == StoreDriver::File;
+        let dev_app = from_file && file.apps.is_empty();
         let given_host = cli.host.clone().or_else(|| server.host.clone());
         let dev_loopback = dev_app && given_host.is_none();
         let host =
@@ -75,25 +77,37 @@ impl Config {
             });
         }
         let console = resolve_console(&server.console, metrics_port.is_some())?;
+        let admin_token = match &server.admin.token {
+            None => None,
+            Some(t) if (16..=256).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(AdminToken(t.clone()))
+            }
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: settings::ADMIN_TOKEN.key.into(),
+                    why: settings::ADMIN_TOKEN.allowed(),
+                })
+            }
+        };
         let log_level = match &server.log_level {
             Some(level) => Some(check_log_level(level)?),
             None => None,
         };
 
-        let apps = if dev_app {
-            vec![App::new(
-                env("SHARDCAST_APP_ID").unwrap_or_else(|| "app-id".into()),
-                env("SHARDCAST_APP_KEY").unwrap_or_else(|| "app-key".into()),
-                env("SHARDCAST_APP_SECRET").unwrap_or_else(|| "app-secret".into()),
-            )]
+        let apps = if from_file {
+            resolve_apps(&file, env)?
+        } else if !file.apps.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "apps".into(),
+                why: format!(
+                    "{} = \"{}\" reads the apps from the database; remove [[apps]]",
+                    settings::APP_STORE_DRIVER.key,
+                    app_store.driver.name()
+                ),
+            });
         } else {
-            file.apps
-                .iter()
-                .enumerate()
-                .map(|(i, a)| resolve_app(i, a))
-                .collect::<Result<Vec<_>, _>>()?
+            Vec::new()
         };
-        check_unique(&apps)?;
         // Relative paths are relative to the config file's folder.
         let base = cli.config.as_deref().and_then(std::path::Path::parent);
         let place = |p: &std::path::Path| match base {
@@ -101,6 +115,7 @@ impl Config {
             _ => p.to_path_buf(),
         };
         Ok(Config {
+            config_file: cli.config.clone(),
             host,
             port,
             cpus,
@@ -112,7 +127,9 @@ impl Config {
             webhooks,
             metrics_port,
             console,
+            admin_token,
             cluster: resolve_cluster(&file.cluster, env, &place)?,
+            app_store,
             tls: server.tls.as_ref().map(|t| TlsFiles {
                 cert: place(&t.cert),
                 key: place(&t.key),
@@ -159,6 +176,41 @@ fn resolve_console(
     Ok(Some(ConsoleSettings {
         token: token.clone(),
     }))
+}
+
+/// The `[[apps]]` of a config file, read again (SIGHUP, `app_store`), with
+/// the same validation as at start; the development app when it has none.
+/// Only the apps are read: other settings need a restart.
+pub fn apps_from_file(
+    path: &std::path::Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<App>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    resolve_apps(&parse_file(&text)?, env)
+}
+
+fn resolve_apps(
+    file: &FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<App>, ConfigError> {
+    let apps = if file.apps.is_empty() {
+        vec![App::new(
+            env("SHARDCAST_APP_ID").unwrap_or_else(|| "app-id".into()),
+            env("SHARDCAST_APP_KEY").unwrap_or_else(|| "app-key".into()),
+            env("SHARDCAST_APP_SECRET").unwrap_or_else(|| "app-secret".into()),
+        )]
+    } else {
+        file.apps
+            .iter()
+            .enumerate()
+            .map(|(i, a)| resolve_app(i, a))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    check_unique(&apps)?;
+    Ok(apps)
 }
 
 /// Parses `0,2-3` into `[0, 2, 3]`; order is kept and repeats are allowed.
@@ -282,6 +334,69 @@ fn resolve_webhook_settings(w: &WebhooksSection) -> Result<WebhookSettings, Conf
         retry_for: secs(integer(&WEBHOOK_RETRY_FOR_SECS, w.retry_for_secs)?),
         timeout: millis(integer(&WEBHOOK_TIMEOUT_MS, w.timeout_ms)?),
         max_queued_events: integer(&WEBHOOK_MAX_QUEUED_EVENTS, w.max_queued_events)? as usize,
+    })
+}
+
+fn resolve_app_store(s: &AppStoreSection) -> Result<AppStoreSettings, ConfigError> {
+    use settings::{APP_STORE_DRIVER, APP_STORE_POLL_INTERVAL_MS, APP_STORE_TABLE, APP_STORE_URL};
+    let invalid = |setting: &Setting, why: String| ConfigError::Invalid {
+        key: setting.key.into(),
+        why,
+    };
+    let url = |schemes: &[&str]| -> Result<String, ConfigError> {
+        let Some(url) = s.url.clone() else {
+            return Err(invalid(&APP_STORE_URL, "required for this driver".into()));
+        };
+        if !schemes.iter().any(|scheme| url.starts_with(scheme)) {
+            return Err(invalid(
+                &APP_STORE_URL,
+                format!(
+                    "must start with {} (got {:?})",
+                    schemes.join(" or "),
+                    crate::logging::redact::url(&url)
+                ),
+            ));
+        }
+        Ok(url)
+    };
+    let driver = match s.driver.as_deref().unwrap_or(APP_STORE_DRIVER.text()) {
+        "file" => StoreDriver::File,
+        "postgres" => StoreDriver::Postgres {
+            url: url(&["postgres://", "postgresql://"])?,
+        },
+        "mysql" => StoreDriver::Mysql {
+            url: url(&["mysql://", "mariadb://"])?,
+        },
+        other => {
+            return Err(invalid(
+                &APP_STORE_DRIVER,
+                format!("expected {}, got {other:?}", APP_STORE_DRIVER.allowed()),
+            ))
+        }
+    };
+    if driver == StoreDriver::File && s.url.is_some() {
+        return Err(invalid(
+            &APP_STORE_URL,
+            "the file driver takes no url".into(),
+        ));
+    }
+    let table = s
+        .table
+        .clone()
+        .unwrap_or_else(|| APP_STORE_TABLE.text().into());
+    let table_ok = !table.is_empty()
+        && table.len() <= 63
+        && !table.as_bytes()[0].is_ascii_digit()
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !table_ok {
+        return Err(invalid(&APP_STORE_TABLE, APP_STORE_TABLE.allowed()));
+    }
+    Ok(AppStoreSettings {
+        driver,
+        table,
+        poll_interval: millis(integer(&APP_STORE_POLL_INTERVAL_MS, s.poll_interval_ms)?),
     })
 }
 
@@ -572,8 +687,14 @@ fn resolve_webhook(
 }
 
 fn resolve_app(index: usize, a: &AppSection) -> Result<App, ConfigError> {
+    app_from_section(&format!("apps[{index}]"), a)
+}
+
+/// One app validated as `[[apps]]` is at start; errors name the field as
+/// `{label}.{field}` (`apps[0].key`, or a database row's label).
+pub fn app_from_section(label: &str, a: &AppSection) -> Result<App, ConfigError> {
     use settings::*;
-    let key_of = |field: &str| format!("apps[{index}].{field}");
+    let key_of = |field: &str| format!("{label}.{field}");
     for (setting, value) in [
         (&APP_ID, &a.id),
         (&APP_KEY, &a.key),

@@ -142,6 +142,9 @@ pub struct ServerLimits {
 /// The validated configuration every shard reads.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file the settings came from (`--config`), read again for its
+    /// apps on SIGHUP.
+    pub config_file: Option<std::path::PathBuf>,
     pub host: String,
     pub port: u16,
     /// One entry per shard: the CPU it is pinned to.
@@ -159,9 +162,13 @@ pub struct Config {
     pub metrics_port: Option<u16>,
     /// The live debug console on the metrics port, when enabled.
     pub console: Option<ConsoleSettings>,
+    /// The admin API's bearer token (`/admin/apps` on the metrics port);
+    /// `None`: the admin API is off.
+    pub admin_token: Option<AdminToken>,
     /// Certificate and key for TLS on the main port; plain when `None`.
     pub tls: Option<TlsFiles>,
     pub cluster: ClusterSettings,
+    pub app_store: AppStoreSettings,
     /// `server.log_level`, used when `RUST_LOG` is not set.
     pub log_level: Option<String>,
     /// The development app is served and no host was given, so the server
@@ -186,6 +193,69 @@ pub const DEFAULT_HOST: &str = settings::HOST.case(0);
 /// Where the development app is served when no host is given.
 pub const DEV_HOST: &str = settings::HOST.case(1);
 pub const DEFAULT_METRICS_PORT: u16 = settings::METRICS_PORT.integer() as u16;
+
+/// `server.admin.token`; its `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", crate::logging::redact::Masked)
+    }
+}
+
+/// Where the apps come from (`[app_store]`); its `Debug` prints the url
+/// without credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreDriver {
+    /// The config file's `[[apps]]`, read again on SIGHUP.
+    File,
+    /// A PostgreSQL table, followed through LISTEN/NOTIFY.
+    Postgres { url: String },
+    /// A MySQL or MariaDB table, read again every `poll_interval`.
+    Mysql { url: String },
+}
+
+impl StoreDriver {
+    /// The driver's name as configured.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StoreDriver::File => "file",
+            StoreDriver::Postgres { .. } => "postgres",
+            StoreDriver::Mysql { .. } => "mysql",
+        }
+    }
+
+    /// The database URL for logs, without credentials or query.
+    pub fn url_for_logs(&self) -> Option<String> {
+        match self {
+            StoreDriver::File => None,
+            StoreDriver::Postgres { url } | StoreDriver::Mysql { url } => {
+                Some(crate::logging::redact::url(url))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.url_for_logs() {
+            None => f.write_str(self.name()),
+            Some(url) => write!(f, "{}({url})", self.name()),
+        }
+    }
+}
+
+/// `[app_store]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppStoreSettings {
+    pub driver: StoreDriver,
+    /// The apps table: checked to be a plain identifier, so it can be
+    /// written into SQL.
+    pub table: String,
+    /// How often the mysql driver reads the table again.
+    pub poll_interval: Duration,
+}
 
 /// `[server.webhooks]`: how every webhook is delivered. Its `Default` (the
 /// table in `config::settings`) is in `config::defaults`.

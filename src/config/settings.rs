@@ -250,6 +250,9 @@ settings! {
     CONSOLE_TOKEN: "server.console.token", Text, Absent("none"),
         Rule("16 to 256 printable ASCII characters without spaces; required when enabled"),
         "the token the console asks for (sent as `Authorization: Bearer`)";
+    ADMIN_TOKEN: "server.admin.token", Text, Absent("none: the admin API is off"),
+        Rule("16 to 256 printable ASCII characters"),
+        "bearer token of the admin API (/admin/apps on the metrics port)";
     TLS_CERT: "server.tls.cert", Path, Absent("none"), Rule("a PEM certificate chain"),
         "certificate chain; with it the main port speaks only wss:// and https://";
     TLS_KEY: "server.tls.key", Path, Absent("none"), Rule("the certificate's PEM private key"),
@@ -289,6 +292,17 @@ settings! {
     CLUSTER_CREDENTIALS_FILE: "cluster.credentials_file", Path, Absent("none"),
         Rule("a NATS .creds file (JWT and NKey seed)"),
         "NATS credentials (adapter nats only)";
+    APP_STORE_DRIVER: "app_store.driver", Text, Text("file"), OneOf(&["file", "postgres", "mysql"]),
+        "where the apps come from: this file's [[apps]] (reloaded on SIGHUP) or a database table";
+    APP_STORE_URL: "app_store.url", Text, Absent("none (required for postgres and mysql)"),
+        Rule("a postgres:// or mysql:// URL matching the driver; credentials allowed, never logged"),
+        "the database holding the apps table";
+    APP_STORE_TABLE: "app_store.table", Text, Text("apps"),
+        Rule("1 to 63 characters of a-z, A-Z, 0-9 and '_', not starting with a digit"),
+        "the apps table (soketi's columns)";
+    APP_STORE_POLL_INTERVAL_MS: "app_store.poll_interval_ms", Integer, Integer(2000),
+        Bounds::Range { min: 100, max: 3_600_000 },
+        "mysql: how often the table is read again for changes";
     APP_ID: "apps[].id", Text, Required, Rule("printable ASCII without `/` or `?`, unique"),
         "the id in /apps/{id}/...";
     APP_KEY: "apps[].key", Text, Required, Rule("printable ASCII without `/` or `?`, unique"),

@@ -127,10 +127,13 @@ fn example_config_parses_with_every_key_uncommented() {
                 if rest.starts_with("[[apps")
                     || rest.starts_with("[server.tls]")
                     || rest.starts_with("[cluster]")
+                    || rest.starts_with("[app_store]")
+                    || rest.starts_with("[server.admin]")
                     || rest.contains(" = ")
                         && !rest.starts_with(' ')
-                        // The local adapter takes no url.
-                        && !rest.starts_with("url = \"redis://") =>
+                        // The local adapter and the file driver take no url.
+                        && !rest.starts_with("url = \"redis://")
+                        && !rest.starts_with("url = \"postgres://") =>
             {
                 rest
             }
@@ -611,4 +614,46 @@ fn the_console_needs_the_metrics_port_and_a_good_token() {
     // Off, the token is not looked at.
     let off = "[server.console]\nenabled = false\ntoken = \"x\"\n";
     assert_eq!(resolve(Cli::default(), Some(off)).unwrap().console, None);
+}
+
+#[test]
+fn app_store_settings_are_checked_and_urls_never_echoed() {
+    let err = |text: &str| resolve(Cli::default(), Some(text)).unwrap_err().to_string();
+    let c = resolve(
+        Cli::default(),
+        Some("[app_store]\ndriver = \"postgres\"\nurl = \"postgres://u:pw@db/x\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.app_store.driver,
+        StoreDriver::Postgres {
+            url: "postgres://u:pw@db/x".into()
+        }
+    );
+    assert_eq!(c.app_store.table, "apps");
+    assert!(
+        c.apps.is_empty() && !c.dev_app,
+        "a database serves no development app"
+    );
+    assert!(!format!("{c:?}").contains("pw"), "Debug hides the password");
+    let e = err("[app_store]\ndriver = \"postgres\"\n");
+    assert!(e.contains("app_store.url") && e.contains("required"), "{e}");
+    let e = err("[app_store]\ndriver = \"postgres\"\nurl = \"mysql://u:s3cret@db/x\"\n");
+    assert!(e.contains("app_store.url") && !e.contains("s3cret"), "{e}");
+    let e = err("[app_store]\ndriver = \"sqlite\"\n");
+    assert!(e.contains("app_store.driver"), "{e}");
+    let e = err("[app_store]\nurl = \"postgres://db/x\"\n");
+    assert!(e.contains("file driver takes no url"), "{e}");
+    for table in ["", "1apps", "apps; DROP TABLE x", "a\"b", &"a".repeat(64)] {
+        let e = err(&format!(
+            "[app_store]\ndriver = \"postgres\"\nurl = \"postgres://db/x\"\ntable = {table:?}\n"
+        ));
+        assert!(e.contains("app_store.table"), "{table:?}: {e}");
+    }
+    let e = err(
+        "[app_store]\ndriver = \"mysql\"\nurl = \"mysql://db/x\"\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n",
+    );
+    assert!(e.contains("remove [[apps]]"), "{e}");
+    let e = err("[app_store]\npoll_interval_ms = 5\n");
+    assert!(e.contains("app_store.poll_interval_ms"), "{e}");
 }

@@ -117,7 +117,15 @@ async fn route(
                 silent.as_secs()
             )));
         }
-        "/" | "/ready" => return Ok(Response::text(200, "OK")),
+        // Known apps keep working while the app store's database is away:
+        // still ready, and the body says so.
+        "/ready" => {
+            return Ok(match shard.app_store.as_ref().and_then(|h| h.outage()) {
+                Some(outage) => Response::text(200, &format!("OK; {outage}")),
+                None => Response::text(200, "OK"),
+            })
+        }
+        "/" => return Ok(Response::text(200, "OK")),
         _ => {}
     }
     let not_found = || ApiError::NotFound(format!("no such path: {}", head.path));
@@ -145,7 +153,7 @@ async fn route(
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let query = parse_query(&head.query);
-    auth::verify_api_request(app, &head.method, &head.path, &query, body, now)?;
+    auth::verify_api_request(&app, &head.method, &head.path, &query, body, now)?;
     if !app.enabled {
         return Err(ApiError::Forbidden("app is disabled".into()));
     }

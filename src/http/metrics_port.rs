@@ -2,7 +2,8 @@
 //! counters gathered over the mailboxes) and `GET /usage` (memory figures),
 //! and, when enabled, the debug console under `/console` ([`super::console`]).
 //! It has its own listener, served by shard 0, so scraping never shares a
-//! port with clients and can be firewalled apart.
+//! port with clients and can be firewalled apart. The admin API
+//! (`/admin/apps`, with a bearer token) is served here too (`admin.rs`).
 
 use super::console;
 use super::request::Head;
@@ -19,6 +20,12 @@ pub async fn handle(
     body: &mut [u8],
     publisher: &Publisher,
 ) -> (&'static str, Response) {
+    if head.path.starts_with("/admin/") {
+        return (
+            "admin",
+            Box::pin(super::admin::handle(shard, head, body)).await,
+        );
+    }
     if console::is_console_path(&head.path) {
         return (
             "console",

@@ -2,6 +2,7 @@
 //! Pusher HTTP API, health checks, and the hand-off of WebSocket upgrades;
 //! and the metrics port, served by the same code.
 
+mod admin;
 mod api;
 mod client_ip;
 mod console;

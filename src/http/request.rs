@@ -24,7 +24,8 @@ pub struct Head {
     pub keep_alive: bool,
     /// Set when the request asks for a WebSocket upgrade.
     pub upgrade: Option<UpgradeHead>,
-    /// The token of an `Authorization: Bearer` header (the debug console's).
+    /// The token of an `Authorization: Bearer` header (the debug console's
+    /// and the admin API's).
     pub bearer: Option<Bearer>,
     /// Bytes the head took in the buffer.
     pub len: usize,

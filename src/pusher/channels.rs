@@ -62,6 +62,13 @@ impl ChannelTable {
         }
     }
 
+    /// Makes room for apps added to the registry (`apps` slots in all).
+    pub fn grow(&mut self, apps: usize) {
+        if self.by_name.len() < apps {
+            self.by_name.resize_with(apps, HashMap::new);
+        }
+    }
+
     /// Adds `conn` (whose channel list is `subs`) to the named channel,
     /// creating it if needed, with the presence `user` it declared. Returns
     /// the channel and whether the connection was newly added.

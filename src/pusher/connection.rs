@@ -43,7 +43,9 @@ pub async fn serve(
     leftover: Vec<u8>,
     client: Option<IpAddr>,
 ) {
-    let admitted = match handshake::admit(&shard.apps, &upgrade) {
+    // The registry is borrowed for this line only, never across the awaits.
+    let decided = handshake::admit(&shard.apps.registry(), &upgrade);
+    let admitted = match decided {
         Ok(_) if shard.is_draining() => Err(ClientError::ShuttingDown),
         Ok(app) => shard
             .admit_connection(app, client)
@@ -85,6 +87,13 @@ pub async fn serve(
         shard.release_connection(app, ip);
         shard.counters.refused(ClientError::ShuttingDown.code());
         return refuse(socket, Vec::new(), ClientError::ShuttingDown).await;
+    }
+    // The app may have been disabled or deleted during the awaits above,
+    // after its connections were closed (`pusher::apps`): refuse here too.
+    if !shard.apps.serves(app) {
+        shard.release_connection(app, ip);
+        shard.counters.refused(ClientError::AppDisabled.code());
+        return refuse(socket, Vec::new(), ClientError::AppDisabled).await;
     }
     let (key, _) = session::open(&shard, app, socket.direct_fd(), ip);
     let mut task = ConnTask {

@@ -62,6 +62,9 @@ pub struct Conn {
     /// The socket buffer was full: the connection's task waits for room and
     /// writes the queue itself until it drains.
     pub blocked: bool,
+    /// The connection holds a slot of its app's `max_connections`
+    /// (`admission::Admitted::app_slot`).
+    pub app_slot: bool,
     pub serial: u32,
     pub app: AppIdx,
     /// The channels this connection is subscribed to on this shard (the
@@ -213,6 +216,7 @@ impl ConnTable {
             key: key as ConnKey,
             fd,
             blocked: false,
+            app_slot: false,
             serial,
             app,
             subs: SubList::new(),

@@ -4,6 +4,7 @@
 //! counts), queries, and broadcast delivery.
 
 pub mod admission;
+pub mod apps;
 pub mod broadcast;
 pub mod cache;
 pub mod channels;

@@ -1,7 +1,7 @@
 //! A client's session on its shard: what happens when a connection opens,
 //! when it sends a message, and when it goes away.
 
-use super::admission::IpSlot;
+use super::admission::Admitted;
 use super::shard::Shard;
 use super::shard_msg::ShardMsg;
 use crate::apps::AppIdx;
@@ -15,13 +15,13 @@ use std::rc::Rc;
 
 /// Registers a new connection and queues `pusher:connection_established`.
 /// `direct_fd` is the socket the shard's flusher may write to (`None` for
-/// TLS, whose task writes its own frames); `ip` is the count its client
-/// address holds (given back by [`finish_close`]).
+/// TLS, whose task writes its own frames); `held` is what its admission
+/// took (given back by [`finish_close`]).
 pub fn open(
     shard: &Shard,
     app: AppIdx,
     direct_fd: Option<i32>,
-    ip: Option<IpSlot>,
+    held: Admitted,
 ) -> (ConnKey, SocketId) {
     let now = shard.now();
     let mut conns = shard.conns.borrow_mut();
@@ -39,9 +39,10 @@ pub fn open(
             conn.extra_mut().sign_in_by = Some(now + app_config.user_authentication_timeout);
         }
     }
-    if ip.is_some() {
-        if let Some(conn) = conns.get_mut(key) {
-            conn.extra_mut().ip = ip;
+    if let Some(conn) = conns.get_mut(key) {
+        conn.app_slot = held.app_slot;
+        if held.ip.is_some() {
+            conn.extra_mut().ip = held.ip;
         }
     }
     conns.reply(
@@ -136,7 +137,11 @@ fn finish_close(shard: &Shard, key: ConnKey, socket: SocketId) {
             }
         }
     }
-    shard.release_connection(conn.app, ip);
+    let held = Admitted {
+        ip,
+        app_slot: conn.app_slot,
+    };
+    shard.release_connection(conn.app, held);
 }
 
 /// Handles one text message from a client.

@@ -7,8 +7,9 @@
 //! # Invariants
 //! - Shard state is never `Send`: it lives in an `Rc<Shard>` on its own
 //!   executor thread. The only values that cross cores are [`ShardMsg`]s in
-//!   the mesh, the read-only `Arc<Config>` / `Arc<AppRegistry>`, and the
-//!   process-wide shutdown flag set by the signal handler.
+//!   the mesh, the read-only `Arc<Config>`, the app registry snapshots the
+//!   app store sends (`pusher::apps`), and the process-wide shutdown flag
+//!   set by the signal handler.
 //! - No `RefCell` borrow is held across an `.await`.
 //! - Each connection has exactly one task that owns its socket and writes its
 //!   queue; frames are immutable once built and shared between recipients.
@@ -35,6 +36,7 @@
 //!   atomics, read only by the metrics endpoint.
 
 use super::admission::Admission;
+use super::apps::ShardApps;
 use super::channels::ChannelTable;
 use super::conns::ConnTable;
 use super::delivery::{DeliveryQueue, Source};
@@ -87,7 +89,8 @@ pub struct Shard {
     /// Per-process nonce encoded in every socket_id.
     pub nonce: u32,
     pub config: Arc<Config>,
-    pub apps: Arc<AppRegistry>,
+    /// The apps as this shard knows them (swapped on a change).
+    pub apps: ShardApps,
     pub conns: RefCell<ConnTable>,
     pub channels: RefCell<ChannelTable>,
     /// Teardown of closed connections, in slices in the bulk queue.
@@ -117,6 +120,10 @@ pub struct Shard {
     pub tls: Option<TlsAcceptor>,
     /// The way to the other nodes of the cluster; `None` on a single node.
     pub cluster: Option<ClusterHandle>,
+    /// Whether the app store reaches its database (for `/ready`).
+    pub app_store: Option<Arc<crate::app_store::StoreHealth>>,
+    /// Where the admin API's writes go.
+    pub app_admin: Option<crate::app_store::AdminHandle>,
     /// Channel queries waiting for other nodes' parts.
     pub cluster_queries: query::ClusterQueries,
     mesh: Mesh<ShardMsg>,
@@ -145,6 +152,10 @@ pub struct Services {
     pub cluster: Option<ClusterHandle>,
     /// The process-wide shutdown flag.
     pub shutdown: Arc<AtomicBool>,
+    /// Whether the app store reaches its database (for `/ready`).
+    pub app_store: Option<Arc<crate::app_store::StoreHealth>>,
+    /// Where the admin API's writes go.
+    pub app_admin: Option<crate::app_store::AdminHandle>,
     /// The keys of the hash that picks each client address's owner shard:
     /// drawn once at start; every shard gets a clone (same keys).
     pub ip_hasher: RandomState,
@@ -178,7 +189,7 @@ impl Shard {
                 &apps,
                 services.ip_hasher,
             ),
-            apps,
+            apps: ShardApps::new(apps),
             // Room for the node's connection limit up front: untouched slots
             // cost address space, not resident memory, and the table never
             // has to be copied while it grows.
@@ -198,6 +209,8 @@ impl Shard {
             webhook_stats: services.webhook_stats,
             tls: services.tls,
             cluster: services.cluster,
+            app_store: services.app_store,
+            app_admin: services.app_admin,
             cluster_queries: Default::default(),
             mesh,
             requests: Requests::default(),

@@ -90,7 +90,7 @@ pub fn signin(
         return;
     };
     if !verify_client_auth(
-        shard.apps.get(app),
+        &shard.apps.get(app),
         auth,
         &format!("{socket}::user::{user_data}"),
     ) {

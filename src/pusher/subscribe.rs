@@ -140,7 +140,7 @@ fn check(
                 401,
             ));
         };
-        if verify_client_auth(app, auth, to_sign) {
+        if verify_client_auth(&app, auth, to_sign) {
             Ok(())
         } else {
             Err(refused("AuthError", format!("Invalid signature for {channel}: check the app key and secret your auth endpoint uses"), 401))

@@ -1,9 +1,10 @@
 //! Start-up and the run until shutdown: check the environment, reserve
-//! the port, start the process-wide services (webhook sender, cluster
-//! link, TLS identity), then one [`Shard`] per configured CPU with its
+//! the port, start the process-wide services (app store, webhook sender,
+//! cluster link, TLS identity), then one [`Shard`] per configured CPU with its
 //! listeners, and wait until every shard has drained.
 
 use super::accept::accept_loop;
+use crate::app_store::AppFeed;
 use crate::apps::AppRegistry;
 use crate::cluster::ClusterInbox;
 use crate::config::Config;
@@ -29,6 +30,8 @@ struct ShardKit {
     metrics: Option<BoundListener>,
     /// Messages from other nodes for this shard, when clustered.
     cluster: Option<ClusterInbox>,
+    /// The app store's snapshots for this shard.
+    apps_feed: AppFeed,
 }
 
 /// Runs the server until SIGINT or SIGTERM has drained every shard.
@@ -87,13 +90,23 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let nonce = process_nonce()?;
     let count = config.cpus.len();
     let config = Arc::new(config);
-    let apps = Arc::new(AppRegistry::new(config.apps.clone()));
+    // A database's apps may gain webhooks at any time: the sender runs
+    // whenever the build has it.
+    let with_webhooks = config.apps.iter().any(|a| !a.webhooks.is_empty())
+        || (config.app_store.driver != crate::config::StoreDriver::File
+            && cfg!(feature = "webhooks"));
+    let (store, feeds) = crate::app_store::start(&config, count, with_webhooks)
+        .map_err(StartupError::Environment)?;
+    let apps = store.shared.clone();
+    let store_health = store.health.clone();
     let mut sender = None;
     let mut services = Services {
         shutdown: shutdown.clone(),
+        app_store: Some(store_health),
+        app_admin: Some(store.admin.clone()),
         ..Services::default()
     };
-    if apps.any_webhooks() {
+    if with_webhooks {
         let (queue, stats, thread) =
             crate::webhooks::sender::start(apps.clone(), config.webhooks.clone()).map_err(|e| {
                 StartupError::Environment(format!("cannot start the webhook sender: {e}"))
@@ -117,7 +130,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         link = Some(thread);
     }
     let mut kits = Vec::with_capacity(count);
-    for index in 0..count {
+    for (index, apps_feed) in feeds.into_iter().enumerate() {
         let mut services = services.clone();
         // Each shard its own TLS config, so its session cache is its own.
         services.tls = match &tls {
@@ -130,12 +143,13 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         };
         kits.push(ShardKit {
             config: config.clone(),
-            apps: apps.clone(),
+            apps: apps.current(),
             services,
             nonce,
             addr,
             metrics: if index == 0 { metrics.take() } else { None },
             cluster: inboxes.get_mut(index).and_then(Option::take),
+            apps_feed,
         });
     }
     drop(services);
@@ -146,6 +160,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         let _ = t.join();
     }
     log::info!("all shards stopped");
+    store.stop();
     if let Some(link) = link {
         link.stop();
     }
@@ -174,12 +189,20 @@ fn log_listening(addr: SocketAddr, config: &Config) {
             )
         })
         .collect();
+    let apps = match config.app_store.driver.url_for_logs() {
+        None => apps.join(", "),
+        Some(url) => format!(
+            "from {} table {} ({url})",
+            config.app_store.driver.name(),
+            config.app_store.table
+        ),
+    };
     log::info!(
         "config: apps [{}]; activity_timeout {} s, pong_timeout {} s; limits: max_connections {}, \
          max_pending_heads {}, head_timeout {} s, frame {} KiB, write queue {} KiB, body {} KiB, \
          head {} KiB, cache {} channels / {} KiB; webhooks: batch {} ms / {} events, delay {} ms, retry for {} s, timeout {} ms, \
          queue {} events; metrics {}; tls {}; cluster {}",
-        apps.join(", "),
+        apps,
         config.activity_timeout,
         config.pong_timeout,
         l.max_connections,
@@ -252,6 +275,7 @@ async fn serve_shard(seat: Seat<ShardMsg>, kit: ShardKit, ready: Ready) {
         kit.services,
     ));
     ready.up();
+    spawn(crate::pusher::apps::follow(shard.clone(), kit.apps_feed));
     spawn(accept_loop(shard.clone(), listener, Site::Main));
     if let Some(metrics) = metrics {
         spawn(accept_loop(shard.clone(), metrics, Site::Metrics));

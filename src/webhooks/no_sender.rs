@@ -5,7 +5,7 @@
 
 use super::event::WebhookEvent;
 use super::stats::DeliveryStats;
-use crate::apps::{AppIdx, AppRegistry};
+use crate::apps::{AppIdx, AppRegistry, SharedApps};
 use crate::config::WebhookSettings;
 use crate::errors::FeatureMissing;
 use std::convert::Infallible;
@@ -32,10 +32,10 @@ impl SenderThread {
 
 /// Refuses: an app has webhooks and this build cannot send them.
 pub fn start(
-    apps: Arc<AppRegistry>,
+    apps: Arc<SharedApps>,
     _settings: WebhookSettings,
 ) -> std::io::Result<(WebhookQueue, Arc<DeliveryStats>, SenderThread)> {
-    Err(std::io::Error::other(refusal(&apps)))
+    Err(std::io::Error::other(refusal(&apps.current())))
 }
 
 /// What [`start`] says: the first app with webhooks, and the feature.

@@ -25,7 +25,7 @@ use super::backlog::Backlog;
 use super::event::{body, WebhookEvent};
 use super::stats::{DeliveryNote, DeliveryStats};
 use crate::apps::webhook::Webhook;
-use crate::apps::{AppIdx, AppRegistry};
+use crate::apps::{App, AppIdx, SharedApps};
 use crate::config::WebhookSettings;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,9 +77,10 @@ impl SenderThread {
     }
 }
 
-/// Starts the sender thread for the apps' webhooks.
+/// Starts the sender thread for the apps' webhooks (`apps`: the current
+/// apps, which change while it runs).
 pub fn start(
-    apps: Arc<AppRegistry>,
+    apps: Arc<SharedApps>,
     settings: WebhookSettings,
 ) -> std::io::Result<(WebhookQueue, Arc<DeliveryStats>, SenderThread)> {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -135,13 +136,15 @@ struct Shutdown {
 }
 
 struct Sender {
-    apps: Arc<AppRegistry>,
+    apps: Arc<SharedApps>,
     settings: WebhookSettings,
     client: reqwest::Client,
     stats: Arc<DeliveryStats>,
     shutdown: Arc<Shutdown>,
     batches: HashMap<LaneKey, Batch>,
-    lanes: HashMap<LaneKey, Arc<LaneInbox>>,
+    /// Each lane with the app definition it was made from: a changed app
+    /// (URL, headers, rotated secret) gets a new lane.
+    lanes: HashMap<LaneKey, (Arc<App>, Arc<LaneInbox>)>,
 }
 
 /// Where the sender leaves a lane's batches and the lane takes them.
@@ -229,7 +232,7 @@ impl Sender {
             self.route(app, event, &mut workers);
         }
         self.close_batches(None, &mut workers);
-        for lane in self.lanes.values() {
+        for (_, lane) in self.lanes.values() {
             lane.close();
         }
         self.lanes.clear();
@@ -245,7 +248,7 @@ impl Sender {
 
     /// Adds an event to the batch of every webhook of its app that wants it.
     fn route(&mut self, app: AppIdx, event: WebhookEvent, workers: &mut tokio::task::JoinSet<()>) {
-        let apps = self.apps.clone();
+        let apps = self.apps.current();
         for (index, hook) in apps.get(app).webhooks.iter().enumerate() {
             if !hook.wants(event.kind(), event.channel()) {
                 continue;
@@ -286,27 +289,39 @@ impl Sender {
         events: Vec<WebhookEvent>,
         workers: &mut tokio::task::JoinSet<()>,
     ) {
-        let lane = self.lanes.entry(key).or_insert_with(|| {
-            let app = self.apps.get(key.0);
-            let inbox = Arc::new(LaneInbox {
-                backlog: Mutex::new(Backlog::new(self.settings.max_queued_events)),
-                ready: Notify::new(),
-                url: app.webhooks[key.1].url.clone(),
-            });
-            let lane = Lane {
-                client: self.client.clone(),
-                hook: app.webhooks[key.1].clone(),
-                logged_url: crate::logging::redact::url(&app.webhooks[key.1].url),
-                app_key: app.key.clone(),
-                secret: app.secret.clone(),
-                retry_for: self.settings.retry_for,
-                stats: self.stats.clone(),
-                shutdown: self.shutdown.clone(),
-            };
-            workers.spawn(lane.run(inbox.clone()));
-            inbox
+        let app = self.apps.current().get(key.0).clone();
+        let Some(hook) = app.webhooks.get(key.1) else {
+            // The app lost this webhook since the events were batched.
+            self.stats
+                .pending
+                .fetch_sub(events.len() as u64, Ordering::Relaxed);
+            return;
+        };
+        if let Some((made_from, inbox)) = self.lanes.get(&key) {
+            if Arc::ptr_eq(made_from, &app) {
+                return inbox.push(events, &self.stats);
+            }
+            // The app changed: the old lane delivers what it holds and ends.
+            inbox.close();
+        }
+        let inbox = Arc::new(LaneInbox {
+            backlog: Mutex::new(Backlog::new(self.settings.max_queued_events)),
+            ready: Notify::new(),
+            url: hook.url.clone(),
         });
-        lane.push(events, &self.stats);
+        let lane = Lane {
+            client: self.client.clone(),
+            hook: hook.clone(),
+            logged_url: crate::logging::redact::url(&hook.url),
+            app_key: app.key.clone(),
+            secret: app.secret.clone(),
+            retry_for: self.settings.retry_for,
+            stats: self.stats.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        workers.spawn(lane.run(inbox.clone()));
+        inbox.push(events, &self.stats);
+        self.lanes.insert(key, (app, inbox));
     }
 }
 

@@ -21,8 +21,9 @@ const LAYERS: &[&[&str]] = &[
     &["runtime", "net"],
     // Wire protocols.
     &["ws"],
-    // Services beside the shards: webhook delivery, the cluster link.
-    &["webhooks", "cluster"],
+    // Services beside the shards: webhook delivery, the cluster link, the
+    // app store.
+    &["webhooks", "cluster", "app_store"],
     &["metrics"],
     // The protocol on each core.
     &["pusher"],

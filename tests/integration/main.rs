@@ -1,9 +1,14 @@
 //! Integration tests: start the real `shardcast` binary and speak raw
 //! WebSocket and raw HTTP/1.1 bytes to it.
 
+mod databases;
 mod receiver;
 mod support;
 
+mod app_store;
+mod app_store_admin;
+mod app_store_mysql;
+mod app_store_pg;
 mod broadcast;
 mod cache;
 mod client_events;

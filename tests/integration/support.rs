@@ -146,7 +146,7 @@ impl Server {
         )
     }
 
-    fn write_config(toml: &str) -> PathBuf {
+    pub fn write_config(toml: &str) -> PathBuf {
         let n = CONFIG_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
             "shardcast-it-{}-{}-{}.toml",
@@ -256,6 +256,45 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// Replaces the config file's text (the server reads it again on SIGHUP).
+    pub fn rewrite_config(&self, toml: &str) {
+        let path = self
+            .config_path
+            .as_ref()
+            .expect("started with a config file");
+        std::fs::write(path, toml).expect("rewrite config file");
+    }
+
+    /// Sends SIGHUP (reload the config file's apps).
+    pub fn send_sighup(&self) {
+        let pid = self.pid().to_string();
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -HUP {pid} failed");
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits up to `timeout` until at least `n` log lines contain `needle`.
+    pub fn wait_for_log(&self, needle: &str, n: usize, timeout: Duration) {
+        assert!(
+            wait_until(timeout, || self.log_count(needle) >= n),
+            "no {n} log lines with {needle:?} within {timeout:?}; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// Sends SIGTERM (the start of a graceful shutdown).

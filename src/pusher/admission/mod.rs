@@ -25,6 +25,17 @@ use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::net::IpAddr;
 
+/// What an admitted connection holds, given back when it closes
+/// ([`Shard::release_connection`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// The count its client address holds at the address's owner.
+    pub ip: Option<IpSlot>,
+    /// Whether it took a slot of its app's `max_connections` (false when the
+    /// app had no limit then, even if one was set since).
+    pub app_slot: bool,
+}
+
 /// One shard's admission state.
 pub struct Admission {
     /// Connection quotas: this shard's leases, and the budgets it is home of.
@@ -58,6 +69,12 @@ impl Admission {
         }
     }
 
+    /// Adds the state of apps added to the registry since.
+    pub fn grow(&self, apps: &AppRegistry) {
+        self.quotas.borrow_mut().grow(apps);
+        self.api_requests.borrow_mut().resize(apps.len(), (0, 0));
+    }
+
     /// At a quota's home: shard `from` gave back `n` slots.
     pub fn returned(&self, quota: Quota, from: usize, n: u32) {
         self.quotas.borrow_mut().returned(quota, from, n);
@@ -72,7 +89,10 @@ impl Admission {
 impl Shard {
     /// The home shard of `quota`.
     pub(crate) fn home_of(&self, quota: Quota) -> usize {
-        self.admission.quotas.borrow().home_of(quota, &self.apps)
+        self.admission
+            .quotas
+            .borrow()
+            .home_of(quota, &self.apps.registry())
     }
 
     /// Takes a slot of `quota`: from the local lease, else after asking
@@ -127,18 +147,18 @@ impl Shard {
     /// known), on the node (`server.limits.max_connections`) and for `app`
     /// (its `max_connections`); says which limit refused. The address is
     /// checked first, so one address over its limit never takes node slots.
-    /// Returns the address's count to give back with the others.
+    /// Returns what to give back when the connection closes.
     pub async fn admit_connection(
         &self,
         app: AppIdx,
         client: Option<IpAddr>,
-    ) -> Result<Option<IpSlot>, ClientError> {
+    ) -> Result<Admitted, ClientError> {
         let ip = match client {
             Some(ip) => self.admit_ip(ip).await?,
             None => None,
         };
         match self.admit_node_and_app(app).await {
-            Ok(()) => Ok(ip),
+            Ok(app_slot) => Ok(Admitted { ip, app_slot }),
             Err(why) => {
                 if let Some(slot) = ip {
                     self.release_ip(slot);
@@ -148,7 +168,8 @@ impl Shard {
         }
     }
 
-    async fn admit_node_and_app(&self, app: AppIdx) -> Result<(), ClientError> {
+    /// Takes a node slot and, when the app has a limit, an app slot (true).
+    async fn admit_node_and_app(&self, app: AppIdx) -> Result<bool, ClientError> {
         if !self.take_slot(Quota::Node).await {
             crate::warn_limited!(
                 "shard {}: connection refused, node is at max_connections {}",
@@ -157,9 +178,10 @@ impl Shard {
             );
             return Err(ClientError::OverCapacity);
         }
-        if self.apps.get(app).limits.max_connections.is_some()
-            && !self.take_slot(Quota::App(app)).await
-        {
+        if self.apps.get(app).limits.max_connections.is_none() {
+            return Ok(false);
+        }
+        if !self.take_slot(Quota::App(app)).await {
             self.release_slot(Quota::Node);
             crate::warn_limited!(
                 "shard {}: connection refused, app {} is at its max_connections",
@@ -168,16 +190,16 @@ impl Shard {
             );
             return Err(ClientError::OverQuota);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Gives back the slots taken by [`Shard::admit_connection`].
-    pub fn release_connection(&self, app: AppIdx, ip: Option<IpSlot>) {
-        if let Some(slot) = ip {
+    pub fn release_connection(&self, app: AppIdx, held: Admitted) {
+        if let Some(slot) = held.ip {
             self.release_ip(slot);
         }
         self.release_slot(Quota::Node);
-        if self.apps.get(app).limits.max_connections.is_some() {
+        if held.app_slot {
             self.release_slot(Quota::App(app));
         }
     }
@@ -191,7 +213,7 @@ impl Shard {
         }
     }
 
-    fn give_back(&self, quota: Quota, n: u32) {
+    pub(crate) fn give_back(&self, quota: Quota, n: u32) {
         let home = self.home_of(quota);
         if home == self.id as usize {
             self.admission.quotas.borrow_mut().returned(quota, home, n);

@@ -16,13 +16,30 @@
 //! `ShardMsg::Return`, handled in `admission/mod.rs`.
 //!
 //! # Invariants
-//! - For every quota, `home.unleased + Σ home.leased[s] == max`, and for every
+//! - For every quota, `home.unleased + Σ home.leased[s] == max` (0 for an
+//!   app without a limit), and for every
 //!   shard `s`, `leased[s]` ≥ `s`'s `lease` (the difference is a grant still in
 //!   flight to `s` or a return still in flight from it).
 //! - On every shard, `used ≤ lease`. So `Σ used ≤ max`: no limit is exceeded,
 //!   whatever the timing.
+//! - An app's limit may change while it runs ([`Quotas::set_max`]): the home
+//!   moves `unleased` by the difference, so a lowered limit can leave it
+//!   negative (more is leased than the new limit); nothing is granted until
+//!   returns bring it above 0, so connections already open stay and new ones
+//!   wait for room under the new limit. Every shard gives its spare back on
+//!   a change and, after a lowering, every slot freed until the home grants
+//!   it slots again (`Lease::shrinking`), so `lease == used` on every shard
+//!   while the home is below 0 and nothing is admitted over the new limit.
+//! - Only connections that took an app slot give one back (the connection
+//!   remembers it), so a limit set while connections are open counts only
+//!   the connections admitted under it.
 
 use crate::apps::{AppIdx, AppRegistry};
+
+/// The quota's limit as the home counts it: no limit counts as 0.
+fn counted(max: Option<u32>) -> i64 {
+    max.unwrap_or(0) as i64
+}
 
 /// A connection count with a cap, leased out to shards by a home shard
 /// (this module).
@@ -44,18 +61,23 @@ struct Lease {
     lease: u32,
     /// Slots handed out (open connections counted here).
     used: u32,
+    /// The limit was lowered and the home has granted nothing since: freed
+    /// slots all go home, none is kept spare.
+    shrinking: bool,
 }
 
 /// The home shard's side of a quota.
 #[derive(Debug, Clone)]
 struct Home {
-    unleased: u32,
+    /// Negative after a limit was lowered below what is leased.
+    unleased: i64,
     /// Per shard: slots lent and not yet given back.
     leased: Vec<u32>,
 }
 
 /// Everything one shard knows about the connection quotas.
 pub struct Quotas {
+    me: usize,
     shards: usize,
     node_max: u32,
     app_max: Vec<Option<u32>>,
@@ -67,37 +89,49 @@ pub struct Quotas {
 
 impl Quotas {
     pub fn new(me: usize, shards: usize, node_max: u32, apps: &AppRegistry) -> Quotas {
-        let app_max: Vec<Option<u32>> = (0..apps.len())
-            .map(|i| {
-                apps.get(crate::apps::AppIdx(i as u32))
-                    .limits
-                    .max_connections
-            })
-            .collect();
         let mut q = Quotas {
+            me,
             shards,
             node_max,
-            leases: vec![Lease::default(); 1 + app_max.len()],
-            homes: Vec::new(),
-            app_max,
+            leases: vec![Lease::default()],
+            homes: vec![(me == 0).then(|| Home {
+                unleased: node_max as i64,
+                leased: vec![0; shards],
+            })],
+            app_max: Vec::new(),
         };
-        q.homes = (0..q.leases.len())
-            .map(|i| {
-                let quota = q.quota_at(i);
-                (q.home_of(quota, apps) == me).then(|| Home {
-                    unleased: q.max(quota).unwrap_or(0),
-                    leased: vec![0; shards],
-                })
-            })
-            .collect();
+        q.grow(apps);
         q
     }
 
-    fn quota_at(&self, i: usize) -> Quota {
-        match i {
-            0 => Quota::Node,
-            n => Quota::App(crate::apps::AppIdx(n as u32 - 1)),
+    /// Adds the quotas of apps added to the registry since.
+    pub fn grow(&mut self, apps: &AppRegistry) {
+        for i in self.app_max.len()..apps.len() {
+            let app = AppIdx(i as u32);
+            let max = apps.get(app).limits.max_connections;
+            let home = self.home_of(Quota::App(app), apps) == self.me;
+            self.app_max.push(max);
+            self.leases.push(Lease::default());
+            self.homes.push(home.then(|| Home {
+                unleased: counted(max),
+                leased: vec![0; self.shards],
+            }));
         }
+    }
+
+    /// An app's limit changed to `max`: the home moves its budget by the
+    /// difference; every shard gives back its spare (returns how many
+    /// slots to send home).
+    pub fn set_max(&mut self, app: AppIdx, max: Option<u32>) -> u32 {
+        let i = app.0 as usize;
+        let old = std::mem::replace(&mut self.app_max[i], max);
+        if let Some(home) = self.homes[1 + i].as_mut() {
+            home.unleased += counted(max) - counted(old);
+        }
+        if counted(max) < counted(old) {
+            self.leases[1 + i].shrinking = true;
+        }
+        self.reclaim(Quota::App(app))
     }
 
     fn index(quota: Quota) -> usize {
@@ -150,6 +184,10 @@ impl Quotas {
         let l = &mut self.leases[Self::index(quota)];
         l.used = l.used.saturating_sub(1);
         let spare = l.lease - l.used;
+        if l.shrinking {
+            l.lease = l.used;
+            return spare;
+        }
         if spare > 2 * chunk {
             let back = spare - chunk;
             l.lease -= back;
@@ -161,7 +199,11 @@ impl Quotas {
 
     /// Adds slots the home granted to the local lease.
     pub fn absorb(&mut self, quota: Quota, granted: u32) {
-        self.leases[Self::index(quota)].lease += granted;
+        let l = &mut self.leases[Self::index(quota)];
+        l.lease += granted;
+        if granted > 0 {
+            l.shrinking = false;
+        }
     }
 
     /// Gives up every unused slot of the local lease; returns how many.
@@ -178,8 +220,8 @@ impl Quotas {
             debug_assert!(false, "grant asked of a shard that is not the home");
             return 0;
         };
-        let n = want.min(home.unleased);
-        home.unleased -= n;
+        let n = want.min(home.unleased.clamp(0, u32::MAX as i64) as u32);
+        home.unleased -= n as i64;
         home.leased[to] += n;
         n
     }
@@ -189,7 +231,7 @@ impl Quotas {
         if let Some(home) = self.homes[Self::index(quota)].as_mut() {
             let n = n.min(home.leased[from]);
             home.leased[from] -= n;
-            home.unleased += n;
+            home.unleased += n as i64;
         }
     }
 
@@ -279,5 +321,43 @@ mod tests {
         // At most two chunks of spare are kept.
         assert!(q.leases[0].lease <= 2 * chunk);
         assert_eq!(back + q.leases[0].lease, 4 * chunk);
+    }
+
+    #[test]
+    fn a_lowered_app_limit_admits_nothing_until_below_it_and_new_apps_get_quotas() {
+        let mut one = App::new("a".into(), "k".into(), "s".into());
+        one.limits.max_connections = Some(4);
+        let apps = AppRegistry::new(vec![one.clone()]);
+        // One shard: it is every quota's home.
+        let mut q = Quotas::new(0, 1, 100, &apps);
+        let app = Quota::App(AppIdx(0));
+        let g = q.grant(app, 0, 4);
+        q.absorb(app, g);
+        for _ in 0..3 {
+            assert!(q.take(app));
+        }
+        // Limit 4 -> 2 with 3 open: the spare goes home, nothing is granted.
+        let back = q.set_max(AppIdx(0), Some(2));
+        assert_eq!(back, 1);
+        q.returned(app, 0, back);
+        assert!(!q.take(app));
+        assert_eq!(q.grant(app, 0, 1), 0);
+        // Two close: while shrinking, every freed slot goes home at once.
+        for _ in 0..2 {
+            let back = q.release(app);
+            assert_eq!(back, 1, "no spare kept over a lowered limit");
+            q.returned(app, 0, back);
+        }
+        // 1 open of 2: one more fits, and the grant ends the shrinking.
+        assert_eq!(q.grant(app, 0, 5), 1);
+        q.absorb(app, 1);
+        assert!(q.take(app) && !q.take(app));
+        // A new app in the registry gets its own quota.
+        let mut two = App::new("b".into(), "k2".into(), "s".into());
+        two.limits.max_connections = Some(7);
+        let (apps, _) = apps.updated(vec![crate::apps::AppChange::Put(two)]);
+        q.grow(&apps);
+        assert_eq!(q.max(Quota::App(AppIdx(1))), Some(7));
+        assert_eq!(q.grant(Quota::App(AppIdx(1)), 0, 100), 7);
     }
 }
