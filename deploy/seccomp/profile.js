@@ -38,7 +38,7 @@ const PROFILE_COMMENT =
   'Docker v29.7.2, github.com/moby/profiles/seccomp v0.2.3) plus one rule allowing ' +
   'io_uring_setup, io_uring_enter and io_uring_register. Refresh: take default.json from ' +
   'the Docker release you run and `node deploy/seccomp/profile.js refresh default.json` ' +
-  '(deploy/README.md).';
+  '(README, "Deploying").';
 
 // Kubernetes profile: the architectures it is resolved for (moby's arch
 // names, as in `includes.arches`) and the seccomp architectures listed.
