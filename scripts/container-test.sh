@@ -98,7 +98,7 @@ if ! docker info >/dev/null 2>&1; then
     sleep 0.2
   done
   if ! docker info >/dev/null 2>&1; then
-    echo "== container test SKIPPED: no Docker daemon can run on this machine; dockerd said:"
+    echo "== container image part SKIPPED (the files above were checked): no Docker daemon can run on this machine; dockerd said:"
     tail -n 5 "$work/dockerd.log" | sed 's/^/   /'
     exit 0
   fi
