@@ -5,8 +5,8 @@
 #     the systemd unit `systemd-analyze verify`, the Kubernetes manifests
 #     `kubernetes-validate --strict` (PyPI, in a cached venv) for the oldest
 #     and newest Kubernetes it knows. A typo fails here.
-#  2. the image: builds deploy/Dockerfile's `prebuilt` target from the
-#     optimized binary (target/attack/shardcast) on a Debian base image made
+#  2. the image: builds deploy/Dockerfile with PREBUILT, the optimized
+#     binary (target/attack/shardcast), on a Debian base image made
 #     with debootstrap (no registry is reachable; the image is cached by its
 #     tag, so later runs skip debootstrap), then runs it with host networking
 #     on 127.0.0.1: with deploy/seccomp.json the health check turns healthy and
@@ -128,10 +128,10 @@ cp target/attack/shardcast "$context/shardcast"
 cp deploy/ready.sh "$context/deploy/"
 cp scripts/check-env.sh "$context/scripts/"
 image=shardcast-test/shardcast:test
-docker build --network host -f deploy/Dockerfile --target prebuilt \
-  --build-arg "RUNTIME_IMAGE=$base" --build-arg BINARY=shardcast -t "$image" "$context" \
+docker build --network host -f deploy/Dockerfile --build-arg "RUST_IMAGE=$base" \
+  --build-arg "RUNTIME_IMAGE=$base" --build-arg PREBUILT=shardcast -t "$image" "$context" \
   >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
-echo "built $image (target prebuilt on $base)"
+echo "built $image (deploy/Dockerfile with PREBUILT, on $base)"
 
 node deploy/seccomp/profile.js deny-io-uring >"$work/deny-io-uring.json"
 free_port() {
@@ -190,16 +190,18 @@ echo "deploy/seccomp.json: server up, health check healthy"
   node container_check.js "$port" "$name"
 )
 
-# With the Kubernetes (flattened) profile: the server starts.
+# With the Kubernetes (flattened) profile, as the manifest runs it (no
+# capabilities, read-only root file system): the server starts.
 name="shardcast-test-$$-k8s"
 containers+=("$name")
 docker run -d --name "$name" --health-interval 1s \
-  --security-opt "seccomp=$root/deploy/kubernetes/seccomp-shardcast.json" --cap-drop ALL \
+  --security-opt "seccomp=$root/deploy/kubernetes/seccomp-shardcast.json" --cap-drop ALL --read-only \
   "${run_args[@]}" "$image" >/dev/null
 wait_healthy "$name"
 docker stop --time 10 "$name" >/dev/null
-[ "$(docker inspect --format '{{.State.ExitCode}}' "$name")" = 0 ]
-echo "deploy/kubernetes/seccomp-shardcast.json (no capabilities): server up, stopped with exit 0"
+code=$(docker inspect --format '{{.State.ExitCode}}' "$name")
+[ "$code" = 0 ] || { echo "exit $code after docker stop:"; docker logs "$name" 2>&1 | tail -n 20; exit 1; }
+echo "deploy/kubernetes/seccomp-shardcast.json (no capabilities, read-only): server up, stopped with exit 0"
 
 # Refusals: each must exit 1 with its diagnosis.
 expect_refusal() {
