@@ -3,7 +3,9 @@
 # kernel version, io_uring availability (sysctl, seccomp), locked-memory and
 # open-files limits, and the CPUs this process may be pinned to. The server
 # runs the same checks at startup (src/runtime/env_check.rs) and refuses to
-# start with the same advice.
+# start with the same advice. The container image has it as
+# shardcast-check-env (`docker run --entrypoint shardcast-check-env ...`
+# with the options the server gets), so it also tells what a container may do.
 set -u
 ok=1
 say() { printf '%-16s %s\n' "$1" "$2"; }
@@ -30,7 +32,7 @@ fi
 
 seccomp=$(awk '/^Seccomp:/ {print $2}' /proc/self/status 2>/dev/null)
 case "$seccomp" in
-  2) say seccomp "filter active: in a container, make sure its profile allows io_uring_setup, io_uring_enter, io_uring_register (Docker >= 25 blocks them by default)";;
+  2) say seccomp "filter active: in a container, make sure its profile allows io_uring_setup, io_uring_enter, io_uring_register (Docker >= 25 blocks them by default; deploy/seccomp.json allows them)";;
   *) say seccomp "no filter (ok)";;
 esac
 
