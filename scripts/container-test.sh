@@ -19,6 +19,8 @@
 # missing. Starts dockerd (--bridge=none --iptables=false) when none runs and
 # stops it at the end; when no daemon can run here, part 2 is skipped with a
 # message. Removes every container it started, also on failure.
+# SHARDCAST_TEST_IMAGE=IMAGE runs part 2 against that image instead of
+# building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -105,33 +107,39 @@ if ! docker info >/dev/null 2>&1; then
 fi
 export DOCKER_BUILDKIT=0 # the classic builder, in every Docker: nothing to fetch
 
-. /etc/os-release
-base="shardcast-test/debian:${VERSION_CODENAME}-1"
-if ! docker image inspect "$base" >/dev/null 2>&1; then
-  echo "making $base with debootstrap (once; cached by its tag)"
-  started=$SECONDS
-  rootfs="$work/rootfs"
-  $sudo debootstrap --variant=minbase "$VERSION_CODENAME" "$rootfs" >"$work/debootstrap.log" 2>&1 ||
-    { tail -n 20 "$work/debootstrap.log"; exit 1; }
-  $sudo rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
-    "$rootfs"/usr/share/doc "$rootfs"/usr/share/man "$rootfs"/usr/share/locale
-  $sudo tar -C "$rootfs" -c . | docker import -c 'CMD ["bash"]' - "$base" >/dev/null
-  $sudo rm -rf "$rootfs"
-  echo "made $base in $((SECONDS - started)) s"
-fi
+if [ -n "${SHARDCAST_TEST_IMAGE:-}" ]; then
+  # An image built elsewhere (e.g. the normal multi-stage build) instead.
+  image=$SHARDCAST_TEST_IMAGE
+  echo "testing the given image $image"
+else
+  . /etc/os-release
+  base="shardcast-test/debian:${VERSION_CODENAME}-1"
+  if ! docker image inspect "$base" >/dev/null 2>&1; then
+    echo "making $base with debootstrap (once; cached by its tag)"
+    started=$SECONDS
+    rootfs="$work/rootfs"
+    $sudo debootstrap --variant=minbase "$VERSION_CODENAME" "$rootfs" >"$work/debootstrap.log" 2>&1 ||
+      { tail -n 20 "$work/debootstrap.log"; exit 1; }
+    $sudo rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
+      "$rootfs"/usr/share/doc "$rootfs"/usr/share/man "$rootfs"/usr/share/locale
+    $sudo tar -C "$rootfs" -c . | docker import -c 'CMD ["bash"]' - "$base" >/dev/null
+    $sudo rm -rf "$rootfs"
+    echo "made $base in $((SECONDS - started)) s"
+  fi
 
-# The binary: the optimized build scripts/test.sh made (a no-op then).
-cargo build --locked --profile attack --bin shardcast
-context="$work/context"
-mkdir -p "$context/deploy" "$context/scripts"
-cp target/attack/shardcast "$context/shardcast"
-cp deploy/ready.sh "$context/deploy/"
-cp scripts/check-env.sh "$context/scripts/"
-image=shardcast-test/shardcast:test
-docker build --network host -f deploy/Dockerfile --build-arg "RUST_IMAGE=$base" \
-  --build-arg "RUNTIME_IMAGE=$base" --build-arg PREBUILT=shardcast -t "$image" "$context" \
-  >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
-echo "built $image (deploy/Dockerfile with PREBUILT, on $base)"
+  # The binary: the optimized build scripts/test.sh made (a no-op then).
+  cargo build --locked --profile attack --bin shardcast
+  context="$work/context"
+  mkdir -p "$context/deploy" "$context/scripts"
+  cp target/attack/shardcast "$context/shardcast"
+  cp deploy/ready.sh "$context/deploy/"
+  cp scripts/check-env.sh "$context/scripts/"
+  image=shardcast-test/shardcast:test
+  docker build --network host -f deploy/Dockerfile --build-arg "RUST_IMAGE=$base" \
+    --build-arg "RUNTIME_IMAGE=$base" --build-arg PREBUILT=shardcast -t "$image" "$context" \
+    >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+  echo "built $image (deploy/Dockerfile with PREBUILT, on $base)"
+fi
 
 node deploy/seccomp/profile.js deny-io-uring >"$work/deny-io-uring.json"
 free_port() {
