@@ -135,9 +135,11 @@ else
   cp deploy/ready.sh "$context/deploy/"
   cp scripts/check-env.sh "$context/scripts/"
   image=shardcast-test/shardcast:test
-  docker build --network host -f deploy/Dockerfile --build-arg "RUST_IMAGE=$base" \
+  docker build --force-rm --network host -f deploy/Dockerfile --build-arg "RUST_IMAGE=$base" \
     --build-arg "RUNTIME_IMAGE=$base" --build-arg PREBUILT=shardcast -t "$image" "$context" \
     >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+  # The previous run's image and build stage, now untagged.
+  docker image prune -f --filter label=io.shardcast.image >/dev/null
   echo "built $image (deploy/Dockerfile with PREBUILT, on $base)"
 fi
 
