@@ -11,8 +11,9 @@
 #     tag, so later runs skip debootstrap), then runs it with host networking
 #     on 127.0.0.1: with deploy/seccomp.json the health check turns healthy and
 #     pusher-js and the pusher library work (tests/clients/container_check.js),
-#     `docker stop` drains (4200, exit 0); with the Kubernetes profile the
-#     server starts too; with Docker >= 25's default (the profile without the
+#     `docker stop` drains (4200, exit 0); the same for compose.yaml's single
+#     profile run by docker-compose; with the Kubernetes profile the server
+#     starts too; with Docker >= 25's default (the profile without the
 #     io_uring rule) and with a 64 KiB memlock limit it exits 1 with the
 #     diagnosis, and shardcast-check-env in the image says the same.
 # Installs docker.io, debootstrap and docker-compose with apt-get when
@@ -33,8 +34,10 @@ PATH="$PATH:/usr/sbin:/sbin"
 work=$(mktemp -d)
 containers=()
 dockerd_pid=""
+compose_up=""
 cleanup() {
   local c
+  if [ -n "$compose_up" ]; then (cd deploy && "${compose[@]}" down >/dev/null 2>&1) || true; fi
   for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
   if [ -n "$dockerd_pid" ]; then
     $sudo kill "$dockerd_pid" 2>/dev/null || true
@@ -199,6 +202,42 @@ echo "deploy/seccomp.json: server up, health check healthy"
   fi
   node container_check.js "$port" "$name"
 )
+
+# compose.yaml's single profile, as `docker compose --profile single up`
+# runs it, with the same checks. Changed for this machine only: the test's
+# image, config and limits, and host networking (compose.yaml's `ports` cut,
+# which host networking refuses; the host network as the project's, so no
+# bridge is made).
+awk '/^    ports:$/ {cut = 1; next} cut && /^      - / {next} {cut = 0; print}' deploy/compose.yaml \
+  >"$work/compose.yaml"
+cat >"$work/compose.test.yaml" <<EOF
+services:
+  shardcast:
+    image: $image
+    network_mode: host
+    ulimits:
+      nofile: {soft: $nofile, hard: $nofile}
+      memlock: {soft: $memlock, hard: $memlock}
+    environment:
+      SHARDCAST_READY_PORT: "$port"
+    volumes:
+      - $work/shardcast.toml:/etc/shardcast/shardcast.toml:ro
+    healthcheck:
+      interval: 1s
+networks:
+  default:
+    external: true
+    name: host
+EOF
+compose=(docker-compose -p "shardcast-test-$$" --project-directory "$root/deploy"
+  -f "$work/compose.yaml" -f "$work/compose.test.yaml" --profile single)
+compose_up=1
+(cd deploy && "${compose[@]}" up -d --no-build shardcast >"$work/compose.log" 2>&1) ||
+  { cat "$work/compose.log"; exit 1; }
+name=$(cd deploy && "${compose[@]}" ps -q shardcast)
+wait_healthy "$name"
+echo "compose.yaml, profile single: server up, health check healthy"
+(cd tests/clients && node container_check.js "$port" "$name")
 
 # With the Kubernetes (flattened) profile, as the manifest runs it (no
 # capabilities, read-only root file system): the server starts.
