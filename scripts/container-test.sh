@@ -81,7 +81,7 @@ else
   echo "shardcast.service: NOT checked (no systemd-analyze here)"
 fi
 kv_version=1.37.0
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/shardcast/kubernetes-validate-$kv_version"
+venv="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/shardcast/kubernetes-validate-$kv_version"
 if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
