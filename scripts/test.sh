@@ -77,4 +77,11 @@ echo "== real clients (pusher-js, pusher)"
   fi
   SHARDCAST_BIN="$PWD/../../target/debug/shardcast" npm test
 )
+
+# -- deploy/ (issue 17): the deployment files through their parsers and the
+# container image with its seccomp profiles; installs what it needs and skips
+# the image part with a message where no Docker daemon can run.
+echo "== deploy files and container image"
+scripts/container-test.sh
+# --
 echo "== all tests passed"
