@@ -16,7 +16,7 @@ use crate::socket_id::SocketId;
 use bytes::Bytes;
 
 const MAGIC: &[u8; 2] = b"SC";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// Frames in one publish message, at most.
 const MAX_FRAMES: usize = 10_000;
 
@@ -92,15 +92,19 @@ pub enum RemoteAsk {
     Channels(Box<str>),
     /// One channel.
     Channel(Box<str>),
+    /// The app's open connections.
+    Connections,
 }
 
-/// A node's part of a channel query's answer: its subscriber counts, and
-/// the cached event it holds (data, seconds left). Presence members are
-/// known on every node already, so they are not part of it.
+/// A node's part of a query's answer: its subscriber counts, the cached
+/// event it holds (data, seconds left) and its open connections of the
+/// app. Presence members are known on every node already, so they are not
+/// part of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemotePart {
     pub subscriptions: Vec<(Box<str>, u32)>,
     pub cache: Option<(Box<str>, u64)>,
+    pub connections: u32,
 }
 
 const KIND_PUBLISH: u8 = 1;
@@ -154,6 +158,8 @@ pub enum WireError {
     Utf8,
     #[error("cluster message has too many frames")]
     TooMany,
+    #[error("unknown cluster query kind {0}")]
+    Ask(u8),
 }
 
 /// Bytes of an envelope's magic, version and [`Header`].
@@ -265,8 +271,9 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
             out.extend_from_slice(&shard.to_le_bytes());
             put_bytes(out, app.as_bytes());
             let (tag, name) = match ask {
-                RemoteAsk::Channels(prefix) => (0, prefix),
-                RemoteAsk::Channel(channel) => (1, channel),
+                RemoteAsk::Channels(prefix) => (0, &**prefix),
+                RemoteAsk::Channel(channel) => (1, &**channel),
+                RemoteAsk::Connections => (2, ""),
             };
             out.push(tag);
             put_bytes(out, name.as_bytes());
@@ -294,6 +301,7 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
                 }
                 None => out.push(0),
             }
+            out.extend_from_slice(&part.connections.to_le_bytes());
         }
     }
 }
@@ -430,9 +438,11 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
                 id: r.u32()?,
                 shard: r.u16()?,
                 app: r.str()?,
-                ask: match r.u8()? {
-                    0 => RemoteAsk::Channels(r.str()?),
-                    _ => RemoteAsk::Channel(r.str()?),
+                ask: match (r.u8()?, r.str()?) {
+                    (0, prefix) => RemoteAsk::Channels(prefix),
+                    (1, channel) => RemoteAsk::Channel(channel),
+                    (2, _) => RemoteAsk::Connections,
+                    (other, _) => return Err(WireError::Ask(other)),
                 },
             },
             KIND_ANSWER => {
@@ -456,6 +466,7 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
                     part: RemotePart {
                         subscriptions,
                         cache,
+                        connections: r.u32()?,
                     },
                 }
             }
@@ -528,6 +539,12 @@ mod tests {
                 app: "a".into(),
                 ask: RemoteAsk::Channel("cache-x".into()),
             },
+            NodeMsg::Query {
+                id: 79,
+                shard: 1,
+                app: "a".into(),
+                ask: RemoteAsk::Connections,
+            },
             NodeMsg::Answer {
                 to: 0xabc,
                 id: 77,
@@ -535,6 +552,7 @@ mod tests {
                 part: RemotePart {
                     subscriptions: vec![("a".into(), 2), ("b".into(), 7)],
                     cache: Some(("data".into(), 60)),
+                    connections: 12,
                 },
             },
             NodeMsg::Answer {

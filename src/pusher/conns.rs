@@ -289,6 +289,14 @@ impl ConnTable {
         self.slab.is_empty()
     }
 
+    /// Open connections of `app` (closing ones are no longer counted).
+    pub fn open_of(&self, app: AppIdx) -> usize {
+        self.slab
+            .iter()
+            .filter(|(_, c)| c.app == app && c.phase == Phase::Open)
+            .count()
+    }
+
     pub fn keys(&self) -> Vec<ConnKey> {
         self.slab.iter().map(|(k, _)| k as ConnKey).collect()
     }

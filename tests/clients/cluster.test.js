@@ -13,7 +13,9 @@
 //   - a third node C killed with SIGKILL: its presence members are removed
 //     (member_removed on A and B) within the node timeout;
 //   - channel queries (/channels, /channels/{name}, /channels/{name}/users,
-//     trigger info) give the same cluster-wide answer through A and through B.
+//     trigger info) give the same cluster-wide answer through A and through B;
+//   - GET /connections counts every node's connections, through A and B, and
+//     a SIGKILLed node's connections leave the count.
 // Cache channels and webhooks are not tested here.
 
 const { describe, it, before, after, afterEach } = require('node:test');
@@ -702,6 +704,31 @@ for (const kind of Object.keys(ENGINES)) {
         'node B counting 4 subscriptions', PROPAGATION_MS).catch(() => {});
       assert.deepEqual(await both(`/channels/${pub}`, { info: 'subscription_count' }),
         { occupied: true, subscription_count: 4 });
+    });
+
+    it('GET /connections (the library\'s generic get) counts the whole cluster through A and B, and a killed node leaves the count', { timeout: NODE_DEATH_TEST_TIMEOUT_MS }, async () => {
+      const counts = async () => Promise.all([apiA, apiB].map(async (api) => (await getJson(api, '/connections')).connections));
+      const waitCounts = async (n, label, timeout = PROPAGATION_MS) => {
+        let last;
+        await until(async () => { last = await counts(); return last[0] === n && last[1] === n; },
+          label, timeout).catch(() => {});
+        assert.deepEqual(last, [n, n], `${label}: [A, B] answer ${JSON.stringify(last)}`);
+      };
+      await waitCounts(0, 'no connections left from earlier tests');
+      const onA = await Promise.all([1, 2].map(() => connectClient(nodeA.port)));
+      const onB = await connectClient(nodeB.port);
+      assert.deepEqual(await counts(), [3, 3]);
+      const { node: nodeC } = await startThirdNode();
+      const onC = await Promise.all([1, 2].map(() => connectClient(nodeC.port)));
+      assert.deepEqual(await counts(), [5, 5]);
+      await disconnectClient(onA[0]);
+      await waitCounts(4, 'a client on A left');
+      process.kill(nodeC.proc.pid, 'SIGKILL');
+      await until(() => !nodeC.alive(), 'node C exiting after SIGKILL', 5_000);
+      await Promise.all(onC.map((c) => disconnectClient(c)));
+      await waitCounts(2, 'node C killed', NODE_GONE_MS);
+      await disconnectClient(onB);
+      await waitCounts(1, 'the client on B left');
     });
 
     it('engine and both nodes are still running after all of the above', () => {

@@ -8,6 +8,7 @@ mod broadcast;
 mod cache;
 mod client_events;
 mod cluster;
+mod cluster_counts;
 mod cluster_loss;
 mod cluster_trust;
 mod connection;
