@@ -13,6 +13,20 @@ const {
   makeServerClient, sleep, startServer, subscribe, uniqueChannel,
 } = require('./helpers');
 
+/**
+ * The owner shard of a channel of the first app on a 2-shard server:
+ * FNV-1a over the app index (4 zero bytes) and the name, modulo 2 (as
+ * shardcast's owner_of).
+ */
+function ownerOf(name) {
+  let h = 0xcbf29ce484222325n;
+  for (const b of [0, 0, 0, 0, ...Buffer.from(name, 'utf8')]) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return Number(h % 2n);
+}
+
 /** A webhook receiver: records each request with its raw body. */
 function startReceiver() {
   const requests = [];
@@ -50,9 +64,10 @@ describe('webhooks', () => {
       `key = "${APP_KEY}"`,
       `secret = "${APP_SECRET}"`,
       'enable_client_messages = true',
+      'enable_subscription_count = true',
       '[[apps.webhooks]]',
       `url = "${receiver.url}"`,
-      'event_types = ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event"]',
+      'event_types = ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event", "subscription_count"]',
       '',
     ].join('\n');
     server = await startServer({ config });
@@ -127,6 +142,43 @@ describe('webhooks', () => {
     await disconnectClient(bob);
     const removed = await waitForEvent((e) => e.name === 'member_removed' && e.channel === name, 'member_removed');
     assert.equal(removed.user_id, 'bob');
+  });
+
+  it('subscription_count: the count on every change, the same as pusher-js is told, none for the last leave nor for presence', async () => {
+    const name = uniqueChannel('counted');
+    const pres = `presence-${name}`;
+    const countsOf = (ch) => events().filter((e) => e.name === 'subscription_count' && e.channel === ch)
+      .map((e) => { assert.deepEqual(Object.keys(e).sort(), ['channel', 'name', 'subscription_count']); return e.subscription_count; });
+    const clients = await Promise.all(['u1', 'u2', 'u3'].map((u) => authedClient({ user_id: u, user_info: {} })));
+    const seen = [];
+    for (const c of clients) {
+      const ch = c.subscribe(name);
+      const mine = [];
+      ch.bind('pusher:subscription_count', (d) => mine.push(d.subscription_count));
+      seen.push(mine);
+      await subscribe(c, name);
+      await subscribe(c, pres);
+    }
+    await waitForEvent((e) => e.name === 'subscription_count' && e.channel === name && e.subscription_count === 3, 'count 3');
+    await disconnectClient(clients[2]);
+    await waitForEvent((e) => e.name === 'subscription_count' && e.channel === name && countsOf(name).length === 4, 'count 2');
+    clients[1].unsubscribe(name);
+    await waitForEvent((e) => e.name === 'subscription_count' && e.channel === name && countsOf(name).length === 5, 'count 1');
+    clients[0].unsubscribe(name);
+    // Barrier: the last leaver subscribes to a channel with the same owner
+    // shard, which reports webhooks in order: its count comes after any for `name`.
+    let fence;
+    for (let i = 0; ; i++) {
+      fence = `${name}-fence${i}`;
+      if (ownerOf(fence) === ownerOf(name)) break;
+    }
+    await subscribe(clients[0], fence);
+    await waitForEvent((e) => e.name === 'subscription_count' && e.channel === fence, 'the fence\'s count');
+    assert.deepEqual(countsOf(name), [1, 2, 3, 2, 1]);
+    assert.deepEqual(countsOf(pres), []);
+    // pusher-js subscribers were told the same counts while subscribed.
+    assert.deepEqual(seen[0], [1, 2, 3, 2, 1]);
+    assert.deepEqual(seen[1].slice(-2), [3, 2]);
   });
 
   it('server is still running after all of the above', () => {

@@ -13,6 +13,7 @@ mod cluster_loss;
 mod cluster_trust;
 mod connection;
 mod console;
+mod count_webhooks;
 mod framing;
 mod http_api;
 mod http_framing;

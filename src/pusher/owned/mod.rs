@@ -232,18 +232,67 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
     }
 }
 
-/// Owner side of a subscription count change: the announcement to
-/// subscribers (when the app wants counts) and the occupancy webhooks.
+/// Owner side of a subscription count change on this node: the occupancy
+/// webhooks and what the other nodes are told, then the channel-wide count.
 pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32) {
-    let announced = counts_announced(shard, app, &channel);
-    let change =
-        shard
-            .owned
-            .borrow_mut()
+    let (before, after) = shard.owned.borrow_mut().counts.apply(app, &channel, delta);
+    nodes::on_local_occupancy(shard, app, &channel, before, after);
+    recount(shard, app, &channel);
+}
+
+/// Whether subscribers of `channel` are told `pusher_internal:subscription_count`:
+/// when the app enables it, and never on presence channels (they count members).
+pub fn counts_announced(shard: &Shard, app: AppIdx, channel: &str) -> bool {
+    shard.apps.get(app).enable_subscription_count && !is_presence(channel)
+}
+
+fn is_presence(channel: &str) -> bool {
+    crate::channel_name::ChannelClass::of(channel).kind
+        == crate::channel_name::ChannelKind::Presence
+}
+
+/// Whether `channel`'s count is announced at all: to its subscribers, or
+/// to a `subscription_count` webhook (never for presence channels).
+pub fn counted(shard: &Shard, app: AppIdx, channel: &str) -> bool {
+    counts_announced(shard, app, channel)
+        || (!is_presence(channel)
+            && webhook_events::wanted(shard, app, EventKind::SubscriptionCount))
+}
+
+/// The channel-wide count of `channel` may have changed (here or on
+/// another node): announce it if it is due.
+pub fn recount(shard: &Shard, app: AppIdx, channel: &str) {
+    let counted = counted(shard, app, channel);
+    let announce = {
+        let mut owned = shard.owned.borrow_mut();
+        let owned = &mut *owned;
+        let total = owned.counts.local(app, channel);
+        owned
             .counts
-            .apply(app, &channel, delta, Instant::now(), announced);
-    nodes::on_local_occupancy(shard, app, &channel, change.before, change.after);
-    if let Some(count) = change.announce {
+            .announce(app, channel, total, Instant::now(), counted)
+    };
+    if let Some(count) = announce {
+        announce_count(shard, app, channel.into(), count);
+    }
+}
+
+/// Tells `count` to the channel's subscribers on this node (when the app
+/// enables it) and to the `subscription_count` webhook (from the node that
+/// decides the channel's webhooks).
+fn announce_count(shard: &Shard, app: AppIdx, channel: Box<str>, count: u32) {
+    if webhook_events::wanted(shard, app, EventKind::SubscriptionCount)
+        && nodes::decides_webhooks(shard, app, &channel)
+    {
+        webhook_events::emit(
+            shard,
+            app,
+            WebhookEvent::SubscriptionCount {
+                channel: channel.clone(),
+                count,
+            },
+        );
+    }
+    if counts_announced(shard, app, &channel) {
         let frame = subscription_count_event(&channel, count);
         publish_on_node(
             shard,
@@ -252,23 +301,11 @@ pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32)
     }
 }
 
-/// Whether subscribers of `channel` are told `pusher_internal:subscription_count`:
-/// when the app enables it, and never on presence channels (they count members).
-pub fn counts_announced(shard: &Shard, app: AppIdx, channel: &str) -> bool {
-    shard.apps.get(app).enable_subscription_count
-        && crate::channel_name::ChannelClass::of(channel).kind
-            != crate::channel_name::ChannelKind::Presence
-}
-
 /// Announces counts held back by the large-channel rate limit (from the tick).
 pub fn flush_due_counts(shard: &Shard) {
     let due = shard.owned.borrow_mut().counts.due(Instant::now());
     for (app, channel, count) in due {
-        let frame = subscription_count_event(&channel, count);
-        publish_on_node(
-            shard,
-            Publication::one(app, channel, frame, None, Source::owner(shard.id)),
-        );
+        announce_count(shard, app, channel, count);
     }
 }
 

@@ -221,7 +221,7 @@ pub fn on_remote_occupancy(
     let (before, after, quiet) = {
         let mut owned = shard.owned.borrow_mut();
         let quiet = owned.nodes.heard(node, (app, channel.into(), None), sync);
-        let here = owned.counts.total(app, channel) > 0;
+        let here = owned.counts.local(app, channel) > 0;
         let key = (app, Box::<str>::from(channel));
         let nodes = owned.nodes.occupied.entry(key.clone()).or_default();
         let before = here || !nodes.is_empty();
@@ -293,7 +293,7 @@ pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
             }
             !nodes.is_empty()
         });
-        vacated.retain(|(app, channel)| owned.counts.total(*app, channel) == 0);
+        vacated.retain(|(app, channel)| owned.counts.local(*app, channel) == 0);
         (members, vacated, sync.quiet)
     };
     if !members.is_empty() || !vacated.is_empty() {
@@ -327,7 +327,7 @@ pub fn on_node_gone(shard: &Shard, node: u64) {
             }
             !nodes.is_empty()
         });
-        vacated.retain(|(app, channel)| owned.counts.total(*app, channel) == 0);
+        vacated.retain(|(app, channel)| owned.counts.local(*app, channel) == 0);
         (members, vacated)
     };
     drop_remote(shard, members, vacated, true);
