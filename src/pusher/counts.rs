@@ -153,7 +153,7 @@ mod tests {
         let mut t = CountTable::default();
         let a = AppIdx(0);
         let t0 = Instant::now();
-        let mut step = |t: &mut CountTable, delta: i32, at: Instant| {
+        let step = |t: &mut CountTable, delta: i32, at: Instant| {
             let (_, after) = t.apply(a, "c", delta);
             t.announce(a, "c", after, at, true)
         };
