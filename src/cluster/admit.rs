@@ -20,7 +20,8 @@ use crate::channel_name::{validate_name, ChannelClass, ChannelKind};
 use crate::member::{check_announced, MAX_USER_ID_LEN};
 use crate::ws::frame::Frame;
 
-/// Subscribers of one channel a node may report in a query answer.
+/// Subscribers of one channel a node may report (in a query answer or
+/// its occupancy).
 pub const MAX_REPORTED_COUNT: u32 = 1 << 24;
 /// Connections of one app a node may report in a query answer.
 pub const MAX_REPORTED_CONNECTIONS: u32 = 1 << 26;
@@ -134,16 +135,19 @@ pub fn to_inbound(apps: &AppRegistry, node: u64, msg: NodeMsg) -> Result<Option<
         NodeMsg::Occupancy {
             app,
             channel: name,
-            occupied,
+            count,
             sync,
         } => {
             let app = app_of(&app)?;
             channel(app, &name)?;
+            if count > MAX_REPORTED_COUNT {
+                return Err(invalid(format!("{count} subscribers of {name:?}")));
+            }
             Inbound::Occupancy {
                 node,
                 app,
                 channel: name,
-                occupied,
+                count,
                 sync,
             }
         }

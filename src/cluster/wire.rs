@@ -52,12 +52,12 @@ pub enum NodeMsg {
         channel: Box<str>,
         user_id: Box<str>,
     },
-    /// A channel became occupied (or empty) on the sending node; `sync` as
-    /// for `MemberJoined`.
+    /// The sending node's subscriptions of a channel (0: empty there now);
+    /// `sync` as for `MemberJoined`.
     Occupancy {
         app: Box<str>,
         channel: Box<str>,
-        occupied: bool,
+        count: u32,
         sync: bool,
     },
     /// The sending node starts telling all it holds (`gen` numbers its
@@ -241,13 +241,13 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
         NodeMsg::Occupancy {
             app,
             channel,
-            occupied,
+            count,
             sync,
         } => {
             out.push(KIND_OCCUPANCY);
             put_bytes(out, app.as_bytes());
             put_bytes(out, channel.as_bytes());
-            out.push(*occupied as u8);
+            out.extend_from_slice(&count.to_le_bytes());
             out.push(*sync as u8);
         }
         NodeMsg::MemberLeft {
@@ -426,7 +426,7 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
             KIND_OCCUPANCY => NodeMsg::Occupancy {
                 app: r.str()?,
                 channel: r.str()?,
-                occupied: r.u8()? != 0,
+                count: r.u32()?,
                 sync: r.u8()? != 0,
             },
             KIND_MEMBER_LEFT => NodeMsg::MemberLeft {
@@ -514,7 +514,7 @@ mod tests {
             NodeMsg::Occupancy {
                 app: "a".into(),
                 channel: "c".into(),
-                occupied: true,
+                count: 7,
                 sync: false,
             },
             NodeMsg::MemberLeft {

@@ -108,12 +108,12 @@ impl CountTable {
         }
     }
 
-    /// Channels with subscribers on this node.
-    pub fn occupied(&self) -> Vec<(AppIdx, Box<str>)> {
+    /// Channels with subscribers on this node, and their counts.
+    pub fn occupied(&self) -> Vec<(AppIdx, Box<str>, u32)> {
         self.channels
             .iter()
             .filter(|(_, c)| c.local > 0)
-            .map(|((app, name), _)| (*app, name.clone()))
+            .map(|((app, name), c)| (*app, name.clone(), c.local))
             .collect()
     }
 
@@ -192,7 +192,7 @@ mod tests {
         t.apply(a, "x", 500);
         assert_eq!(t.announce(a, "x", 500, t0, false), None);
         assert!(t.due(t0 + Duration::from_secs(60)).is_empty());
-        assert_eq!(t.occupied(), vec![(a, Box::from("x"))]);
+        assert_eq!(t.occupied(), vec![(a, Box::from("x"), 500)]);
     }
 
     #[test]

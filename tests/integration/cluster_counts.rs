@@ -45,3 +45,121 @@ fn connections_count_the_whole_cluster_from_every_node() {
         drop(on_b);
     });
 }
+
+/// Subscribers of one channel on two nodes, following
+/// `pusher_internal:subscription_count`.
+struct Counted {
+    ws: Ws,
+    /// Every count this subscriber was told, in order.
+    seen: Vec<u64>,
+}
+
+impl Counted {
+    fn subscribe(port: u16, shard: u64, channel: &str) -> Counted {
+        let mut ws = Ws::connect_on(port, shard);
+        ws.send_json(&json!({"event":"pusher:subscribe","data":{"channel":channel}}));
+        let mut c = Counted {
+            ws,
+            seen: Vec::new(),
+        };
+        loop {
+            let v = c.next(channel, WAIT);
+            if v["event"] == "pusher_internal:subscription_succeeded" {
+                return c;
+            }
+        }
+    }
+
+    /// The next frame (counts of `channel` noted on the way).
+    fn next(&mut self, channel: &str, timeout: Duration) -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ws.recv_within(timeout).text()).unwrap();
+        if v["event"] == "pusher_internal:subscription_count" && v["channel"] == channel {
+            self.seen
+                .push(v["data"]["subscription_count"].as_u64().unwrap());
+        }
+        v
+    }
+
+    /// Reads until the last count told is `n`, within `timeout`.
+    fn settles_at(&mut self, channel: &str, n: u64, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.seen.last() != Some(&n) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "socket {}: expected count {n}, was told {:?}",
+                self.ws.socket_id,
+                self.seen
+            );
+            match self.ws.read_frame(left) {
+                Ok(f) => {
+                    let v: serde_json::Value = serde_json::from_str(&f.text()).unwrap();
+                    if v["event"] == "pusher_internal:subscription_count" && v["channel"] == channel
+                    {
+                        self.seen
+                            .push(v["data"]["subscription_count"].as_u64().unwrap());
+                    }
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+}
+
+/// `pusher_internal:subscription_count` counts the whole cluster: every
+/// subscriber on both nodes (both shards each) is told the same count
+/// after each join and leave anywhere (within 100 ms of coalescing plus the
+/// engine's latency), `GET /channels/{name}` agrees from either node, and
+/// the subscribers of a SIGKILLed node leave the count within
+/// node_timeout_secs (2 s here) plus a heartbeat interval.
+#[test]
+fn subscription_counts_agree_on_every_node_and_follow_a_dead_node() {
+    for_each_plain_engine(|engine| {
+        let config = engine.config("enable_subscription_count = true");
+        let a = Server::start_with(&config);
+        let mut b = Server::start_with(&config);
+        crate::cluster::wait_log(&a, "is up", 1, Duration::from_secs(10));
+        crate::cluster::wait_log(&b, "is up", 1, Duration::from_secs(10));
+        const CH: &str = "room";
+        let mut subs: Vec<Counted> = Vec::new();
+        for (i, (port, shard)) in [(a.port, 0), (b.port, 1), (a.port, 1), (b.port, 0)]
+            .into_iter()
+            .enumerate()
+        {
+            subs.push(Counted::subscribe(port, shard, CH));
+            for s in subs.iter_mut() {
+                s.settles_at(CH, i as u64 + 1, WAIT);
+            }
+        }
+        for port in [a.port, b.port] {
+            let v = get_json(
+                port,
+                "/apps/app-id/channels/room",
+                &[("info", "subscription_count")],
+            );
+            assert_eq!(v["subscription_count"], 4, "port {port}: {v}");
+        }
+        // A leave on B (shard 1): everyone is told 3.
+        subs.remove(1);
+        for s in subs.iter_mut() {
+            s.settles_at(CH, 3, WAIT);
+        }
+        // B dies with its subscriber (subs[2]): A's subscribers are told 2.
+        let on_b = subs.remove(2);
+        let killed = std::time::Instant::now();
+        b.kill();
+        for s in subs.iter_mut() {
+            s.settles_at(CH, 2, Duration::from_secs(6));
+        }
+        let took = killed.elapsed();
+        assert!(took < Duration::from_millis(4500), "count after {took:?}");
+        let v = get_json(
+            a.port,
+            "/apps/app-id/channels/room",
+            &[("info", "subscription_count")],
+        );
+        assert_eq!(v["subscription_count"], 2, "{v}");
+        drop(on_b);
+    });
+}

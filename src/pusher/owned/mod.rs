@@ -237,7 +237,7 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
 pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32) {
     let (before, after) = shard.owned.borrow_mut().counts.apply(app, &channel, delta);
     nodes::on_local_occupancy(shard, app, &channel, before, after);
-    recount(shard, app, &channel);
+    recount(shard, app, &channel, true);
 }
 
 /// Whether subscribers of `channel` are told `pusher_internal:subscription_count`:
@@ -260,27 +260,32 @@ pub fn counted(shard: &Shard, app: AppIdx, channel: &str) -> bool {
 }
 
 /// The channel-wide count of `channel` may have changed (here or on
-/// another node): announce it if it is due.
-pub fn recount(shard: &Shard, app: AppIdx, channel: &str) {
+/// another node): announce it if it is due (to the webhook too, unless
+/// `webhooks` is false: a node's first sync is history, not news).
+pub fn recount(shard: &Shard, app: AppIdx, channel: &str, webhooks: bool) {
     let counted = counted(shard, app, channel);
     let announce = {
         let mut owned = shard.owned.borrow_mut();
         let owned = &mut *owned;
-        let total = owned.counts.local(app, channel);
+        let total = owned
+            .counts
+            .local(app, channel)
+            .saturating_add(owned.nodes.counted_elsewhere(app, channel));
         owned
             .counts
             .announce(app, channel, total, Instant::now(), counted)
     };
     if let Some(count) = announce {
-        announce_count(shard, app, channel.into(), count);
+        announce_count(shard, app, channel.into(), count, webhooks);
     }
 }
 
 /// Tells `count` to the channel's subscribers on this node (when the app
 /// enables it) and to the `subscription_count` webhook (from the node that
 /// decides the channel's webhooks).
-fn announce_count(shard: &Shard, app: AppIdx, channel: Box<str>, count: u32) {
-    if webhook_events::wanted(shard, app, EventKind::SubscriptionCount)
+fn announce_count(shard: &Shard, app: AppIdx, channel: Box<str>, count: u32, webhooks: bool) {
+    if webhooks
+        && webhook_events::wanted(shard, app, EventKind::SubscriptionCount)
         && nodes::decides_webhooks(shard, app, &channel)
     {
         webhook_events::emit(
@@ -305,7 +310,7 @@ fn announce_count(shard: &Shard, app: AppIdx, channel: Box<str>, count: u32) {
 pub fn flush_due_counts(shard: &Shard) {
     let due = shard.owned.borrow_mut().counts.due(Instant::now());
     for (app, channel, count) in due {
-        announce_count(shard, app, channel, count);
+        announce_count(shard, app, channel, count, true);
     }
 }
 
