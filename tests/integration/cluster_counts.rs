@@ -163,3 +163,51 @@ fn subscription_counts_agree_on_every_node_and_follow_a_dead_node() {
         drop(on_b);
     });
 }
+
+/// The `subscription_count` webhook carries the cluster-wide count, once
+/// per change, whichever node the subscribers are on.
+#[test]
+fn the_subscription_count_webhook_counts_the_cluster_once() {
+    use crate::receiver::Receiver;
+    for_each_plain_engine(|engine| {
+        let receiver = Receiver::start();
+        let hooks = format!(
+            "[[apps.webhooks]]\nurl = \"{}\"\nevent_types = [\"subscription_count\"]\n\n[server.webhooks]\nbatch_window_ms = 10\n",
+            receiver.url("/hooks")
+        );
+        let (a, b) = {
+            let a = Server::start_with(&engine.config(&hooks));
+            let b = Server::start_with(&engine.config(&hooks));
+            crate::cluster::wait_log(&a, "is up", 1, Duration::from_secs(10));
+            crate::cluster::wait_log(&b, "is up", 1, Duration::from_secs(10));
+            (a, b)
+        };
+        let counts = || -> Vec<u64> {
+            receiver
+                .events()
+                .iter()
+                .filter(|e| e["name"] == "subscription_count" && e["channel"] == "hooked")
+                .map(|e| e["subscription_count"].as_u64().unwrap())
+                .collect()
+        };
+        let wait_len = |n: usize| {
+            let ok = wait_until(WAIT, || counts().len() >= n);
+            assert!(ok, "expected {n} counts, have {:?}", counts());
+        };
+        let mut subs = Vec::new();
+        for (i, port) in [a.port, b.port, b.port].into_iter().enumerate() {
+            let mut ws = Ws::connect(port);
+            ws.subscribe("hooked");
+            subs.push(ws);
+            wait_len(i + 1);
+        }
+        subs.remove(0); // the one on A leaves
+        wait_len(4);
+        // The barrier: a further change of the same channel, reported by
+        // the same deciding node after everything before it.
+        let mut last = Ws::connect(a.port);
+        last.subscribe("hooked");
+        wait_len(5);
+        assert_eq!(counts(), [1, 2, 3, 2, 3]);
+    });
+}
