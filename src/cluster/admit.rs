@@ -151,6 +151,22 @@ pub fn to_inbound(apps: &AppRegistry, node: u64, msg: NodeMsg) -> Result<Option<
                 sync,
             }
         }
+        NodeMsg::UserOnline {
+            app,
+            user_id,
+            online,
+            sync,
+        } => {
+            let app = app_of(&app)?;
+            user(&user_id)?;
+            Inbound::UserOnline {
+                node,
+                app,
+                user_id,
+                online,
+                sync,
+            }
+        }
         NodeMsg::TerminateUser { app, user_id } => {
             let app = app_of(&app)?;
             user(&user_id)?;

@@ -40,6 +40,15 @@ pub enum Inbound {
         count: u32,
         sync: bool,
     },
+    /// Another node has (`online`) or no longer has a connection signed in
+    /// as this user; for the user's owner shard.
+    UserOnline {
+        node: u64,
+        app: AppIdx,
+        user_id: Box<str>,
+        online: bool,
+        sync: bool,
+    },
     /// The other live nodes, after a node came or went.
     Nodes(Vec<u64>),
     /// Tell the other nodes again what this shard holds, as part of this

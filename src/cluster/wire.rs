@@ -60,6 +60,15 @@ pub enum NodeMsg {
         count: u32,
         sync: bool,
     },
+    /// The sending node has a connection signed in as this user (its
+    /// first there: `online`) or no longer has one; `sync` as for
+    /// `MemberJoined`.
+    UserOnline {
+        app: Box<str>,
+        user_id: Box<str>,
+        online: bool,
+        sync: bool,
+    },
     /// The sending node starts telling all it holds (`gen` numbers its
     /// full syncs): what it held before and does not tell again by the
     /// matching [`NodeMsg::SyncEnd`] is gone.
@@ -119,6 +128,7 @@ const KIND_OCCUPANCY: u8 = 9;
 const KIND_SYNC_START: u8 = 10;
 const KIND_SYNC_END: u8 = 11;
 const KIND_RESYNC: u8 = 12;
+const KIND_USER_ONLINE: u8 = 13;
 /// Channels in one answer, at most.
 const MAX_ANSWER_CHANNELS: usize = 1_000_000;
 
@@ -213,6 +223,18 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
         }
         NodeMsg::Heartbeat => out.push(KIND_HEARTBEAT),
         NodeMsg::Hello => out.push(KIND_HELLO),
+        NodeMsg::UserOnline {
+            app,
+            user_id,
+            online,
+            sync,
+        } => {
+            out.push(KIND_USER_ONLINE);
+            put_bytes(out, app.as_bytes());
+            put_bytes(out, user_id.as_bytes());
+            out.push(*online as u8);
+            out.push(*sync as u8);
+        }
         NodeMsg::SyncStart { gen } => {
             out.push(KIND_SYNC_START);
             out.extend_from_slice(&gen.to_le_bytes());
@@ -413,6 +435,12 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
             },
             KIND_HEARTBEAT => NodeMsg::Heartbeat,
             KIND_HELLO => NodeMsg::Hello,
+            KIND_USER_ONLINE => NodeMsg::UserOnline {
+                app: r.str()?,
+                user_id: r.str()?,
+                online: r.u8()? != 0,
+                sync: r.u8()? != 0,
+            },
             KIND_SYNC_START => NodeMsg::SyncStart { gen: r.u64()? },
             KIND_SYNC_END => NodeMsg::SyncEnd { gen: r.u64()? },
             KIND_RESYNC => NodeMsg::Resync { node: r.u64()? },
@@ -501,6 +529,12 @@ mod tests {
             },
             NodeMsg::Heartbeat,
             NodeMsg::Hello,
+            NodeMsg::UserOnline {
+                app: "a".into(),
+                user_id: "u-7".into(),
+                online: true,
+                sync: true,
+            },
             NodeMsg::SyncStart { gen: 3 },
             NodeMsg::SyncEnd { gen: 3 },
             NodeMsg::Resync { node: 0xfeed },

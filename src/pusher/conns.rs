@@ -289,12 +289,10 @@ impl ConnTable {
         self.slab.is_empty()
     }
 
-    /// Open connections of `app` (closing ones are no longer counted).
-    pub fn open_of(&self, app: AppIdx) -> usize {
-        self.slab
-            .iter()
-            .filter(|(_, c)| c.app == app && c.phase == Phase::Open)
-            .count()
+    /// Connections of `app` this table holds (a closing one counts until
+    /// it is removed, when its socket is closed).
+    pub fn count_of(&self, app: AppIdx) -> usize {
+        self.slab.iter().filter(|(_, c)| c.app == app).count()
     }
 
     pub fn keys(&self) -> Vec<ConnKey> {

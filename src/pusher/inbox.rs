@@ -114,6 +114,13 @@ pub fn handle_remote(shard: &Rc<Shard>, inbound: &Inbound) {
             count,
             sync,
         } => nodes::on_remote_occupancy(shard, *node, *app, channel, *count, *sync),
+        Inbound::UserOnline {
+            node,
+            app,
+            user_id,
+            online,
+            sync,
+        } => nodes::on_remote_user(shard, *node, *app, user_id, *online, *sync),
         Inbound::Nodes(live) => nodes::on_live_nodes(shard, live),
         Inbound::Resend { gen } => crate::runtime::spawn(nodes::resend(shard.clone(), *gen)),
         Inbound::SyncStart { node, gen, quiet } => nodes::on_sync_start(shard, *node, *gen, *quiet),

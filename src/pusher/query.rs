@@ -83,7 +83,7 @@ pub fn answer(shard: &Shard, ask: &QueryAsk) -> QueryAnswer {
             }
         }
         QueryAsk::Connections { app } => {
-            out.connections = shard.conns.borrow().open_of(*app) as u32;
+            out.connections = shard.conns.borrow().count_of(*app) as u32;
         }
     }
     out

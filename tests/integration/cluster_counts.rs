@@ -211,3 +211,80 @@ fn the_subscription_count_webhook_counts_the_cluster_once() {
         assert_eq!(counts(), [1, 2, 3, 2, 3]);
     });
 }
+
+/// A connection of node `port`'s shard `shard`, signed in as `id`.
+fn signed_in(port: u16, shard: u64, user_data: &str) -> Ws {
+    let mut ws = Ws::connect_on(port, shard);
+    ws.signin(user_data);
+    ws
+}
+
+/// A user id whose owner shard (on every node: 2 shards each) is `user`'s,
+/// so its watchlist events take the same path.
+fn same_owner(user: &str, prefix: &str) -> String {
+    use shardcast::apps::AppIdx;
+    use shardcast::pusher::owned::owner_of;
+    let owner = owner_of(AppIdx(0), user, 2);
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|n| owner_of(AppIdx(0), n, 2) == owner)
+        .unwrap()
+}
+
+/// Watchlists see users across the cluster: `online` when a watched user's
+/// first connection anywhere signs in, `offline` when its last one anywhere
+/// leaves, once each; and a SIGKILLed node's users go offline (when they
+/// have no connection elsewhere) within node_timeout_secs. Each absence
+/// check ends on a marker user with the same owner shard signing in from
+/// the same connection shard as the change before it, whose `online` comes
+/// after anything that change caused.
+#[test]
+fn watchlists_see_users_on_every_node_once() {
+    for_each_plain_engine(|engine| {
+        let (a, mut b) = two_nodes(engine);
+        let marks: Vec<String> = (0..3)
+            .map(|i| same_owner("u", &format!("mark{i}-")))
+            .collect();
+        let watchlist = json!({"id":"w","watchlist":["u", marks[0], marks[1], marks[2]]});
+        let mut w = signed_in(a.port, 0, &watchlist.to_string());
+        // First connection anywhere (on B): online, once.
+        let on_b = signed_in(b.port, 1, r#"{"id":"u"}"#);
+        w.expect_text(&watchlist_text("online", &["u"]));
+        // A second one, on A: nothing.
+        let on_a = signed_in(a.port, 1, r#"{"id":"u"}"#);
+        let _m0 = signed_in(a.port, 1, &json!({"id": marks[0]}).to_string());
+        w.expect_text(&watchlist_text("online", &[&marks[0]]));
+        // B's leaves: still on A, nothing.
+        on_b.close();
+        // The cluster holds w, on_a and the marker on A only: the closed
+        // connection is gone from its shard, and what its close told the
+        // owner shard is on its way.
+        wait_connections(b.port, 3, WAIT);
+        let _m1 = signed_in(b.port, 1, &json!({"id": marks[1]}).to_string());
+        w.expect_text(&watchlist_text("online", &[&marks[1]]));
+        // The last one, on A: offline, once.
+        on_a.close();
+        w.expect_text(&watchlist_text("offline", &["u"]));
+        // On B again, and B dies: offline within the node timeout.
+        let again = signed_in(b.port, 0, r#"{"id":"u"}"#);
+        w.expect_text(&watchlist_text("online", &["u"]));
+        let killed = std::time::Instant::now();
+        b.kill();
+        // B's users go offline: u and the marker signed in there.
+        let mut frames: Vec<String> = (0..2)
+            .map(|_| w.recv_within(Duration::from_secs(6)).text())
+            .collect();
+        frames.sort();
+        let mut want = vec![
+            watchlist_text("offline", &["u"]),
+            watchlist_text("offline", &[&marks[1]]),
+        ];
+        want.sort();
+        assert_eq!(frames, want);
+        let took = killed.elapsed();
+        assert!(took < Duration::from_millis(4500), "offline after {took:?}");
+        let _m2 = signed_in(a.port, 1, &json!({"id": marks[2]}).to_string());
+        w.expect_text(&watchlist_text("online", &[&marks[2]]));
+        drop(again);
+    });
+}

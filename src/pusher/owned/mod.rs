@@ -314,13 +314,23 @@ pub fn flush_due_counts(shard: &Shard) {
     }
 }
 
-/// Owner side of a user's connection coming or going: watchlist events.
+/// Owner side of a user's connection coming or going on this node: the
+/// other nodes are told of its first and last connection here, and the
+/// watchers when the user came online or went offline in the whole cluster.
 pub fn on_user_presence(shard: &Shard, app: AppIdx, user_id: Box<str>, online: bool) {
-    let watchers = shard
+    let change = shard
         .owned
         .borrow_mut()
         .users
         .set_presence(app, &user_id, online);
+    if change.edge_here {
+        nodes::tell_user(shard, app, &user_id, online);
+    }
+    tell_watchers(shard, online, user_id, change.watchers);
+}
+
+/// `online` / `offline` for `user_id` to each of `watchers`.
+pub fn tell_watchers(shard: &Shard, online: bool, user_id: Box<str>, watchers: Vec<SocketId>) {
     if watchers.is_empty() {
         return;
     }

@@ -10,8 +10,11 @@
 //! other change, coalesced per channel to at most one message per
 //! housekeeping tick (100 ms, [`flush_counts`]). It merges what the others
 //! say: a channel's cluster-wide count is this node's plus the last count
-//! each other node told. When a node goes silent, its members and counts
-//! are dropped.
+//! each other node told. Signed-in users likewise: a user's owner tells the
+//! other nodes when the user's first connection on this node signs in and
+//! when its last one leaves ([`NodeMsg::UserOnline`]), so watchlists see
+//! a user online while any node has a connection. When a node goes silent,
+//! its members, counts and users are dropped.
 //!
 //! A *full sync* replaces what this node holds of another: between that
 //! node's `SyncStart` and `SyncEnd` it tells everything it holds (each
@@ -60,13 +63,14 @@ pub struct Nodes {
 /// (app, channel, user for a member / none for occupancy).
 type Held = (AppIdx, Box<str>, Option<Box<str>>);
 
-/// A full sync of another node under way. Invariant: `touched` holds
-/// every entry of that node this shard heard of since its `SyncStart`;
-/// at its `SyncEnd`, the node's other entries are gone.
+/// A full sync of another node under way. Invariant: `touched` and
+/// `users` hold every entry of that node this shard heard of since its
+/// `SyncStart`; at its `SyncEnd`, the node's other entries are gone.
 struct Sync {
     gen: u64,
     quiet: bool,
     touched: HashSet<Held>,
+    users: HashSet<(AppIdx, Box<str>)>,
 }
 
 impl Nodes {
@@ -295,6 +299,42 @@ pub fn on_remote_occupancy(
     super::recount(shard, app, channel, !quiet);
 }
 
+/// Tells the other nodes that this node has its first connection signed
+/// in as `user_id` (`online`) or no longer has one.
+pub fn tell_user(shard: &Shard, app: AppIdx, user_id: &str, online: bool) {
+    if let Some(cluster) = &shard.cluster {
+        cluster.send_now(&NodeMsg::UserOnline {
+            app: app_id(shard, app),
+            user_id: user_id.into(),
+            online,
+            sync: false,
+        });
+    }
+}
+
+/// Another node has (`online`) or no longer has a connection signed in as
+/// `user_id`: this node's watchers are told when the user came online or
+/// went offline in the whole cluster.
+pub fn on_remote_user(
+    shard: &Shard,
+    node: u64,
+    app: AppIdx,
+    user_id: &str,
+    online: bool,
+    sync: bool,
+) {
+    let watchers = {
+        let mut owned = shard.owned.borrow_mut();
+        if sync {
+            if let Some(s) = owned.nodes.syncs.get_mut(&node) {
+                s.users.insert((app, user_id.into()));
+            }
+        }
+        owned.users.set_remote(app, user_id, node, online)
+    };
+    super::tell_watchers(shard, online, user_id.into(), watchers);
+}
+
 /// The cluster link's list of live nodes changed.
 pub fn on_live_nodes(shard: &Shard, live: &[u64]) {
     shard.owned.borrow_mut().nodes.live = live.to_vec();
@@ -308,6 +348,7 @@ pub fn on_sync_start(shard: &Shard, node: u64, gen: u64, quiet: bool) {
             gen,
             quiet,
             touched: HashSet::new(),
+            users: HashSet::new(),
         },
     );
 }
@@ -316,7 +357,7 @@ pub fn on_sync_start(shard: &Shard, node: u64, gen: u64, quiet: bool) {
 /// channels this shard holds but did not hear of since the start are gone
 /// (`member_removed` to clients; webhooks unless the sync is quiet).
 pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
-    let (members, vacated, recounted, quiet) = {
+    let (members, vacated, recounted, offline, quiet) = {
         let mut owned = shard.owned.borrow_mut();
         let owned = &mut *owned;
         let sync = match owned.nodes.syncs.remove(&node) {
@@ -328,6 +369,13 @@ pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
             }
             None => return,
         };
+        let mut offline = Vec::new();
+        for (app, user_id) in owned.users.of_node(node) {
+            if !sync.users.contains(&(app, user_id.clone())) {
+                let watchers = owned.users.set_remote(app, &user_id, node, false);
+                offline.push((user_id, watchers));
+            }
+        }
         let mut members = Vec::new();
         owned.presence.retain(|(app, channel), m| {
             for user_id in m.users_of_node(node) {
@@ -352,7 +400,7 @@ pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
             !nodes.is_empty()
         });
         vacated.retain(|(app, channel)| owned.counts.local(*app, channel) == 0);
-        (members, vacated, recounted, sync.quiet)
+        (members, vacated, recounted, offline, sync.quiet)
     };
     if !members.is_empty() || !vacated.is_empty() {
         log::info!(
@@ -365,15 +413,23 @@ pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
     for (app, channel) in recounted {
         super::recount(shard, app, &channel, !quiet);
     }
+    for (user_id, watchers) in offline {
+        super::tell_watchers(shard, false, user_id, watchers);
+    }
 }
 
 /// A node is gone: the members only it had leave every presence channel
-/// this shard owns, channels only it had are vacated, and its
-/// subscriptions leave the channels' counts.
+/// this shard owns, channels only it had are vacated, its subscriptions
+/// leave the channels' counts, and the users only it had go offline.
 pub fn on_node_gone(shard: &Shard, node: u64) {
     shard.owned.borrow_mut().nodes.syncs.remove(&node);
-    let (members, vacated, recounted) = {
+    let (members, vacated, recounted, offline) = {
         let mut owned = shard.owned.borrow_mut();
+        let mut offline = Vec::new();
+        for (app, user_id) in owned.users.of_node(node) {
+            let watchers = owned.users.set_remote(app, &user_id, node, false);
+            offline.push((user_id, watchers));
+        }
         let mut members = Vec::new();
         owned.presence.retain(|(app, channel), m| {
             for user_id in m.node_gone(node) {
@@ -395,11 +451,14 @@ pub fn on_node_gone(shard: &Shard, node: u64) {
             !nodes.is_empty()
         });
         vacated.retain(|(app, channel)| owned.counts.local(*app, channel) == 0);
-        (members, vacated, recounted)
+        (members, vacated, recounted, offline)
     };
     drop_remote(shard, members, vacated, true);
     for (app, channel) in recounted {
         super::recount(shard, app, &channel, true);
+    }
+    for (user_id, watchers) in offline {
+        super::tell_watchers(shard, false, user_id, watchers);
     }
 }
 
@@ -430,15 +489,16 @@ fn drop_remote(
 }
 
 /// This shard's part of this node's full sync `gen`: tells the other
-/// nodes again what this shard's channels have on this node (presence
-/// members and occupied channels), then marks its part done. Waits for
+/// nodes again what this shard's channels and users have on this node
+/// (presence members, channel counts, signed-in users), then marks its
+/// part done. Waits for
 /// room in the link's queue, so nothing is dropped however much there is
 /// to tell.
 pub async fn resend(shard: Rc<Shard>, gen: u64) {
     let Some(cluster) = shard.cluster.clone() else {
         return;
     };
-    let (members, occupied) = {
+    let (members, occupied, users) = {
         let owned = shard.owned.borrow();
         let members: Vec<(AppIdx, Box<str>, Member)> = owned
             .presence
@@ -450,8 +510,17 @@ pub async fn resend(shard: Rc<Shard>, gen: u64) {
                     .map(move |m| (*app, channel.clone(), m))
             })
             .collect();
-        (members, owned.counts.occupied())
+        (members, owned.counts.occupied(), owned.users.local())
     };
+    for (app, user_id) in users {
+        let msg = NodeMsg::UserOnline {
+            app: app_id(&shard, app),
+            user_id,
+            online: true,
+            sync: true,
+        };
+        cluster.send(&msg).await;
+    }
     for (app, channel, m) in members {
         let msg = NodeMsg::MemberJoined {
             app: app_id(&shard, app),
