@@ -45,6 +45,9 @@ use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+/// Other nodes' counts of one channel: (node, count).
+type NodeCounts = SmallVec<[(u64, u32); 2]>;
+
 /// The owner's view of the other nodes.
 #[derive(Default)]
 pub struct Nodes {
@@ -52,7 +55,7 @@ pub struct Nodes {
     pub live: Vec<u64>,
     /// Channels (of channels this shard owns) occupied on other nodes, with
     /// each node's count. Invariant: no entry or count is 0.
-    occupied: HashMap<(AppIdx, Box<str>), SmallVec<[(u64, u32); 2]>>,
+    occupied: HashMap<(AppIdx, Box<str>), NodeCounts>,
     /// Channels whose count on this node changed since it was last told
     /// (sent by [`flush_counts`]).
     unsent: HashSet<(AppIdx, Box<str>)>,
