@@ -10,22 +10,8 @@ const crypto = require('node:crypto');
 
 const {
   APP_ID, APP_KEY, APP_SECRET, connectClient, disconnectAll, disconnectClient,
-  makeServerClient, sleep, startServer, subscribe, uniqueChannel,
+  makeServerClient, ownerOf, sleep, startServer, subscribe, uniqueChannel,
 } = require('./helpers');
-
-/**
- * The owner shard of a channel of the first app on a 2-shard server:
- * FNV-1a over the app index (4 zero bytes) and the name, modulo 2 (as
- * shardcast's owner_of).
- */
-function ownerOf(name) {
-  let h = 0xcbf29ce484222325n;
-  for (const b of [0, 0, 0, 0, ...Buffer.from(name, 'utf8')]) {
-    h ^= BigInt(b);
-    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return Number(h % 2n);
-}
 
 /** A webhook receiver: records each request with its raw body. */
 function startReceiver() {
