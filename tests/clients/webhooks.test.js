@@ -167,6 +167,40 @@ describe('webhooks', () => {
     assert.deepEqual(seen[1].slice(-2), [3, 2]);
   });
 
+  it('subscription_count: over 100 subscribers, at most one count per 5 s to the webhook and to pusher-js alike', { timeout: 60_000 }, async () => {
+    const name = uniqueChannel('crowd');
+    const countsOf = () => events().filter((e) => e.name === 'subscription_count' && e.channel === name).map((e) => e.subscription_count);
+    const first = await connectClient(server.port);
+    const seen = [];
+    first.subscribe(name).bind('pusher:subscription_count', (d) => seen.push([d.subscription_count, Date.now()]));
+    await subscribe(first, name);
+    const waitSeen = async (n, timeout = 5_000) => {
+      const deadline = Date.now() + timeout;
+      while (!seen.some(([c]) => c === n)) {
+        if (Date.now() > deadline) throw new Error(`pusher-js was not told ${n} within ${timeout} ms: ${JSON.stringify(seen.map(([c]) => c))}`);
+        await sleep(10);
+      }
+      return seen.find(([c]) => c === n)[1];
+    };
+    for (let n = 2; n <= 100; n++) {
+      const c = await connectClient(server.port);
+      await subscribe(c, name);
+    }
+    const at100 = await waitSeen(100);
+    const c101 = await connectClient(server.port);
+    await subscribe(c101, name);
+    const at101 = await waitSeen(101, 8_000);
+    assert.ok(at101 - at100 >= 4_900 && at101 - at100 < 8_000, `101 told ${at101 - at100} ms after 100`);
+    const c102 = await connectClient(server.port);
+    await subscribe(c102, name);
+    const at102 = await waitSeen(102, 8_000);
+    assert.ok(at102 - at101 >= 4_900, `102 told ${at102 - at101} ms after 101`);
+    await waitForEvent((e) => e.name === 'subscription_count' && e.channel === name && e.subscription_count === 102, 'count 102', 8_000);
+    const want = Array.from({ length: 102 }, (_, i) => i + 1);
+    assert.deepEqual(countsOf(), want);
+    assert.deepEqual(seen.map(([c]) => c), want);
+  });
+
   it('server is still running after all of the above', () => {
     assert.ok(server.alive(), `server died:\n${server.stderr()}`);
   });
