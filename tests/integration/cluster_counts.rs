@@ -150,10 +150,10 @@ fn subscription_counts_agree_on_every_node_and_follow_a_dead_node() {
         let killed = std::time::Instant::now();
         b.kill();
         for s in subs.iter_mut() {
-            s.settles_at(CH, 2, Duration::from_secs(6));
+            s.settles_at(CH, 2, Duration::from_secs(8));
         }
         let took = killed.elapsed();
-        assert!(took < Duration::from_millis(4500), "count after {took:?}");
+        assert!(took < Duration::from_secs(6), "count after {took:?}");
         let v = get_json(
             a.port,
             "/apps/app-id/channels/room",
@@ -272,7 +272,7 @@ fn watchlists_see_users_on_every_node_once() {
         b.kill();
         // B's users go offline: u and the marker signed in there.
         let mut frames: Vec<String> = (0..2)
-            .map(|_| w.recv_within(Duration::from_secs(6)).text())
+            .map(|_| w.recv_within(Duration::from_secs(8)).text())
             .collect();
         frames.sort();
         let mut want = vec![
@@ -282,7 +282,7 @@ fn watchlists_see_users_on_every_node_once() {
         want.sort();
         assert_eq!(frames, want);
         let took = killed.elapsed();
-        assert!(took < Duration::from_millis(4500), "offline after {took:?}");
+        assert!(took < Duration::from_secs(6), "offline after {took:?}");
         let _m2 = signed_in(a.port, 1, &json!({"id": marks[2]}).to_string());
         w.expect_text(&watchlist_text("online", &[&marks[2]]));
         drop(again);
