@@ -288,3 +288,73 @@ fn watchlists_see_users_on_every_node_once() {
         drop(again);
     });
 }
+
+/// A node whose link queue is far too small for a burst of count changes
+/// drops messages (counted) and repairs the other node's counts with a
+/// full sync: the other node's subscribers are told the true counts, when
+/// the burst joins and when it leaves.
+#[test]
+fn counts_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
+    use crate::metrics::{metrics_port, scrape};
+    use std::collections::HashMap;
+    for_each_plain_engine(|engine| {
+        let config = engine.config("enable_subscription_count = true");
+        let a = Server::start_with(&config);
+        let b = Server::start_with(&format!(
+            "{}\n[server.metrics]\nenabled = true\nport = 0\n",
+            config.replace("[cluster]\n", "[cluster]\nlink_queue = 2\n")
+        ));
+        crate::cluster::wait_log(&a, "is up", 1, Duration::from_secs(10));
+        crate::cluster::wait_log(&b, "is up", 1, Duration::from_secs(10));
+        let rooms: Vec<String> = (0..40).map(|i| format!("burst-{i}")).collect();
+        let mut watcher = Ws::connect(a.port);
+        let mut last: HashMap<String, u64> = HashMap::new();
+        let mut note = |v: &serde_json::Value, last: &mut HashMap<String, u64>| {
+            if v["event"] == "pusher_internal:subscription_count" {
+                let ch = v["channel"].as_str().unwrap().to_string();
+                last.insert(ch, v["data"]["subscription_count"].as_u64().unwrap());
+            }
+        };
+        for room in &rooms {
+            watcher.send_json(&json!({"event":"pusher:subscribe","data":{"channel":room}}));
+        }
+        // One connection on B joins all 40 at once: 40 count messages into
+        // a queue of 2.
+        let mut burst = Ws::connect(b.port);
+        for room in &rooms {
+            burst.send_json(&json!({"event":"pusher:subscribe","data":{"channel":room}}));
+        }
+        let mut succeeded = 0;
+        while succeeded < rooms.len() {
+            let v: serde_json::Value =
+                serde_json::from_str(&burst.recv_within(WAIT).text()).unwrap();
+            if v["event"] == "pusher_internal:subscription_succeeded" {
+                succeeded += 1;
+            }
+        }
+        let settle =
+            |ws: &mut Ws,
+             last: &mut HashMap<String, u64>,
+             n: u64,
+             note: &mut dyn FnMut(&serde_json::Value, &mut HashMap<String, u64>)| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                while !rooms.iter().all(|r| last.get(r) == Some(&n)) {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    assert!(!left.is_zero(), "expected every room at {n}: {last:?}");
+                    if let Ok(f) = ws.read_frame(left) {
+                        note(&serde_json::from_str(&f.text()).unwrap(), last);
+                    }
+                }
+            };
+        settle(&mut watcher, &mut last, 2, &mut note);
+        let m = scrape(metrics_port(&b));
+        assert!(
+            m["shardcast_cluster_messages_dropped_total"] > 0,
+            "the queue never overflowed: {m:?}"
+        );
+        // And all leave at once.
+        burst.send_close(1000);
+        burst.shutdown();
+        settle(&mut watcher, &mut last, 1, &mut note);
+    });
+}
