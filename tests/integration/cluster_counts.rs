@@ -358,3 +358,103 @@ fn counts_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
         settle(&mut watcher, &mut last, 1, &mut note);
     });
 }
+
+/// Signed-in users lost by an overflowing link queue are repaired by a full
+/// sync too: a watcher on the other node hears each user of a burst come
+/// online once, and go offline once when they all leave.
+#[test]
+fn users_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
+    use crate::metrics::{metrics_port, scrape};
+    use shardcast::{apps::AppIdx, pusher::owned::owner_of};
+    use std::collections::BTreeMap;
+    for_each_plain_engine(|engine| {
+        let config = engine.config("");
+        let a = Server::start_with(&config);
+        let b = Server::start_with(&format!(
+            "{}\n[server.metrics]\nenabled = true\nport = 0\n",
+            config.replace("[cluster]\n", "[cluster]\nlink_queue = 2\n")
+        ));
+        crate::cluster::wait_log(&a, "is up", 1, Duration::from_secs(10));
+        crate::cluster::wait_log(&b, "is up", 1, Duration::from_secs(10));
+        let users: Vec<String> = (0..40).map(|i| format!("burst-user-{i}")).collect();
+        // A marker user per owner shard (the barrier at the end).
+        let marks: Vec<String> = (0..2)
+            .map(|s| {
+                (0..)
+                    .map(|i| format!("mark-{i}"))
+                    .find(|n| owner_of(AppIdx(0), n, 2) == s)
+                    .unwrap()
+            })
+            .collect();
+        let watchlist: Vec<&String> = users.iter().chain(&marks).collect();
+        let mut watcher = signed_in(
+            a.port,
+            0,
+            &json!({"id":"w","watchlist":watchlist}).to_string(),
+        );
+        // 40 connections on B sign in at once: 40 messages into a queue of 2.
+        let mut burst: Vec<Ws> = users.iter().map(|_| Ws::connect(b.port)).collect();
+        for (ws, id) in burst.iter_mut().zip(&users) {
+            let data = json!({ "id": id }).to_string();
+            let auth = user_auth(&ws.socket_id, &data);
+            ws.send_signin(&auth, &data);
+        }
+        for (ws, id) in burst.iter_mut().zip(&users) {
+            ws.expect_text(&signin_success_text(&json!({ "id": id }).to_string()));
+        }
+        let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut read_until =
+            |events: &mut BTreeMap<String, Vec<String>>,
+             done: &dyn Fn(&BTreeMap<String, Vec<String>>) -> bool| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                while !done(events) {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    assert!(!left.is_zero(), "watchlist events so far: {events:?}");
+                    if let Ok(f) = watcher.read_frame(left) {
+                        let v: serde_json::Value = serde_json::from_str(&f.text()).unwrap();
+                        for e in v["data"]["events"].as_array().unwrap() {
+                            for id in e["user_ids"].as_array().unwrap() {
+                                events
+                                    .entry(id.as_str().unwrap().to_string())
+                                    .or_default()
+                                    .push(e["name"].as_str().unwrap().to_string());
+                            }
+                        }
+                    }
+                }
+            };
+        let each = |n: usize| {
+            let users = users.clone();
+            move |e: &BTreeMap<String, Vec<String>>| {
+                users.iter().all(|u| e.get(u).is_some_and(|v| v.len() >= n))
+            }
+        };
+        read_until(&mut events, &each(1));
+        let m = scrape(metrics_port(&b));
+        assert!(
+            m["shardcast_cluster_messages_dropped_total"] > 0,
+            "the queue never overflowed: {m:?}"
+        );
+        for ws in burst.iter_mut() {
+            ws.send_close(1000);
+        }
+        drop(burst);
+        read_until(&mut events, &each(2));
+        // Once each: the markers sign in on B after the burst left; what B
+        // tells A goes in order through one queue and one engine
+        // subscription to each owner shard, so their `online` comes after
+        // anything more about the burst.
+        let _marks_on_b: Vec<Ws> = marks
+            .iter()
+            .map(|id| signed_in(b.port, 0, &json!({ "id": id }).to_string()))
+            .collect();
+        let marks_in = |e: &BTreeMap<String, Vec<String>>| marks.iter().all(|m| e.contains_key(m));
+        read_until(&mut events, &marks_in);
+        for u in &users {
+            assert_eq!(events[u], ["online", "offline"], "{u}: {events:?}");
+        }
+        for m in &marks {
+            assert_eq!(events[m], ["online"], "{m}");
+        }
+    });
+}
