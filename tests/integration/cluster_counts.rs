@@ -359,6 +359,9 @@ fn counts_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
     });
 }
 
+/// Watchlist events a watcher was told, by user id.
+type Seen = std::collections::BTreeMap<String, Vec<String>>;
+
 /// Signed-in users lost by an overflowing link queue are repaired by a full
 /// sync too: a watcher on the other node hears each user of a burst come
 /// online once, and go offline once when they all leave.
@@ -425,9 +428,7 @@ fn users_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
             };
         let each = |n: usize| {
             let users = users.clone();
-            move |e: &BTreeMap<String, Vec<String>>| {
-                users.iter().all(|u| e.get(u).is_some_and(|v| v.len() >= n))
-            }
+            move |e: &Seen| users.iter().all(|u| e.get(u).is_some_and(|v| v.len() >= n))
         };
         read_until(&mut events, &each(1));
         let m = scrape(metrics_port(&b));
@@ -448,7 +449,7 @@ fn users_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
             .iter()
             .map(|id| signed_in(b.port, 0, &json!({ "id": id }).to_string()))
             .collect();
-        let marks_in = |e: &BTreeMap<String, Vec<String>>| marks.iter().all(|m| e.contains_key(m));
+        let marks_in = |e: &Seen| marks.iter().all(|m| e.contains_key(m));
         read_until(&mut events, &marks_in);
         for u in &users {
             assert_eq!(events[u], ["online", "offline"], "{u}: {events:?}");
