@@ -369,7 +369,6 @@ type Seen = std::collections::BTreeMap<String, Vec<String>>;
 fn users_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
     use crate::metrics::{metrics_port, scrape};
     use shardcast::{apps::AppIdx, pusher::owned::owner_of};
-    use std::collections::BTreeMap;
     for_each_plain_engine(|engine| {
         let config = engine.config("");
         let a = Server::start_with(&config);
@@ -405,27 +404,25 @@ fn users_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
         for (ws, id) in burst.iter_mut().zip(&users) {
             ws.expect_text(&signin_success_text(&json!({ "id": id }).to_string()));
         }
-        let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut read_until =
-            |events: &mut BTreeMap<String, Vec<String>>,
-             done: &dyn Fn(&BTreeMap<String, Vec<String>>) -> bool| {
-                let deadline = std::time::Instant::now() + Duration::from_secs(15);
-                while !done(events) {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    assert!(!left.is_zero(), "watchlist events so far: {events:?}");
-                    if let Ok(f) = watcher.read_frame(left) {
-                        let v: serde_json::Value = serde_json::from_str(&f.text()).unwrap();
-                        for e in v["data"]["events"].as_array().unwrap() {
-                            for id in e["user_ids"].as_array().unwrap() {
-                                events
-                                    .entry(id.as_str().unwrap().to_string())
-                                    .or_default()
-                                    .push(e["name"].as_str().unwrap().to_string());
-                            }
+        let mut events: Seen = Seen::new();
+        let mut read_until = |events: &mut Seen, done: &dyn Fn(&Seen) -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while !done(events) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                assert!(!left.is_zero(), "watchlist events so far: {events:?}");
+                if let Ok(f) = watcher.read_frame(left) {
+                    let v: serde_json::Value = serde_json::from_str(&f.text()).unwrap();
+                    for e in v["data"]["events"].as_array().unwrap() {
+                        for id in e["user_ids"].as_array().unwrap() {
+                            events
+                                .entry(id.as_str().unwrap().to_string())
+                                .or_default()
+                                .push(e["name"].as_str().unwrap().to_string());
                         }
                     }
                 }
-            };
+            }
+        };
         let each = |n: usize| {
             let users = users.clone();
             move |e: &Seen| users.iter().all(|u| e.get(u).is_some_and(|v| v.len() >= n))
