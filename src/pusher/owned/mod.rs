@@ -9,8 +9,8 @@
 //! (as a broadcast, so announcements follow the same ordered path as events).
 //! The owner is also where occupancy, membership and cache-miss webhooks are
 //! decided, and where vacated/removed webhooks wait out their delay.
-//! What the owner knows of other nodes' members and occupancy, and what it
-//! tells them, is [`nodes`].
+//! What the owner knows of other nodes' members, subscription counts and
+//! signed-in users, and what it tells them, is [`nodes`].
 
 pub mod nodes;
 
