@@ -14,16 +14,18 @@ pub enum EventKind {
     MemberRemoved,
     ClientEvent,
     CacheMiss,
+    SubscriptionCount,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::ChannelOccupied,
         EventKind::ChannelVacated,
         EventKind::MemberAdded,
         EventKind::MemberRemoved,
         EventKind::ClientEvent,
         EventKind::CacheMiss,
+        EventKind::SubscriptionCount,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +36,7 @@ impl EventKind {
             EventKind::MemberRemoved => "member_removed",
             EventKind::ClientEvent => "client_event",
             EventKind::CacheMiss => "cache_miss",
+            EventKind::SubscriptionCount => "subscription_count",
         }
     }
 

@@ -20,8 +20,11 @@ use crate::channel_name::{validate_name, ChannelClass, ChannelKind};
 use crate::member::{check_announced, MAX_USER_ID_LEN};
 use crate::ws::frame::Frame;
 
-/// Subscribers of one channel a node may report in a query answer.
+/// Subscribers of one channel a node may report (in a query answer or
+/// its occupancy).
 pub const MAX_REPORTED_COUNT: u32 = 1 << 24;
+/// Connections of one app a node may report in a query answer.
+pub const MAX_REPORTED_CONNECTIONS: u32 = 1 << 26;
 /// Bytes a frame's payload may take beyond its event's data: the event
 /// name, the channel, the JSON around them, and escaping (which can make
 /// data up to 6 times longer, `\u0000` for each control byte).
@@ -79,7 +82,7 @@ pub fn to_inbound(apps: &AppRegistry, node: u64, msg: NodeMsg) -> Result<Option<
                     // A prefix is a name cut short: same characters, length.
                     channel(app, prefix)?
                 }
-                RemoteAsk::Channels(_) => {}
+                RemoteAsk::Channels(_) | RemoteAsk::Connections => {}
             }
             Inbound::Query {
                 from: node,
@@ -132,16 +135,35 @@ pub fn to_inbound(apps: &AppRegistry, node: u64, msg: NodeMsg) -> Result<Option<
         NodeMsg::Occupancy {
             app,
             channel: name,
-            occupied,
+            count,
             sync,
         } => {
             let app = app_of(&app)?;
             channel(app, &name)?;
+            if count > MAX_REPORTED_COUNT {
+                return Err(invalid(format!("{count} subscribers of {name:?}")));
+            }
             Inbound::Occupancy {
                 node,
                 app,
                 channel: name,
-                occupied,
+                count,
+                sync,
+            }
+        }
+        NodeMsg::UserOnline {
+            app,
+            user_id,
+            online,
+            sync,
+        } => {
+            let app = app_of(&app)?;
+            user(&user_id)?;
+            Inbound::UserOnline {
+                node,
+                app,
+                user_id,
+                online,
                 sync,
             }
         }
@@ -189,6 +211,12 @@ pub fn to_inbound(apps: &AppRegistry, node: u64, msg: NodeMsg) -> Result<Option<
 /// A query answer's part: counts within bounds, channel names and the
 /// cached event's data of a sane size.
 fn check_answer(apps: &AppRegistry, part: &RemotePart) -> Result<(), Refused> {
+    if part.connections > MAX_REPORTED_CONNECTIONS {
+        return Err(invalid(format!(
+            "answer counts {} connections",
+            part.connections
+        )));
+    }
     // The answer does not say its app (the asking shard knows): the
     // longest name any app allows.
     let longest = (0..apps.len())

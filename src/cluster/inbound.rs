@@ -31,13 +31,22 @@ pub enum Inbound {
         joined: Option<Box<str>>,
         sync: bool,
     },
-    /// A channel became occupied (or empty) on another node; for the
-    /// channel's owner shard.
+    /// Another node's subscriptions of a channel (0: empty there now);
+    /// for the channel's owner shard.
     Occupancy {
         node: u64,
         app: AppIdx,
         channel: Box<str>,
-        occupied: bool,
+        count: u32,
+        sync: bool,
+    },
+    /// Another node has (`online`) or no longer has a connection signed in
+    /// as this user; for the user's owner shard.
+    UserOnline {
+        node: u64,
+        app: AppIdx,
+        user_id: Box<str>,
+        online: bool,
         sync: bool,
     },
     /// The other live nodes, after a node came or went.

@@ -498,9 +498,12 @@ impl Link {
                     let shards = self.to_shards.len();
                     let one = match &inbound {
                         Inbound::Member { app, channel, .. }
-                        | Inbound::Occupancy { app, channel, .. } => {
-                            Some((self.owner_of)(*app, channel, shards as u16))
-                        }
+                        | Inbound::Occupancy { app, channel, .. }
+                        | Inbound::UserOnline {
+                            app,
+                            user_id: channel,
+                            ..
+                        } => Some((self.owner_of)(*app, channel, shards as u16)),
                         Inbound::Query { id, .. } => Some(*id as usize % shards),
                         Inbound::Answer { .. } => Some(answer_shard),
                         _ => None,

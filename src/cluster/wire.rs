@@ -16,7 +16,7 @@ use crate::socket_id::SocketId;
 use bytes::Bytes;
 
 const MAGIC: &[u8; 2] = b"SC";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// Frames in one publish message, at most.
 const MAX_FRAMES: usize = 10_000;
 
@@ -52,12 +52,21 @@ pub enum NodeMsg {
         channel: Box<str>,
         user_id: Box<str>,
     },
-    /// A channel became occupied (or empty) on the sending node; `sync` as
-    /// for `MemberJoined`.
+    /// The sending node's subscriptions of a channel (0: empty there now);
+    /// `sync` as for `MemberJoined`.
     Occupancy {
         app: Box<str>,
         channel: Box<str>,
-        occupied: bool,
+        count: u32,
+        sync: bool,
+    },
+    /// The sending node has a connection signed in as this user (its
+    /// first there: `online`) or no longer has one; `sync` as for
+    /// `MemberJoined`.
+    UserOnline {
+        app: Box<str>,
+        user_id: Box<str>,
+        online: bool,
         sync: bool,
     },
     /// The sending node starts telling all it holds (`gen` numbers its
@@ -92,15 +101,19 @@ pub enum RemoteAsk {
     Channels(Box<str>),
     /// One channel.
     Channel(Box<str>),
+    /// The app's open connections.
+    Connections,
 }
 
-/// A node's part of a channel query's answer: its subscriber counts, and
-/// the cached event it holds (data, seconds left). Presence members are
-/// known on every node already, so they are not part of it.
+/// A node's part of a query's answer: its subscriber counts, the cached
+/// event it holds (data, seconds left) and its open connections of the
+/// app. Presence members are known on every node already, so they are not
+/// part of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemotePart {
     pub subscriptions: Vec<(Box<str>, u32)>,
     pub cache: Option<(Box<str>, u64)>,
+    pub connections: u32,
 }
 
 const KIND_PUBLISH: u8 = 1;
@@ -115,6 +128,7 @@ const KIND_OCCUPANCY: u8 = 9;
 const KIND_SYNC_START: u8 = 10;
 const KIND_SYNC_END: u8 = 11;
 const KIND_RESYNC: u8 = 12;
+const KIND_USER_ONLINE: u8 = 13;
 /// Channels in one answer, at most.
 const MAX_ANSWER_CHANNELS: usize = 1_000_000;
 
@@ -154,6 +168,8 @@ pub enum WireError {
     Utf8,
     #[error("cluster message has too many frames")]
     TooMany,
+    #[error("unknown cluster query kind {0}")]
+    Ask(u8),
 }
 
 /// Bytes of an envelope's magic, version and [`Header`].
@@ -207,6 +223,18 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
         }
         NodeMsg::Heartbeat => out.push(KIND_HEARTBEAT),
         NodeMsg::Hello => out.push(KIND_HELLO),
+        NodeMsg::UserOnline {
+            app,
+            user_id,
+            online,
+            sync,
+        } => {
+            out.push(KIND_USER_ONLINE);
+            put_bytes(out, app.as_bytes());
+            put_bytes(out, user_id.as_bytes());
+            out.push(*online as u8);
+            out.push(*sync as u8);
+        }
         NodeMsg::SyncStart { gen } => {
             out.push(KIND_SYNC_START);
             out.extend_from_slice(&gen.to_le_bytes());
@@ -235,13 +263,13 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
         NodeMsg::Occupancy {
             app,
             channel,
-            occupied,
+            count,
             sync,
         } => {
             out.push(KIND_OCCUPANCY);
             put_bytes(out, app.as_bytes());
             put_bytes(out, channel.as_bytes());
-            out.push(*occupied as u8);
+            out.extend_from_slice(&count.to_le_bytes());
             out.push(*sync as u8);
         }
         NodeMsg::MemberLeft {
@@ -265,8 +293,9 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
             out.extend_from_slice(&shard.to_le_bytes());
             put_bytes(out, app.as_bytes());
             let (tag, name) = match ask {
-                RemoteAsk::Channels(prefix) => (0, prefix),
-                RemoteAsk::Channel(channel) => (1, channel),
+                RemoteAsk::Channels(prefix) => (0, &**prefix),
+                RemoteAsk::Channel(channel) => (1, &**channel),
+                RemoteAsk::Connections => (2, ""),
             };
             out.push(tag);
             put_bytes(out, name.as_bytes());
@@ -294,6 +323,7 @@ pub fn encode(msg: &NodeMsg, out: &mut Vec<u8>) {
                 }
                 None => out.push(0),
             }
+            out.extend_from_slice(&part.connections.to_le_bytes());
         }
     }
 }
@@ -405,6 +435,12 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
             },
             KIND_HEARTBEAT => NodeMsg::Heartbeat,
             KIND_HELLO => NodeMsg::Hello,
+            KIND_USER_ONLINE => NodeMsg::UserOnline {
+                app: r.str()?,
+                user_id: r.str()?,
+                online: r.u8()? != 0,
+                sync: r.u8()? != 0,
+            },
             KIND_SYNC_START => NodeMsg::SyncStart { gen: r.u64()? },
             KIND_SYNC_END => NodeMsg::SyncEnd { gen: r.u64()? },
             KIND_RESYNC => NodeMsg::Resync { node: r.u64()? },
@@ -418,7 +454,7 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
             KIND_OCCUPANCY => NodeMsg::Occupancy {
                 app: r.str()?,
                 channel: r.str()?,
-                occupied: r.u8()? != 0,
+                count: r.u32()?,
                 sync: r.u8()? != 0,
             },
             KIND_MEMBER_LEFT => NodeMsg::MemberLeft {
@@ -430,9 +466,11 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
                 id: r.u32()?,
                 shard: r.u16()?,
                 app: r.str()?,
-                ask: match r.u8()? {
-                    0 => RemoteAsk::Channels(r.str()?),
-                    _ => RemoteAsk::Channel(r.str()?),
+                ask: match (r.u8()?, r.str()?) {
+                    (0, prefix) => RemoteAsk::Channels(prefix),
+                    (1, channel) => RemoteAsk::Channel(channel),
+                    (2, _) => RemoteAsk::Connections,
+                    (other, _) => return Err(WireError::Ask(other)),
                 },
             },
             KIND_ANSWER => {
@@ -456,6 +494,7 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
                     part: RemotePart {
                         subscriptions,
                         cache,
+                        connections: r.u32()?,
                     },
                 }
             }
@@ -490,6 +529,12 @@ mod tests {
             },
             NodeMsg::Heartbeat,
             NodeMsg::Hello,
+            NodeMsg::UserOnline {
+                app: "a".into(),
+                user_id: "u-7".into(),
+                online: true,
+                sync: true,
+            },
             NodeMsg::SyncStart { gen: 3 },
             NodeMsg::SyncEnd { gen: 3 },
             NodeMsg::Resync { node: 0xfeed },
@@ -503,7 +548,7 @@ mod tests {
             NodeMsg::Occupancy {
                 app: "a".into(),
                 channel: "c".into(),
-                occupied: true,
+                count: 7,
                 sync: false,
             },
             NodeMsg::MemberLeft {
@@ -528,6 +573,12 @@ mod tests {
                 app: "a".into(),
                 ask: RemoteAsk::Channel("cache-x".into()),
             },
+            NodeMsg::Query {
+                id: 79,
+                shard: 1,
+                app: "a".into(),
+                ask: RemoteAsk::Connections,
+            },
             NodeMsg::Answer {
                 to: 0xabc,
                 id: 77,
@@ -535,6 +586,7 @@ mod tests {
                 part: RemotePart {
                     subscriptions: vec![("a".into(), 2), ("b".into(), 7)],
                     cache: Some(("data".into(), 60)),
+                    connections: 12,
                 },
             },
             NodeMsg::Answer {

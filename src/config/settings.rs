@@ -163,6 +163,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "member_removed",
     "client_event",
     "cache_miss",
+    "subscription_count",
 ];
 
 /// Defines each setting as a `pub const` and lists them all in [`ALL`], so a

@@ -50,6 +50,7 @@ pub fn route_label(path: &str) -> &'static str {
         Some(Route::Channel(_)) => "channel",
         Some(Route::ChannelUsers(_)) => "channel_users",
         Some(Route::TerminateUser(_)) => "terminate_user",
+        Some(Route::Connections) => "connections",
         None => "not_found",
     }
 }
@@ -62,6 +63,7 @@ enum Route {
     Channel(String),
     ChannelUsers(String),
     TerminateUser(String),
+    Connections,
 }
 
 impl Route {
@@ -71,6 +73,7 @@ impl Route {
             ["events"] => Route::Events,
             ["batch_events"] => Route::BatchEvents,
             ["channels"] => Route::Channels,
+            ["connections"] => Route::Connections,
             ["channels", name] if !name.is_empty() => {
                 Route::Channel(percent_decode(name).into_owned())
             }
@@ -87,7 +90,9 @@ impl Route {
     fn method(&self) -> &'static str {
         match self {
             Route::Events | Route::BatchEvents | Route::TerminateUser(_) => "POST",
-            Route::Channels | Route::Channel(_) | Route::ChannelUsers(_) => "GET",
+            Route::Channels | Route::Channel(_) | Route::ChannelUsers(_) | Route::Connections => {
+                "GET"
+            }
         }
     }
 }
@@ -204,6 +209,7 @@ async fn route(
         }
         Route::Channel(name) => queries::channel(shard, idx, &name, param("info")).await,
         Route::ChannelUsers(name) => queries::users(shard, idx, &name).await,
+        Route::Connections => Ok(queries::connections(shard, idx).await),
         Route::TerminateUser(user_id) => {
             for peer in 0..shard.count as usize {
                 shard.post(

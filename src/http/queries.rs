@@ -1,5 +1,6 @@
-//! Channel queries (`GET /channels`, `/channels/{name}`, `/channels/{name}/users`)
-//! and the `info` attributes of triggers, answered from every shard's part.
+//! Channel queries (`GET /channels`, `/channels/{name}`, `/channels/{name}/users`),
+//! the connection count (`GET /connections`) and the `info` attributes of
+//! triggers, answered from every shard's part (and every node's, in a cluster).
 
 use super::response::Response;
 use crate::apps::AppIdx;
@@ -7,7 +8,7 @@ use crate::channel_name::{validate_name, ChannelClass, ChannelKind};
 use crate::errors::ApiError;
 use crate::json::push_json_str;
 use crate::pusher::owned::owner_of;
-use crate::pusher::query::{ask_cluster, merge, QueryAsk};
+use crate::pusher::query::{ask_cluster, connections as open_connections, merge, QueryAsk};
 use crate::pusher::shard::Shard;
 
 /// Which attributes an `info` parameter asks for.
@@ -187,6 +188,15 @@ pub async fn users(shard: &Shard, app: AppIdx, name: &str) -> Result<Response, A
     }
     out.extend_from_slice(b"]}");
     Ok(Response::json(200, out))
+}
+
+/// `GET /apps/{id}/connections`: `{"connections":N}`, the app's open
+/// connections on every shard of this node and every live node of the
+/// cluster (a node that does not answer within 1 s is left out).
+pub async fn connections(shard: &Shard, app: AppIdx) -> Response {
+    let answers = ask_cluster(shard, QueryAsk::Connections { app }).await;
+    let n = open_connections(&answers);
+    Response::json(200, format!("{{\"connections\":{n}}}"))
 }
 
 /// The attributes of one channel, as an object (for trigger `info`).

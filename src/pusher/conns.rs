@@ -293,6 +293,12 @@ impl ConnTable {
         self.slab.is_empty()
     }
 
+    /// Connections of `app` this table holds (a closing one counts until
+    /// it is removed, when its socket is closed).
+    pub fn count_of(&self, app: AppIdx) -> usize {
+        self.slab.iter().filter(|(_, c)| c.app == app).count()
+    }
+
     pub fn keys(&self) -> Vec<ConnKey> {
         self.slab.iter().map(|(k, _)| k as ConnKey).collect()
     }

@@ -24,6 +24,8 @@ pub enum QueryAsk {
     Channel { app: AppIdx, channel: Box<str> },
     /// A presence channel's user ids (asked of its owner).
     Users { app: AppIdx, channel: Box<str> },
+    /// The app's open connections.
+    Connections { app: AppIdx },
 }
 
 /// One shard's part of the answer.
@@ -36,6 +38,8 @@ pub struct QueryAnswer {
     /// The cached event's data and seconds left (owner only).
     pub cache: Option<(Box<str>, u64)>,
     pub user_ids: Vec<Box<str>>,
+    /// The app's open connections (for [`QueryAsk::Connections`]).
+    pub connections: u32,
 }
 
 /// This shard's part of the answer to `ask`.
@@ -78,6 +82,9 @@ pub fn answer(shard: &Shard, ask: &QueryAsk) -> QueryAnswer {
                 out.user_ids = members.user_ids().into_iter().map(Box::from).collect();
             }
         }
+        QueryAsk::Connections { app } => {
+            out.connections = shard.conns.borrow().count_of(*app) as u32;
+        }
     }
     out
 }
@@ -107,6 +114,13 @@ pub fn merge(answers: &[QueryAnswer]) -> BTreeMap<Box<str>, ChannelTotals> {
     totals
 }
 
+/// The app's open connections over all answers.
+pub fn connections(answers: &[QueryAnswer]) -> u32 {
+    answers
+        .iter()
+        .fold(0u32, |n, a| n.saturating_add(a.connections))
+}
+
 /// How long a channel query waits for the other nodes' parts.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -124,8 +138,8 @@ struct Gather {
 }
 
 /// Every shard's answer on this node, plus the part of every other live
-/// node of the cluster (subscriber counts and cached events; presence
-/// members are on every node already). A node that does not answer within
+/// node of the cluster (subscriber and connection counts, cached events;
+/// presence members are on every node already). A node that does not answer within
 /// `REMOTE_TIMEOUT` (1 s) is left out.
 pub async fn ask_cluster(shard: &Shard, ask: QueryAsk) -> Vec<QueryAnswer> {
     let mut answers = shard.ask_all(ask.clone()).await;
@@ -136,6 +150,7 @@ pub async fn ask_cluster(shard: &Shard, ask: QueryAsk) -> Vec<QueryAnswer> {
     let (app, remote) = match ask {
         QueryAsk::Channels { app, prefix } => (app, RemoteAsk::Channels(prefix)),
         QueryAsk::Channel { app, channel } => (app, RemoteAsk::Channel(channel)),
+        QueryAsk::Connections { app } => (app, RemoteAsk::Connections),
         QueryAsk::Users { .. } => return answers,
     };
     if expected == 0 {
@@ -174,6 +189,7 @@ pub async fn ask_cluster(shard: &Shard, ask: QueryAsk) -> Vec<QueryAnswer> {
     answers.extend(gather.parts.into_iter().map(|p| QueryAnswer {
         subscriptions: p.subscriptions,
         cache: p.cache,
+        connections: p.connections,
         ..QueryAnswer::default()
     }));
     answers
@@ -205,6 +221,7 @@ pub async fn answer_remote(
     let ask = match ask {
         RemoteAsk::Channels(prefix) => QueryAsk::Channels { app, prefix },
         RemoteAsk::Channel(channel) => QueryAsk::Channel { app, channel },
+        RemoteAsk::Connections => QueryAsk::Connections { app },
     };
     let answers = shard.ask_all(ask).await;
     let part = RemotePart {
@@ -214,6 +231,7 @@ pub async fn answer_remote(
             .map(|(name, t)| (name, t.subscription_count))
             .collect(),
         cache: answers.iter().find_map(|a| a.cache.clone()),
+        connections: connections(&answers),
     };
     cluster.send_now(&NodeMsg::Answer {
         to: from,

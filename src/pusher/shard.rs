@@ -428,6 +428,7 @@ impl Shard {
             self.deadlines.expire_due(Instant::now());
             self.tap.expire(Instant::now());
             webhook_events::release_held(&self, false);
+            owned::nodes::flush_counts(&self);
             let now = self.now();
             if now != last_sweep {
                 last_sweep = now;

@@ -16,7 +16,7 @@ use crate::channel_name::{validate_name, ChannelClass, ChannelKind, SERVER_TO_US
 use crate::member::parse_channel_data;
 use crate::pusher::conns::{ChannelId, ConnKey};
 use crate::pusher::messages;
-use crate::pusher::owned::{counts_announced, owner_of, JoinOutcome, Member};
+use crate::pusher::owned::{counted, owner_of, JoinOutcome, Member};
 use crate::pusher::tap::{TapEvent, What};
 use crate::socket_id::SocketId;
 
@@ -244,14 +244,14 @@ fn socket_id(shard: &Shard, key: ConnKey, serial: u32) -> SocketId {
 }
 
 /// Tells the channel's owner about a subscription count change, when the
-/// app wants `pusher_internal:subscription_count` (not for presence
-/// channels, which count members instead) or occupancy webhooks (every
-/// kind of channel).
+/// app wants counts (`pusher_internal:subscription_count` or the
+/// `subscription_count` webhook; not for presence channels, which count
+/// members instead) or occupancy webhooks (every kind of channel).
 fn report_count(shard: &Shard, app: AppIdx, channel: &str, delta: i32) {
     let occupancy = shard.webhooks.is_some() && wants_occupancy(shard.apps.get(app).webhook_kinds);
     // With the console on, owners keep counts so occupancy shows there.
     let console = shard.config.console.is_some();
-    if !occupancy && !console && !counts_announced(shard, app, channel) {
+    if !occupancy && !console && !counted(shard, app, channel) {
         return;
     }
     let owner = owner_of(app, channel, shard.count);

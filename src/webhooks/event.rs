@@ -33,6 +33,11 @@ pub enum WebhookEvent {
     CacheMiss {
         channel: Box<str>,
     },
+    /// The channel-wide count of subscriptions (any channel but presence).
+    SubscriptionCount {
+        channel: Box<str>,
+        count: u32,
+    },
 }
 
 impl WebhookEvent {
@@ -44,6 +49,7 @@ impl WebhookEvent {
             WebhookEvent::MemberRemoved { .. } => EventKind::MemberRemoved,
             WebhookEvent::ClientEvent { .. } => EventKind::ClientEvent,
             WebhookEvent::CacheMiss { .. } => EventKind::CacheMiss,
+            WebhookEvent::SubscriptionCount { .. } => EventKind::SubscriptionCount,
         }
     }
 
@@ -54,7 +60,8 @@ impl WebhookEvent {
             | WebhookEvent::MemberAdded { channel, .. }
             | WebhookEvent::MemberRemoved { channel, .. }
             | WebhookEvent::ClientEvent { channel, .. }
-            | WebhookEvent::CacheMiss { channel } => channel,
+            | WebhookEvent::CacheMiss { channel }
+            | WebhookEvent::SubscriptionCount { channel, .. } => channel,
         }
     }
 
@@ -86,6 +93,9 @@ impl WebhookEvent {
                 if let Some(user_id) = user_id {
                     field(out, "user_id", user_id);
                 }
+            }
+            WebhookEvent::SubscriptionCount { count, .. } => {
+                out.extend_from_slice(format!(",\"subscription_count\":{count}").as_bytes());
             }
             _ => {}
         }
@@ -127,10 +137,14 @@ mod tests {
                 socket_id: "1.2".into(),
                 user_id: None,
             },
+            WebhookEvent::SubscriptionCount {
+                channel: "c".into(),
+                count: 3,
+            },
         ];
         assert_eq!(
             String::from_utf8(body(7, &events)).unwrap(),
-            r#"{"time_ms":7,"events":[{"name":"channel_occupied","channel":"c"},{"name":"member_removed","channel":"presence-c","user_id":"u\"1"},{"name":"client_event","channel":"private-c","event":"client-x","data":"{\"a\":1}","socket_id":"1.2"}]}"#
+            r#"{"time_ms":7,"events":[{"name":"channel_occupied","channel":"c"},{"name":"member_removed","channel":"presence-c","user_id":"u\"1"},{"name":"client_event","channel":"private-c","event":"client-x","data":"{\"a\":1}","socket_id":"1.2"},{"name":"subscription_count","channel":"c","subscription_count":3}]}"#
         );
     }
 }

@@ -13,7 +13,11 @@
 //   - a third node C killed with SIGKILL: its presence members are removed
 //     (member_removed on A and B) within the node timeout;
 //   - channel queries (/channels, /channels/{name}, /channels/{name}/users,
-//     trigger info) give the same cluster-wide answer through A and through B.
+//     trigger info) give the same cluster-wide answer through A and through B;
+//   - GET /connections counts every node's connections, through A and B, and
+//     a SIGKILLed node's connections leave the count;
+//   - pusher:subscription_count is the cluster's count on every node, also
+//     after a node is killed; watchlist online/offline once for the cluster.
 // Cache channels and webhooks are not tested here.
 
 const { describe, it, before, after, afterEach } = require('node:test');
@@ -24,9 +28,9 @@ const net = require('node:net');
 const path = require('node:path');
 
 const {
-  APP_ID, APP_KEY, APP_SECRET, assertNoReconnect, collect, connectClient, disconnectAll, disconnectClient,
-  makePublisher, makeServerClient, pingBarrier, publishedBarrier, shardOf, sleep, socketId,
-  startServer, subscribe, uniqueChannel, waitFor,
+  APP_ID, APP_KEY, APP_SECRET, assertNoReconnect, collect, connectClient, connectOnShard, disconnectAll,
+  disconnectClient, makePublisher, makeServerClient, ownerOf, pingBarrier, publishedBarrier, shardOf, sleep,
+  socketId, startServer, subscribe, uniqueChannel, waitFor,
 } = require('./helpers');
 const {
   authedClient, collectConnectionErrors, presenceBarrier, signIn, unrefCloseTimer, until,
@@ -199,6 +203,7 @@ function clusterConfig(engine, prefix) {
     `key = ${JSON.stringify(APP_KEY)}`,
     `secret = ${JSON.stringify(APP_SECRET)}`,
     'enable_client_messages = true',
+    'enable_subscription_count = true',
     '',
     '[cluster]',
     `adapter = ${JSON.stringify(engine.kind)}`,
@@ -702,6 +707,114 @@ for (const kind of Object.keys(ENGINES)) {
         'node B counting 4 subscriptions', PROPAGATION_MS).catch(() => {});
       assert.deepEqual(await both(`/channels/${pub}`, { info: 'subscription_count' }),
         { occupied: true, subscription_count: 4 });
+    });
+
+    it('GET /connections (the library\'s generic get) counts the whole cluster through A and B, and a killed node leaves the count', { timeout: NODE_DEATH_TEST_TIMEOUT_MS }, async () => {
+      const counts = async () => Promise.all([apiA, apiB].map(async (api) => (await getJson(api, '/connections')).connections));
+      const waitCounts = async (n, label, timeout = PROPAGATION_MS) => {
+        let last;
+        await until(async () => { last = await counts(); return last[0] === n && last[1] === n; },
+          label, timeout).catch(() => {});
+        assert.deepEqual(last, [n, n], `${label}: [A, B] answer ${JSON.stringify(last)}`);
+      };
+      await waitCounts(0, 'no connections left from earlier tests');
+      const onA = await Promise.all([1, 2].map(() => connectClient(nodeA.port)));
+      const onB = await connectClient(nodeB.port);
+      assert.deepEqual(await counts(), [3, 3]);
+      const { node: nodeC } = await startThirdNode();
+      const onC = await Promise.all([1, 2].map(() => connectClient(nodeC.port)));
+      assert.deepEqual(await counts(), [5, 5]);
+      await disconnectClient(onA[0]);
+      await waitCounts(4, 'a client on A left');
+      process.kill(nodeC.proc.pid, 'SIGKILL');
+      await until(() => !nodeC.alive(), 'node C exiting after SIGKILL', 5_000);
+      await Promise.all(onC.map((c) => disconnectClient(c)));
+      await waitCounts(2, 'node C killed', NODE_GONE_MS);
+      await disconnectClient(onB);
+      await waitCounts(1, 'the client on B left');
+    });
+
+    it('subscription_count: pusher-js clients on A, B and C are told the same cluster-wide count; C killed leaves it', { timeout: NODE_DEATH_TEST_TIMEOUT_MS }, async () => {
+      const { node: nodeC } = await startThirdNode();
+      const name = uniqueChannel('cluster-count');
+      const subs = [];
+      /** Subscribe a new client on `port`; everyone (it too) must be told `n`. */
+      const join = async (port) => {
+        const client = await connectClient(port);
+        const ch = client.subscribe(name);
+        const seen = [];
+        ch.bind('pusher:subscription_count', (d) => seen.push(d.subscription_count));
+        await subscribe(client, name);
+        const sub = { client, ch, seen };
+        subs.push(sub);
+        return sub;
+      };
+      const settle = async (n, label, timeout = PROPAGATION_MS) => {
+        await until(() => subs.every((s) => s.seen[s.seen.length - 1] === n), label, timeout).catch(() => {});
+        for (const s of subs) {
+          assert.equal(s.seen[s.seen.length - 1], n, `${label}: a subscriber was told ${JSON.stringify(s.seen)}`);
+          assert.equal(s.ch.subscriptionCount, n);
+        }
+      };
+      await join(nodeA.port); await settle(1, 'one on A');
+      await join(nodeB.port); await settle(2, 'one on B');
+      const onC = await join(nodeC.port); await settle(3, 'one on C');
+      const leaver = await join(nodeB.port); await settle(4, 'another on B');
+      subs.splice(subs.indexOf(leaver), 1);
+      leaver.client.unsubscribe(name);
+      await settle(3, 'the second on B left');
+      const [viaA, viaB] = await Promise.all([apiA, apiB].map((api) => getJson(api, `/channels/${name}`, { info: 'subscription_count' })));
+      assert.deepEqual([viaA.subscription_count, viaB.subscription_count], [3, 3]);
+      subs.splice(subs.indexOf(onC), 1);
+      process.kill(nodeC.proc.pid, 'SIGKILL');
+      await until(() => !nodeC.alive(), 'node C exiting after SIGKILL', 5_000);
+      await disconnectClient(onC.client);
+      await settle(2, 'node C killed', NODE_GONE_MS);
+    });
+
+    it('watchlist: online once when a user first signs in anywhere, offline once when its last connection anywhere leaves or its node dies', { timeout: NODE_DEATH_TEST_TIMEOUT_MS }, async () => {
+      const tag = uniqueChannel('cw');
+      const u = `${tag}-u`;
+      /** Marker users with u's owner shard: their online comes after anything u's owner sent before. */
+      const marks = [];
+      for (let i = 0; marks.length < 3; i++) if (ownerOf(`${tag}-m${i}`) === ownerOf(u)) marks.push(`${tag}-m${i}`);
+      const watcher = await authedClient(nodeA.port, apiA, { user: { id: `${tag}-w`, watchlist: [u, ...marks] } });
+      const online = [];
+      const offline = [];
+      watcher.user.watchlist.bind('online', (e) => online.push(...e.user_ids));
+      watcher.user.watchlist.bind('offline', (e) => offline.push(...e.user_ids));
+      await signIn(watcher);
+      const signedIn = async (node, api, id, shard) => {
+        const c = await connectOnShard(() => authedClient(node.port, api, { user: { id } }), shard);
+        await signIn(c);
+        return c;
+      };
+      const uB = await signedIn(nodeB, apiB, u, 1);
+      await until(() => online.length === 1, 'online for u on B');
+      const uA = await signedIn(nodeA, apiA, u, 1);
+      await signedIn(nodeA, apiA, marks[0], 1); // barrier (same connection shard as uA)
+      await until(() => online.length === 2, 'online for the first marker');
+      await disconnectClient(uB);
+      // B has closed it (its shard told u's owner) once the cluster counts 3: watcher, uA, marker.
+      await until(async () => (await getJson(apiA, '/connections')).connections === 3, 'u\'s connection on B closed');
+      await signedIn(nodeB, apiB, marks[1], 1); // barrier through B's owner of u
+      await until(() => online.length === 3, 'online for the second marker');
+      assert.deepEqual(online, [u, marks[0], marks[1]]);
+      assert.deepEqual(offline, [], 'offline while u is still on A');
+      await disconnectClient(uA);
+      await until(() => offline.length === 1, 'offline when u\'s last connection left');
+      const { node: nodeC } = await startThirdNode();
+      const apiC = makeServerClient(nodeC.port);
+      const uC = await signedIn(nodeC, apiC, u, 0);
+      await until(() => online.length === 4, 'online for u on C');
+      process.kill(nodeC.proc.pid, 'SIGKILL');
+      await until(() => !nodeC.alive(), 'node C exiting after SIGKILL', 5_000);
+      await disconnectClient(uC);
+      await until(() => offline.length === 2, 'offline for u when C died', NODE_GONE_MS);
+      await signedIn(nodeA, apiA, marks[2], 0); // barrier
+      await until(() => online.length === 5, 'online for the third marker');
+      assert.deepEqual(online, [u, marks[0], marks[1], u, marks[2]]);
+      assert.deepEqual(offline, [u, u]);
     });
 
     it('engine and both nodes are still running after all of the above', () => {

@@ -480,6 +480,20 @@ async function clientEventBarrier(from, to, timeout = EVENT_TIMEOUT_MS) {
   }
 }
 
+/**
+ * The owner shard of a channel or user of the first app on a 2-shard node:
+ * FNV-1a over the app index (4 zero bytes) and the name, modulo 2 (as
+ * shardcast's owner_of).
+ */
+function ownerOf(name) {
+  let h = 0xcbf29ce484222325n;
+  for (const b of [0, 0, 0, 0, ...Buffer.from(name, 'utf8')]) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return Number(h % 2n);
+}
+
 /** The shard that owns a connection: `N % 1024` of its socket_id `N.M`. */
 function shardOf(socketId) {
   return Number(socketId.split('.')[0]) % 1024;
@@ -643,6 +657,7 @@ module.exports = {
   makeClient,
   makePublisher,
   makeServerClient,
+  ownerOf,
   pingBarrier,
   publishedBarrier,
   rawConnect,

@@ -8,7 +8,8 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
 const {
-  appConfig, disconnectAll, disconnectClient, makeServerClient, startServer, subscribe, uniqueChannel,
+  appConfig, connectClient, connectOnShard, disconnectAll, disconnectClient, makeServerClient, startServer,
+  subscribe, uniqueChannel,
 } = require('./helpers');
 const { authedClient, until } = require('./auth_helpers');
 
@@ -202,6 +203,28 @@ describe('channel queries', () => {
     ]);
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { batch: [{ subscription_count: 3 }, { user_count: 2 }, {}] });
+  });
+
+  it('GET /connections (the library\'s generic get) counts open connections on both shards', async () => {
+    const count = async () => (await get('/connections')).connections;
+    // Earlier tests' clients are disconnected by afterEach; wait for the server to see it.
+    await until(async () => (await count()) === 0, 'no connections left from earlier tests');
+    const on0 = await Promise.all([1, 2].map(() => connectOnShard(() => connectClient(server.port), 0)));
+    const on1 = await connectOnShard(() => connectClient(server.port), 1);
+    // connectOnShard dropped the clients that landed elsewhere: wait until those closes are seen.
+    let n;
+    await until(async () => (n = await count()) === 3, 'GET /connections counting 3').catch(() => {});
+    assert.equal(n, 3);
+    await disconnectClient(on1);
+    await disconnectClient(on0[0]);
+    await until(async () => (n = await count()) === 1, 'GET /connections counting 1').catch(() => {});
+    assert.equal(n, 1);
+    // Signed like every endpoint: a wrong secret is a 401.
+    const bad = makeServerClient(server.port, { secret: 'not-the-secret' });
+    await assert.rejects(bad.get({ path: '/connections' }), (err) => {
+      assert.equal(err.status, 401, `status ${err.status}: ${err.body}`);
+      return true;
+    });
   });
 
   it('server is still running after all of the above', () => {

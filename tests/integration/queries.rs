@@ -533,3 +533,72 @@ fn subscription_count_is_off_unless_enabled() {
         conns[i].expect_text(&cache_miss_text(&cache));
     }
 }
+
+/// `GET /apps/{id}/connections` counts the app's open connections on every
+/// shard (and only that app's), follows closes, and is signed like the
+/// other endpoints: 401 unsigned or badly signed, 403 for a disabled app,
+/// 404 for an unknown one, 405 for another method.
+#[test]
+fn connections_counts_the_apps_connections_on_every_shard() {
+    let apps = format!(
+        "{DEV_AND_DISABLED_APPS}\n[[apps]]\nid = \"other-id\"\nkey = \"other-key\"\nsecret = \"other-secret\"\n"
+    );
+    let server = Server::start_with(&apps);
+    let port = server.port;
+    const PATH: &str = "/apps/app-id/connections";
+    assert_eq!(get_json(port, PATH, &[]), json!({"connections":0}));
+    let mut conns = connect_spread(port, 2);
+    let other = Ws::connect_key(port, "other-key");
+    assert_eq!(get_json(port, PATH, &[]), json!({"connections":4}));
+    let other_creds = Creds {
+        id: "other-id",
+        key: "other-key",
+        secret: "other-secret",
+    };
+    let r = Http::connect(port).get_signed(&other_creds, "/apps/other-id/connections", &[]);
+    assert_eq!(r.json(), json!({"connections":1}), "{}", r.text());
+    // One connection on each shard closes.
+    let s0 = conns.iter().position(|w| w.shard() == 0).unwrap();
+    conns.remove(s0);
+    let s1 = conns.iter().position(|w| w.shard() == 1).unwrap();
+    conns.remove(s1);
+    eventually_json(port, PATH, &[], json!({"connections":2}));
+    drop(other);
+    let mut last = json!(null);
+    let gone = wait_until(WAIT, || {
+        last = Http::connect(port)
+            .get_signed(&other_creds, "/apps/other-id/connections", &[])
+            .json();
+        last == json!({"connections":0})
+    });
+    assert!(gone, "other-id still reports {last}");
+    assert_eq!(get_json(port, PATH, &[]), json!({"connections":2}));
+
+    // Signing, apps and methods as for every endpoint.
+    let m = Http::connect(port)
+        .request("GET", PATH, b"")
+        .expect_error(401);
+    assert!(m.contains("auth"), "{m}");
+    let bad = Creds {
+        id: "app-id",
+        key: "app-key",
+        secret: "not-the-secret",
+    };
+    Http::connect(port)
+        .get_signed(&bad, PATH, &[])
+        .expect_error(401);
+    let off = Creds {
+        id: "off-id",
+        key: "off-key",
+        secret: "off-secret",
+    };
+    Http::connect(port)
+        .get_signed(&off, "/apps/off-id/connections", &[])
+        .expect_error(403);
+    Http::connect(port)
+        .get_signed(&DEV, "/apps/no-such-app/connections", &[])
+        .expect_error(404);
+    Http::connect(port)
+        .post_signed(&DEV, PATH, "{}")
+        .expect_error(405);
+}

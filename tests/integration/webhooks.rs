@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-const KEY: &str = "hook-key";
+pub(crate) const KEY: &str = "hook-key";
 const SECRET: &str = "hook-secret";
 const CREDS: Creds = Creds {
     id: "hook-app",
@@ -15,27 +15,27 @@ const CREDS: Creds = Creds {
     secret: SECRET,
 };
 const ALL: &str = r#"["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event", "cache_miss"]"#;
-const LONG: Duration = Duration::from_secs(8);
+pub(crate) const LONG: Duration = Duration::from_secs(8);
 
 /// A config with one app whose webhooks are `hooks` (TOML tables), and
 /// `[server.webhooks]` keys `server`.
-fn config(server: &str, hooks: &str) -> String {
+pub(crate) fn config(server: &str, hooks: &str) -> String {
     format!(
         "[server.webhooks]\n{server}\n\n[[apps]]\nid = \"{}\"\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\nenable_client_messages = true\n{hooks}",
         CREDS.id
     )
 }
 
-fn hook(url: &str, types: &str, extra: &str) -> String {
+pub(crate) fn hook(url: &str, types: &str, extra: &str) -> String {
     format!("[[apps.webhooks]]\nurl = \"{url}\"\nevent_types = {types}\n{extra}\n")
 }
 
-fn connect(port: u16) -> Ws {
+pub(crate) fn connect(port: u16) -> Ws {
     Ws::connect_key(port, KEY)
 }
 
 /// A connection of this file's app on `shard`.
-fn connect_on(port: u16, shard: u64) -> Ws {
+pub(crate) fn connect_on(port: u16, shard: u64) -> Ws {
     (0..400)
         .map(|_| connect(port))
         .find(|ws| ws.shard() == shard)
@@ -46,7 +46,7 @@ fn sign(s: &str) -> String {
     format!("{KEY}:{}", shardcast::auth::sign(SECRET, s.as_bytes()))
 }
 
-fn subscribe_private(ws: &mut Ws, channel: &str) {
+pub(crate) fn subscribe_private(ws: &mut Ws, channel: &str) {
     let auth = sign(&format!("{}:{channel}", ws.socket_id));
     ws.send_json(&json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth}}));
     let v = ws.expect_event("pusher_internal:subscription_succeeded");
@@ -54,7 +54,7 @@ fn subscribe_private(ws: &mut Ws, channel: &str) {
 }
 
 /// Subscribes to a presence channel as `user`; skips member events of others.
-fn subscribe_presence(ws: &mut Ws, channel: &str, user: &str) {
+pub(crate) fn subscribe_presence(ws: &mut Ws, channel: &str, user: &str) {
     let data = json!({"user_id": user}).to_string();
     let auth = sign(&format!("{}:{channel}:{data}", ws.socket_id));
     ws.send_json(&json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth,"channel_data":data}}));
@@ -83,7 +83,13 @@ fn subscribe_presence(ws: &mut Ws, channel: &str, user: &str) {
 /// member_removed events in the order they arise (one delay for all), and
 /// the sender delivers in order: so a webhook for anything `ws` did before
 /// arrives before the fence's.
-fn fence(ws: &mut Ws, receiver: &Receiver, prefix: &str, suffix: &str, kind: &str) -> Vec<Value> {
+pub(crate) fn fence(
+    ws: &mut Ws,
+    receiver: &Receiver,
+    prefix: &str,
+    suffix: &str,
+    kind: &str,
+) -> Vec<Value> {
     let names: Vec<String> = (0..2)
         .map(|shard| {
             (0..)

@@ -9,8 +9,8 @@
 //! (as a broadcast, so announcements follow the same ordered path as events).
 //! The owner is also where occupancy, membership and cache-miss webhooks are
 //! decided, and where vacated/removed webhooks wait out their delay.
-//! What the owner knows of other nodes' members and occupancy, and what it
-//! tells them, is [`nodes`].
+//! What the owner knows of other nodes' members, subscription counts and
+//! signed-in users, and what it tells them, is [`nodes`].
 
 pub mod nodes;
 
@@ -232,53 +232,105 @@ pub fn on_leave(shard: &Shard, app: AppIdx, channel: Box<str>, user_id: &str) {
     }
 }
 
-/// Owner side of a subscription count change: the announcement to
-/// subscribers (when the app wants counts) and the occupancy webhooks.
+/// Owner side of a subscription count change on this node: the occupancy
+/// webhooks and what the other nodes are told, then the channel-wide count.
 pub fn on_count_delta(shard: &Shard, app: AppIdx, channel: Box<str>, delta: i32) {
-    let announced = counts_announced(shard, app, &channel);
-    let change =
-        shard
-            .owned
-            .borrow_mut()
+    let (before, after) = shard.owned.borrow_mut().counts.apply(app, &channel, delta);
+    nodes::on_local_occupancy(shard, app, &channel, before, after);
+    recount(shard, app, &channel, true);
+}
+
+/// Whether subscribers of `channel` are told `pusher_internal:subscription_count`:
+/// when the app enables it, and never on presence channels (they count members).
+pub fn counts_announced(shard: &Shard, app: AppIdx, channel: &str) -> bool {
+    shard.apps.get(app).enable_subscription_count && !is_presence(channel)
+}
+
+fn is_presence(channel: &str) -> bool {
+    crate::channel_name::ChannelClass::of(channel).kind
+        == crate::channel_name::ChannelKind::Presence
+}
+
+/// Whether `channel`'s count is announced at all: to its subscribers, or
+/// to a `subscription_count` webhook (never for presence channels).
+pub fn counted(shard: &Shard, app: AppIdx, channel: &str) -> bool {
+    counts_announced(shard, app, channel)
+        || (!is_presence(channel)
+            && webhook_events::wanted(shard, app, EventKind::SubscriptionCount))
+}
+
+/// The channel-wide count of `channel` may have changed (here or on
+/// another node): announce it if it is due (to the webhook too, unless
+/// `webhooks` is false: a node's first sync is history, not news).
+pub fn recount(shard: &Shard, app: AppIdx, channel: &str, webhooks: bool) {
+    let counted = counted(shard, app, channel);
+    let announce = {
+        let mut owned = shard.owned.borrow_mut();
+        let owned = &mut *owned;
+        let total = owned
             .counts
-            .apply(app, &channel, delta, Instant::now(), announced);
-    nodes::on_local_occupancy(shard, app, &channel, change.before, change.after);
-    if let Some(count) = change.announce {
+            .local(app, channel)
+            .saturating_add(owned.nodes.counted_elsewhere(app, channel));
+        owned
+            .counts
+            .announce(app, channel, total, Instant::now(), counted)
+    };
+    if let Some(count) = announce {
+        announce_count(shard, app, channel.into(), count, webhooks);
+    }
+}
+
+/// Tells `count` to the channel's subscribers on this node (when the app
+/// enables it) and to the `subscription_count` webhook (from the node that
+/// decides the channel's webhooks).
+fn announce_count(shard: &Shard, app: AppIdx, channel: Box<str>, count: u32, webhooks: bool) {
+    if webhooks
+        && webhook_events::wanted(shard, app, EventKind::SubscriptionCount)
+        && nodes::decides_webhooks(shard, app, &channel)
+    {
+        webhook_events::emit(
+            shard,
+            app,
+            WebhookEvent::SubscriptionCount {
+                channel: channel.clone(),
+                count,
+            },
+        );
+    }
+    if counts_announced(shard, app, &channel) {
         let frame = subscription_count_event(&channel, count);
         publish_on_node(
             shard,
             Publication::one(app, channel, frame, None, Source::owner(shard.id)),
         );
     }
-}
-
-/// Whether subscribers of `channel` are told `pusher_internal:subscription_count`:
-/// when the app enables it, and never on presence channels (they count members).
-pub fn counts_announced(shard: &Shard, app: AppIdx, channel: &str) -> bool {
-    shard.apps.get(app).enable_subscription_count
-        && crate::channel_name::ChannelClass::of(channel).kind
-            != crate::channel_name::ChannelKind::Presence
 }
 
 /// Announces counts held back by the large-channel rate limit (from the tick).
 pub fn flush_due_counts(shard: &Shard) {
     let due = shard.owned.borrow_mut().counts.due(Instant::now());
     for (app, channel, count) in due {
-        let frame = subscription_count_event(&channel, count);
-        publish_on_node(
-            shard,
-            Publication::one(app, channel, frame, None, Source::owner(shard.id)),
-        );
+        announce_count(shard, app, channel, count, true);
     }
 }
 
-/// Owner side of a user's connection coming or going: watchlist events.
+/// Owner side of a user's connection coming or going on this node: the
+/// other nodes are told of its first and last connection here, and the
+/// watchers when the user came online or went offline in the whole cluster.
 pub fn on_user_presence(shard: &Shard, app: AppIdx, user_id: Box<str>, online: bool) {
-    let watchers = shard
+    let change = shard
         .owned
         .borrow_mut()
         .users
         .set_presence(app, &user_id, online);
+    if change.edge_here {
+        nodes::tell_user(shard, app, &user_id, online);
+    }
+    tell_watchers(shard, online, user_id, change.watchers);
+}
+
+/// `online` / `offline` for `user_id` to each of `watchers`.
+pub fn tell_watchers(shard: &Shard, online: bool, user_id: Box<str>, watchers: Vec<SocketId>) {
     if watchers.is_empty() {
         return;
     }

@@ -1,13 +1,20 @@
 //! What a channel's owner shard knows of the other nodes of a cluster, and
 //! tells them.
 //!
-//! Presence membership and occupancy are kept per node: each node's owner
-//! counts its own sockets and subscribers, tells the other nodes when a
-//! presence member's first socket joins or last leaves on this node
-//! ([`NodeMsg::MemberJoined`] / [`NodeMsg::MemberLeft`]) and when a channel
-//! becomes occupied or empty here ([`NodeMsg::Occupancy`]), and merges what
-//! the others say. When a node goes silent, its members and occupancy are
-//! dropped.
+//! Presence membership and subscription counts are kept per node: each
+//! node's owner counts its own sockets and subscribers, tells the other
+//! nodes when a presence member's first socket joins or last leaves on this
+//! node ([`NodeMsg::MemberJoined`] / [`NodeMsg::MemberLeft`]) and its count
+//! of a channel ([`NodeMsg::Occupancy`]): at once when the channel becomes
+//! occupied or empty here, and for apps that announce counts also each
+//! other change, coalesced per channel to at most one message per
+//! housekeeping tick (100 ms, [`flush_counts`]). It merges what the others
+//! say: a channel's cluster-wide count is this node's plus the last count
+//! each other node told. Signed-in users likewise: a user's owner tells the
+//! other nodes when the user's first connection on this node signs in and
+//! when its last one leaves ([`NodeMsg::UserOnline`]), so watchlists see
+//! a user online while any node has a connection. When a node goes silent,
+//! its members, counts and users are dropped.
 //!
 //! A *full sync* replaces what this node holds of another: between that
 //! node's `SyncStart` and `SyncEnd` it tells everything it holds (each
@@ -38,13 +45,20 @@ use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+/// Other nodes' counts of one channel: (node, count).
+type NodeCounts = SmallVec<[(u64, u32); 2]>;
+
 /// The owner's view of the other nodes.
 #[derive(Default)]
 pub struct Nodes {
     /// The other live nodes, as the cluster link last reported them.
     pub live: Vec<u64>,
-    /// Channels (of channels this shard owns) occupied on other nodes.
-    occupied: HashMap<(AppIdx, Box<str>), SmallVec<[u64; 2]>>,
+    /// Channels (of channels this shard owns) occupied on other nodes, with
+    /// each node's count. Invariant: no entry or count is 0.
+    occupied: HashMap<(AppIdx, Box<str>), NodeCounts>,
+    /// Channels whose count on this node changed since it was last told
+    /// (sent by [`flush_counts`]).
+    unsent: HashSet<(AppIdx, Box<str>)>,
     /// Other nodes' full syncs under way, by node.
     syncs: HashMap<u64, Sync>,
 }
@@ -52,13 +66,14 @@ pub struct Nodes {
 /// (app, channel, user for a member / none for occupancy).
 type Held = (AppIdx, Box<str>, Option<Box<str>>);
 
-/// A full sync of another node under way. Invariant: `touched` holds
-/// every entry of that node this shard heard of since its `SyncStart`;
-/// at its `SyncEnd`, the node's other entries are gone.
+/// A full sync of another node under way. Invariant: `touched` and
+/// `users` hold every entry of that node this shard heard of since its
+/// `SyncStart`; at its `SyncEnd`, the node's other entries are gone.
 struct Sync {
     gen: u64,
     quiet: bool,
     touched: HashSet<Held>,
+    users: HashSet<(AppIdx, Box<str>)>,
 }
 
 impl Nodes {
@@ -66,6 +81,13 @@ impl Nodes {
         self.occupied
             .get(&(app, Box::from(channel)))
             .is_some_and(|n| !n.is_empty())
+    }
+
+    /// Subscriptions of a channel on the other live nodes.
+    pub fn counted_elsewhere(&self, app: AppIdx, channel: &str) -> u32 {
+        self.occupied
+            .get(&(app, Box::from(channel)))
+            .map_or(0, |n| n.iter().fold(0u32, |t, (_, c)| t.saturating_add(*c)))
     }
 
     /// Notes an entry `node` told; whether a change it makes stays quiet
@@ -180,8 +202,9 @@ pub fn on_remote_member(
 }
 
 /// This node's subscriber count of a channel went from `before` to
-/// `after`: tell the other nodes when it became occupied or empty here,
-/// and run the occupancy webhooks on the cluster-wide state.
+/// `after`: tell the other nodes (at once when it became occupied or empty
+/// here, else at the next tick when the app announces counts), and run the
+/// occupancy webhooks on the cluster-wide state.
 pub fn on_local_occupancy(shard: &Shard, app: AppIdx, channel: &str, before: u32, after: u32) {
     if (before == 0) != (after == 0) {
         shard.tap.note(|| {
@@ -193,14 +216,19 @@ pub fn on_local_occupancy(shard: &Shard, app: AppIdx, channel: &str, before: u32
         });
     }
     let elsewhere = shard.owned.borrow().nodes.occupied_elsewhere(app, channel);
-    if (before == 0) != (after == 0) {
-        if let Some(cluster) = &shard.cluster {
+    if let Some(cluster) = &shard.cluster {
+        if (before == 0) != (after == 0) {
+            let key = (app, Box::<str>::from(channel));
+            shard.owned.borrow_mut().nodes.unsent.remove(&key);
             cluster.send_now(&NodeMsg::Occupancy {
                 app: app_id(shard, app),
                 channel: channel.into(),
-                occupied: after > 0,
+                count: after,
                 sync: false,
             });
+        } else if before != after && super::counted(shard, app, channel) {
+            let key = (app, Box::<str>::from(channel));
+            shard.owned.borrow_mut().nodes.unsent.insert(key);
         }
     }
     if elsewhere || !decides_webhooks(shard, app, channel) {
@@ -209,25 +237,58 @@ pub fn on_local_occupancy(shard: &Shard, app: AppIdx, channel: &str, before: u32
     webhook_events::on_occupancy(shard, app, channel, before, after);
 }
 
-/// Another node's channel became occupied or empty.
+/// Tells the other nodes this node's counts that changed since they were
+/// last told (from the 100 ms tick): at most one message per channel and
+/// tick.
+pub fn flush_counts(shard: &Shard) {
+    let Some(cluster) = &shard.cluster else {
+        return;
+    };
+    let unsent: Vec<(AppIdx, Box<str>, u32)> = {
+        let mut owned = shard.owned.borrow_mut();
+        let owned = &mut *owned;
+        if owned.nodes.unsent.is_empty() {
+            return;
+        }
+        owned
+            .nodes
+            .unsent
+            .drain()
+            .map(|(app, channel)| {
+                let n = owned.counts.local(app, &channel);
+                (app, channel, n)
+            })
+            .collect()
+    };
+    for (app, channel, count) in unsent {
+        cluster.send_now(&NodeMsg::Occupancy {
+            app: app_id(shard, app),
+            channel,
+            count,
+            sync: false,
+        });
+    }
+}
+
+/// Another node's count of a channel (0: empty there now).
 pub fn on_remote_occupancy(
     shard: &Shard,
     node: u64,
     app: AppIdx,
     channel: &str,
-    occupied: bool,
+    count: u32,
     sync: bool,
 ) {
     let (before, after, quiet) = {
         let mut owned = shard.owned.borrow_mut();
         let quiet = owned.nodes.heard(node, (app, channel.into(), None), sync);
-        let here = owned.counts.total(app, channel) > 0;
+        let here = owned.counts.local(app, channel) > 0;
         let key = (app, Box::<str>::from(channel));
         let nodes = owned.nodes.occupied.entry(key.clone()).or_default();
         let before = here || !nodes.is_empty();
-        nodes.retain(|n| *n != node);
-        if occupied {
-            nodes.push(node);
+        nodes.retain(|(n, _)| *n != node);
+        if count > 0 {
+            nodes.push((node, count));
         }
         let after = here || !nodes.is_empty();
         if nodes.is_empty() {
@@ -238,6 +299,43 @@ pub fn on_remote_occupancy(
     if before != after && !quiet && decides_webhooks(shard, app, channel) {
         webhook_events::on_occupancy(shard, app, channel, before as u32, after as u32);
     }
+    super::recount(shard, app, channel, !quiet);
+}
+
+/// Tells the other nodes that this node has its first connection signed
+/// in as `user_id` (`online`) or no longer has one.
+pub fn tell_user(shard: &Shard, app: AppIdx, user_id: &str, online: bool) {
+    if let Some(cluster) = &shard.cluster {
+        cluster.send_now(&NodeMsg::UserOnline {
+            app: app_id(shard, app),
+            user_id: user_id.into(),
+            online,
+            sync: false,
+        });
+    }
+}
+
+/// Another node has (`online`) or no longer has a connection signed in as
+/// `user_id`: this node's watchers are told when the user came online or
+/// went offline in the whole cluster.
+pub fn on_remote_user(
+    shard: &Shard,
+    node: u64,
+    app: AppIdx,
+    user_id: &str,
+    online: bool,
+    sync: bool,
+) {
+    let watchers = {
+        let mut owned = shard.owned.borrow_mut();
+        if sync {
+            if let Some(s) = owned.nodes.syncs.get_mut(&node) {
+                s.users.insert((app, user_id.into()));
+            }
+        }
+        owned.users.set_remote(app, user_id, node, online)
+    };
+    super::tell_watchers(shard, online, user_id.into(), watchers);
 }
 
 /// The cluster link's list of live nodes changed.
@@ -253,6 +351,7 @@ pub fn on_sync_start(shard: &Shard, node: u64, gen: u64, quiet: bool) {
             gen,
             quiet,
             touched: HashSet::new(),
+            users: HashSet::new(),
         },
     );
 }
@@ -261,7 +360,7 @@ pub fn on_sync_start(shard: &Shard, node: u64, gen: u64, quiet: bool) {
 /// channels this shard holds but did not hear of since the start are gone
 /// (`member_removed` to clients; webhooks unless the sync is quiet).
 pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
-    let (members, vacated, quiet) = {
+    let (members, vacated, recounted, offline, quiet) = {
         let mut owned = shard.owned.borrow_mut();
         let owned = &mut *owned;
         let sync = match owned.nodes.syncs.remove(&node) {
@@ -273,6 +372,13 @@ pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
             }
             None => return,
         };
+        let mut offline = Vec::new();
+        for (app, user_id) in owned.users.of_node(node) {
+            if !sync.users.contains(&(app, user_id.clone())) {
+                let watchers = owned.users.set_remote(app, &user_id, node, false);
+                offline.push((user_id, watchers));
+            }
+        }
         let mut members = Vec::new();
         owned.presence.retain(|(app, channel), m| {
             for user_id in m.users_of_node(node) {
@@ -284,17 +390,20 @@ pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
             !m.is_empty()
         });
         let mut vacated = Vec::new();
+        let mut recounted = Vec::new();
         owned.nodes.occupied.retain(|(app, channel), nodes| {
-            if nodes.contains(&node) && !sync.touched.contains(&(*app, channel.clone(), None)) {
-                nodes.retain(|n| *n != node);
+            let had = nodes.iter().any(|(n, _)| *n == node);
+            if had && !sync.touched.contains(&(*app, channel.clone(), None)) {
+                nodes.retain(|(n, _)| *n != node);
+                recounted.push((*app, channel.clone()));
                 if nodes.is_empty() {
                     vacated.push((*app, channel.clone()));
                 }
             }
             !nodes.is_empty()
         });
-        vacated.retain(|(app, channel)| owned.counts.total(*app, channel) == 0);
-        (members, vacated, sync.quiet)
+        vacated.retain(|(app, channel)| owned.counts.local(*app, channel) == 0);
+        (members, vacated, recounted, offline, sync.quiet)
     };
     if !members.is_empty() || !vacated.is_empty() {
         log::info!(
@@ -304,14 +413,26 @@ pub fn on_sync_end(shard: &Shard, node: u64, gen: u64) {
         );
     }
     drop_remote(shard, members, vacated, !quiet);
+    for (app, channel) in recounted {
+        super::recount(shard, app, &channel, !quiet);
+    }
+    for (user_id, watchers) in offline {
+        super::tell_watchers(shard, false, user_id, watchers);
+    }
 }
 
 /// A node is gone: the members only it had leave every presence channel
-/// this shard owns, and channels only it had are vacated.
+/// this shard owns, channels only it had are vacated, its subscriptions
+/// leave the channels' counts, and the users only it had go offline.
 pub fn on_node_gone(shard: &Shard, node: u64) {
     shard.owned.borrow_mut().nodes.syncs.remove(&node);
-    let (members, vacated) = {
+    let (members, vacated, recounted, offline) = {
         let mut owned = shard.owned.borrow_mut();
+        let mut offline = Vec::new();
+        for (app, user_id) in owned.users.of_node(node) {
+            let watchers = owned.users.set_remote(app, &user_id, node, false);
+            offline.push((user_id, watchers));
+        }
         let mut members = Vec::new();
         owned.presence.retain(|(app, channel), m| {
             for user_id in m.node_gone(node) {
@@ -320,17 +441,28 @@ pub fn on_node_gone(shard: &Shard, node: u64) {
             !m.is_empty()
         });
         let mut vacated = Vec::new();
+        let mut recounted = Vec::new();
         owned.nodes.occupied.retain(|(app, channel), nodes| {
-            nodes.retain(|n| *n != node);
-            if nodes.is_empty() {
-                vacated.push((*app, channel.clone()));
+            let had = nodes.len();
+            nodes.retain(|(n, _)| *n != node);
+            if nodes.len() != had {
+                recounted.push((*app, channel.clone()));
+                if nodes.is_empty() {
+                    vacated.push((*app, channel.clone()));
+                }
             }
             !nodes.is_empty()
         });
-        vacated.retain(|(app, channel)| owned.counts.total(*app, channel) == 0);
-        (members, vacated)
+        vacated.retain(|(app, channel)| owned.counts.local(*app, channel) == 0);
+        (members, vacated, recounted, offline)
     };
     drop_remote(shard, members, vacated, true);
+    for (app, channel) in recounted {
+        super::recount(shard, app, &channel, true);
+    }
+    for (user_id, watchers) in offline {
+        super::tell_watchers(shard, false, user_id, watchers);
+    }
 }
 
 /// Members that left the cluster and channels no node has any more:
@@ -360,15 +492,16 @@ fn drop_remote(
 }
 
 /// This shard's part of this node's full sync `gen`: tells the other
-/// nodes again what this shard's channels have on this node (presence
-/// members and occupied channels), then marks its part done. Waits for
+/// nodes again what this shard's channels and users have on this node
+/// (presence members, channel counts, signed-in users), then marks its
+/// part done. Waits for
 /// room in the link's queue, so nothing is dropped however much there is
 /// to tell.
 pub async fn resend(shard: Rc<Shard>, gen: u64) {
     let Some(cluster) = shard.cluster.clone() else {
         return;
     };
-    let (members, occupied) = {
+    let (members, occupied, users) = {
         let owned = shard.owned.borrow();
         let members: Vec<(AppIdx, Box<str>, Member)> = owned
             .presence
@@ -380,8 +513,17 @@ pub async fn resend(shard: Rc<Shard>, gen: u64) {
                     .map(move |m| (*app, channel.clone(), m))
             })
             .collect();
-        (members, owned.counts.occupied())
+        (members, owned.counts.occupied(), owned.users.local())
     };
+    for (app, user_id) in users {
+        let msg = NodeMsg::UserOnline {
+            app: app_id(&shard, app),
+            user_id,
+            online: true,
+            sync: true,
+        };
+        cluster.send(&msg).await;
+    }
     for (app, channel, m) in members {
         let msg = NodeMsg::MemberJoined {
             app: app_id(&shard, app),
@@ -392,11 +534,11 @@ pub async fn resend(shard: Rc<Shard>, gen: u64) {
         };
         cluster.send(&msg).await;
     }
-    for (app, channel) in occupied {
+    for (app, channel, count) in occupied {
         let msg = NodeMsg::Occupancy {
             app: app_id(&shard, app),
             channel,
-            occupied: true,
+            count,
             sync: true,
         };
         cluster.send(&msg).await;
