@@ -22,6 +22,8 @@ struct RawEngine {
     kind: Kind,
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    /// Messages read while waiting for something else.
+    pending: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl RawEngine {
@@ -34,6 +36,7 @@ impl RawEngine {
             kind: engine.kind,
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,
+            pending: Default::default(),
         };
         if let Kind::Nats = raw.kind {
             let info = raw.line();
@@ -81,7 +84,8 @@ impl RawEngine {
     }
 
     /// NATS: PING, and wait for the PONG (the server has handled everything
-    /// sent before it). MSGs in between are not expected here.
+    /// sent before it). A MSG that arrives meanwhile (a subscription that
+    /// just started) is kept for [`RawEngine::next_message`].
     fn nats_ping(&mut self) {
         self.send(b"PING\r\n");
         loop {
@@ -90,6 +94,11 @@ impl RawEngine {
                 "PONG" => return,
                 "PING" => self.send(b"PONG\r\n"),
                 other if other.starts_with("+OK") || other.starts_with("INFO") => {}
+                other if other.starts_with("MSG ") => {
+                    let n: usize = other.rsplit(' ').next().unwrap().parse().unwrap();
+                    let payload = self.exact(n);
+                    self.pending.push_back(payload);
+                }
                 other => panic!("NATS answered {other}"),
             }
         }
@@ -117,6 +126,9 @@ impl RawEngine {
 
     /// The next message on the subscribed subject.
     fn next_message(&mut self) -> Vec<u8> {
+        if let Some(m) = self.pending.pop_front() {
+            return m;
+        }
         match self.kind {
             Kind::Redis => {
                 let mut m = self.resp();
