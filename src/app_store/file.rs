@@ -16,7 +16,7 @@ pub fn start(
     path: Option<PathBuf>,
     publisher: Publisher,
     webhooks: bool,
-) -> Result<Box<dyn FnOnce() + Send>, String> {
+) -> Result<super::StopStore, String> {
     let mut signals =
         Signals::new([SIGHUP]).map_err(|e| format!("app store: cannot watch SIGHUP: {e}"))?;
     let handle = signals.handle();

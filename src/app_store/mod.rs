@@ -37,9 +37,14 @@ pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod row;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod thread;
 
 pub use admin::{AdminError, AdminHandle, AdminOp};
 pub use health::StoreHealth;
+
+/// Ends a running store and waits for its thread.
+pub type StopStore = Box<dyn FnOnce() + Send>;
 
 use crate::apps::{AppRegistry, SharedApps};
 use crate::config::{Config, StoreDriver};
@@ -83,7 +88,7 @@ pub struct AppStore {
     pub health: Arc<StoreHealth>,
     /// Where the admin API's writes go.
     pub admin: AdminHandle,
-    stop: Option<Box<dyn FnOnce() + Send>>,
+    stop: Option<StopStore>,
 }
 
 impl AppStore {
@@ -131,10 +136,28 @@ pub fn start(
     }
     let stop = match (&settings.driver, admin_rx) {
         (StoreDriver::Postgres { url }, Some(rx)) => {
-            start_postgres(url, settings, publisher, health.clone(), rx)?
+            let driver = postgres_driver();
+            start_database(
+                "postgres",
+                url,
+                driver,
+                settings,
+                publisher,
+                health.clone(),
+                rx,
+            )?
         }
         (StoreDriver::Mysql { url }, Some(rx)) => {
-            start_mysql(url, settings, publisher, health.clone(), rx)?
+            let driver = mysql_driver();
+            start_database(
+                "mysql",
+                url,
+                driver,
+                settings,
+                publisher,
+                health.clone(),
+                rx,
+            )?
         }
         _ => file::start(config.config_file.clone(), publisher, webhooks)?,
     };
@@ -149,16 +172,31 @@ pub fn start(
     ))
 }
 
-#[cfg(feature = "postgres")]
-fn start_postgres(
+/// How a database driver starts: url, table, poll interval, the mirror to
+/// fill, its health and the admin API's writes.
+type StartDatabase = fn(
+    String,
+    String,
+    std::time::Duration,
+    mirror::Mirror,
+    Arc<StoreHealth>,
+    flume::Receiver<admin::AdminRequest>,
+) -> Result<StopStore, String>;
+
+/// Starts a database store: `driver` is its `app_store.driver` name and
+/// `start` the driver, or the feature this build lacks for it.
+fn start_database(
+    driver: &str,
     url: &str,
+    start: Result<StartDatabase, FeatureMissing>,
     settings: &crate::config::AppStoreSettings,
     publisher: Publisher,
     health: Arc<StoreHealth>,
     admin: flume::Receiver<admin::AdminRequest>,
-) -> Result<Box<dyn FnOnce() + Send>, String> {
+) -> Result<StopStore, String> {
+    let start = start.map_err(|missing| not_built(driver, missing))?;
     let mirror = mirror::Mirror::new(settings.table.clone(), publisher);
-    postgres::start(
+    start(
         url.to_string(),
         settings.table.clone(),
         settings.poll_interval,
@@ -169,50 +207,21 @@ fn start_postgres(
     .map_err(|e| format!("{e} ({})", crate::logging::redact::url(url)))
 }
 
-#[cfg(feature = "mysql")]
-fn start_mysql(
-    url: &str,
-    settings: &crate::config::AppStoreSettings,
-    publisher: Publisher,
-    health: Arc<StoreHealth>,
-    admin: flume::Receiver<admin::AdminRequest>,
-) -> Result<Box<dyn FnOnce() + Send>, String> {
-    let mirror = mirror::Mirror::new(settings.table.clone(), publisher);
-    mysql::start(
-        url.to_string(),
-        settings.table.clone(),
-        settings.poll_interval,
-        mirror,
-        health,
-        admin,
-    )
-    .map_err(|e| format!("{e} ({})", crate::logging::redact::url(url)))
+fn postgres_driver() -> Result<StartDatabase, FeatureMissing> {
+    #[cfg(feature = "postgres")]
+    return Ok(postgres::start);
+    #[cfg(not(feature = "postgres"))]
+    Err(FeatureMissing::POSTGRES)
 }
 
-#[cfg(not(feature = "mysql"))]
-fn start_mysql(
-    _url: &str,
-    _settings: &crate::config::AppStoreSettings,
-    _publisher: Publisher,
-    _health: Arc<StoreHealth>,
-    _admin: flume::Receiver<admin::AdminRequest>,
-) -> Result<Box<dyn FnOnce() + Send>, String> {
-    Err(not_built("mysql", FeatureMissing::MYSQL))
-}
-
-#[cfg(not(feature = "postgres"))]
-fn start_postgres(
-    _url: &str,
-    _settings: &crate::config::AppStoreSettings,
-    _publisher: Publisher,
-    _health: Arc<StoreHealth>,
-    _admin: flume::Receiver<admin::AdminRequest>,
-) -> Result<Box<dyn FnOnce() + Send>, String> {
-    Err(not_built("postgres", FeatureMissing::POSTGRES))
+fn mysql_driver() -> Result<StartDatabase, FeatureMissing> {
+    #[cfg(feature = "mysql")]
+    return Ok(mysql::start);
+    #[cfg(not(feature = "mysql"))]
+    Err(FeatureMissing::MYSQL)
 }
 
 /// The start-up refusal of a driver this build lacks.
-#[cfg_attr(all(feature = "postgres", feature = "mysql"), allow(dead_code))]
 fn not_built(driver: &str, missing: FeatureMissing) -> String {
     format!(
         "{} = \"{driver}\": {missing}",

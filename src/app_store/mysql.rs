@@ -14,12 +14,13 @@ use super::admin::{AdminError, AdminOp, AdminReply, AdminRequest};
 use super::health::StoreHealth;
 use super::mirror::{Mirror, MAX_ROWS};
 use super::row::{Kind, Row, Value, COLUMNS};
+use super::thread::runtime;
+use super::StopStore;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// Time limit of connecting and of each query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,13 +51,6 @@ pub fn init_sql(table: &str) -> String {
     UNIQUE KEY (`key`)
 )"
     )
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("app store: cannot start its runtime: {e}"))
 }
 
 /// The driver's words for an error, without the URL.
@@ -281,7 +275,7 @@ pub fn start(
     mut mirror: Mirror,
     health: Arc<StoreHealth>,
     admin: flume::Receiver<AdminRequest>,
-) -> Result<Box<dyn FnOnce() + Send>, String> {
+) -> Result<StopStore, String> {
     let runtime = runtime()?;
     let (session, rows) = runtime
         .block_on(open(&url, &table))
@@ -291,22 +285,18 @@ pub fn start(
         "app store: reading table {table} every {} ms",
         poll.as_millis()
     );
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("app-store".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                tokio::select! {
-                    _ = follow(&url, &table, poll, Some(session), &mut mirror, &health, &admin) => {}
-                    _ = stop_rx => {}
-                }
-            })
-        })
-        .map_err(|e| format!("app store: cannot start its thread: {e}"))?;
-    Ok(Box::new(move || {
-        let _ = stop_tx.send(());
-        let _ = thread.join();
-    }))
+    super::thread::spawn(runtime, async move {
+        follow(
+            &url,
+            &table,
+            poll,
+            Some(session),
+            &mut mirror,
+            &health,
+            &admin,
+        )
+        .await
+    })
 }
 
 /// Reads the table every `poll`, reconnecting (and checking the table

@@ -23,11 +23,13 @@ use super::admin::{AdminError, AdminOp, AdminReply, AdminRequest};
 use super::health::StoreHealth;
 use super::mirror::{Mirror, MAX_ROWS};
 use super::row::{Kind, Row, Value, COLUMNS};
+use super::thread::runtime;
+use super::StopStore;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 /// The notification channel of every table's trigger.
@@ -100,13 +102,6 @@ pub fn init(url: &str, table: &str) -> Result<(), String> {
             .await
             .map_err(|e| format!("app-store init: {}", describe(&e)))
     })
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("app store: cannot start its runtime: {e}"))
 }
 
 /// The database error's own words (the driver's `Display` of a server
@@ -397,7 +392,7 @@ pub fn start(
     mut mirror: Mirror,
     health: Arc<StoreHealth>,
     admin: flume::Receiver<AdminRequest>,
-) -> Result<Box<dyn FnOnce() + Send>, String> {
+) -> Result<StopStore, String> {
     let runtime = runtime()?;
     let (session, rows) = runtime.block_on(open(&url, &table))?;
     mirror.replace_all(rows);
@@ -410,22 +405,9 @@ pub fn start(
             poll.as_millis()
         );
     }
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("app-store".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                tokio::select! {
-                    _ = follow(&url, &table, poll, session, &mut mirror, &health, &admin) => {}
-                    _ = stop_rx => {}
-                }
-            })
-        })
-        .map_err(|e| format!("app store: cannot start its thread: {e}"))?;
-    Ok(Box::new(move || {
-        let _ = stop_tx.send(());
-        let _ = thread.join();
-    }))
+    super::thread::spawn(runtime, async move {
+        follow(&url, &table, poll, session, &mut mirror, &health, &admin).await
+    })
 }
 
 /// Follows the table for ever: notifications (or polls), and reconnects.

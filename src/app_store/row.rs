@@ -265,16 +265,6 @@ pub fn webhooks_json(app: &App) -> String {
         .webhooks
         .iter()
         .map(|w| {
-            let kinds: Vec<String> = crate::apps::webhook::EventKind::ALL
-                .iter()
-                .filter(|k| w.kinds.contains(**k))
-                .map(|k| json_str(k.name()))
-                .collect();
-            let headers: Vec<String> = w
-                .headers
-                .iter()
-                .map(|(n, v)| format!("{}:{}", json_str(n), json_str(v)))
-                .collect();
             let mut filter = Vec::new();
             if let Some(p) = &w.prefix {
                 filter.push(format!("\"channel_name_starts_with\":{}", json_str(p)));
@@ -283,10 +273,8 @@ pub fn webhooks_json(app: &App) -> String {
                 filter.push(format!("\"channel_name_ends_with\":{}", json_str(s)));
             }
             format!(
-                "{{\"url\":{},\"event_types\":[{}],\"headers\":{{{}}},\"filter\":{{{}}}}}",
-                json_str(&w.url),
-                kinds.join(","),
-                headers.join(","),
+                "{{{},\"filter\":{{{}}}}}",
+                w.common_json(),
                 filter.join(",")
             )
         })

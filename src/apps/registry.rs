@@ -32,6 +32,9 @@ pub struct AppRegistry {
     by_key: HashMap<String, AppIdx>,
     /// Ids of deleted apps and their slots, so a re-added id gets its slot back.
     deleted: HashMap<String, AppIdx>,
+    /// The longest channel name any app (deleted ones included) allows:
+    /// a check of a name whose app is not known. Set by `updated`.
+    longest_channel_name: usize,
 }
 
 impl AppRegistry {
@@ -84,6 +87,12 @@ impl AppRegistry {
             .map(|i| (i, self.get(i)))
     }
 
+    /// The longest channel name any app allows (for a name whose app is
+    /// not known).
+    pub fn longest_channel_name(&self) -> usize {
+        self.longest_channel_name
+    }
+
     /// Whether any live app has a webhook.
     pub fn any_webhooks(&self) -> bool {
         self.live().any(|(_, a)| !a.webhooks.is_empty())
@@ -117,6 +126,12 @@ impl AppRegistry {
                 AppChange::Remove(id) => next.remove(&id),
             }
         }
+        next.longest_channel_name = next
+            .apps
+            .iter()
+            .map(|a| a.limits.max_channel_name_length)
+            .max()
+            .unwrap_or(0);
         (next, refused)
     }
 

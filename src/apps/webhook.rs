@@ -116,6 +116,28 @@ impl Webhook {
                 .is_none_or(|p| channel.starts_with(p))
             && self.suffix.as_deref().is_none_or(|s| channel.ends_with(s))
     }
+
+    /// The JSON members every store writes: `"url"`, `"event_types"` (an
+    /// array of names) and `"headers"` (an object), without braces.
+    pub fn common_json(&self) -> String {
+        use crate::json::json_str;
+        let kinds: Vec<String> = EventKind::ALL
+            .iter()
+            .filter(|k| self.kinds.contains(**k))
+            .map(|k| json_str(k.name()))
+            .collect();
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{}:{}", json_str(n), json_str(v)))
+            .collect();
+        format!(
+            "\"url\":{},\"event_types\":[{}],\"headers\":{{{}}}",
+            json_str(&self.url),
+            kinds.join(","),
+            headers.join(",")
+        )
+    }
 }
 
 /// Every kind some webhook of an app wants: shards check it before building

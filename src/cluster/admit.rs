@@ -219,10 +219,7 @@ fn check_answer(apps: &AppRegistry, part: &RemotePart) -> Result<(), Refused> {
     }
     // The answer does not say its app (the asking shard knows): the
     // longest name any app allows.
-    let longest = (0..apps.len())
-        .map(|i| apps.get(AppIdx(i as u32)).limits.max_channel_name_length)
-        .max()
-        .unwrap_or(0);
+    let longest = apps.longest_channel_name();
     for (name, n) in &part.subscriptions {
         if validate_name(name, longest).is_err() {
             return Err(invalid(format!("answer names channel {name:?}")));

@@ -113,24 +113,12 @@ fn app_json(app: &App, with_secret: bool) -> String {
         .webhooks
         .iter()
         .map(|w| {
-            let kinds: Vec<String> = crate::apps::webhook::EventKind::ALL
-                .iter()
-                .filter(|k| w.kinds.contains(**k))
-                .map(|k| json_str(k.name()))
-                .collect();
-            let headers: Vec<String> = w
-                .headers
-                .iter()
-                .map(|(n, v)| format!("{}:{}", json_str(n), json_str(v)))
-                .collect();
             let text = |v: &Option<String>| v.as_deref().map_or("null".to_string(), json_str);
             format!(
-                "{{\"url\":{},\"event_types\":[{}],\"filter\":{{\"prefix\":{},\"suffix\":{}}},\"headers\":{{{}}}}}",
-                json_str(&w.url),
-                kinds.join(","),
+                "{{{},\"filter\":{{\"prefix\":{},\"suffix\":{}}}}}",
+                w.common_json(),
                 text(&w.prefix),
-                text(&w.suffix),
-                headers.join(",")
+                text(&w.suffix)
             )
         })
         .collect();

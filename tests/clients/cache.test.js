@@ -122,17 +122,21 @@ describe('cache channels', () => {
     const rec1 = collect(ch1, 'e');
     // The second subscriber on the first's shard: a replay to the channel made
     // while the join completes there is queued for the first before the
-    // second's frames, so the first's ping, sent once they arrived, is
-    // answered after it. (A replay the owner shard sent as a publication of
-    // its own after answering the join would not be ordered with that ping;
-    // for that path the check keeps a short window after the barrier.)
-    const second = await connectOnShard(() => authedClient(server.port, api), shardOf(socketId(first)));
+    // second's frames. A replay the owner shard sent as a publication of its
+    // own after answering the join travels the owner's queue to this shard
+    // ahead of its answer to a third joiner on the same shard. Either way, the
+    // first's ping, sent once the third got its cached event, is answered
+    // after it.
+    const firstShard = shardOf(socketId(first));
+    const second = await connectOnShard(() => authedClient(server.port, api), firstShard);
     const { log: log2 } = await subscribeRecording(second, name, ['e']);
     const hit = await logged(log2, 'e');
     assert.deepEqual(hit.data, { live: true });
     assert.ok(!log2.some((l) => l.event === 'pusher:cache_miss'), JSON.stringify(log2));
+    const third = await connectOnShard(() => authedClient(server.port, api), firstShard);
+    const { log: log3 } = await subscribeRecording(third, name, ['e']);
+    assert.deepEqual((await logged(log3, 'e')).data, { live: true });
     await pingBarrier(first);
-    await sleep(100);
     assert.deepEqual(rec1.events, [], 'the first subscriber got the cached event again');
     assert.equal(log1.filter((l) => l.event === 'pusher:cache_miss').length, 1);
   });

@@ -229,16 +229,33 @@ describe('user sign-in', () => {
     const online = watchIds(watcher, 'online');
     const offline = watchIds(watcher, 'offline');
     await signIn(watcher);
+    const shard = shardOf(socketId(watcher));
+    const connections = async () => (await api.get({ path: '/connections' }).then((r) => r.json())).connections;
 
-    const g1 = await signedInClient({ id: gus });
+    // g1 on the watcher's shard (connected there first, signed in after,
+    // so the tries on the other shard never sign gus in).
+    const g1 = await connectOnShard(() => authedClient(server.port, api, { user: { id: gus } }), shard);
+    await signIn(g1);
     await until(() => online.ids.includes(gus), `online event for ${gus}`);
     const g2 = await signedInClient({ id: gus });
 
+    // The watcher, g1 and g2 are the app's only connections once the
+    // other tries are torn down.
+    await until(async () => (await connections()) === 3, 'only the watcher, g1 and g2 connected');
     await disconnectClient(g1);
-    // No event of gus's owner can follow g1's leave while g2 is online, so a
-    // wrong offline for it is looked for in a window (the one check here
-    // that keeps one); the barrier below still bounds the rest.
-    await sleep(300);
+    // g1's teardown has run once the app's connection count drops: it told
+    // gus's owner of the leave. Barrier: a second watcher of gus signs in on
+    // the same shard; its watch reaches gus's owner after that leave, and
+    // the owner's answer (gus is online) comes back to that shard after any
+    // wrong offline for the first watcher, which the first watcher's ping
+    // round trip then proves delivered.
+    await until(async () => (await connections()) === 2, 'g1 torn down');
+    const second = await connectOnShard(
+      () => authedClient(server.port, api, { user: { id: `${tag}-ida`, watchlist: [gus] } }), shard);
+    const secondOnline = watchIds(second, 'online');
+    await signIn(second);
+    await until(() => secondOnline.ids.includes(gus), `online answer for ${gus} to the second watcher`);
+    await pingBarrier(watcher);
     assert.deepEqual(offline.ids, [], 'offline while a connection remains');
     await disconnectClient(g2);
     await until(() => offline.ids.includes(gus), `offline event for ${gus}`);

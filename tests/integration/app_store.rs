@@ -3,6 +3,7 @@
 //! connections held on both shards, within 1 s of the signal, by polling
 //! for the condition.
 
+use crate::store_support::*;
 use crate::support::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -42,46 +43,6 @@ fn apps_toml(apps: &[(Creds, &str)]) -> String {
         .collect()
 }
 
-/// One connection of the app `key` on each of shards 0 and 1.
-fn one_per_shard(port: u16, key: &str) -> Vec<Ws> {
-    let mut on: [Option<Ws>; 2] = [None, None];
-    for _ in 0..200 {
-        if on.iter().all(Option::is_some) {
-            break;
-        }
-        let ws = Ws::connect_key(port, key);
-        let s = ws.shard() as usize;
-        if on[s].is_none() {
-            on[s] = Some(ws);
-        } else {
-            ws.close();
-        }
-    }
-    on.into_iter()
-        .map(|w| w.expect("a connection on each shard"))
-        .collect()
-}
-
-fn trigger_status(port: u16, creds: &Creds, channel: &str, data: &str) -> u16 {
-    let mut http = Http::connect(port);
-    http.trigger(
-        creds,
-        &json!({"name": "e", "channel": channel, "data": data}),
-    )
-    .status
-}
-
-/// Polls until `f` holds, failing after [`BOUND`] from `since`.
-fn within_bound(since: Instant, what: &str, mut f: impl FnMut() -> bool) {
-    loop {
-        if f() {
-            return;
-        }
-        assert!(since.elapsed() < BOUND, "{what}: not within {BOUND:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn sighup_adds_rotates_disables_and_deletes_apps_on_every_shard() {
     let server = Server::start_with(&apps_toml(&[(A, ""), (B, "")]));
@@ -100,7 +61,7 @@ fn sighup_adds_rotates_disables_and_deletes_apps_on_every_shard() {
     ]));
     let t0 = Instant::now();
     server.send_sighup();
-    within_bound(t0, "the rotated secret is accepted", || {
+    within(t0, BOUND, "the rotated secret is accepted", || {
         trigger_status(port, &A_ROTATED, "room", "rotated") == 200
     });
     assert_eq!(
@@ -186,8 +147,9 @@ fn a_lowered_connection_limit_applies_to_new_connections_only() {
     server.send_sighup();
     // Until the change lands more connections may still be admitted (limit
     // 100); once it has, new ones are refused with 4004 on every shard.
-    within_bound(
+    within(
         t0,
+        BOUND,
         "the lowered limit refuses a new connection",
         || match try_connect(port) {
             Ok(ws) => {
@@ -221,8 +183,9 @@ fn a_lowered_connection_limit_applies_to_new_connections_only() {
     server.rewrite_config(&apps_toml(&[(A, "")]));
     let t1 = Instant::now();
     server.send_sighup();
-    within_bound(
+    within(
         t1,
+        BOUND,
         "the removed limit admits a new connection",
         || match try_connect(port) {
             Ok(ws) => {
@@ -288,7 +251,7 @@ fn webhooks_follow_a_changed_url_and_a_rotated_secret() {
     ));
     let t0 = Instant::now();
     server.send_sighup();
-    within_bound(t0, "the rotated secret", || {
+    within(t0, BOUND, "the rotated secret", || {
         trigger_status(server.port, &A_ROTATED, "x", "1") == 200
     });
     ws.subscribe("w-after");

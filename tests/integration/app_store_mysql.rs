@@ -6,8 +6,8 @@
 //! Needs MariaDB (Debian package `mariadb-server`; scripts/test.sh installs it).
 
 use crate::databases::*;
+use crate::store_support::*;
 use crate::support::*;
-use serde_json::json;
 use std::time::{Duration, Instant};
 
 const POLL_MS: u64 = 300;
@@ -49,35 +49,6 @@ fn insert(id: &str, key: &str, secret: &str) -> String {
     )
 }
 
-fn creds(id: &'static str, key: &'static str, secret: &'static str) -> Creds {
-    Creds { id, key, secret }
-}
-
-fn trigger_status(port: u16, c: &Creds, data: &str) -> u16 {
-    Http::connect(port)
-        .trigger(c, &json!({"name": "e", "channel": "room", "data": data}))
-        .status
-}
-
-fn within(since: Instant, bound: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    loop {
-        if f() {
-            return;
-        }
-        assert!(since.elapsed() < bound, "{what}: not within {bound:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn admitted(port: u16, key: &str) -> bool {
-    let mut ws = Ws::upgrade(port, &app_path(key)).expect("101");
-    ws.recv_json()["event"] == "pusher:connection_established"
-}
-
-fn ready_text(port: u16) -> String {
-    Http::connect(port).request("GET", "/ready", b"").text()
-}
-
 #[test]
 fn a_soketi_mysql_table_is_polled_and_survives_a_database_restart() {
     let mut db = Mariadb::start();
@@ -105,9 +76,9 @@ fn a_soketi_mysql_table_is_polled_and_survives_a_database_restart() {
     let t = Instant::now();
     db.sql("UPDATE apps SET `secret` = 'rotated' WHERE `id` = 'a'");
     within(t, bound(), "the rotated secret", || {
-        trigger_status(port, &a2, "new") == 200
+        trigger_status(port, &a2, "room", "new") == 200
     });
-    assert_eq!(trigger_status(port, &a, "old"), 401);
+    assert_eq!(trigger_status(port, &a, "room", "old"), 401);
     assert_eq!(a_conn.expect_event("e")["data"], "new");
 
     let t = Instant::now();
@@ -116,12 +87,12 @@ fn a_soketi_mysql_table_is_polled_and_survives_a_database_restart() {
         ws.expect_pusher_close(4003);
         assert!(t.elapsed() < bound(), "4003 after {:?}", t.elapsed());
     }
-    assert_eq!(trigger_status(port, &b, "x"), 403);
+    assert_eq!(trigger_status(port, &b, "room", "x"), 403);
 
     let t = Instant::now();
     db.sql("DELETE FROM apps WHERE `id` = 'c'");
     within(t, bound(), "a deleted app", || {
-        trigger_status(port, &c, "x") == 404
+        trigger_status(port, &c, "room", "x") == 404
     });
     expect_refused(port, &app_path(c.key), 4001);
 
@@ -134,7 +105,7 @@ fn a_soketi_mysql_table_is_polled_and_survives_a_database_restart() {
         "/ready reports the store",
         || ready_text(port).contains("app store (mysql) unreachable"),
     );
-    assert_eq!(trigger_status(port, &a2, "during"), 200);
+    assert_eq!(trigger_status(port, &a2, "room", "during"), 200);
     assert_eq!(a_conn.expect_event("e")["data"], "during");
     expect_refused(port, &app_path("random-key"), 4001);
 
@@ -148,7 +119,7 @@ fn a_soketi_mysql_table_is_polled_and_survives_a_database_restart() {
         t,
         Duration::from_secs(10),
         "the change made meanwhile",
-        || trigger_status(port, &b, "back") == 200,
+        || trigger_status(port, &b, "room", "back") == 200,
     );
     // The "is back" line is written by the log thread, maybe after the
     // change it announces was already applied: wait for it.

@@ -6,8 +6,8 @@
 //! Needs PostgreSQL (Debian package `postgresql`; scripts/test.sh installs it).
 
 use crate::databases::*;
+use crate::store_support::*;
 use crate::support::*;
-use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// How soon a committed change must be visible on every shard.
@@ -43,55 +43,6 @@ fn insert(id: &str, key: &str, secret: &str) -> String {
          max_backend_events_per_sec, max_client_events_per_sec, max_read_req_per_sec, webhooks, \
          enable_user_authentication) VALUES ('{id}', '{key}', '{secret}', -1, 1, 1, -1, -1, -1, '[]', 0)"
     )
-}
-
-fn creds(id: &'static str, key: &'static str, secret: &'static str) -> Creds {
-    Creds { id, key, secret }
-}
-
-fn trigger_status(port: u16, c: &Creds, channel: &str, data: &str) -> u16 {
-    Http::connect(port)
-        .trigger(c, &json!({"name": "e", "channel": channel, "data": data}))
-        .status
-}
-
-/// Polls until `f` holds, failing after `bound` from `since`.
-fn within(since: Instant, bound: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    loop {
-        if f() {
-            return;
-        }
-        assert!(since.elapsed() < bound, "{what}: not within {bound:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Whether a connection to `key` is admitted now.
-fn admitted(port: u16, key: &str) -> bool {
-    let mut ws = Ws::upgrade(port, &app_path(key)).expect("101");
-    ws.recv_json()["event"] == "pusher:connection_established"
-}
-
-/// One connection of `key` on each of the two shards.
-fn one_per_shard(port: u16, key: &str) -> Vec<Ws> {
-    let mut on: [Option<Ws>; 2] = [None, None];
-    for _ in 0..200 {
-        if on.iter().all(Option::is_some) {
-            break;
-        }
-        let ws = Ws::connect_key(port, key);
-        let s = ws.shard() as usize;
-        if on[s].is_none() {
-            on[s] = Some(ws);
-        } else {
-            ws.close();
-        }
-    }
-    on.into_iter().map(|w| w.expect("one per shard")).collect()
-}
-
-fn ready_text(port: u16) -> String {
-    Http::connect(port).request("GET", "/ready", b"").text()
 }
 
 #[test]

@@ -756,6 +756,69 @@ fn channel_queries_answer_for_the_whole_cluster_from_every_node() {
     });
 }
 
+/// The node id a server's log gives ("cluster: node 0123abcd… joins").
+fn node_id(server: &Server) -> u64 {
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cluster: node ") && l.contains(" joins through "))
+        .unwrap_or_else(|| panic!("no node id in the log:\n{log}"));
+    let hex = &line[line.find("cluster: node ").unwrap() + 14..][..16];
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// Ends an absence check on a cluster's webhooks. For each channel of
+/// `watched` and each node of `nodes`, a fence channel that this node
+/// decides and the watched channel's owner shard owns is subscribed and
+/// left by `ws`, after everything `ws` did, and its `channel_vacated` is
+/// awaited. On each node the fence's webhook passes the same owner shard,
+/// the same FIFO delay queue and the same sender as anything caused there
+/// before it (on the other node, the cluster link carries the owner
+/// shard's messages in order), so an unwanted webhook would have arrived
+/// by then. Returns the events without the fences'.
+fn cluster_fence(
+    ws: &mut Ws,
+    receiver: &crate::receiver::Receiver,
+    nodes: &[u64],
+    watched: &[&str],
+    tag: &str,
+) -> Vec<serde_json::Value> {
+    use shardcast::apps::AppIdx;
+    use shardcast::pusher::owned::{nodes::webhook_decider, owner_of};
+    let mut names: Vec<String> = Vec::new();
+    for channel in watched {
+        let owner = owner_of(AppIdx(0), channel, 2);
+        for &node in nodes {
+            let name = (0..)
+                .map(|i| format!("fence-{tag}-{i}"))
+                .find(|n| {
+                    owner_of(AppIdx(0), n, 2) == owner
+                        && webhook_decider(nodes, AppIdx(0), n) == Some(node)
+                })
+                .unwrap();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    for name in &names {
+        ws.subscribe(name);
+        ws.unsubscribe(name);
+    }
+    for name in &names {
+        receiver.wait_for(
+            &format!("fence {name}"),
+            WAIT,
+            crate::receiver::is("channel_vacated", name),
+        );
+    }
+    receiver
+        .events()
+        .into_iter()
+        .filter(|e| !e["channel"].as_str().unwrap_or("").starts_with("fence-"))
+        .collect()
+}
+
 /// Webhooks fire once per cluster, whichever nodes the subscribers are on:
 /// `channel_occupied` / `channel_vacated` when the first subscriber anywhere
 /// arrives and the last one anywhere leaves, `member_added` /
@@ -772,13 +835,20 @@ fn webhooks_fire_once_per_cluster() {
         );
         let a = Server::start_with(&engine.config(&hooks));
         let mut b = Server::start_with(&engine.config(&hooks));
+        // Each has heard the other: its shards got the list of live nodes
+        // before any message of the other node.
         wait_log(&a, "is up", 1, Duration::from_secs(10));
         wait_log(&b, "is up", 1, Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(300)); // both know the live nodes
+        let both = [node_id(&a), node_id(&b)];
 
         let mut on_a = Ws::connect(a.port);
         on_a.subscribe("wh-news");
-        receiver.wait_events(1, WAIT);
+        receiver.wait_for("occupied", WAIT, is("channel_occupied", "wh-news"));
+        // B's owner has A's count before B's subscriber arrives.
+        let known = wait_until(WAIT, || {
+            get_json(b.port, "/apps/app-id/channels/wh-news", &[])["occupied"] == true
+        });
+        assert!(known, "B never learnt that wh-news is occupied on A");
         let mut on_b = Ws::connect(b.port);
         on_b.subscribe("wh-news");
         let room = "presence-wh";
@@ -787,13 +857,14 @@ fn webhooks_fire_once_per_cluster() {
         wait_users(b.port, room, &["u"]);
         let mut u_b = Ws::connect(b.port);
         u_b.subscribe_presence(room, r#"{"user_id":"u"}"#);
-        std::thread::sleep(Duration::from_millis(600));
         receiver.wait_for("occupied", WAIT, is("channel_occupied", room));
         receiver.wait_for("added", WAIT, is("member_added", room));
         on_a.unsubscribe("wh-news");
         u_a.unsubscribe(room);
-        std::thread::sleep(Duration::from_millis(600)); // nothing more may come
-        let events = receiver.events();
+        // Nothing more may come: not for B's subscribers, not for A's leaving.
+        cluster_fence(&mut on_b, &receiver, &both, &["wh-news", room], "b1");
+        cluster_fence(&mut on_a, &receiver, &both, &["wh-news"], "a1");
+        let events = cluster_fence(&mut u_a, &receiver, &both, &[room], "a2");
         assert_eq!(
             count(&events, "channel_occupied", "wh-news"),
             1,
@@ -814,8 +885,7 @@ fn webhooks_fire_once_per_cluster() {
         receiver.wait_for("vacated", WAIT, is("channel_vacated", "wh-news"));
         receiver.wait_for("vacated", WAIT, is("channel_vacated", room));
         receiver.wait_for("removed", WAIT, is("member_removed", room));
-        std::thread::sleep(Duration::from_millis(600)); // no second one
-        let events = receiver.events();
+        let events = cluster_fence(&mut on_b, &receiver, &both, &["wh-news", room], "b2");
         assert_eq!(
             count(&events, "channel_vacated", "wh-news"),
             1,
@@ -838,8 +908,8 @@ fn webhooks_fire_once_per_cluster() {
             count(&receiver.events(), "channel_vacated", room) >= 2
         });
         assert!(vacated_twice, "{:?}", receiver.events());
-        std::thread::sleep(Duration::from_millis(600)); // no third one
-        let events = receiver.events();
+        // A alone decides now; no third one.
+        let events = cluster_fence(&mut on_a, &receiver, &both[..1], &[room], "a3");
         assert_eq!(count(&events, "channel_vacated", room), 2, "{events:?}");
         assert_eq!(count(&events, "member_removed", room), 2, "{events:?}");
         assert_eq!(count(&events, "channel_occupied", room), 2, "{events:?}");

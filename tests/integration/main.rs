@@ -3,6 +3,7 @@
 
 mod databases;
 mod receiver;
+mod store_support;
 mod support;
 
 mod app_store;

@@ -109,6 +109,16 @@ fn score(node: u64, app: AppIdx, channel: &str) -> u64 {
     h ^ (h >> 29)
 }
 
+/// The node that sends the webhooks of `channel` among `nodes`: the one
+/// with the highest rendezvous score (tests use it to find which node's
+/// webhook queue an event goes through).
+pub fn webhook_decider(nodes: &[u64], app: AppIdx, channel: &str) -> Option<u64> {
+    nodes
+        .iter()
+        .copied()
+        .max_by_key(|&n| score(n, app, channel))
+}
+
 /// Whether this node sends the webhooks of `channel` (always on a single
 /// node): the live node with the highest rendezvous score does.
 pub fn decides_webhooks(shard: &Shard, app: AppIdx, channel: &str) -> bool {
