@@ -209,7 +209,7 @@ async fn route(
         }
         Route::Channel(name) => queries::channel(shard, idx, &name, param("info")).await,
         Route::ChannelUsers(name) => queries::users(shard, idx, &name).await,
-        Route::Connections => Ok(queries::connections(shard, idx).await),
+        Route::Connections => queries::connections(shard, idx).await,
         Route::TerminateUser(user_id) => {
             for peer in 0..shard.count as usize {
                 shard.post(

@@ -80,7 +80,7 @@ pub async fn channels(
             prefix: prefix.into(),
         },
     )
-    .await;
+    .await?;
     let mut out = b"{\"channels\":{".to_vec();
     let mut first = true;
     for (name, totals) in merge(&answers) {
@@ -135,7 +135,7 @@ pub async fn channel(
             channel: name.into(),
         },
     )
-    .await;
+    .await?;
     let totals = merge(&answers).remove(name).unwrap_or_default();
     let mut out = format!("{{\"occupied\":{}", totals.subscription_count > 0).into_bytes();
     if attrs.user_count {
@@ -176,7 +176,7 @@ pub async fn users(shard: &Shard, app: AppIdx, name: &str) -> Result<Response, A
                 channel: name.into(),
             },
         )
-        .await;
+        .await?;
     let mut out = b"{\"users\":[".to_vec();
     for (i, id) in answer.user_ids.iter().enumerate() {
         if i > 0 {
@@ -192,23 +192,26 @@ pub async fn users(shard: &Shard, app: AppIdx, name: &str) -> Result<Response, A
 
 /// `GET /apps/{id}/connections`: `{"connections":N}`, the app's open
 /// connections on every shard of this node and every live node of the
-/// cluster (a node that does not answer within 1 s is left out).
-pub async fn connections(shard: &Shard, app: AppIdx) -> Response {
-    let answers = ask_cluster(shard, QueryAsk::Connections { app }).await;
+/// cluster (a node that does not answer within 1 s is left out; a shard
+/// of this node that does not makes it 503).
+pub async fn connections(shard: &Shard, app: AppIdx) -> Result<Response, ApiError> {
+    let answers = ask_cluster(shard, QueryAsk::Connections { app }).await?;
     let n = open_connections(&answers);
-    Response::json(200, format!("{{\"connections\":{n}}}"))
+    Ok(Response::json(200, format!("{{\"connections\":{n}}}")))
 }
 
-/// The attributes of one channel, as an object (for trigger `info`).
+/// The attributes of one channel, as an object (for trigger `info`). The
+/// event is published by then, so a shard that does not answer in time
+/// leaves the object empty rather than failing the trigger (a client
+/// would send the event again) or giving a wrong count.
 async fn attributes_of(shard: &Shard, app: AppIdx, channel: &str, attrs: &Attributes) -> String {
-    let answers = ask_cluster(
-        shard,
-        QueryAsk::Channel {
-            app,
-            channel: channel.into(),
-        },
-    )
-    .await;
+    let query = QueryAsk::Channel {
+        app,
+        channel: channel.into(),
+    };
+    let Ok(answers) = ask_cluster(shard, query).await else {
+        return "{}".into();
+    };
     let totals = merge(&answers).remove(channel).unwrap_or_default();
     let mut fields = Vec::new();
     if attrs.user_count && is_presence(channel) {

@@ -6,6 +6,7 @@
 use super::shard::Shard;
 use crate::apps::AppIdx;
 use crate::cluster::{NodeMsg, RemoteAsk, RemotePart};
+use crate::errors::ApiError;
 use crate::pusher::owned::owner_of;
 use crate::runtime::sleep;
 use std::cell::{Cell, RefCell};
@@ -140,21 +141,22 @@ struct Gather {
 /// Every shard's answer on this node, plus the part of every other live
 /// node of the cluster (subscriber and connection counts, cached events;
 /// presence members are on every node already). A node that does not answer within
-/// `REMOTE_TIMEOUT` (1 s) is left out.
-pub async fn ask_cluster(shard: &Shard, ask: QueryAsk) -> Vec<QueryAnswer> {
-    let mut answers = shard.ask_all(ask.clone()).await;
+/// `REMOTE_TIMEOUT` (1 s) is left out (it may have died); a shard of this
+/// node that does not answer fails the query ([`Shard::ask_all`]).
+pub async fn ask_cluster(shard: &Shard, ask: QueryAsk) -> Result<Vec<QueryAnswer>, ApiError> {
+    let mut answers = shard.ask_all(ask.clone()).await?;
     let Some(cluster) = &shard.cluster else {
-        return answers;
+        return Ok(answers);
     };
     let expected = cluster.live_nodes.load(Ordering::Relaxed);
     let (app, remote) = match ask {
         QueryAsk::Channels { app, prefix } => (app, RemoteAsk::Channels(prefix)),
         QueryAsk::Channel { app, channel } => (app, RemoteAsk::Channel(channel)),
         QueryAsk::Connections { app } => (app, RemoteAsk::Connections),
-        QueryAsk::Users { .. } => return answers,
+        QueryAsk::Users { .. } => return Ok(answers),
     };
     if expected == 0 {
-        return answers;
+        return Ok(answers);
     }
     let queries = &shard.cluster_queries;
     let id = queries.next.get().wrapping_add(1);
@@ -192,7 +194,7 @@ pub async fn ask_cluster(shard: &Shard, ask: QueryAsk) -> Vec<QueryAnswer> {
         connections: p.connections,
         ..QueryAnswer::default()
     }));
-    answers
+    Ok(answers)
 }
 
 /// Another node's part of this shard's query `id`.
@@ -223,7 +225,11 @@ pub async fn answer_remote(
         RemoteAsk::Channel(channel) => QueryAsk::Channel { app, channel },
         RemoteAsk::Connections => QueryAsk::Connections { app },
     };
-    let answers = shard.ask_all(ask).await;
+    // A shard of this node that does not answer: no part is sent, and the
+    // asking node leaves this node out when its time is up.
+    let Ok(answers) = shard.ask_all(ask).await else {
+        return;
+    };
     let part = RemotePart {
         subscriptions: merge(&answers)
             .into_iter()

@@ -49,7 +49,7 @@ use super::webhook_events;
 use crate::apps::AppRegistry;
 use crate::cluster::{ClusterHandle, ClusterInbox};
 use crate::config::Config;
-use crate::errors::ClientError;
+use crate::errors::{ApiError, ClientError};
 use crate::metrics::{Counters, Snapshot};
 use crate::net::TlsAcceptor;
 use crate::runtime::{
@@ -82,6 +82,20 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// check and a per-address connection count as allowed (uncounted; the
 /// node limit still applies), a query or metrics part as empty.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How long a channel query waits for another shard's part before it
+/// fails with 503: longer than [`REQUEST_TIMEOUT`], since a shard busy
+/// with a large slice of work still answers, and a query without one
+/// shard's part would be wrong.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The 503 of a channel query a shard did not answer in time.
+fn silent(peer: usize) -> ApiError {
+    ApiError::Unavailable(format!(
+        "shard {peer} did not answer the query within {} ms; retry",
+        QUERY_TIMEOUT.as_millis()
+    ))
+}
 
 pub struct Shard {
     pub id: ShardId,
@@ -272,10 +286,15 @@ impl Shard {
     /// [`REQUEST_TIMEOUT`]; `None` when it did not answer in time (a late
     /// answer is then handled by [`Shard::late_reply`]).
     pub(crate) async fn request(&self, peer: usize, body: Request) -> Option<Reply> {
+        self.request_within(peer, body, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Shard::request`] with its own time limit.
+    async fn request_within(&self, peer: usize, body: Request, limit: Duration) -> Option<Reply> {
         let from = self.id;
         let reply = self
             .requests
-            .ask(REQUEST_TIMEOUT, |id| {
+            .ask(limit, |id| {
                 self.post(peer, ShardMsg::Request { from, id, body })
             })
             .await;
@@ -286,29 +305,38 @@ impl Shard {
         reply
     }
 
-    /// Gathers every shard's answer to a channel query (a shard that does
-    /// not answer in time is left out).
-    pub async fn ask_all(&self, ask: QueryAsk) -> Vec<QueryAnswer> {
-        let asks = self
-            .peers()
-            .map(|peer| self.request(peer, Request::Query(ask.clone())));
-        let replies = join_all(asks).await;
+    /// Gathers every shard's answer to a channel query. A shard that does
+    /// not answer within [`QUERY_TIMEOUT`] makes the whole query fail (503):
+    /// an answer without its part would be wrong, not late.
+    pub async fn ask_all(&self, ask: QueryAsk) -> Result<Vec<QueryAnswer>, ApiError> {
+        let peers: Vec<usize> = self.peers().collect();
+        let replies =
+            join_all(peers.iter().map(|&peer| {
+                self.request_within(peer, Request::Query(ask.clone()), QUERY_TIMEOUT)
+            }))
+            .await;
         let mut answers = vec![query::answer(self, &ask)];
-        answers.extend(replies.into_iter().filter_map(|r| match r {
-            Some(Reply::Query(a)) => Some(a),
-            _ => None,
-        }));
-        answers
+        for (peer, reply) in peers.into_iter().zip(replies) {
+            match reply {
+                Some(Reply::Query(a)) => answers.push(a),
+                _ => return Err(silent(peer)),
+            }
+        }
+        Ok(answers)
     }
 
-    /// Asks one shard (possibly this one) a channel query.
-    pub async fn ask(&self, shard: usize, ask: QueryAsk) -> QueryAnswer {
+    /// Asks one shard (possibly this one) a channel query; like
+    /// [`Shard::ask_all`], no answer in time is an error.
+    pub async fn ask(&self, shard: usize, ask: QueryAsk) -> Result<QueryAnswer, ApiError> {
         if shard == self.id as usize {
-            return query::answer(self, &ask);
+            return Ok(query::answer(self, &ask));
         }
-        match self.request(shard, Request::Query(ask)).await {
-            Some(Reply::Query(a)) => a,
-            _ => QueryAnswer::default(),
+        match self
+            .request_within(shard, Request::Query(ask), QUERY_TIMEOUT)
+            .await
+        {
+            Some(Reply::Query(a)) => Ok(a),
+            _ => Err(silent(shard)),
         }
     }
 
