@@ -12,6 +12,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each stage says how long it took (the suite's time is a target: README, Tests).
+stage_start=$SECONDS
+stage() {
+  if [ -n "${stage_name:-}" ]; then
+    echo "-- $stage_name: $((SECONDS - stage_start)) s"
+  fi
+  stage_name=$1
+  stage_start=$SECONDS
+  echo "== $1"
+}
+
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 missing=()
 have redis-server || missing+=(redis-server)
@@ -34,7 +45,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   done
 fi
 
-echo "== cargo fmt, cargo clippy"
+stage "cargo fmt, cargo clippy"
 # rustfmt and clippy come with the default rustup profile; add them only
 # where an install left them out.
 if command -v rustup >/dev/null 2>&1; then
@@ -49,7 +60,7 @@ cargo fmt --all --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --no-default-features --lib --bins -- -D warnings
 
-echo "== cargo build"
+stage "cargo build"
 # The minimal build (no Redis, NATS or webhooks; README, "Cargo features")
 # keeps compiling. First, so that the default build below is the one left in
 # target/debug for the tests.
@@ -59,12 +70,12 @@ cargo build --locked --all-targets
 # The hostile-client tests judge response times on an optimized build.
 cargo build --locked --profile attack --bin shardcast
 
-echo "== cargo test (unit + integration)"
+stage "cargo test (unit + integration)"
 cargo test --locked --lib --bins --tests -- --skip hostile::
 # The hostile-client tests time other clients' answers: alone, one at a time.
 cargo test --locked --test integration hostile:: -- --test-threads=1
 
-echo "== real clients (pusher-js, pusher)"
+stage "real clients (pusher-js, pusher)"
 (
   cd tests/clients
   # npm ci reinstalls from scratch (~10 s): only when package-lock.json
@@ -81,7 +92,8 @@ echo "== real clients (pusher-js, pusher)"
 # -- deploy/ (issue 17): the deployment files through their parsers and the
 # container image with its seccomp profiles; installs what it needs and skips
 # the image part with a message where no Docker daemon can run.
-echo "== deploy files and container image"
+stage "deploy files and container image"
 scripts/container-test.sh
 # --
-echo "== all tests passed"
+stage "all tests passed"
+echo "-- whole suite: $SECONDS s"
