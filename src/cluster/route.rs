@@ -1,0 +1,83 @@
+//! Where a node message travels on the engine: the *streams*.
+//!
+//! One control stream (`<prefix>.cluster`) carries what every node must
+//! hear: heartbeats, presence members, counts, full syncs, queries,
+//! terminations. Events (`NodeMsg::Publish`) travel on one of [`BUCKETS`]
+//! event streams (`<prefix>.ev.<bucket>`), chosen by hashing the app id and
+//! the channel name ([`bucket_of`]); a node subscribes only to the buckets
+//! of channels it has subscribers for, so it never receives the events of
+//! channels nobody on it listens to. Two channels sharing a bucket only
+//! cost a node extra (harmless) events it drops; the bound keeps a node's
+//! engine subscriptions at most `BUCKETS + 1` however many channels it has.
+//!
+//! The bucket count and the hash are part of the wire format: every node
+//! of a cluster must use the same ones (a change bumps the wire version).
+
+/// Event streams per cluster.
+pub const BUCKETS: usize = 4096;
+
+/// Which stream an envelope belongs to: an event bucket, or [`CONTROL`].
+pub type Stream = u16;
+
+/// The control stream's number (no bucket has it).
+pub const CONTROL: Stream = u16::MAX;
+
+/// The event bucket of a channel of an app (FNV-1a over the app id, a
+/// separator and the name): the same on every node and every build.
+pub fn bucket_of(app_id: &str, channel: &str) -> Stream {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in app_id.bytes().chain([0xff]).chain(channel.bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % BUCKETS as u64) as Stream
+}
+
+/// The engine subject (Redis channel, NATS subject) of the control stream.
+pub fn control_subject(prefix: &str) -> String {
+    format!("{prefix}.cluster")
+}
+
+/// The engine subject of event bucket `bucket`.
+pub fn event_subject(prefix: &str, bucket: Stream) -> String {
+    format!("{prefix}.ev.{bucket}")
+}
+
+/// The stream a subject of cluster `prefix` names; `None` for any other.
+pub fn stream_of(prefix: &str, subject: &str) -> Option<Stream> {
+    let rest = subject.strip_prefix(prefix)?;
+    if rest == ".cluster" {
+        return Some(CONTROL);
+    }
+    let n: usize = rest.strip_prefix(".ev.")?.parse().ok()?;
+    (n < BUCKETS).then_some(n as Stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_name_their_stream_and_nothing_else() {
+        assert_eq!(stream_of("p", &control_subject("p")), Some(CONTROL));
+        for b in [0, 1, 4095] {
+            assert_eq!(stream_of("p", &event_subject("p", b)), Some(b));
+        }
+        for other in ["p.ev.4096", "p.ev.", "p.ev.x", "q.cluster", "p.clusterx", "p.ev.+1"] {
+            assert_eq!(stream_of("p", other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        // The hash is part of the wire format: these must never change.
+        assert_eq!(bucket_of("", ""), (0xaf64_724c_8602_eb6e_u64 % 4096) as u16);
+        assert_eq!(bucket_of("app-id", "news"), bucket_of("app-id", "news"));
+        assert_ne!(bucket_of("a", "bc"), bucket_of("ab", "c"));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..2000 {
+            seen.insert(bucket_of("app", &format!("private-user-{i}")));
+        }
+        assert!(seen.len() > 1500, "{} buckets", seen.len());
+    }
+}
