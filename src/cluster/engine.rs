@@ -345,7 +345,9 @@ impl Subscription {
                     };
                     let mut ok = true;
                     for stream in std::iter::once(CONTROL).chain(self.wanted.iter().copied()) {
-                        if let Err(e) = nats_subscribe(client, &self.prefix, stream, &mut subs).await {
+                        if let Err(e) =
+                            nats_subscribe(client, &self.prefix, stream, &mut subs).await
+                        {
                             log::warn!("cluster: cannot subscribe to NATS: {e}; retrying");
                             ok = false;
                             break;
@@ -372,7 +374,10 @@ impl Subscription {
             #[cfg(feature = "redis")]
             Engine::Redis(_) => match &mut self.redis {
                 Some((sink, _)) => {
-                    matches!(tokio::time::timeout(CONFIRM_WAIT, sink.subscribe(&subject)).await, Ok(Ok(())))
+                    matches!(
+                        tokio::time::timeout(CONFIRM_WAIT, sink.subscribe(&subject)).await,
+                        Ok(Ok(()))
+                    )
                 }
                 None => false,
             },
@@ -387,10 +392,15 @@ impl Subscription {
                     return false;
                 }
                 let confirmed = async {
-                    nats_subscribe(client, &self.prefix, bucket, subs).await.ok()?;
+                    nats_subscribe(client, &self.prefix, bucket, subs)
+                        .await
+                        .ok()?;
                     client.flush().await.ok()
                 };
-                matches!(tokio::time::timeout(CONFIRM_WAIT, confirmed).await, Ok(Some(())))
+                matches!(
+                    tokio::time::timeout(CONFIRM_WAIT, confirmed).await,
+                    Ok(Some(()))
+                )
             }
         }
     }

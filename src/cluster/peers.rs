@@ -210,7 +210,11 @@ impl Peers {
             Live {
                 // An event envelope names the control envelope before it,
                 // which may still be on its way (another subject): expect it.
-                last_control: if control { h.control } else { h.control.saturating_sub(1) },
+                last_control: if control {
+                    h.control
+                } else {
+                    h.control.saturating_sub(1)
+                },
                 max_seq: h.seq,
                 buckets,
                 seen: now,
@@ -301,17 +305,30 @@ mod tests {
         assert_eq!(p.admit(&h(7, 1), t, NOW_MS, (0, 0)), peer(true, 0));
         // Numbers 2..9 went to buckets this node does not hear: no loss.
         assert_eq!(p.admit(&ev(7, 10, 5), t, NOW_MS, (0, 0)), peer(false, 0));
-        assert_eq!(p.admit(&ev(7, 10, 5), t, NOW_MS, (0, 0)), Err(Refusal::Replayed));
+        assert_eq!(
+            p.admit(&ev(7, 10, 5), t, NOW_MS, (0, 0)),
+            Err(Refusal::Replayed)
+        );
         // Another bucket is ordered on its own (another subject).
         assert_eq!(p.admit(&ev(7, 8, 6), t, NOW_MS, (0, 0)), peer(false, 0));
-        assert_eq!(p.admit(&ev(7, 8, 6), t, NOW_MS, (0, 0)), Err(Refusal::Replayed));
+        assert_eq!(
+            p.admit(&ev(7, 8, 6), t, NOW_MS, (0, 0)),
+            Err(Refusal::Replayed)
+        );
         // The control stream still counts its own numbers: 2 follows 1.
-        let c2 = Header { seq: 11, control: 2, ..h(7, 0) };
+        let c2 = Header {
+            seq: 11,
+            control: 2,
+            ..h(7, 0)
+        };
         assert_eq!(p.admit(&c2, t, NOW_MS, (0, 0)), peer(false, 0));
         // Subscribing to a bucket: what was published before the highest
         // number seen (a recording) is refused, what follows is new.
         p.open_bucket(9);
-        assert_eq!(p.admit(&ev(7, 9, 9), t, NOW_MS, (0, 0)), Err(Refusal::Replayed));
+        assert_eq!(
+            p.admit(&ev(7, 9, 9), t, NOW_MS, (0, 0)),
+            Err(Refusal::Replayed)
+        );
         assert_eq!(p.admit(&ev(7, 12, 9), t, NOW_MS, (0, 0)), peer(false, 0));
     }
 
@@ -319,15 +336,25 @@ mod tests {
     fn a_node_first_heard_on_an_event_stream_expects_its_last_control_envelope() {
         let mut p = Peers::new(ME);
         let t = Instant::now();
-        let first = Header { control: 4, ..ev(7, 20, 3) };
+        let first = Header {
+            control: 4,
+            ..ev(7, 20, 3)
+        };
         assert_eq!(
             p.admit(&first, t, NOW_MS, (0, 0)),
             Ok(Admitted::Peer { new: true, lost: 0 })
         );
-        let c4 = Header { seq: 19, control: 4, ..h(7, 0) };
+        let c4 = Header {
+            seq: 19,
+            control: 4,
+            ..h(7, 0)
+        };
         assert_eq!(
             p.admit(&c4, t, NOW_MS, (0, 0)),
-            Ok(Admitted::Peer { new: false, lost: 0 })
+            Ok(Admitted::Peer {
+                new: false,
+                lost: 0
+            })
         );
         assert_eq!(p.admit(&first, t, NOW_MS, (0, 0)), Err(Refusal::Replayed));
     }
@@ -341,7 +368,10 @@ mod tests {
         assert_eq!(p.admit(&h(ME, 3), t, NOW_MS, (2, 2)), Err(Refusal::Spoofed));
         assert_eq!(p.admit(&h(ME, 2), t, NOW_MS, (2, 2)), Ok(Admitted::Own));
         assert_eq!(p.admit(&ev(ME, 2, 1), t, NOW_MS, (2, 2)), Ok(Admitted::Own));
-        assert_eq!(p.admit(&ev(ME, 3, 1), t, NOW_MS, (2, 2)), Err(Refusal::Spoofed));
+        assert_eq!(
+            p.admit(&ev(ME, 3, 1), t, NOW_MS, (2, 2)),
+            Err(Refusal::Spoofed)
+        );
     }
 
     #[test]
@@ -364,8 +394,14 @@ mod tests {
         assert_eq!(p.expire(later, Duration::from_secs(10)), vec![9]);
         assert!(p.live().is_empty());
         // A recording of it, within the window, is still refused.
-        assert_eq!(p.admit(&h(9, 5), later, NOW_MS, (0, 0)), Err(Refusal::Replayed));
-        assert_eq!(p.admit(&ev(9, 4, 2), later, NOW_MS, (0, 0)), Err(Refusal::Replayed));
+        assert_eq!(
+            p.admit(&h(9, 5), later, NOW_MS, (0, 0)),
+            Err(Refusal::Replayed)
+        );
+        assert_eq!(
+            p.admit(&ev(9, 4, 2), later, NOW_MS, (0, 0)),
+            Err(Refusal::Replayed)
+        );
         // It coming back with new envelopes is a new node again.
         assert_eq!(
             p.admit(&h(9, 6), later, NOW_MS, (0, 0)),
