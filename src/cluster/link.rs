@@ -70,9 +70,10 @@ pub struct ClusterHandle {
 }
 
 /// Encodes `msg` as queue items, each tagged with its stream: a
-/// publication goes on the bucket of each of its channels (split when its
-/// channels fall in several buckets, each channel's frames keeping their
-/// order); everything else on the control stream.
+/// publication goes on the stream of each of its channels
+/// ([`route::stream_for_event`]; split when its channels fall in several,
+/// each channel's frames keeping their order); everything else on the
+/// control stream.
 fn queue_items(msg: &NodeMsg) -> Vec<Vec<u8>> {
     let tagged = |stream: Stream, msg: &NodeMsg| {
         let mut out = stream.to_le_bytes().to_vec();
@@ -89,7 +90,7 @@ fn queue_items(msg: &NodeMsg) -> Vec<Vec<u8>> {
     };
     let mut groups: Vec<(Stream, Vec<(Box<str>, Bytes)>)> = Vec::new();
     for (channel, frame) in frames {
-        let bucket = route::bucket_of(app, channel);
+        let bucket = route::stream_for_event(app, channel);
         let entry = (channel.clone(), frame.clone());
         match groups.iter_mut().find(|(b, _)| *b == bucket) {
             Some((_, group)) => group.push(entry),
@@ -113,21 +114,24 @@ fn queue_items(msg: &NodeMsg) -> Vec<Vec<u8>> {
 }
 
 impl ClusterHandle {
-    /// The event bucket of a channel of the app with id `app_id`.
+    /// The stream of a channel of the app with id `app_id`: its event
+    /// bucket, or the control stream (always heard) for a cache channel.
     pub fn bucket(&self, app_id: &str, channel: &str) -> Stream {
-        route::bucket_of(app_id, channel)
+        route::stream_for_event(app_id, channel)
     }
 
     /// Takes a hold on `bucket` for a subscription (or a subscribe under
     /// way); true if the bucket is open already, else the subscriber waits
     /// for [`ClusterHandle::opened`] before it is told it succeeded.
     pub fn hold(&self, bucket: Stream) -> bool {
-        self.interest.hold(bucket)
+        bucket == CONTROL || self.interest.hold(bucket)
     }
 
     /// Gives back a hold taken with [`ClusterHandle::hold`].
     pub fn release(&self, bucket: Stream) {
-        self.interest.release(bucket)
+        if bucket != CONTROL {
+            self.interest.release(bucket)
+        }
     }
 
     /// Waits until the link has `bucket` open: the engine confirmed the
@@ -534,6 +538,7 @@ impl Link {
                         peers.open_bucket(bucket);
                         self.interest.mark_open(bucket);
                         open.insert(bucket);
+                        self.stats.event_subjects.store(open.len() as u64, Ordering::Relaxed);
                     }
                     let _ = answer.send(());
                     continue;
@@ -557,6 +562,7 @@ impl Link {
                         open.remove(&bucket);
                         idle.remove(&bucket);
                         subscription.remove(bucket).await;
+                        self.stats.event_subjects.store(open.len() as u64, Ordering::Relaxed);
                     }
                     continue;
                 }

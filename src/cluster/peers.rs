@@ -33,8 +33,8 @@
 //! for twice that window, so neither an old recording nor one of a node
 //! that just went away can pose as a live node. Envelopes carrying this
 //! node's own id are its own, echoed by the engine, only if they carry a
-//! number it published (on the control stream: and has not seen come back
-//! yet); any other is someone else claiming its id.
+//! number it published and has not seen come back on that stream yet; any
+//! other is someone else claiming its id.
 //!
 //! Invariant: a node is in at most one of `live` and `gone`; a live node's
 //! `buckets` has [`BUCKETS`] entries.
@@ -134,6 +134,8 @@ pub struct Peers {
     gone: HashMap<u64, (u64, Instant)>,
     /// The highest of our own control numbers seen back from the engine.
     own_echoed: u64,
+    /// The highest of our own `seq` seen back on each event bucket.
+    own_buckets: Box<[u64]>,
 }
 
 impl Peers {
@@ -143,6 +145,7 @@ impl Peers {
             live: HashMap::new(),
             gone: HashMap::new(),
             own_echoed: 0,
+            own_buckets: vec![0; BUCKETS].into_boxed_slice(),
         }
     }
 
@@ -164,8 +167,12 @@ impl Peers {
                 self.own_echoed = h.control;
                 return Ok(Admitted::Own);
             }
-            if !control && h.seq <= published.0 {
-                return Ok(Admitted::Own);
+            if !control {
+                let echoed = &mut self.own_buckets[h.stream as usize];
+                if h.seq > *echoed && h.seq <= published.0 {
+                    *echoed = h.seq;
+                    return Ok(Admitted::Own);
+                }
             }
             return Err(Refusal::Spoofed);
         }
@@ -368,10 +375,12 @@ mod tests {
         assert_eq!(p.admit(&h(ME, 3), t, NOW_MS, (2, 2)), Err(Refusal::Spoofed));
         assert_eq!(p.admit(&h(ME, 2), t, NOW_MS, (2, 2)), Ok(Admitted::Own));
         assert_eq!(p.admit(&ev(ME, 2, 1), t, NOW_MS, (2, 2)), Ok(Admitted::Own));
-        assert_eq!(
-            p.admit(&ev(ME, 3, 1), t, NOW_MS, (2, 2)),
-            Err(Refusal::Spoofed)
-        );
+        let replay = p.admit(&ev(ME, 2, 1), t, NOW_MS, (2, 2));
+        assert_eq!(replay, Err(Refusal::Spoofed));
+        // Each bucket is in order on its own.
+        assert_eq!(p.admit(&ev(ME, 1, 2), t, NOW_MS, (2, 2)), Ok(Admitted::Own));
+        let unpublished = p.admit(&ev(ME, 3, 1), t, NOW_MS, (2, 2));
+        assert_eq!(unpublished, Err(Refusal::Spoofed));
     }
 
     #[test]

@@ -10,8 +10,14 @@
 //! cost a node extra (harmless) events it drops; the bound keeps a node's
 //! engine subscriptions at most `BUCKETS + 1` however many channels it has.
 //!
+//! Events of cache channels are the exception: every node keeps the last
+//! one for its future subscribers (and the cache query), so they go on the
+//! control stream, which every node hears.
+//!
 //! The bucket count and the hash are part of the wire format: every node
 //! of a cluster must use the same ones (a change bumps the wire version).
+
+use crate::channel_name::ChannelClass;
 
 /// Event streams per cluster.
 pub const BUCKETS: usize = 4096;
@@ -38,6 +44,15 @@ pub fn bucket_of(app_id: &str, channel: &str) -> Stream {
     h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^= h >> 31;
     (h % BUCKETS as u64) as Stream
+}
+
+/// The stream an event of `channel` travels on: its bucket, or the
+/// control stream for a cache channel (every node keeps its last event).
+pub fn stream_for_event(app_id: &str, channel: &str) -> Stream {
+    match ChannelClass::of(channel).cache {
+        true => CONTROL,
+        false => bucket_of(app_id, channel),
+    }
 }
 
 /// The engine subject (Redis channel, NATS subject) of the control stream.
@@ -81,6 +96,13 @@ mod tests {
         ] {
             assert_eq!(stream_of("p", other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn cache_channels_travel_on_the_control_stream() {
+        assert_eq!(stream_for_event("a", "cache-news"), CONTROL);
+        assert_eq!(stream_for_event("a", "private-cache-x"), CONTROL);
+        assert_eq!(stream_for_event("a", "news"), bucket_of("a", "news"));
     }
 
     #[test]
