@@ -17,15 +17,15 @@ use std::time::Duration;
 
 /// A TCP proxy to the engine that the test can cut (every connection
 /// through it dropped, new ones closed at once) and heal.
-struct Proxy {
-    port: u16,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     cut: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Proxy {
-    fn start(upstream: u16) -> Proxy {
+    pub(crate) fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -61,14 +61,14 @@ impl Proxy {
     }
 
     /// Drops every connection through the proxy and refuses new ones.
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
         for s in self.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
 
-    fn heal(&self) {
+    pub(crate) fn heal(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
 }
@@ -121,7 +121,7 @@ fn wait_users(port: u16, channel: &str, want: &[&str], within: Duration) {
     );
 }
 
-fn ready(port: u16) -> u16 {
+pub(crate) fn ready(port: u16) -> u16 {
     Http::connect(port).request("GET", "/ready", b"").status
 }
 
