@@ -23,6 +23,7 @@ use crate::config::{Adapter, EngineFiles};
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest wait between two reconnection attempts.
@@ -232,16 +233,37 @@ impl Publisher {
 pub struct Subscription {
     engine: Engine,
     prefix: String,
-    /// Event buckets this node wants; restored on every reconnection.
-    wanted: BTreeSet<Stream>,
+    /// Event buckets this node wants; restored on every reconnection
+    /// (shared with a Redis connection being made, which subscribes to
+    /// buckets added meanwhile too).
+    wanted: Arc<Mutex<BTreeSet<Stream>>>,
     #[cfg(feature = "redis")]
     redis: Option<(redis::aio::PubSubSink, redis::aio::PubSubStream)>,
+    /// A Redis subscriber connection being made: kept across cancelled
+    /// calls of [`Subscription::next`], so a stream of bucket requests
+    /// cannot keep restarting it.
+    #[cfg(feature = "redis")]
+    connecting: Option<RedisConnecting>,
+    /// No new attempt before this (backoff after a failed one).
+    #[cfg(feature = "redis")]
+    retry_at: Option<tokio::time::Instant>,
+    #[cfg(feature = "redis")]
+    delay: Duration,
     /// Redis is unreachable (logged once per outage).
     #[cfg(feature = "redis")]
     outage: bool,
     #[cfg(feature = "nats")]
     nats: Option<NatsSubs>,
 }
+
+#[cfg(feature = "redis")]
+type RedisConnecting = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = redis::RedisResult<(redis::aio::PubSubSink, redis::aio::PubSubStream)>,
+            > + Send,
+    >,
+>;
 
 /// NATS subscriptions: one forwarding task per subject into one queue, so
 /// each subject keeps its order.
@@ -270,9 +292,15 @@ impl Subscription {
         Subscription {
             engine,
             prefix,
-            wanted: BTreeSet::new(),
+            wanted: Arc::default(),
             #[cfg(feature = "redis")]
             redis: None,
+            #[cfg(feature = "redis")]
+            connecting: None,
+            #[cfg(feature = "redis")]
+            retry_at: None,
+            #[cfg(feature = "redis")]
+            delay: Duration::from_millis(50),
             #[cfg(feature = "redis")]
             outage: false,
             #[cfg(feature = "nats")]
@@ -307,24 +335,36 @@ impl Subscription {
                             }
                         }
                     }
-                    match subscribe_redis(client, &self.prefix, &self.wanted).await {
+                    if let Some(at) = self.retry_at {
+                        tokio::time::sleep_until(at).await;
+                        self.retry_at = None;
+                    }
+                    let connecting = self.connecting.get_or_insert_with(|| {
+                        let (client, prefix) = (client.clone(), self.prefix.clone());
+                        let wanted = self.wanted.clone();
+                        Box::pin(async move { subscribe_redis(&client, &prefix, &wanted).await })
+                    });
+                    let made = connecting.await;
+                    self.connecting = None;
+                    match made {
                         Ok(pair) => {
                             if self.outage {
                                 log::info!(
                                     "cluster: subscribed to Redis again ({} event subjects)",
-                                    self.wanted.len()
+                                    self.wanted().len()
                                 );
                                 self.outage = false;
                             }
                             self.redis = Some(pair);
-                            delay = Duration::from_millis(50);
+                            self.delay = Duration::from_millis(50);
                         }
                         Err(e) => {
                             if !self.outage {
                                 log::warn!("cluster: cannot subscribe to Redis: {e}; retrying");
                                 self.outage = true;
                             }
-                            tokio::time::sleep(backoff(&mut delay)).await;
+                            let wait = backoff(&mut self.delay);
+                            self.retry_at = Some(tokio::time::Instant::now() + wait);
                         }
                     }
                 }
@@ -344,7 +384,8 @@ impl Subscription {
                         rx,
                     };
                     let mut ok = true;
-                    for stream in std::iter::once(CONTROL).chain(self.wanted.iter().copied()) {
+                    let wanted: Vec<Stream> = self.wanted().iter().copied().collect();
+                    for stream in std::iter::once(CONTROL).chain(wanted) {
                         if let Err(e) =
                             nats_subscribe(client, &self.prefix, stream, &mut subs).await
                         {
@@ -363,12 +404,16 @@ impl Subscription {
         }
     }
 
+    fn wanted(&self) -> std::sync::MutexGuard<'_, BTreeSet<Stream>> {
+        self.wanted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Wants event bucket `bucket` from now on; true once the engine
     /// confirmed the subscription, false if it could not (unreachable, or
     /// no answer within [`CONFIRM_WAIT`]): the subscription is then made on
     /// reconnection.
     pub async fn add(&mut self, bucket: Stream) -> bool {
-        self.wanted.insert(bucket);
+        self.wanted().insert(bucket);
         let subject = route::event_subject(&self.prefix, bucket);
         match &self.engine {
             #[cfg(feature = "redis")]
@@ -407,7 +452,7 @@ impl Subscription {
 
     /// No longer wants event bucket `bucket`.
     pub async fn remove(&mut self, bucket: Stream) {
-        self.wanted.remove(&bucket);
+        self.wanted().remove(&bucket);
         match &self.engine {
             #[cfg(feature = "redis")]
             Engine::Redis(_) => {
@@ -457,19 +502,28 @@ async fn nats_subscribe(
 }
 
 /// A Redis subscriber connection on the control subject and every wanted
-/// event subject.
+/// event subject, those wanted while it is being made included.
 #[cfg(feature = "redis")]
 async fn subscribe_redis(
     client: &redis::Client,
     prefix: &str,
-    wanted: &BTreeSet<Stream>,
+    wanted: &Mutex<BTreeSet<Stream>>,
 ) -> redis::RedisResult<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
     let pubsub = client.get_async_pubsub().await?;
     let (mut sink, stream) = pubsub.split();
     sink.subscribe(route::control_subject(prefix)).await?;
-    // One at a time: the sink pairs each command with one reply.
-    for &b in wanted {
+    // One at a time (the sink pairs each command with one reply), until
+    // every bucket wanted by now is subscribed.
+    let mut done = BTreeSet::new();
+    loop {
+        let next = {
+            let wanted = wanted.lock().unwrap_or_else(|e| e.into_inner());
+            wanted.iter().copied().find(|b| !done.contains(b))
+        };
+        let Some(b) = next else {
+            return Ok((sink, stream));
+        };
         sink.subscribe(route::event_subject(prefix, b)).await?;
+        done.insert(b);
     }
-    Ok((sink, stream))
 }

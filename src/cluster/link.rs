@@ -69,6 +69,9 @@ pub struct ClusterHandle {
     wants: mpsc::Sender<Want>,
 }
 
+/// (channel, encoded frame) of a publication.
+type Frames = Vec<(Box<str>, Bytes)>;
+
 /// Encodes `msg` as queue items, each tagged with its stream: a
 /// publication goes on the stream of each of its channels
 /// ([`route::stream_for_event`]; split when its channels fall in several,
@@ -88,7 +91,7 @@ fn queue_items(msg: &NodeMsg) -> Vec<Vec<u8>> {
     else {
         return vec![tagged(CONTROL, msg)];
     };
-    let mut groups: Vec<(Stream, Vec<(Box<str>, Bytes)>)> = Vec::new();
+    let mut groups: Vec<(Stream, Frames)> = Vec::new();
     for (channel, frame) in frames {
         let bucket = route::stream_for_event(app, channel);
         let entry = (channel.clone(), frame.clone());
