@@ -146,6 +146,11 @@ impl Engine {
     }
 }
 
+/// How long making a Redis subscriber connection (with its subscriptions)
+/// may take before it is given up and tried again.
+#[cfg(feature = "redis")]
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
 /// How long an engine subscription may take to be confirmed; after that
 /// the waiting subscribers are answered anyway (the subscription stays
 /// wanted and is made again on reconnection).
@@ -342,7 +347,22 @@ impl Subscription {
                     let connecting = self.connecting.get_or_insert_with(|| {
                         let (client, prefix) = (client.clone(), self.prefix.clone());
                         let wanted = self.wanted.clone();
-                        Box::pin(async move { subscribe_redis(&client, &prefix, &wanted).await })
+                        Box::pin(async move {
+                            // A connection that hangs (half-open, a proxy)
+                            // is given up and tried again.
+                            match tokio::time::timeout(
+                                CONNECT_WAIT,
+                                subscribe_redis(&client, &prefix, &wanted),
+                            )
+                            .await
+                            {
+                                Ok(made) => made,
+                                Err(_) => Err(redis::RedisError::from((
+                                    redis::ErrorKind::IoError,
+                                    "no answer within the connect timeout",
+                                ))),
+                            }
+                        })
                     });
                     let made = connecting.await;
                     self.connecting = None;

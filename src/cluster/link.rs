@@ -652,7 +652,12 @@ impl Link {
                 self.live_nodes.store(live.len(), Ordering::Relaxed);
                 log::info!("cluster: node {:016x} is up", header.node);
                 self.to_all(Arc::new(Inbound::Nodes(live))).await;
-                // It may have dropped what we hold (new, or it timed us out).
+                // It may have dropped what we hold (new, or it timed us
+                // out): tell it all again. And ask it to do the same (its
+                // own view of us may be all that came back: our Hello is
+                // lost if it does not hear the engine yet, so each side
+                // also syncs on its own when it sees the other come).
+                self.want_sync.notify_one();
                 let mut hello = CONTROL.to_le_bytes().to_vec();
                 wire::encode(&NodeMsg::Hello, &mut hello);
                 let _ = self.tx.send(hello).await;

@@ -272,6 +272,9 @@ fn a_node_whose_link_queue_overflowed_repairs_the_others_view() {
         wait_log(&b, "is up", 1, Duration::from_secs(10));
         let rooms: Vec<String> = (0..40).map(|i| format!("presence-burst-{i}")).collect();
         let mut watcher = join(a.port, &rooms[0], "watcher");
+        // B knows the watcher before the burst joins (else a member_added
+        // could come between the burst's subscription_succeeded answers).
+        wait_users(b.port, &rooms[0], &["watcher"], Duration::from_secs(5));
         // One connection on B joins all 40 at once: 40 member and 40
         // occupancy messages into a queue of 2.
         let mut burst = Ws::connect(b.port);
