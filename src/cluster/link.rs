@@ -788,3 +788,78 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(channels: &[&str]) -> NodeMsg {
+        NodeMsg::Publish {
+            app: "app".into(),
+            except: None,
+            frames: channels
+                .iter()
+                .map(|c| (Box::from(*c), Bytes::from(c.to_string())))
+                .collect(),
+        }
+    }
+
+    /// (stream, channels in order) of each queue item.
+    fn routed(msg: &NodeMsg) -> Vec<(Stream, Vec<String>)> {
+        queue_items(msg)
+            .iter()
+            .map(|item| {
+                let stream = u16::from_le_bytes([item[0], item[1]]);
+                let mut envelope = Vec::new();
+                wire::envelope_header(
+                    &Header {
+                        node: 1,
+                        seq: 1,
+                        control: 1,
+                        stream,
+                        sent_ms: 0,
+                    },
+                    &mut envelope,
+                );
+                envelope.extend_from_slice(&item[2..]);
+                let decoded = wire::decode(&Bytes::from(envelope)).unwrap();
+                let channels = decoded
+                    .messages
+                    .iter()
+                    .flat_map(|m| match m {
+                        NodeMsg::Publish { frames, .. } => {
+                            frames.iter().map(|(c, _)| c.to_string()).collect()
+                        }
+                        _ => vec![],
+                    })
+                    .collect();
+                (stream, channels)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_publication_goes_on_each_channels_stream_in_order() {
+        let (a, b) = ("news", "sport");
+        assert_ne!(route::bucket_of("app", a), route::bucket_of("app", b));
+        assert_eq!(
+            routed(&publish(&[a])),
+            vec![(route::bucket_of("app", a), vec![a.to_string()])]
+        );
+        // Split per bucket; each channel's frames keep their order.
+        let items = routed(&publish(&[a, b, a, "cache-x"]));
+        assert_eq!(
+            items,
+            vec![
+                (
+                    route::bucket_of("app", a),
+                    vec![a.to_string(), a.to_string()]
+                ),
+                (route::bucket_of("app", b), vec![b.to_string()]),
+                (CONTROL, vec!["cache-x".to_string()]),
+            ]
+        );
+        let control = routed(&NodeMsg::Heartbeat);
+        assert_eq!(control, vec![(CONTROL, vec![])]);
+    }
+}
