@@ -91,6 +91,9 @@ fn queue_items(msg: &NodeMsg) -> Vec<Vec<u8>> {
     else {
         return vec![tagged(CONTROL, msg)];
     };
+    if let [(channel, _)] = &frames[..] {
+        return vec![tagged(route::stream_for_event(app, channel), msg)];
+    }
     let mut groups: Vec<(Stream, Frames)> = Vec::new();
     for (channel, frame) in frames {
         let bucket = route::stream_for_event(app, channel);
