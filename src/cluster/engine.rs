@@ -4,8 +4,9 @@
 //! cluster's subjects (`route`), receive what nodes published on the
 //! control subject and on the event subjects this node subscribes to, and
 //! add or drop event subjects, an addition answered only once the engine
-//! confirmed it (Redis: the SUBSCRIBE reply; NATS: SUB then a PING/PONG
-//! flush), so what is published after that reaches this node.
+//! confirmed it (Redis: the SUBSCRIBE reply; NATS: SUB, then a probe on a
+//! private subject seen back, a round trip like PING/PONG), so what is
+//! published after that reaches this node.
 //!
 //! Redis needs a connection for publishing and another for subscribing;
 //! when either breaks, [`Publisher`] and [`Subscription`] reconnect by
@@ -277,6 +278,11 @@ struct NatsSubs {
     tasks: HashMap<Stream, tokio::task::JoinHandle<()>>,
     tx: tokio::sync::mpsc::Sender<(Stream, Bytes)>,
     rx: tokio::sync::mpsc::Receiver<(Stream, Bytes)>,
+    /// A private subject (the client's inbox) this link subscribes to, to
+    /// see its own probes come back ([`Subscription::add`]).
+    probe: Option<(String, async_nats::Subscriber)>,
+    /// Probes sent so far (each carries its number).
+    probes: u64,
 }
 
 /// Messages received from NATS waiting for the link.
@@ -402,6 +408,8 @@ impl Subscription {
                         tasks: HashMap::new(),
                         tx,
                         rx,
+                        probe: None,
+                        probes: 0,
                     };
                     let mut ok = true;
                     let wanted: Vec<Stream> = self.wanted().iter().copied().collect();
@@ -456,11 +464,30 @@ impl Subscription {
                     let _ = nats_subscribe(client, &self.prefix, bucket, subs).await;
                     return false;
                 }
+                // A flush only writes the SUB out. NATS handles one
+                // connection's operations in order, so a probe published
+                // after the SUB, seen back on a private subject, proves the
+                // server has the subscription (as a PING/PONG would; the
+                // client has no call for that).
                 let confirmed = async {
                     nats_subscribe(client, &self.prefix, bucket, subs)
                         .await
                         .ok()?;
-                    client.flush().await.ok()
+                    if subs.probe.is_none() {
+                        let inbox = client.new_inbox();
+                        let sub = client.subscribe(inbox.clone()).await.ok()?;
+                        subs.probe = Some((inbox, sub));
+                    }
+                    subs.probes += 1;
+                    let nonce = Bytes::copy_from_slice(&subs.probes.to_le_bytes());
+                    let (inbox, sub) = subs.probe.as_mut()?;
+                    client.publish(inbox.clone(), nonce.clone()).await.ok()?;
+                    while let Some(m) = sub.next().await {
+                        if m.payload == nonce {
+                            return Some(());
+                        }
+                    }
+                    None
                 };
                 matches!(
                     tokio::time::timeout(CONFIRM_WAIT, confirmed).await,
