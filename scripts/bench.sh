@@ -158,7 +158,8 @@ start_cluster2() {
     --appendonly no >"$log-redis.log" 2>&1 &
   server_pids=$!
   wait_port "$rport" $! || return 1
-  printf '[cluster]\nadapter = "redis"\nurl = "redis://127.0.0.1:%s"\nprefix = "bench"\nnode_timeout_secs = 10\n' \
+  # A fixed secret: the nodes must share one (a private, loopback-only engine).
+  printf '[cluster]\nadapter = "redis"\nurl = "redis://127.0.0.1:%s"\nprefix = "bench"\nnode_timeout_secs = 10\nsecret = "bench-cluster-secret-0123456789"\n' \
     "$rport" >"$log.toml"
   pa=$("$loadgen" free-port)
   pb=$("$loadgen" free-port)
