@@ -208,7 +208,7 @@ impl Peers {
             return Err(Refusal::Invalid);
         }
         self.gone.remove(&h.node);
-        let mut buckets = vec![h.seq - 1; BUCKETS].into_boxed_slice();
+        let mut buckets = vec![h.seq.saturating_sub(1); BUCKETS].into_boxed_slice();
         if !control {
             buckets[h.stream as usize] = h.seq;
         }
