@@ -138,14 +138,16 @@ wait_port() {
   return 1
 }
 
-# metric PORT NAME: the value of shardcast_NAME on the metrics port PORT.
+# metric PORT NAME: the value of shardcast_NAME on the metrics port PORT
+# (fails, saying so, when the port does not answer or has no such metric).
 metric() {
   local value
-  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || { echo "!! no metrics on port $1" >&2; return 1; }
   printf 'GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&3
   value=$(awk -v n="shardcast_$2" '$1 == n { print $2 }' <&3)
   exec 3<&-
-  echo "${value:-0}"
+  [ -n "$value" ] || { echo "!! no $2 on metrics port $1" >&2; return 1; }
+  echo "$value"
 }
 
 # start_cluster2 LOG [routing]: redis and two shardcast nodes, pinned; sets
@@ -253,7 +255,7 @@ for run in $(seq "$runs"); do
       dest=$raw
       if [ "$mode" = routing ]; then
         dest=$out/routing-run.jsonl
-        b_before=$(metric "$metrics_b" cluster_messages_received_total)
+        b_before=$(metric "$metrics_b" cluster_messages_received_total) || ok=0
       fi
       # shellcheck disable=SC2046,SC2086
       if ! timeout 600 taskset -c "$gen_cpu" "$loadgen" $(case_args "$c" "$quick") \
@@ -264,8 +266,10 @@ for run in $(seq "$runs"); do
       fi
       cat "$dest.tmp" >> "$dest"
       if [ "$mode" = routing ] && [ "$ok" = 1 ]; then
+        b_after=$(metric "$metrics_b" cluster_messages_received_total) || ok=0
+      fi
+      if [ "$mode" = routing ] && [ "$ok" = 1 ]; then
         # B's growth per trigger; the loadgen line says how many were posted.
-        b_after=$(metric "$metrics_b" cluster_messages_received_total)
         published=$(grep -o '"events_published":[0-9]*' "$dest.tmp" | tail -1 | cut -d: -f2)
         per=$(awk -v d="$((b_after - b_before))" -v n="${published:-0}" \
           'BEGIN { if (n > 0) printf "%.5f", d / n; else print "null" }')
