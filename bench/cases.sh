@@ -1,6 +1,8 @@
 # Benchmark cases shared by scripts/bench.sh and scripts/flamegraph.sh (sourced).
 # case_args CASE QUICK prints the loadgen arguments of CASE (QUICK=1: smoke-test sizes).
 BENCH_CASES="fanout-1ch fanout-100ch latency connections trigger churn"
+# Cases only the cluster target runs (scripts/bench.sh --cluster).
+BENCH_CLUSTER_CASES="routing"
 
 case_args() {
   local c=$1 quick=${2:-0}
@@ -12,6 +14,7 @@ case_args() {
       connections) echo "connections --count 2000 --hold 1 --settle 0.5" ;;
       trigger) echo "trigger --publishers 4 --rate max --duration 2 --payload 100" ;;
       churn) echo "churn --subscribers 100 --channels 5 --churners 20 --rate 50 --duration 2" ;;
+      routing) echo "fanout --subscribers 20 --channels 1 --publishers 4 --rate max --duration 2 --payload 100" ;;
       *) return 1 ;;
     esac
   else
@@ -22,6 +25,7 @@ case_args() {
       connections) echo "connections --count 19500 --hold 2 --settle 1" ;;
       trigger) echo "trigger --publishers 4 --rate max --duration 10 --payload 100" ;;
       churn) echo "churn --subscribers 500 --channels 10 --churners 100 --rate 100 --duration 10" ;;
+      routing) echo "fanout --subscribers 100 --channels 1 --publishers 4 --rate max --duration 10 --payload 100" ;;
       *) return 1 ;;
     esac
   fi

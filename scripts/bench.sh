@@ -21,6 +21,12 @@
 # cases (fanout-1ch, fanout-100ch, latency): connections, trigger and churn
 # involve no delivery across nodes and are skipped.
 #
+# routing (cluster2 only, added by --cluster): sparse routing between nodes.
+# Subscribers only on node A, triggers posted on A; node B (metrics on)
+# has no subscriber of the channel. Reports, per run, B's
+# cluster_messages_received_total growth per trigger (goal: < 0.01; before
+# sparse routing it was 1) in routing.jsonl and in summary.md.
+#
 # Cases (full size, defined in bench/cases.sh; --quick shrinks them for a smoke test):
 #   fanout-1ch    1000 subscribers on 1 channel, 4 publishers, max rate, 100-byte events, 10 s
 #   fanout-100ch  10,000 subscribers over 100 channels, 4 publishers, max rate, 10 s
@@ -61,6 +67,7 @@ done
 if [ -z "$targets" ]; then
   targets="shardcast floor"
   [ "$cluster" = 1 ] && targets="$targets cluster2"
+  [ "$cluster" = 1 ] && [ "$cases" = "$BENCH_CASES" ] && cases="$cases $BENCH_CLUSTER_CASES"
   [ "$peers" = 1 ] && targets="$targets soketi sockudo"
 fi
 server_cpu=${BENCH_SERVER_CPU:-0}
@@ -131,30 +138,56 @@ wait_port() {
   return 1
 }
 
-# start_cluster2 LOG: redis and two shardcast nodes, pinned; sets url and
-# sub_urls, adds their PIDs to server_pids; waits until each node heard the other.
+# metric PORT NAME: the value of shardcast_NAME on the metrics port PORT
+# (fails, saying so, when the port does not answer or has no such metric).
+metric() {
+  local value
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || { echo "!! no metrics on port $1" >&2; return 1; }
+  printf 'GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&3
+  value=$(awk -v n="shardcast_$2" '$1 == n { print $2 }' <&3)
+  exec 3<&-
+  [ -n "$value" ] || { echo "!! no $2 on metrics port $1" >&2; return 1; }
+  echo "$value"
+}
+
+# start_cluster2 LOG [routing]: redis and two shardcast nodes, pinned; sets
+# url and sub_urls, adds their PIDs to server_pids; waits until each node
+# heard the other. With `routing`: subscribers only on the first node, and
+# the second node's metrics port in metrics_b.
 start_cluster2() {
-  local log=${1%.log} rport=$("$loadgen" free-port) pa pb pid node
+  local log=${1%.log} mode=${2:-} rport=$("$loadgen" free-port) pa pb pid node
   taskset -c "$server_cpu" redis-server --port "$rport" --bind 127.0.0.1 --save "" \
     --appendonly no >"$log-redis.log" 2>&1 &
   server_pids=$!
   wait_port "$rport" $! || return 1
-  printf '[cluster]\nadapter = "redis"\nurl = "redis://127.0.0.1:%s"\nprefix = "bench"\nnode_timeout_secs = 10\n' \
+  # A fixed secret: the nodes must share one (a private, loopback-only engine).
+  printf '[cluster]\nadapter = "redis"\nurl = "redis://127.0.0.1:%s"\nprefix = "bench"\nnode_timeout_secs = 10\nsecret = "bench-cluster-secret-0123456789"\n' \
     "$rport" >"$log.toml"
   pa=$("$loadgen" free-port)
   pb=$("$loadgen" free-port)
   [ "$pa" != "$pb" ] && [ "$pa" != "$rport" ] && [ "$pb" != "$rport" ] || return 1
+  cp "$log.toml" "$log-a.toml"
+  cp "$log.toml" "$log-b.toml"
+  if [ "$mode" = routing ]; then
+    metrics_b=$("$loadgen" free-port)
+    printf '[server.metrics]\nenabled = true\nport = %s\n' "$metrics_b" >>"$log-b.toml"
+  fi
   for node in a:"$pa" b:"$pb"; do
     # The readiness line below is logged at info.
     RUST_LOG=info taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "${node#*:}" \
-      --cpus "$server_cpu" --config "$log.toml" >"$log-${node%%:*}.log" 2>&1 &
+      --cpus "$server_cpu" --config "$log-${node%%:*}.toml" >"$log-${node%%:*}.log" 2>&1 &
     pid=$!
     server_pids="$server_pids $pid"
     wait_port "${node#*:}" "$pid" || return 1
   done
   for _ in $(seq 200); do
     grep -q 'cluster: node .* is up' "$log-a.log" && grep -q 'cluster: node .* is up' "$log-b.log" &&
-      { url="ws://127.0.0.1:$pa"; sub_urls="--sub-url $url --sub-url ws://127.0.0.1:$pb"; return 0; }
+      {
+        url="ws://127.0.0.1:$pa"
+        sub_urls="--sub-url $url --sub-url ws://127.0.0.1:$pb"
+        [ "$mode" = routing ] && sub_urls="--sub-url $url"
+        return 0
+      }
     for pid in $server_pids; do kill -0 "$pid" 2>/dev/null || return 1; done
     sleep 0.1
   done
@@ -165,10 +198,10 @@ start_cluster2() {
 # start_server TARGET LOG: starts it pinned on free port(s), sets server_pids,
 # url and sub_urls (extra loadgen arguments), waits until it serves.
 start_server() {
-  local target=$1 log=$2 port
+  local target=$1 log=$2 mode=${3:-} port
   sub_urls=""
   if [ "$target" = cluster2 ]; then
-    start_cluster2 "$log" && return 0
+    start_cluster2 "$log" "$mode" && return 0
   else
     port=$("$loadgen" free-port)
     url="ws://127.0.0.1:$port"
@@ -196,11 +229,19 @@ for run in $(seq "$runs"); do
         echo "== run $run/$runs  $c  $t: skipped (not a fan-out case)"
         continue
       fi
+      mode=""
+      if [[ " $BENCH_CLUSTER_CASES " == *" $c "* ]]; then
+        if [ "$t" != cluster2 ]; then
+          echo "== run $run/$runs  $c  $t: skipped (a cluster case)"
+          continue
+        fi
+        mode=$c
+      fi
       log=$logs/$t-$c-$run.log
       started=0
       for _attempt in 1 2 3; do # a port can be taken between the probe and the server's bind
         echo "== run $run/$runs  $c  $t"
-        if start_server "$t" "$log"; then
+        if start_server "$t" "$log" "$mode"; then
           started=1
           break
         fi
@@ -211,13 +252,31 @@ for run in $(seq "$runs"); do
       fi
       echo "   $url ${sub_urls:+($sub_urls)} pids $server_pids"
       ok=1
+      dest=$raw
+      if [ "$mode" = routing ]; then
+        dest=$out/routing-run.jsonl
+        b_before=$(metric "$metrics_b" cluster_messages_received_total) || ok=0
+      fi
       # shellcheck disable=SC2046,SC2086
       if ! timeout 600 taskset -c "$gen_cpu" "$loadgen" $(case_args "$c" "$quick") \
           --url "$url" $sub_urls --server-pid "$(echo $server_pids | tr ' ' ,)" \
-          --label "$t" --case "$c" --run "$run" >> "$raw" 2> >(sed 's/^/   /' >&2); then
+          --label "$t" --case "$c" --run "$run" > "$dest.tmp" 2> >(sed 's/^/   /' >&2); then
         echo "!! loadgen failed for $c on $t (run $run)" >&2
         ok=0
       fi
+      cat "$dest.tmp" >> "$dest"
+      if [ "$mode" = routing ] && [ "$ok" = 1 ]; then
+        b_after=$(metric "$metrics_b" cluster_messages_received_total) || ok=0
+      fi
+      if [ "$mode" = routing ] && [ "$ok" = 1 ]; then
+        # B's growth per trigger; the loadgen line says how many were posted.
+        published=$(grep -o '"events_published":[0-9]*' "$dest.tmp" | tail -1 | cut -d: -f2)
+        per=$(awk -v d="$((b_after - b_before))" -v n="${published:-0}" \
+          'BEGIN { if (n > 0) printf "%.5f", d / n; else print "null" }')
+        echo "{\"case\":\"routing\",\"target\":\"$t\",\"run\":$run,\"triggers\":${published:-0},\"b_received\":$((b_after - b_before)),\"b_received_per_trigger\":$per}" >> "$out/routing.jsonl"
+        echo "   routing: B received $((b_after - b_before)) messages for ${published:-0} triggers on A ($per per trigger)"
+      fi
+      rm -f "$dest.tmp"
       for pid in $server_pids; do
         if ! kill -0 "$pid" 2>/dev/null; then
           echo "!! a $t process ($pid) exited during $c; see ${log%.log}*" >&2
@@ -226,7 +285,7 @@ for run in $(seq "$runs"); do
       done
       stop_server
       # Keep a server's logs only when something went wrong (sockudo logs every connection).
-      [ "$ok" = 1 ] && rm -f "$log" "${log%.log}"-*.log "${log%.log}.toml"
+      [ "$ok" = 1 ] && rm -f "$log" "${log%.log}"-*.log "${log%.log}"*.toml
       sleep 1 # let sockets in TIME_WAIT and the CPU settle
     done
   done
@@ -247,6 +306,21 @@ Cases:
 
 $cases_md"
 "$loadgen" summarize "$raw" --note "$note" > "$out/summary.md"
+if [ -s "$out/routing.jsonl" ]; then
+  {
+    echo
+    echo "## Cluster routing (cluster2)"
+    echo
+    echo "Node B's cluster_messages_received_total growth per trigger posted on node A to a channel"
+    echo "only A subscribes (goal < 0.01), per run; median $(grep -o '"b_received_per_trigger":[0-9.a-z]*' \
+      "$out/routing.jsonl" | cut -d: -f2 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')."
+    echo
+    echo "| run | triggers | B received | per trigger |"
+    echo "|---|---|---|---|"
+    sed -E 's/.*"run":([0-9]+),"triggers":([0-9]+),"b_received":([0-9]+),"b_received_per_trigger":([0-9.a-z]+).*/| \1 | \2 | \3 | \4 |/' \
+      "$out/routing.jsonl"
+  } >> "$out/summary.md"
+fi
 echo
 cat "$out/summary.md"
 echo

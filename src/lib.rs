@@ -59,7 +59,8 @@
 //!                                              │ ShardMsg::Publish(Arc) ─► every other shard
 //!                                              │   (mesh; peer runs deliver_local)
 //!                                              │ cluster::NodeMsg ─► cluster link thread
-//!                                              │   ─► Redis/NATS ─► other nodes' links
+//!                                              │   ─► Redis/NATS (the channel's event subject)
+//!                                              │   ─► links of nodes with its subscribers
 //!                                              ▼   ─► their shards (deliver_local)
 //!  pusher::flusher ◄── Conn.out queue ◄────────┘ (queue marks the connection dirty)
 //!   one pass over dirty connections: one vectored sendmsg each (frames

@@ -435,11 +435,17 @@ pub fn cluster_figures(c: &ClusterHandle) -> Vec<Figure> {
             String::new(),
             s.lost.load(Ordering::Relaxed),
         ),
+        (
+            "cluster_event_subjects",
+            "Event subjects (channel buckets) this node subscribes to on the engine.",
+            String::new(),
+            s.event_subjects.load(Ordering::Relaxed),
+        ),
     ];
     for reason in Refusal::ALL {
         figures.push((
             "cluster_messages_refused_total",
-            "Engine messages not acted on, by reason: signature, malformed, replayed, spoofed, stale, unknown_app, invalid.",
+            "Engine messages not acted on, by reason: signature, malformed, replayed, spoofed, stale, unknown_app, invalid, misrouted.",
             format!("reason=\"{}\"", reason.label()),
             s.refused[reason.index()].load(Ordering::Relaxed),
         ));

@@ -90,6 +90,8 @@ pub struct LinkStats {
     pub lost: AtomicU64,
     /// Shard messages dropped because the link's queue was full.
     pub dropped: AtomicU64,
+    /// Event buckets the link subscribes to now (a gauge).
+    pub event_subjects: AtomicU64,
 }
 
 impl LinkStats {

@@ -9,7 +9,11 @@
 //! Every other node's link decodes it once and gives it to each of its
 //! shards, which deliver to their own subscribers and skip the excluded
 //! socket if it is theirs (a socket id names its node through its nonce).
-//! A node never receives its own publications back.
+//! Events travel sparsely: each on its channel's event stream ([`route`]),
+//! which a node subscribes to only while it has subscribers there
+//! ([`interest`]), so a node receives only events its clients may want,
+//! plus the control stream every node hears (presence, counts, syncs,
+//! heartbeats).
 //!
 //! With the default `local` adapter there is no link and nothing here runs.
 //!
@@ -25,12 +29,14 @@ pub mod engine;
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub mod engine_files;
 pub mod inbound;
+pub mod interest;
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub mod link;
 #[cfg(not(any(feature = "redis", feature = "nats")))]
 #[path = "no_link.rs"]
 pub mod link;
 pub mod peers;
+pub mod route;
 pub mod seal;
 pub mod wire;
 

@@ -37,6 +37,22 @@ impl ClusterHandle {
     pub fn engine_silence(&self) -> std::time::Duration {
         match self.never {}
     }
+
+    pub fn bucket(&self, _app_id: &str, _channel: &str) -> super::route::Stream {
+        match self.never {}
+    }
+
+    pub fn hold(&self, _bucket: super::route::Stream) -> bool {
+        match self.never {}
+    }
+
+    pub fn release(&self, _bucket: super::route::Stream) {
+        match self.never {}
+    }
+
+    pub async fn opened(&self, _bucket: super::route::Stream) {
+        match self.never {}
+    }
 }
 
 /// A shard's end of the link's deliveries; never made in this build.

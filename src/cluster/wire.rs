@@ -7,7 +7,7 @@
 //! engine is shared infrastructure, not a trusted peer).
 //!
 //! Layout: `"SC"` `version: u8` then the [`Header`] (`node: u64`,
-//! `seq: u64`, `sent_ms: u64`), then items `kind: u8` + fields; strings and
+//! `seq: u64`, `control: u64`, `stream: u16`, `sent_ms: u64`), then items `kind: u8` + fields; strings and
 //! byte strings are `len: u32` + bytes; integers little-endian. On the
 //! engine every envelope is followed by its signature (`seal`), checked
 //! before anything here reads it.
@@ -16,7 +16,9 @@ use crate::socket_id::SocketId;
 use bytes::Bytes;
 
 const MAGIC: &[u8; 2] = b"SC";
-const VERSION: u8 = 3;
+/// 4: envelopes name their stream (sparse routing: `route`) and number
+/// the control stream apart.
+const VERSION: u8 = 4;
 /// Frames in one publish message, at most.
 const MAX_FRAMES: usize = 10_000;
 
@@ -137,10 +139,20 @@ const MAX_ANSWER_CHANNELS: usize = 1_000_000;
 pub struct Header {
     /// The sending node's id (random per process).
     pub node: u64,
-    /// The sender's count of envelopes published, from 1: each envelope
-    /// has the next number, so a receiver sees a gap when one was lost and
-    /// refuses a number it has seen (a replay).
+    /// The sender's count of envelopes published on any stream, from 1:
+    /// each envelope has the next number. A receiver sees only the streams
+    /// it subscribes to, so this number has gaps for it; it refuses a
+    /// number it has seen on a stream (a replay: `peers`).
     pub seq: u64,
+    /// The sender's count of control envelopes published, from 1: a
+    /// control envelope has the next number (a receiver hears them all, so
+    /// a gap means some were lost); an event envelope carries the number of
+    /// the last control envelope before it.
+    pub control: u64,
+    /// The stream it was published on (`route`): an event bucket or
+    /// `route::CONTROL`. Signed with the rest, so an envelope copied onto
+    /// another stream is refused.
+    pub stream: u16,
     /// The sender's clock (ms since the Unix epoch) when it published: a
     /// node it has not heard from before is believed only within a window
     /// of this, so an old recording cannot be replayed as a new node.
@@ -173,7 +185,7 @@ pub enum WireError {
 }
 
 /// Bytes of an envelope's magic, version and [`Header`].
-pub const HEADER_BYTES: usize = 2 + 1 + 8 + 8 + 8;
+pub const HEADER_BYTES: usize = 2 + 1 + 8 + 8 + 8 + 2 + 8;
 
 /// Starts an envelope ([`HEADER_BYTES`] long); append messages with
 /// [`encode`].
@@ -182,6 +194,8 @@ pub fn envelope_header(header: &Header, out: &mut Vec<u8>) {
     out.push(VERSION);
     out.extend_from_slice(&header.node.to_le_bytes());
     out.extend_from_slice(&header.seq.to_le_bytes());
+    out.extend_from_slice(&header.control.to_le_bytes());
+    out.extend_from_slice(&header.stream.to_le_bytes());
     out.extend_from_slice(&header.sent_ms.to_le_bytes());
 }
 
@@ -397,6 +411,8 @@ pub fn decode(message: &Bytes) -> Result<Envelope, WireError> {
     let header = Header {
         node: r.u64()?,
         seq: r.u64()?,
+        control: r.u64()?,
+        stream: r.u16()?,
         sent_ms: r.u64()?,
     };
     let mut messages = Vec::new();
@@ -602,6 +618,8 @@ mod tests {
         Header {
             node,
             seq: 5,
+            control: 2,
+            stream: 77,
             sent_ms: 1_700_000_000_000,
         }
     }

@@ -59,6 +59,7 @@ impl Default for ClusterSettings {
             node_timeout: secs(CLUSTER_NODE_TIMEOUT_SECS.integer()),
             engine_timeout: secs(CLUSTER_ENGINE_TIMEOUT_SECS.integer()),
             link_queue: CLUSTER_LINK_QUEUE.integer() as usize,
+            unsubscribe_linger: millis(CLUSTER_UNSUBSCRIBE_LINGER_MS.integer()),
             secret: None,
             files: Default::default(),
         }

@@ -53,6 +53,7 @@ pub struct ClusterSection {
     pub node_timeout_secs: Option<u32>,
     pub engine_timeout_secs: Option<u32>,
     pub link_queue: Option<u32>,
+    pub unsubscribe_linger_ms: Option<u32>,
     pub secret: Option<String>,
     pub secret_file: Option<std::path::PathBuf>,
     pub ca_file: Option<std::path::PathBuf>,

@@ -471,6 +471,10 @@ fn resolve_cluster(
         c.engine_timeout_secs,
     )?);
     let link_queue = integer(&settings::CLUSTER_LINK_QUEUE, c.link_queue)? as usize;
+    let unsubscribe_linger = millis(integer(
+        &settings::CLUSTER_UNSUBSCRIBE_LINGER_MS,
+        c.unsubscribe_linger_ms,
+    )?);
     let files = EngineFiles {
         ca: c.ca_file.as_deref().map(place),
         cert: c.cert_file.as_deref().map(place),
@@ -500,6 +504,7 @@ fn resolve_cluster(
         node_timeout,
         engine_timeout,
         link_queue,
+        unsubscribe_linger,
         secret,
         files,
     })

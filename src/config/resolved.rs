@@ -68,6 +68,9 @@ pub struct ClusterSettings {
     pub engine_timeout: Duration,
     /// Node messages waiting for the link, at most.
     pub link_queue: usize,
+    /// An event subject without local subscribers stays subscribed on the
+    /// engine this long (so flapping subscriptions do not churn it).
+    pub unsubscribe_linger: Duration,
     /// Signs node messages; `None` only with the local adapter.
     pub secret: Option<ClusterSecret>,
     /// TLS and credential files for the engine connection.

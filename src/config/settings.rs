@@ -274,6 +274,9 @@ settings! {
     CLUSTER_LINK_QUEUE: "cluster.link_queue", Integer, Integer(16_384),
         Bounds::Range { min: 1, max: 1 << 20 },
         "node messages waiting for the cluster link";
+    CLUSTER_UNSUBSCRIBE_LINGER_MS: "cluster.unsubscribe_linger_ms", Integer, Integer(2_000),
+        Bounds::Range { min: 0, max: 600_000 },
+        "how long an event subject without local subscribers stays subscribed on the engine";
     CLUSTER_SECRET: "cluster.secret", Text,
         Absent("none"),
         Rule("16 or more bytes, the same on every node"),

@@ -352,7 +352,7 @@ impl ConnTask {
 
 /// Handles one decoded message; true when it was the client's close frame.
 /// Once the connection is closing, other messages are read and ignored.
-fn handle(shard: &Shard, key: ConnKey, message: Inbound<'_>) -> bool {
+fn handle(shard: &Rc<Shard>, key: ConnKey, message: Inbound<'_>) -> bool {
     let now = shard.now();
     let open = {
         let mut conns = shard.conns.borrow_mut();

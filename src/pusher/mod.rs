@@ -17,6 +17,7 @@ pub mod flusher;
 pub mod inbound;
 pub mod inbox;
 pub mod messages;
+pub mod node_interest;
 pub mod owned;
 pub mod presence;
 pub mod query;

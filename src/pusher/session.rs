@@ -145,7 +145,7 @@ fn finish_close(shard: &Shard, key: ConnKey, socket: SocketId) {
 }
 
 /// Handles one text message from a client.
-pub fn handle_text(shard: &Shard, key: ConnKey, text: &mut [u8]) {
+pub fn handle_text(shard: &Rc<Shard>, key: ConnKey, text: &mut [u8]) {
     let message = match inbound::parse(text) {
         Ok(m) => m,
         Err(why) => return reply_error(shard, key, None, &why),

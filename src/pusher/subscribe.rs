@@ -6,7 +6,14 @@
 //! the owner's answer arrives, before any later message from that owner, so
 //! a new presence member never misses a `member_added` sent after its
 //! snapshot.
+//!
+//! In a cluster every subscribe first holds its channel's event bucket
+//! ([`node_interest`]); one whose bucket the cluster link has not yet
+//! opened on the engine goes on once it has (marked pending on the
+//! connection meanwhile, like a join), so `subscription_succeeded` is
+//! never sent before events from other nodes can arrive.
 
+use super::node_interest;
 use super::shard::Shard;
 use super::shard_msg::ShardMsg;
 use crate::apps::webhook::wants_occupancy;
@@ -19,6 +26,7 @@ use crate::pusher::messages;
 use crate::pusher::owned::{counted, owner_of, JoinOutcome, Member};
 use crate::pusher::tap::{TapEvent, What};
 use crate::socket_id::SocketId;
+use std::rc::Rc;
 
 /// A subscription refused before it reached the channel table.
 struct Refused {
@@ -37,7 +45,7 @@ fn refused(kind: &'static str, message: String, status: u16) -> Refused {
 
 /// Handles `pusher:subscribe`.
 pub fn subscribe(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     key: ConnKey,
     socket: SocketId,
     channel: &str,
@@ -58,45 +66,113 @@ pub fn subscribe(
                     }
                 }
             }
-            if member.is_some() || class.cache {
-                let already = shard.conns.borrow().get(key).is_some_and(|c| {
-                    c.extra
-                        .as_ref()
-                        .is_some_and(|e| e.pending.iter().any(|p| &**p == channel))
-                });
-                let subscribed = {
-                    let channels = shard.channels.borrow();
-                    channels
-                        .find(app, channel)
-                        .is_some_and(|id| channels.is_member(id, key))
-                };
-                if already || subscribed {
-                    return; // a join is under way or done; nothing to repeat
-                }
-                if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
-                    conn.extra_mut().pending.push(channel.into());
-                }
-                let owner = owner_of(app, channel, shard.count);
-                shard.post(
-                    owner,
-                    ShardMsg::Join {
-                        app,
-                        channel: channel.into(),
-                        socket,
-                        member,
-                        want_cache: class.cache,
-                    },
-                );
-            } else {
-                let (_, added) = add_local(shard, key, app, channel, None);
-                shard
-                    .conns
-                    .borrow_mut()
-                    .reply(key, &messages::subscription_succeeded(channel));
-                if added {
-                    report_count(shard, app, channel, 1);
+            match node_interest::hold(shard, app, channel) {
+                None => proceed(shard, key, socket, app, class, member, channel),
+                Some(bucket) => {
+                    proceed_when_open(shard, key, socket, app, class, member, channel, bucket)
                 }
             }
+        }
+    }
+}
+
+/// Goes on with a subscribe once the link has `bucket` open, unless the
+/// connection unsubscribed or closed meanwhile (then the hold is given
+/// back).
+#[allow(clippy::too_many_arguments)]
+fn proceed_when_open(
+    shard: &Rc<Shard>,
+    key: ConnKey,
+    socket: SocketId,
+    app: AppIdx,
+    class: ChannelClass,
+    member: Option<Member>,
+    channel: &str,
+    bucket: crate::cluster::route::Stream,
+) {
+    let Some(cluster) = shard.cluster.clone() else {
+        return;
+    };
+    if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
+        conn.extra_mut().pending.push(channel.into());
+    }
+    let shard = shard.clone();
+    let channel: Box<str> = channel.into();
+    crate::runtime::spawn(async move {
+        cluster.opened(bucket).await;
+        let found = shard.conns.borrow().find(socket, shard.nonce, shard.id);
+        let wanted = found == Some(key) && {
+            let mut conns = shard.conns.borrow_mut();
+            let pending = conns
+                .get_mut(key)
+                .and_then(|c| c.extra.as_mut())
+                .map(|e| &mut e.pending);
+            match pending.and_then(|p| p.iter().position(|c| *c == channel).map(|at| (p, at))) {
+                Some((p, at)) => {
+                    p.swap_remove(at);
+                    true
+                }
+                None => false,
+            }
+        };
+        match wanted {
+            true => proceed(&shard, key, socket, app, class, member, &channel),
+            false => node_interest::release(&shard, app, &channel),
+        }
+    });
+}
+
+/// A checked subscribe whose bucket is open (or no cluster): subscribes
+/// locally, or joins through the channel's owner.
+fn proceed(
+    shard: &Shard,
+    key: ConnKey,
+    socket: SocketId,
+    app: AppIdx,
+    class: ChannelClass,
+    member: Option<Member>,
+    channel: &str,
+) {
+    if member.is_some() || class.cache {
+        let already = shard.conns.borrow().get(key).is_some_and(|c| {
+            c.extra
+                .as_ref()
+                .is_some_and(|e| e.pending.iter().any(|p| &**p == channel))
+        });
+        let subscribed = {
+            let channels = shard.channels.borrow();
+            channels
+                .find(app, channel)
+                .is_some_and(|id| channels.is_member(id, key))
+        };
+        if already || subscribed {
+            // A join is under way or done; nothing to repeat.
+            return node_interest::release(shard, app, channel);
+        }
+        if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
+            conn.extra_mut().pending.push(channel.into());
+        }
+        let owner = owner_of(app, channel, shard.count);
+        shard.post(
+            owner,
+            ShardMsg::Join {
+                app,
+                channel: channel.into(),
+                socket,
+                member,
+                want_cache: class.cache,
+            },
+        );
+    } else {
+        let (_, added) = add_local(shard, key, app, channel, None);
+        shard
+            .conns
+            .borrow_mut()
+            .reply(key, &messages::subscription_succeeded(channel));
+        if added {
+            report_count(shard, app, channel, 1);
+        } else {
+            node_interest::release(shard, app, channel);
         }
     }
 }
@@ -288,6 +364,7 @@ pub fn on_joined(
         }
     });
     let (Some(key), true) = (key, wanted) else {
+        node_interest::release(shard, app, &channel);
         // Gone or unsubscribed meanwhile: undo the membership the owner added.
         if let Some((member, _)) = outcome.presence {
             let owner = owner_of(app, &channel, shard.count);
@@ -303,6 +380,7 @@ pub fn on_joined(
         return;
     };
     if let Some(r) = outcome.refused {
+        node_interest::release(shard, app, &channel);
         return reply_refusal(shard, key, &channel, r.kind, &r.message, r.status);
     }
     let user = outcome.presence.as_ref().map(|(m, _)| m.user_id.clone());
@@ -327,6 +405,8 @@ pub fn on_joined(
     drop(conns);
     if added {
         report_count(shard, app, &channel, 1);
+    } else {
+        node_interest::release(shard, app, &channel);
     }
 }
 
@@ -374,6 +454,7 @@ fn leave(shard: &Shard, key: ConnKey, app: AppIdx, id: ChannelId, channel: &str)
         });
         user
     };
+    node_interest::release(shard, app, channel);
     report_count(shard, app, channel, -1);
     if let Some(user_id) = user {
         let owner = owner_of(app, channel, shard.count);

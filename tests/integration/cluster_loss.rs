@@ -17,15 +17,15 @@ use std::time::Duration;
 
 /// A TCP proxy to the engine that the test can cut (every connection
 /// through it dropped, new ones closed at once) and heal.
-struct Proxy {
-    port: u16,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     cut: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Proxy {
-    fn start(upstream: u16) -> Proxy {
+    pub(crate) fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -61,14 +61,14 @@ impl Proxy {
     }
 
     /// Drops every connection through the proxy and refuses new ones.
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
         for s in self.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
 
-    fn heal(&self) {
+    pub(crate) fn heal(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
 }
@@ -121,7 +121,7 @@ fn wait_users(port: u16, channel: &str, want: &[&str], within: Duration) {
     );
 }
 
-fn ready(port: u16) -> u16 {
+pub(crate) fn ready(port: u16) -> u16 {
     Http::connect(port).request("GET", "/ready", b"").status
 }
 
@@ -272,6 +272,9 @@ fn a_node_whose_link_queue_overflowed_repairs_the_others_view() {
         wait_log(&b, "is up", 1, Duration::from_secs(10));
         let rooms: Vec<String> = (0..40).map(|i| format!("presence-burst-{i}")).collect();
         let mut watcher = join(a.port, &rooms[0], "watcher");
+        // B knows the watcher before the burst joins (else a member_added
+        // could come between the burst's subscription_succeeded answers).
+        wait_users(b.port, &rooms[0], &["watcher"], Duration::from_secs(5));
         // One connection on B joins all 40 at once: 40 member and 40
         // occupancy messages into a queue of 2.
         let mut burst = Ws::connect(b.port);

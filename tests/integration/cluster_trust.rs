@@ -10,6 +10,7 @@ use crate::presence::member_added_text;
 use crate::support::*;
 use bytes::Bytes;
 use serde_json::json;
+use shardcast::cluster::route::{bucket_of, event_subject, CONTROL};
 use shardcast::cluster::seal::{Seal, TAG_BYTES};
 use shardcast::cluster::wire::{encode, envelope_header, Header, NodeMsg};
 use std::collections::HashMap;
@@ -224,10 +225,11 @@ fn refused(m: &HashMap<String, u64>, reason: &str) -> u64 {
     *m.get(&key).unwrap_or_else(|| panic!("no {key}"))
 }
 
-/// Forged (unsigned), tampered, replayed, stale, spoofed, invalid and
-/// unknown-app messages published straight on the engine: both nodes
-/// refuse each, counted under its reason, and no client gets anything from
-/// them; genuine traffic keeps flowing.
+/// Forged (unsigned), tampered, replayed, stale, spoofed, misrouted,
+/// invalid and unknown-app messages published straight on the engine (on
+/// the control subject and on the event subject of the victims' channel):
+/// both nodes refuse each, counted under its reason, and no client gets
+/// anything from them; genuine traffic keeps flowing.
 #[test]
 fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
     for_each_plain_engine(|engine| {
@@ -240,8 +242,9 @@ fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
         wait_log(&a, "is up", 1, Duration::from_secs(10));
         wait_log(&b, "is up", 1, Duration::from_secs(10));
         let subject = format!("{}.cluster", engine.prefix());
+        let events = event_subject(&engine.prefix(), bucket_of("app-id", "victim"));
         let mut listener = RawEngine::connect(engine);
-        listener.subscribe(&subject);
+        listener.subscribe(&events);
         let mut attacker = RawEngine::connect(engine);
 
         let mut on_a = Ws::connect(a.port);
@@ -274,6 +277,8 @@ fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
         let stranger = |seq| Header {
             node: 0x5eed_0000_0000_0001,
             seq,
+            control: seq,
+            stream: CONTROL,
             sent_ms: now_ms(),
         };
         let join = |info: &str| NodeMsg::MemberJoined {
@@ -299,8 +304,9 @@ fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
             .position(|w| w == genuine.as_bytes())
             .unwrap();
         tampered[at + 10] ^= 0x01;
-        attacker.publish(&subject, &tampered);
-        // 3. The recording as it was.
+        attacker.publish(&events, &tampered);
+        // 3. The recording as it was, on its subject and on another one.
+        attacker.publish(&events, &recorded);
         attacker.publish(&subject, &recorded);
         // 4. Signed, but from a new node and ten minutes old.
         let old = Header {
@@ -319,6 +325,8 @@ fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
         let spoof = Header {
             node: node_id(&a),
             seq: 1,
+            control: 1,
+            stream: CONTROL,
             sent_ms: now_ms(),
         };
         attacker.publish(
@@ -347,13 +355,15 @@ fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
         // Each node counted each refusal under its reason. On A the
         // recording and the spoof carry A's own id with a number it has
         // seen back already (spoofed); on B they are old numbers of A's
-        // (replayed).
+        // (replayed). The recording on the control subject is signed for
+        // the event subject (misrouted).
         let expect_a = [
             ("signature", 2),
             ("spoofed", 2),
             ("stale", 1),
             ("invalid", 2),
             ("unknown_app", 1),
+            ("misrouted", 1),
         ];
         let expect_b = [
             ("signature", 2),
@@ -361,6 +371,7 @@ fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
             ("stale", 1),
             ("invalid", 2),
             ("unknown_app", 1),
+            ("misrouted", 1),
         ];
         for (server, expected) in [(&a, &expect_a), (&b, &expect_b)] {
             let port = metrics_port(server);
@@ -381,7 +392,7 @@ fn forged_tampered_replayed_and_invalid_engine_messages_are_refused() {
         let log = b.log_text();
         assert_eq!(
             log.matches("refused a message").count(),
-            5,
+            6,
             "one line per reason:\n{log}"
         );
         assert!(

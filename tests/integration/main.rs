@@ -16,6 +16,7 @@ mod client_events;
 mod cluster;
 mod cluster_counts;
 mod cluster_loss;
+mod cluster_routing;
 mod cluster_trust;
 mod connection;
 mod console;
