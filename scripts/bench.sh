@@ -26,6 +26,8 @@
 #   fanout-100ch  10,000 subscribers over 100 channels, 4 publishers, max rate, 10 s
 #   latency       1000 subscribers on 1 channel, 20 events/s, 10 s: end-to-end p99
 #   connections   19,500 idle connections: server resident KiB per connection
+#   connections-tls  the same over TLS (wss://, self-signed ECDSA P-256 certificate made
+#                 by `loadgen tls-cert`): shardcast only, the other targets are skipped
 #   trigger       HTTP triggers/s with nobody subscribed, 4 keep-alive publishers, 10 s
 #   churn         500 steady subscribers over 10 channels at 100 events/s while 100
 #                 connections loop connect/subscribe/unsubscribe/disconnect, 10 s
@@ -162,18 +164,34 @@ start_cluster2() {
   return 1
 }
 
-# start_server TARGET LOG: starts it pinned on free port(s), sets server_pids,
-# url and sub_urls (extra loadgen arguments), waits until it serves.
+# TLS cases (name ending in -tls): the certificate and the config that turns TLS on.
+tls_dir=$out/tls
+tls_config=$tls_dir/shardcast-tls.toml
+make_tls_config() {
+  [ -f "$tls_config" ] && return 0
+  "$loadgen" tls-cert "$tls_dir"
+  printf '[server.tls]\ncert = "cert.pem"\nkey = "key.pem"\n' >"$tls_config"
+}
+
+# start_server TARGET LOG [CASE]: starts it pinned on free port(s), sets server_pids,
+# url and sub_urls (extra loadgen arguments), waits until it serves. A -tls
+# CASE starts shardcast with TLS on its main port and a wss:// url.
 start_server() {
-  local target=$1 log=$2 port
+  local target=$1 log=$2 case_name=${3:-} port tls_args=""
   sub_urls=""
   if [ "$target" = cluster2 ]; then
     start_cluster2 "$log" && return 0
   else
     port=$("$loadgen" free-port)
     url="ws://127.0.0.1:$port"
+    if [[ "$case_name" == *-tls ]]; then
+      make_tls_config
+      tls_args="--config $tls_config"
+      url="wss://127.0.0.1:$port"
+    fi
     case "$target" in
-      shardcast) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu" >"$log" 2>&1 & ;;
+      # shellcheck disable=SC2086
+      shardcast) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu" $tls_args >"$log" 2>&1 & ;;
       floor) taskset -c "$server_cpu" "$bin/floor" --host 127.0.0.1 --port "$port" >"$log" 2>&1 & ;;
       soketi) taskset -c "$server_cpu" scripts/peers/start-soketi.sh "$peer_dir/soketi" "$port" >"$log" 2>&1 & ;;
       sockudo) taskset -c "$server_cpu" scripts/peers/start-sockudo.sh "$peer_dir/sockudo" "$port" >"$log" 2>&1 & ;;
@@ -196,11 +214,15 @@ for run in $(seq "$runs"); do
         echo "== run $run/$runs  $c  $t: skipped (not a fan-out case)"
         continue
       fi
+      if [ "$t" != shardcast ] && [[ "$c" == *-tls ]]; then
+        echo "== run $run/$runs  $c  $t: skipped (TLS cases run on shardcast only)"
+        continue
+      fi
       log=$logs/$t-$c-$run.log
       started=0
       for _attempt in 1 2 3; do # a port can be taken between the probe and the server's bind
         echo "== run $run/$runs  $c  $t"
-        if start_server "$t" "$log"; then
+        if start_server "$t" "$log" "$c"; then
           started=1
           break
         fi

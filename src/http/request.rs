@@ -7,6 +7,7 @@
 
 use crate::errors::ApiError;
 use crate::ws::handshake::Upgrade;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 
 const MAX_HEADERS: usize = 64;
@@ -175,10 +176,13 @@ impl Head {
     }
 }
 
-/// Splits a query string into decoded `(key, value)` pairs.
+/// A request's decoded query parameters, in order; a signed API request
+/// (five or six of them) fits without an allocation.
+pub type Query<'a> = SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]>;
+
 /// Splits a query string into decoded `(key, value)` pairs; a part without
 /// escapes is borrowed, not copied.
-pub fn parse_query(query: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+pub fn parse_query(query: &str) -> Query<'_> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -219,7 +223,7 @@ mod tests {
         assert!(h.upgrade.is_none());
         assert_eq!(&raw[h.len..], b"{\"a\":1}");
         assert_eq!(
-            parse_query(&h.query),
+            parse_query(&h.query).to_vec(),
             vec![("auth_key".into(), "k".into()), ("x".into(), "a,b".into())]
         );
     }
