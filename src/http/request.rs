@@ -197,6 +197,10 @@ pub fn parse_query(query: &str) -> Query<'_> {
 /// space); an invalid escape stays as written, as the Pusher libraries
 /// never produce one, and bytes that are not UTF-8 become U+FFFD.
 pub fn percent_decode(s: &str) -> Cow<'_, str> {
+    // Most parts (every signed API parameter) have nothing to decode.
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(s);
+    }
     if !s.contains('+') {
         return percent_encoding::percent_decode_str(s).decode_utf8_lossy();
     }
