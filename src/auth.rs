@@ -44,7 +44,8 @@ fn keyed(secret: &str, message: &[u8]) -> HmacSha256 {
 /// configuration, never from a request, so looking them up is not a
 /// comparison an attacker can time.
 fn keyed_state(secret: &str) -> HmacSha256 {
-    let fresh = || HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let fresh =
+        || HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     KEYED.with(|kept| {
         let Ok(mut kept) = kept.try_borrow_mut() else {
             return fresh();
@@ -70,11 +71,43 @@ pub fn signature_matches(secret: &str, message: &[u8], signature: &str) -> bool 
 /// Whether `signature` (hex, either case) is what `mac` finalizes to,
 /// compared in constant time.
 fn mac_matches(mac: HmacSha256, signature: &str) -> bool {
-    let mut raw = [0u8; 32];
-    if hex::decode_to_slice(signature, &mut raw).is_err() {
-        return false;
+    match decode_hex::<32>(signature) {
+        Some(raw) => mac.verify_slice(&raw).is_ok(),
+        None => false,
     }
-    mac.verify_slice(&raw).is_ok()
+}
+
+/// The `N` bytes `text` spells in hex (either case); `None` unless it is
+/// exactly `2 * N` hex digits.
+fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    /// Each byte's value as a hex digit; 0xff for a byte that is not one.
+    const DIGITS: [u8; 256] = {
+        let mut table = [0xffu8; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            table[b'a' as usize + i] = 10 + i as u8;
+            table[b'A' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        table
+    };
+    let text = text.as_bytes();
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let (high, low) = (DIGITS[pair[0] as usize], DIGITS[pair[1] as usize]);
+        bad |= (high | low) & 0xf0;
+        *byte = high << 4 | (low & 0x0f);
+    }
+    (bad == 0).then_some(out)
 }
 
 /// Hex MD5 of `body`, as sent in `body_md5`.
@@ -245,9 +278,7 @@ fn verify_with<K: AsRef<str>, V: AsRef<str>>(
     // The claim is 32 hex digits of either case (as the lower-cased hex
     // string it was compared as before).
     let md5_ok = claimed_md5.is_none_or(|sent| {
-        let mut claimed = [0u8; 16];
-        hex::decode_to_slice(sent, &mut claimed).is_ok()
-            && constant_time_eq(&claimed, &hash_body())
+        decode_hex::<16>(sent).is_some_and(|claimed| constant_time_eq(&claimed, &hash_body()))
     });
     if md5_ok {
         Ok(())
@@ -495,12 +526,16 @@ mod tests {
     fn docs_string_to_sign(method: &str, path: &str, query: &[(String, String)]) -> String {
         let mut pairs: Vec<(String, String)> = query
             .iter()
-            .filter(|(k, _)| k.to_ascii_lowercase() != "auth_signature")
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("auth_signature"))
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
         pairs.sort();
         let joined: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{}\n{path}\n{}", method.to_ascii_uppercase(), joined.join("&"))
+        format!(
+            "{}\n{path}\n{}",
+            method.to_ascii_uppercase(),
+            joined.join("&")
+        )
     }
 
     /// Mixed-case and repeated keys, keys that are prefixes of others,
@@ -509,8 +544,18 @@ mod tests {
     fn string_to_sign_is_the_documented_one() {
         let queries = [
             q(&[("b", "2"), ("A", "1"), ("a", "0"), ("AUTH_SIGNATURE", "x")]),
-            q(&[("ab", "1"), ("a", "2"), ("aB", "0"), ("a_", "3"), ("A", "1")]),
-            q(&[("Info", "user_count"), ("info", "subscription_count"), ("z", "")]),
+            q(&[
+                ("ab", "1"),
+                ("a", "2"),
+                ("aB", "0"),
+                ("a_", "3"),
+                ("A", "1"),
+            ]),
+            q(&[
+                ("Info", "user_count"),
+                ("info", "subscription_count"),
+                ("z", ""),
+            ]),
             q(&[]),
             q(&[("auth_signature", "s")]),
         ];
@@ -570,6 +615,26 @@ mod tests {
                 "{wrong:?} accepted"
             );
         }
+    }
+
+    /// The hex decoder agrees with the `hex` crate on every digit pair and
+    /// refuses what it refuses.
+    #[test]
+    fn decodes_hex_as_the_hex_crate_does() {
+        for a in 0u8..=255 {
+            for b in 0u8..=255 {
+                let Ok(text) = std::str::from_utf8(&[a, b]).map(str::to_string) else {
+                    continue;
+                };
+                let mut want = [0u8; 1];
+                let want = hex::decode_to_slice(&text, &mut want).ok().map(|()| want);
+                assert_eq!(decode_hex::<1>(&text), want, "{text:?}");
+            }
+        }
+        assert_eq!(decode_hex::<2>("0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(decode_hex::<2>("0aF"), None);
+        assert_eq!(decode_hex::<2>("0aFf0"), None);
+        assert_eq!(decode_hex::<2>("é1"), None);
     }
 
     #[test]

@@ -184,9 +184,10 @@ mod tests {
         assert!(parse(&mut ok).is_ok());
         // Brackets inside strings do not count, whether few or many.
         let mut deep_enough = format!("{}1{}", "[".repeat(65), "]".repeat(65)).into_bytes();
-        assert!(parse(&mut deep_enough).unwrap_err().contains("nested deeper"));
-        let mut s =
-            format!("{{\"a\":\"{}\",\"b\":[[1]]}}", "[".repeat(62)).into_bytes();
+        assert!(parse(&mut deep_enough)
+            .unwrap_err()
+            .contains("nested deeper"));
+        let mut s = format!("{{\"a\":\"{}\",\"b\":[[1]]}}", "[".repeat(62)).into_bytes();
         assert!(parse(&mut s).is_ok());
         let mut s =
             format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(1000), "{".repeat(1000)).into_bytes();

@@ -55,9 +55,7 @@ enum Cmd {
     FreePort,
     /// Writes a self-signed certificate for localhost and 127.0.0.1
     /// (cert.pem, key.pem; ECDSA P-256) into DIR, for a TLS server under test.
-    TlsCert {
-        dir: std::path::PathBuf,
-    },
+    TlsCert { dir: std::path::PathBuf },
     /// Turns raw.jsonl (one JSON result per line) into a Markdown summary:
     /// medians per case and target, and per-run ratios to the floor and peers.
     Summarize {
