@@ -120,8 +120,10 @@ stop_server() {
   done
   server_pids=""
 }
-trap stop_server EXIT
-trap 'stop_server; exit 130' INT TERM
+# The TLS cases' temporary certificate directory (set by make_tls_config).
+remove_tls_dir() { [ -z "${tls_dir:-}" ] || rm -rf "$tls_dir"; }
+trap 'stop_server; remove_tls_dir' EXIT
+trap 'stop_server; remove_tls_dir; exit 130' INT TERM
 
 # wait_port PORT PID: until PORT accepts connections (false if PID exits or 30 s pass).
 wait_port() {
@@ -164,13 +166,16 @@ start_cluster2() {
   return 1
 }
 
-# TLS cases (name ending in -tls): the certificate and the config that turns TLS on.
-tls_dir=$out/tls
-tls_config=$tls_dir/shardcast-tls.toml
+# TLS cases (name ending in -tls): a throwaway certificate and the config that
+# turns TLS on, in a temporary directory removed on exit (no key in the results).
+tls_dir=""
+tls_config=""
 make_tls_config() {
-  [ -f "$tls_config" ] && return 0
+  [ -n "$tls_config" ] && return 0
+  tls_dir=$(mktemp -d)
   "$loadgen" tls-cert "$tls_dir"
-  printf '[server.tls]\ncert = "cert.pem"\nkey = "key.pem"\n' >"$tls_config"
+  printf '[server.tls]\ncert = "cert.pem"\nkey = "key.pem"\n' >"$tls_dir/shardcast-tls.toml"
+  tls_config=$tls_dir/shardcast-tls.toml
 }
 
 # start_server TARGET LOG [CASE]: starts it pinned on free port(s), sets server_pids,
