@@ -32,6 +32,8 @@
 #   fanout-100ch  10,000 subscribers over 100 channels, 4 publishers, max rate, 10 s
 #   latency       1000 subscribers on 1 channel, 20 events/s, 10 s: end-to-end p99
 #   connections   19,500 idle connections: server resident KiB per connection
+#   connections-tls  the same over TLS (wss://, self-signed ECDSA P-256 certificate made
+#                 by `loadgen tls-cert`): shardcast only, the other targets are skipped
 #   trigger       HTTP triggers/s with nobody subscribed, 4 keep-alive publishers, 10 s
 #   churn         500 steady subscribers over 10 channels at 100 events/s while 100
 #                 connections loop connect/subscribe/unsubscribe/disconnect, 10 s
@@ -125,8 +127,10 @@ stop_server() {
   done
   server_pids=""
 }
-trap stop_server EXIT
-trap 'stop_server; exit 130' INT TERM
+# The TLS cases' temporary certificate directory (set by make_tls_config).
+remove_tls_dir() { [ -z "${tls_dir:-}" ] || rm -rf "$tls_dir"; }
+trap 'stop_server; remove_tls_dir' EXIT
+trap 'stop_server; remove_tls_dir; exit 130' INT TERM
 
 # wait_port PORT PID: until PORT accepts connections (false if PID exits or 30 s pass).
 wait_port() {
@@ -195,18 +199,38 @@ start_cluster2() {
   return 1
 }
 
-# start_server TARGET LOG: starts it pinned on free port(s), sets server_pids,
-# url and sub_urls (extra loadgen arguments), waits until it serves.
+# TLS cases (name ending in -tls): a throwaway certificate and the config that
+# turns TLS on, in a temporary directory removed on exit (no key in the results).
+tls_dir=""
+tls_config=""
+make_tls_config() {
+  [ -n "$tls_config" ] && return 0
+  tls_dir=$(mktemp -d)
+  "$loadgen" tls-cert "$tls_dir"
+  printf '[server.tls]\ncert = "cert.pem"\nkey = "key.pem"\n' >"$tls_dir/shardcast-tls.toml"
+  tls_config=$tls_dir/shardcast-tls.toml
+}
+
+# start_server TARGET LOG [CASE]: starts it pinned on free port(s), sets server_pids,
+# url and sub_urls (extra loadgen arguments), waits until it serves. A -tls
+# CASE starts shardcast with TLS on its main port and a wss:// url.
 start_server() {
-  local target=$1 log=$2 mode=${3:-} port
+  local target=$1 log=$2 case_name=${3:-} port tls_args="" mode=""
+  if [[ " $BENCH_CLUSTER_CASES " == *" $case_name "* ]]; then mode=$case_name; fi
   sub_urls=""
   if [ "$target" = cluster2 ]; then
     start_cluster2 "$log" "$mode" && return 0
   else
     port=$("$loadgen" free-port)
     url="ws://127.0.0.1:$port"
+    if [[ "$case_name" == *-tls ]]; then
+      make_tls_config
+      tls_args="--config $tls_config"
+      url="wss://127.0.0.1:$port"
+    fi
     case "$target" in
-      shardcast) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu" >"$log" 2>&1 & ;;
+      # shellcheck disable=SC2086
+      shardcast) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu" $tls_args >"$log" 2>&1 & ;;
       floor) taskset -c "$server_cpu" "$bin/floor" --host 127.0.0.1 --port "$port" >"$log" 2>&1 & ;;
       soketi) taskset -c "$server_cpu" scripts/peers/start-soketi.sh "$peer_dir/soketi" "$port" >"$log" 2>&1 & ;;
       sockudo) taskset -c "$server_cpu" scripts/peers/start-sockudo.sh "$peer_dir/sockudo" "$port" >"$log" 2>&1 & ;;
@@ -229,19 +253,21 @@ for run in $(seq "$runs"); do
         echo "== run $run/$runs  $c  $t: skipped (not a fan-out case)"
         continue
       fi
-      mode=""
-      if [[ " $BENCH_CLUSTER_CASES " == *" $c "* ]]; then
-        if [ "$t" != cluster2 ]; then
-          echo "== run $run/$runs  $c  $t: skipped (a cluster case)"
-          continue
-        fi
-        mode=$c
+      if [[ " $BENCH_CLUSTER_CASES " == *" $c "* ]] && [ "$t" != cluster2 ]; then
+        echo "== run $run/$runs  $c  $t: skipped (a cluster case)"
+        continue
       fi
+      if [ "$t" != shardcast ] && [[ "$c" == *-tls ]]; then
+        echo "== run $run/$runs  $c  $t: skipped (TLS cases run on shardcast only)"
+        continue
+      fi
+      mode=""
+      if [[ " $BENCH_CLUSTER_CASES " == *" $c "* ]]; then mode=$c; fi
       log=$logs/$t-$c-$run.log
       started=0
       for _attempt in 1 2 3; do # a port can be taken between the probe and the server's bind
         echo "== run $run/$runs  $c  $t"
-        if start_server "$t" "$log" "$mode"; then
+        if start_server "$t" "$log" "$c"; then
           started=1
           break
         fi

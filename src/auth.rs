@@ -7,12 +7,25 @@ use crate::errors::ApiError;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
+use smallvec::SmallVec;
+use std::cell::RefCell;
 use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// How far `auth_timestamp` may be from the server's clock, in seconds.
 pub const TIMESTAMP_WINDOW_SECS: i64 = 600;
+
+/// Secrets whose keyed HMAC state a thread keeps (see [`keyed_state`]).
+const KEPT_KEYS: usize = 16;
+
+thread_local! {
+    /// The HMAC-SHA256 state of each recently used secret before any
+    /// message, newest last: the key schedule (two SHA-256 blocks) is done
+    /// once per secret and thread, not once per signature. At most
+    /// [`KEPT_KEYS`] entries; the oldest goes first.
+    static KEYED: RefCell<Vec<(Box<str>, HmacSha256)>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Hex HMAC-SHA256 of `message` under `secret`.
 pub fn sign(secret: &str, message: &[u8]) -> String {
@@ -21,24 +34,90 @@ pub fn sign(secret: &str, message: &[u8]) -> String {
 
 /// The HMAC-SHA256 state of `message` under `secret`, not yet finalized.
 fn keyed(secret: &str, message: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac = keyed_state(secret);
     mac.update(message);
     mac
+}
+
+/// The HMAC-SHA256 state keyed with `secret`, from this thread's kept
+/// states when it has one. Secrets come from the server's own app
+/// configuration, never from a request, so looking them up is not a
+/// comparison an attacker can time.
+fn keyed_state(secret: &str) -> HmacSha256 {
+    let fresh =
+        || HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    KEYED.with(|kept| {
+        let Ok(mut kept) = kept.try_borrow_mut() else {
+            return fresh();
+        };
+        if let Some((_, mac)) = kept.iter().find(|(s, _)| **s == *secret) {
+            return mac.clone();
+        }
+        let mac = fresh();
+        if kept.len() >= KEPT_KEYS {
+            kept.remove(0);
+        }
+        kept.push((secret.into(), mac.clone()));
+        mac
+    })
 }
 
 /// Whether `signature` (hex, either case) is the HMAC-SHA256 of `message`
 /// under `secret`; compared in constant time by `Mac::verify_slice`.
 pub fn signature_matches(secret: &str, message: &[u8], signature: &str) -> bool {
-    let mut raw = [0u8; 32];
-    if hex::decode_to_slice(signature, &mut raw).is_err() {
-        return false;
+    mac_matches(keyed(secret, message), signature)
+}
+
+/// Whether `signature` (hex, either case) is what `mac` finalizes to,
+/// compared in constant time.
+fn mac_matches(mac: HmacSha256, signature: &str) -> bool {
+    match decode_hex::<32>(signature) {
+        Some(raw) => mac.verify_slice(&raw).is_ok(),
+        None => false,
     }
-    keyed(secret, message).verify_slice(&raw).is_ok()
+}
+
+/// The `N` bytes `text` spells in hex (either case); `None` unless it is
+/// exactly `2 * N` hex digits.
+fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    /// Each byte's value as a hex digit; 0xff for a byte that is not one.
+    const DIGITS: [u8; 256] = {
+        let mut table = [0xffu8; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            table[b'a' as usize + i] = 10 + i as u8;
+            table[b'A' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        table
+    };
+    let text = text.as_bytes();
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let (high, low) = (DIGITS[pair[0] as usize], DIGITS[pair[1] as usize]);
+        bad |= (high | low) & 0xf0;
+        *byte = high << 4 | (low & 0x0f);
+    }
+    (bad == 0).then_some(out)
 }
 
 /// Hex MD5 of `body`, as sent in `body_md5`.
 pub fn body_md5(body: &[u8]) -> String {
-    to_hex(&Md5::digest(body))
+    to_hex(&body_digest(body))
+}
+
+/// The MD5 digest of `body`.
+pub fn body_digest(body: &[u8]) -> [u8; 16] {
+    Md5::digest(body).into()
 }
 
 /// Lower-case hex of a digest (32 bytes at most), in one allocation.
@@ -63,27 +142,54 @@ pub fn api_string_to_sign<K: AsRef<str>, V: AsRef<str>>(
     path: &str,
     query: &[(K, V)],
 ) -> String {
-    let mut params: Vec<(String, &str)> = query
+    let mut out = Vec::with_capacity(64 + path.len());
+    write_string_to_sign(method, path, query, |piece| out.extend_from_slice(piece));
+    String::from_utf8(out).expect("pieces of UTF-8 strings, cut at ASCII bytes")
+}
+
+/// Hands [`api_string_to_sign`] to `out` piece by piece, without building
+/// it: the parameters are sorted as borrowed pairs (by lower-cased key,
+/// then value, which is the order of the lower-cased pairs), and only a key
+/// or method that needs its case changed is copied.
+fn write_string_to_sign<K: AsRef<str>, V: AsRef<str>>(
+    method: &str,
+    path: &str,
+    query: &[(K, V)],
+    mut out: impl FnMut(&[u8]),
+) {
+    let mut params: SmallVec<[(&str, &str); 8]> = query
         .iter()
         .map(|(k, v)| (k.as_ref(), v.as_ref()))
         .filter(|(k, _)| !k.eq_ignore_ascii_case("auth_signature"))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
-    params.sort();
-    let mut out = String::with_capacity(64 + path.len());
-    out.push_str(&method.to_ascii_uppercase());
-    out.push('\n');
-    out.push_str(path);
-    out.push('\n');
+    params.sort_unstable_by(|a, b| lower_cmp(a.0, b.0).then_with(|| a.1.cmp(b.1)));
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        out(method.to_ascii_uppercase().as_bytes());
+    } else {
+        out(method.as_bytes());
+    }
+    out(b"\n");
+    out(path.as_bytes());
+    out(b"\n");
     for (i, (k, v)) in params.iter().enumerate() {
         if i > 0 {
-            out.push('&');
+            out(b"&");
         }
-        out.push_str(k);
-        out.push('=');
-        out.push_str(v);
+        if k.bytes().any(|b| b.is_ascii_uppercase()) {
+            out(k.to_ascii_lowercase().as_bytes());
+        } else {
+            out(k.as_bytes());
+        }
+        out(b"=");
+        out(v.as_bytes());
     }
-    out
+}
+
+/// Orders `a` and `b` as their ASCII-lower-cased forms would order.
+fn lower_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|b| b.to_ascii_lowercase())
+        .cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
 }
 
 /// Checks an HTTP API request's authentication (Pusher REST API,
@@ -104,7 +210,7 @@ pub fn verify_api_request<K: AsRef<str>, V: AsRef<str>>(
         query,
         has_body: !body.is_empty(),
     };
-    verify_with(app, &request, || body_md5(body), now_secs)
+    verify_with(app, &request, || body_digest(body), now_secs)
 }
 
 /// What [`verify_with`] reads of a request besides its body.
@@ -115,13 +221,13 @@ struct ApiRequest<'a, K, V> {
     has_body: bool,
 }
 
-/// [`verify_api_request`] with the body's MD5 behind `hash_body`, called
+/// [`verify_api_request`] with the body's MD5 digest behind `hash_body`, called
 /// only once the signature is good: the signed query carries the claimed
 /// `body_md5`, so an unauthenticated request never costs a hash of its body.
 fn verify_with<K: AsRef<str>, V: AsRef<str>>(
     app: &App,
     request: &ApiRequest<'_, K, V>,
-    hash_body: impl FnOnce() -> String,
+    hash_body: impl FnOnce() -> [u8; 16],
     now_secs: i64,
 ) -> Result<(), ApiError> {
     let param = |name: &str| {
@@ -161,13 +267,18 @@ fn verify_with<K: AsRef<str>, V: AsRef<str>>(
     let Some(signature) = param("auth_signature") else {
         return unauthorized("Missing auth_signature query parameter");
     };
-    let to_sign = api_string_to_sign(request.method, request.path, request.query);
-    if !signature_matches(&app.secret, to_sign.as_bytes(), signature) {
+    let mut mac = keyed_state(&app.secret);
+    write_string_to_sign(request.method, request.path, request.query, |piece| {
+        mac.update(piece)
+    });
+    if !mac_matches(mac, signature) {
         return unauthorized("Invalid signature: check the app secret and the string to sign");
     }
     // Signed by the app's owner from here on: hashing the body is earned.
+    // The claim is 32 hex digits of either case (as the lower-cased hex
+    // string it was compared as before).
     let md5_ok = claimed_md5.is_none_or(|sent| {
-        constant_time_eq(sent.to_ascii_lowercase().as_bytes(), hash_body().as_bytes())
+        decode_hex::<16>(sent).is_some_and(|claimed| constant_time_eq(&claimed, &hash_body()))
     });
     if md5_ok {
         Ok(())
@@ -372,7 +483,7 @@ mod tests {
         let hashes = std::cell::Cell::new(0);
         let hash = || {
             hashes.set(hashes.get() + 1);
-            body_md5(&body)
+            body_digest(&body)
         };
         let forged_request = ApiRequest {
             method: "POST",
@@ -408,6 +519,122 @@ mod tests {
             &format!("{sig}00")
         ));
         assert!(!signature_matches("secret", b"message", "zz"));
+    }
+
+    /// The string to sign, built as the Pusher docs describe it (keys
+    /// lower-cased, pairs sorted), for comparison with the streamed one.
+    fn docs_string_to_sign(method: &str, path: &str, query: &[(String, String)]) -> String {
+        let mut pairs: Vec<(String, String)> = query
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("auth_signature"))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+        pairs.sort();
+        let joined: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(
+            "{}\n{path}\n{}",
+            method.to_ascii_uppercase(),
+            joined.join("&")
+        )
+    }
+
+    /// Mixed-case and repeated keys, keys that are prefixes of others,
+    /// values that decide the order, and an upper-case `AUTH_SIGNATURE`.
+    #[test]
+    fn string_to_sign_is_the_documented_one() {
+        let queries = [
+            q(&[("b", "2"), ("A", "1"), ("a", "0"), ("AUTH_SIGNATURE", "x")]),
+            q(&[
+                ("ab", "1"),
+                ("a", "2"),
+                ("aB", "0"),
+                ("a_", "3"),
+                ("A", "1"),
+            ]),
+            q(&[
+                ("Info", "user_count"),
+                ("info", "subscription_count"),
+                ("z", ""),
+            ]),
+            q(&[]),
+            q(&[("auth_signature", "s")]),
+        ];
+        for query in &queries {
+            for method in ["POST", "post", "Get"] {
+                assert_eq!(
+                    api_string_to_sign(method, "/apps/1/events", query),
+                    docs_string_to_sign(method, "/apps/1/events", query),
+                    "{method} {query:?}"
+                );
+            }
+        }
+    }
+
+    /// Each of many secrets, used in turns (more than a thread keeps
+    /// keyed), signs as a fresh HMAC under it does.
+    #[test]
+    fn kept_keys_sign_under_their_own_secret() {
+        let secrets: Vec<String> = (0..KEPT_KEYS + 3).map(|i| format!("secret-{i}")).collect();
+        for round in 0..3 {
+            for secret in &secrets {
+                let message = format!("message {round}");
+                let mut fresh = HmacSha256::new_from_slice(secret.as_bytes()).unwrap();
+                fresh.update(message.as_bytes());
+                assert_eq!(
+                    sign(secret, message.as_bytes()),
+                    to_hex(&fresh.finalize().into_bytes())
+                );
+            }
+        }
+    }
+
+    /// `body_md5` is compared as hex of either case; anything else that is
+    /// not the body's digest is refused.
+    #[test]
+    fn body_md5_claims_of_either_case() {
+        let app = docs_app();
+        let body = b"{\"name\":\"e\"}";
+        let now = 1_700_000_000;
+        let with_md5 = |md5: &str| {
+            let mut query = q(&[("auth_key", &app.key), ("auth_version", "1.0")]);
+            query.push(("auth_timestamp".into(), now.to_string()));
+            query.push(("body_md5".into(), md5.to_string()));
+            let sig = sign(
+                &app.secret,
+                api_string_to_sign("POST", "/apps/3/events", &query).as_bytes(),
+            );
+            query.push(("auth_signature".into(), sig));
+            verify_api_request(&app, "POST", "/apps/3/events", &query, body, now)
+        };
+        let md5 = body_md5(body);
+        assert_eq!(with_md5(&md5), Ok(()));
+        assert_eq!(with_md5(&md5.to_ascii_uppercase()), Ok(()));
+        for wrong in [&md5[..30], &format!("{md5}00"), &"0".repeat(32), "zz", ""] {
+            assert!(
+                matches!(with_md5(wrong), Err(ApiError::Unauthorized(m)) if m.contains("body_md5")),
+                "{wrong:?} accepted"
+            );
+        }
+    }
+
+    /// The hex decoder agrees with the `hex` crate on every digit pair and
+    /// refuses what it refuses.
+    #[test]
+    fn decodes_hex_as_the_hex_crate_does() {
+        for a in 0u8..=255 {
+            for b in 0u8..=255 {
+                let Ok(text) = std::str::from_utf8(&[a, b]).map(str::to_string) else {
+                    continue;
+                };
+                let mut want = [0u8; 1];
+                let want = hex::decode_to_slice(&text, &mut want).ok().map(|()| want);
+                assert_eq!(decode_hex::<1>(&text), want, "{text:?}");
+            }
+        }
+        assert_eq!(decode_hex::<2>("0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(decode_hex::<2>("0aF"), None);
+        assert_eq!(decode_hex::<2>("0aFf0"), None);
+        assert_eq!(decode_hex::<2>("é1"), None);
     }
 
     #[test]

@@ -68,8 +68,18 @@ enum Route {
 
 impl Route {
     fn parse(tail: &str) -> Option<Route> {
-        let parts: Vec<&str> = tail.split('/').collect();
-        Some(match parts.as_slice() {
+        // At most four parts are looked at: a longer path matches nothing.
+        let mut split = tail.split('/');
+        let mut parts: [&str; 4] = [""; 4];
+        let mut n = 0;
+        for part in split.by_ref().take(4) {
+            parts[n] = part;
+            n += 1;
+        }
+        if split.next().is_some() {
+            return None;
+        }
+        Some(match &parts[..n] {
             ["events"] => Route::Events,
             ["batch_events"] => Route::BatchEvents,
             ["channels"] => Route::Channels,
@@ -158,7 +168,7 @@ async fn route(
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let query = parse_query(&head.query);
-    auth::verify_api_request(&app, &head.method, &head.path, &query, body, now)?;
+    auth::verify_api_request(&app, &head.method, &head.path, &query[..], body, now)?;
     if !app.enabled {
         return Err(ApiError::Forbidden("app is disabled".into()));
     }
@@ -178,11 +188,12 @@ async fn route(
         Route::Events => {
             let event = parse_event(body, &app.limits)?;
             let info = queries::Attributes::parse(event.info.as_deref(), false)?;
-            let channels = event.channels.clone();
-            trigger(shard, idx, event, publisher).await;
             if info.is_empty() {
+                trigger(shard, idx, event, publisher).await;
                 return Ok(Response::json(200, "{}"));
             }
+            let channels: Vec<String> = event.channels.iter().map(|c| c.to_string()).collect();
+            trigger(shard, idx, event, publisher).await;
             let body = queries::events_info(shard, idx, &channels, &info).await;
             Ok(Response::json(200, body))
         }
@@ -192,7 +203,7 @@ async fn route(
                 .iter()
                 .map(|e| queries::Attributes::parse(e.info.as_deref(), false))
                 .collect::<Result<Vec<_>, _>>()?;
-            let channels: Vec<String> = events.iter().map(|e| e.channels[0].clone()).collect();
+            let channels: Vec<String> = events.iter().map(|e| e.channels[0].to_string()).collect();
             for event in events {
                 trigger(shard, idx, event, publisher).await;
             }
@@ -237,13 +248,13 @@ async fn route(
 pub(super) async fn trigger(
     shard: &Shard,
     app: AppIdx,
-    event: TriggerEvent,
+    event: TriggerEvent<'_>,
     publisher: &Publisher,
 ) {
     shard.tap.note(|| {
-        let channels = event.channels.iter().map(|c| c.as_str().into()).collect();
+        let channels = event.channels.iter().map(|c| c.as_ref().into()).collect();
         let what = What::ApiMessage {
-            event: event.name.as_str().into(),
+            event: event.name.as_ref().into(),
             channels,
             bytes: event.data.len(),
             data: excerpt(&event.data),
@@ -259,13 +270,13 @@ pub(super) async fn trigger(
                 owner,
                 ShardMsg::CacheStore {
                     app,
-                    channel: channel.as_str().into(),
+                    channel: channel.as_ref().into(),
                     frame: frame.clone(),
-                    data: event.data.as_str().into(),
+                    data: event.data.as_ref().into(),
                 },
             );
         }
-        frames.push((channel.into_boxed_str(), frame));
+        frames.push((channel.as_ref().into(), frame));
     }
     broadcast::publish(
         shard,

@@ -55,7 +55,8 @@ pub enum ReadHead {
 
 /// How reading a body ended.
 pub enum ReadBody {
-    /// `buf` starts with the whole body, this long.
+    /// `buf` holds the whole body, this long, right after the head
+    /// (`buf[head.len..head.len + len]`).
     Complete(usize),
     /// The peer went away first.
     Closed,
@@ -97,8 +98,9 @@ pub async fn read_head(
     }
 }
 
-/// Reads the body of `head` into `buf` (after the head was removed from
-/// it), by `deadline`; refuses a body over `max_body_bytes` unread.
+/// Reads the body of `head` into `buf`, after the head it starts with (the
+/// body is not moved), by `deadline`; refuses a body over
+/// `max_body_bytes` unread.
 pub async fn read_body(
     reader: &mut impl Reader,
     buf: &mut Vec<u8>,
@@ -113,7 +115,7 @@ pub async fn read_body(
             max_body_bytes / 1024
         )));
     }
-    while buf.len() < len {
+    while buf.len() < head.len + len {
         match reader.read_more(buf, left(deadline)).await {
             Ok(n) if n > 0 => {}
             Ok(_) => return Ok(ReadBody::Closed),

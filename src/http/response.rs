@@ -39,22 +39,38 @@ impl Response {
 
     /// Appends the encoded response to `out`.
     pub fn encode(&self, keep_alive: bool, out: &mut Vec<u8>) {
-        let head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
-            self.body.len(),
-            self.headers,
-            if keep_alive {
-                ""
-            } else {
-                "Connection: close\r\n"
-            },
-        );
-        out.extend_from_slice(head.as_bytes());
+        out.reserve(96 + self.content_type.len() + self.headers.len() + self.body.len());
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, self.status as usize);
+        out.push(b' ');
+        out.extend_from_slice(reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\nContent-Type: ");
+        out.extend_from_slice(self.content_type.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        push_decimal(out, self.body.len());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.headers.as_bytes());
+        if !keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
     }
+}
+
+/// Appends `n` in decimal digits.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn reason(status: u16) -> &'static str {
@@ -88,5 +104,18 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\n{\"error\":\"no app \\\"x\\\"\"}"));
+    }
+
+    #[test]
+    fn encodes_a_keep_alive_response_with_its_length() {
+        for body in ["", "{}", &"x".repeat(12345)] {
+            let mut out = b"kept".to_vec();
+            Response::json(200, body).encode(true, &mut out);
+            let want = format!(
+                "keptHTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 }

@@ -146,6 +146,8 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
         None => Stream::Plain(socket),
     };
     let mut buf: Vec<u8> = Vec::new();
+    // The encoded response, kept between requests (dropped when large).
+    let mut out: Vec<u8> = Vec::new();
     let mut served = false;
     loop {
         if served {
@@ -217,10 +219,10 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
             };
             return refuse(&shard, &mut socket, &refusal).await;
         }
-        buf.drain(..head.len);
         let keep_alive = head.keep_alive && !shard.is_draining();
         let max_body = shard.config.limits.max_request_body_bytes;
         let mut reader = SocketReader::new(&shard, &mut socket);
+        // The body stays where it arrived, after the head.
         let len = match framing::read_body(&mut reader, &mut buf, &head, max_body, deadline).await {
             Ok(ReadBody::Complete(len)) => len,
             Ok(ReadBody::Closed) => return,
@@ -233,21 +235,19 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
             return Box::pin(console::serve_stream(&shard, socket, &head)).await;
         }
         shard.http_in_flight.set(shard.http_in_flight.get() + 1);
+        let body = &mut buf[head.len..head.len + len];
         let (route, response) = match site {
             Site::Main => (
                 api::route_label(&head.path),
-                Box::pin(api::handle(&shard, &head, &mut buf[..len], &publisher)).await,
+                Box::pin(api::handle(&shard, &head, body, &publisher)).await,
             ),
-            Site::Metrics => {
-                let body = &mut buf[..len];
-                Box::pin(metrics_port::handle(&shard, &head, body, &publisher)).await
-            }
+            Site::Metrics => Box::pin(metrics_port::handle(&shard, &head, body, &publisher)).await,
         };
         shard.http_in_flight.set(shard.http_in_flight.get() - 1);
         shard.counters.http_request(route, response.status);
-        buf.drain(..len);
+        buf.drain(..head.len + len);
         served = true;
-        let mut out = Vec::with_capacity(128 + response.body.len());
+        out.clear();
         response.encode(keep_alive, &mut out);
         if head.method == "HEAD" {
             // Same head as for GET, without the body.
@@ -258,6 +258,9 @@ pub async fn serve(shard: Rc<Shard>, socket: Socket, site: Site) {
         }
         if buf.is_empty() && buf.capacity() > 4096 {
             buf = Vec::new(); // a large body's buffer is not kept while idle
+        }
+        if out.capacity() > 4096 {
+            out = Vec::new(); // nor a large response's
         }
     }
 }
@@ -294,7 +297,7 @@ async fn read_socket(
     if timeout.is_zero() {
         return Err(TimedOut);
     }
-    let read = futures_lite::future::poll_fn(|cx| {
+    let mut read = futures_lite::future::poll_fn(|cx| {
         let mut scratch = shard.scratch.borrow_mut();
         match socket.poll_read(cx, &mut scratch[..]) {
             Poll::Ready(Ok(n)) => {
@@ -305,5 +308,10 @@ async fn read_socket(
             Poll::Pending => Poll::Pending,
         }
     });
+    // Bytes that are already there need no deadline (and no entry in the
+    // shard's table of waiting reads).
+    if let Some(n) = futures_lite::future::poll_once(&mut read).await {
+        return Ok(n);
+    }
     shard.deadlines.within(timeout, read).await.ok_or(TimedOut)
 }

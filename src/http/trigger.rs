@@ -1,6 +1,10 @@
 //! The bodies of `POST /apps/{id}/events` and `/batch_events`: parsed with
 //! simd-json and checked against the app's limits. Each refusal names the
 //! field that was wrong.
+//!
+//! simd-json parses in place: a [`TriggerEvent`] borrows its strings from
+//! the request's body buffer (a string with escapes is unescaped there too),
+//! so an event is not copied out of the body before its frame is built.
 
 use crate::apps::AppLimits;
 use crate::channel_name::validate_name;
@@ -8,18 +12,20 @@ use crate::errors::ApiError;
 use crate::socket_id::SocketId;
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
+use std::borrow::Cow;
 
-/// One event to publish, validated.
+/// One event to publish, validated, borrowing from the body it was parsed
+/// from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TriggerEvent {
-    pub name: String,
+pub struct TriggerEvent<'a> {
+    pub name: Cow<'a, str>,
     /// The `data` string as clients will receive it.
-    pub data: String,
-    pub channels: Vec<String>,
+    pub data: Cow<'a, str>,
+    pub channels: Vec<Cow<'a, str>>,
     /// The connection to leave out, when given and well-formed.
     pub socket_id: Option<SocketId>,
     /// Attributes to return (`info`, e.g. `subscription_count,user_count`).
-    pub info: Option<String>,
+    pub info: Option<Cow<'a, str>>,
 }
 
 fn bad(why: String) -> ApiError {
@@ -34,13 +40,19 @@ fn parse_json(body: &mut [u8]) -> Result<BorrowedValue<'_>, ApiError> {
 }
 
 /// Parses the body of `POST /apps/{id}/events`.
-pub fn parse_event(body: &mut [u8], limits: &AppLimits) -> Result<TriggerEvent, ApiError> {
+pub fn parse_event<'a>(
+    body: &'a mut [u8],
+    limits: &AppLimits,
+) -> Result<TriggerEvent<'a>, ApiError> {
     let value = parse_json(body)?;
     event_from(&value, limits, "", true)
 }
 
 /// Parses the body of `POST /apps/{id}/batch_events`: `{"batch": [...]}`.
-pub fn parse_batch(body: &mut [u8], limits: &AppLimits) -> Result<Vec<TriggerEvent>, ApiError> {
+pub fn parse_batch<'a>(
+    body: &'a mut [u8],
+    limits: &AppLimits,
+) -> Result<Vec<TriggerEvent<'a>>, ApiError> {
     let value = parse_json(body)?;
     let Some(batch) = value.get("batch") else {
         return Err(bad("`batch` is required: an array of events".into()));
@@ -65,12 +77,20 @@ pub fn parse_batch(body: &mut [u8], limits: &AppLimits) -> Result<Vec<TriggerEve
         .collect()
 }
 
-fn event_from(
-    value: &BorrowedValue<'_>,
+/// The string `value` holds, borrowed from the body when it had no escapes.
+fn text<'a>(value: &BorrowedValue<'a>) -> Option<Cow<'a, str>> {
+    match value {
+        BorrowedValue::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn event_from<'a>(
+    value: &BorrowedValue<'a>,
     limits: &AppLimits,
     at: &str,
     allow_many_channels: bool,
-) -> Result<TriggerEvent, ApiError> {
+) -> Result<TriggerEvent<'a>, ApiError> {
     if value.as_object().is_none() {
         return Err(bad(format!(
             "{} must be a JSON object",
@@ -82,9 +102,7 @@ fn event_from(
         )));
     }
     let name = match value.get("name") {
-        Some(v) => v
-            .as_str()
-            .ok_or_else(|| bad(format!("`{at}name` must be a string")))?,
+        Some(v) => text(v).ok_or_else(|| bad(format!("`{at}name` must be a string")))?,
         None => return Err(bad(format!("`{at}name` is required"))),
     };
     if name.is_empty() {
@@ -102,8 +120,8 @@ fn event_from(
         )));
     }
     let data = match value.get("data") {
-        Some(BorrowedValue::String(s)) => s.to_string(),
-        Some(other) => other.encode(),
+        Some(BorrowedValue::String(s)) => s.clone(),
+        Some(other) => Cow::Owned(other.encode()),
         None => return Err(bad(format!("`{at}data` is required"))),
     };
     if data.len() > limits.max_event_payload_bytes {
@@ -131,18 +149,14 @@ fn event_from(
     };
     let info = match value.get("info") {
         None | Some(BorrowedValue::Static(simd_json::StaticNode::Null)) => None,
-        Some(v) => Some(
-            v.as_str()
-                .ok_or_else(|| {
-                    bad(format!(
-                        "`{at}info` must be a string like \"subscription_count,user_count\""
-                    ))
-                })?
-                .to_string(),
-        ),
+        Some(v) => Some(text(v).ok_or_else(|| {
+            bad(format!(
+                "`{at}info` must be a string like \"subscription_count,user_count\""
+            ))
+        })?),
     };
     Ok(TriggerEvent {
-        name: name.to_string(),
+        name,
         data,
         channels,
         socket_id,
@@ -150,12 +164,12 @@ fn event_from(
     })
 }
 
-fn channels_of(
-    value: &BorrowedValue<'_>,
+fn channels_of<'a>(
+    value: &BorrowedValue<'a>,
     limits: &AppLimits,
     at: &str,
     allow_many: bool,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<Cow<'a, str>>, ApiError> {
     let mut channels = Vec::new();
     match (value.get("channels"), value.get("channel")) {
         (Some(_), Some(_)) => {
@@ -167,11 +181,11 @@ fn channels_of(
             let list = list
                 .as_array()
                 .ok_or_else(|| bad(format!("`{at}channels` must be an array of strings")))?;
+            channels.reserve_exact(list.len().min(limits.max_channels_per_event + 1));
             for (i, c) in list.iter().enumerate() {
-                let c = c
-                    .as_str()
-                    .ok_or_else(|| bad(format!("`{at}channels[{i}]` must be a string")))?;
-                channels.push(c.to_string());
+                let c =
+                    text(c).ok_or_else(|| bad(format!("`{at}channels[{i}]` must be a string")))?;
+                channels.push(c);
             }
         }
         (Some(_), None) => {
@@ -180,10 +194,8 @@ fn channels_of(
             )))
         }
         (None, Some(c)) => {
-            let c = c
-                .as_str()
-                .ok_or_else(|| bad(format!("`{at}channel` must be a string")))?;
-            channels.push(c.to_string());
+            let c = text(c).ok_or_else(|| bad(format!("`{at}channel` must be a string")))?;
+            channels = vec![c];
         }
         (None, None) => return Err(bad(format!("`{at}channel` or `{at}channels` is required"))),
     }
@@ -214,11 +226,12 @@ fn channels_of(
 mod tests {
     use super::*;
 
-    fn event(body: &str) -> Result<TriggerEvent, ApiError> {
-        parse_event(&mut body.as_bytes().to_vec(), &AppLimits::default())
+    fn event(body: &str) -> Result<TriggerEvent<'static>, ApiError> {
+        let body = body.as_bytes().to_vec().leak();
+        parse_event(body, &AppLimits::default())
     }
 
-    fn message(r: Result<TriggerEvent, ApiError>) -> String {
+    fn message(r: Result<TriggerEvent<'_>, ApiError>) -> String {
         match r.unwrap_err() {
             ApiError::BadRequest(m) => m,
             other => panic!("expected 400, got {other:?}"),

@@ -8,7 +8,7 @@
 pub mod http_head {
     //! The HTTP request reader the server runs (`http::framing::read_head`
     //! and `read_body`), fed the input in pieces: a complete head is followed
-    //! by its Content-Length body (refused past the body limit, any
+    //! by its Content-Length body (left in place after the head) (refused past the body limit, any
     //! Transfer-Encoding refused), then the next pipelined request. Checks
     //! that the parser never claims more bytes than it was given, that a
     //! head parsed from a prefix is the head parsed from the whole, that the
@@ -111,7 +111,6 @@ pub mod http_head {
                 let _ = head.pusher_upgrade();
                 break;
             }
-            buf.drain(..head.len);
             let len = match ready(read_body(
                 &mut reader,
                 &mut buf,
@@ -128,8 +127,10 @@ pub mod http_head {
                 }
             };
             assert_eq!(Some(len), head.content_length.or(Some(0)));
-            assert!(buf.len() >= len && buf.len() < len + step + HEAD_LIMIT);
-            buf.drain(..len);
+            // The body follows the head in place.
+            let end = head.len + len;
+            assert!(buf.len() >= end && buf.len() < end + step + HEAD_LIMIT);
+            buf.drain(..end);
             if !head.keep_alive {
                 break;
             }

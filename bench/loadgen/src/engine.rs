@@ -7,6 +7,7 @@
 //! allocation; everything else a scenario needs to react to is reported as a
 //! [`Note`] after each [`Engine::poll`].
 
+use crate::tls::Wire;
 use crate::wsframe;
 use hdrhistogram::Histogram;
 use memchr::memmem;
@@ -15,6 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SCRATCH: usize = 256 * 1024;
@@ -72,7 +74,8 @@ enum WsState {
 }
 
 struct Ws {
-    sock: TcpStream,
+    /// Plain, or TLS when the engine has a TLS configuration.
+    sock: Wire,
     tag: u32,
     /// Index of the WebSocket server it is connected to.
     server: usize,
@@ -141,6 +144,8 @@ pub struct Engine {
     pub sources: u32,
     next_source: u32,
     pub record_latency: bool,
+    /// WebSocket connections speak TLS with this (`wss://`); publishers stay plain.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Engine {
@@ -195,6 +200,7 @@ impl Engine {
             sources: 1,
             next_source: 0,
             record_latency: true,
+            tls: None,
         })
     }
 
@@ -238,6 +244,10 @@ impl Engine {
             Token(tok),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let sock = match &self.tls {
+            Some(config) => Wire::tls(sock, config)?,
+            None => Wire::plain(sock),
+        };
         entry.insert(Conn::Ws(Ws {
             sock,
             tag,
@@ -287,7 +297,7 @@ impl Engine {
                 let _ = send(&mut ws.sock, &mut ws.out, &frame);
                 ws.state = WsState::Closing;
                 if ws.out.is_empty() {
-                    let _ = ws.sock.shutdown(std::net::Shutdown::Write);
+                    ws.sock.shutdown_write();
                 }
             }
         }
@@ -295,6 +305,11 @@ impl Engine {
 
     /// Opens a keep-alive HTTP connection; `HttpReady` follows.
     pub fn http_open(&mut self) -> io::Result<usize> {
+        if self.tls.is_some() {
+            return Err(io::Error::other(
+                "publishers do not speak TLS: wss:// URLs are for the connections case",
+            ));
+        }
         let mut sock = connect_from(self.target, 0)?;
         let entry = self.conns.vacant_entry();
         let tok = entry.key();
@@ -391,7 +406,7 @@ impl Engine {
                 return;
             };
             if ws.state == WsState::Connecting {
-                match connected(&ws.sock) {
+                match connected(&ws.sock.sock) {
                     Ok(true) => {
                         ws.state = WsState::Handshake;
                         let hs = &self.ws_servers[ws.server].1;
@@ -403,12 +418,15 @@ impl Engine {
                     Err(_) => return self.ws_gone(tok, "connect failed"),
                 }
             }
+            if writable && ws.sock.flush_tls().is_err() {
+                return self.ws_gone(tok, "write failed");
+            }
             if writable && !ws.out.is_empty() {
                 if flush(&mut ws.sock, &mut ws.out).is_err() {
                     return self.ws_gone(tok, "write failed");
                 }
                 if ws.out.is_empty() && ws.state == WsState::Closing {
-                    let _ = ws.sock.shutdown(std::net::Shutdown::Write);
+                    ws.sock.shutdown_write();
                 }
             }
         }
@@ -422,7 +440,9 @@ impl Engine {
             match ws.sock.read(&mut self.scratch) {
                 Ok(0) => return self.ws_gone(tok, "server closed"),
                 Ok(n) => {
-                    let short = n < self.scratch.len();
+                    // A short read drains a plain socket; with TLS, a
+                    // record may leave more in the socket (edge-triggered).
+                    let short = n < self.scratch.len() && !ws.sock.is_tls();
                     if let Err(why) = self.ws_input(tok, n) {
                         return self.ws_gone(tok, why);
                     }
@@ -563,7 +583,7 @@ impl Engine {
                         ws.state = WsState::Closing;
                     }
                     if ws.out.is_empty() {
-                        let _ = ws.sock.shutdown(std::net::Shutdown::Write);
+                        ws.sock.shutdown_write();
                     }
                 }
                 9 => {
@@ -798,7 +818,7 @@ fn connected(sock: &TcpStream) -> io::Result<bool> {
 }
 
 /// Writes `data` (after anything already queued); queues what the socket did not take.
-fn send(sock: &mut TcpStream, out: &mut Vec<u8>, data: &[u8]) -> io::Result<()> {
+fn send(sock: &mut impl Write, out: &mut Vec<u8>, data: &[u8]) -> io::Result<()> {
     if !out.is_empty() {
         out.extend_from_slice(data);
         return flush(sock, out);
@@ -820,7 +840,7 @@ fn send(sock: &mut TcpStream, out: &mut Vec<u8>, data: &[u8]) -> io::Result<()> 
     Ok(())
 }
 
-fn flush(sock: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+fn flush(sock: &mut impl Write, out: &mut Vec<u8>) -> io::Result<()> {
     let mut done = 0;
     while done < out.len() {
         match sock.write(&out[done..]) {

@@ -15,11 +15,15 @@
 //! - `trigger`: HTTP trigger throughput and latency with nobody subscribed.
 //! - `churn`: connect/subscribe/unsubscribe/disconnect loops while events
 //!   flow to steady subscribers; connections per second and their loss.
+//!
+//! A `wss://` URL opens the WebSocket connections over TLS (`tls.rs`), for
+//! the memory of idle TLS connections (`connections-tls` in bench/cases.sh).
 
 mod engine;
 mod publish;
 mod summary;
 mod sys;
+mod tls;
 mod wsframe;
 
 use clap::{Args, Parser, Subcommand};
@@ -49,6 +53,9 @@ enum Cmd {
     Churn(ChurnArgs),
     /// Prints a free loopback TCP port (for scripts).
     FreePort,
+    /// Writes a self-signed certificate for localhost and 127.0.0.1
+    /// (cert.pem, key.pem; ECDSA P-256) into DIR, for a TLS server under test.
+    TlsCert { dir: std::path::PathBuf },
     /// Turns raw.jsonl (one JSON result per line) into a Markdown summary:
     /// medians per case and target, and per-run ratios to the floor and peers.
     Summarize {
@@ -62,7 +69,9 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// Server address: ws://HOST:PORT (the HTTP API is on the same port).
+    /// Server address: ws://HOST:PORT (the HTTP API is on the same port);
+    /// wss://HOST:PORT opens the WebSocket connections over TLS (without
+    /// checking the certificate; publishers do not speak TLS).
     #[arg(long, default_value = "ws://127.0.0.1:6001")]
     url: String,
     /// WebSocket servers for the connections, repeatable: connection i goes
@@ -207,6 +216,10 @@ fn main() {
             }
             None => Err("no free port found".to_string()),
         },
+        Cmd::TlsCert { dir } => match tls::write_self_signed(&dir) {
+            Ok(()) => return,
+            Err(e) => Err(e),
+        },
         Cmd::Summarize { raw, note } => match summary::summarize(&raw, &note) {
             Ok(md) => {
                 print!("{md}");
@@ -267,6 +280,7 @@ fn free_port() -> Option<u16> {
 
 fn target_of(url: &str) -> Result<(SocketAddr, String), String> {
     let hostport = url
+        .trim_start_matches("wss://")
         .trim_start_matches("ws://")
         .trim_start_matches("http://")
         .trim_end_matches('/');
@@ -298,6 +312,13 @@ fn new_engine(c: &Common, conns: usize) -> Result<(Engine, String), String> {
         .map(|u| target_of(u).map(|(a, _)| a))
         .collect::<Result<Vec<_>, _>>()?;
     let mut eng = Engine::new(addr, &ws_servers, &c.key).map_err(|e| e.to_string())?;
+    let tls = |u: &String| u.starts_with("wss://");
+    if tls(&c.url) || c.sub_urls.iter().any(tls) {
+        if !(tls(&c.url) && c.sub_urls.iter().all(tls)) {
+            return Err("--url and every --sub-url must all be wss:// or all ws://".into());
+        }
+        eng.tls = Some(tls::client_config());
+    }
     eng.sources = if c.sources > 0 {
         c.sources
     } else {
