@@ -8,6 +8,7 @@ use shardcast::auth;
 use shardcast::http::parse_event;
 use shardcast::pusher::channels::ChannelTable;
 use shardcast::pusher::conns::ConnTable;
+use shardcast::pusher::interest::ShardInterest;
 use shardcast::pusher::{inbound, messages};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -106,7 +107,7 @@ fn main() {
     // writers would.
     for subscribers in [1_000u32, 10_000] {
         let mut conns = ConnTable::default();
-        let mut channels = ChannelTable::new(1);
+        let mut channels = ChannelTable::new(1, ShardInterest::alone());
         for _ in 0..subscribers {
             let (key, _) = conns.insert(AppIdx(0), -1, 0);
             let subs = &mut conns.get_mut(key).expect("just inserted").subs;

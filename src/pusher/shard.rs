@@ -41,6 +41,7 @@ use super::channels::ChannelTable;
 use super::conns::ConnTable;
 use super::delivery::{DeliveryQueue, Source};
 use super::inbox;
+use super::interest::{InterestTable, ShardInterest};
 use super::owned::{self, Owned};
 use super::query::{self, QueryAnswer, QueryAsk};
 use super::shard_msg::{Reply, Request, ShardMsg};
@@ -159,6 +160,9 @@ pub struct Services {
     /// The keys of the hash that picks each client address's owner shard:
     /// drawn once at start; every shard gets a clone (same keys).
     pub ip_hasher: RandomState,
+    /// Which shards have subscribers of which channels: one table for
+    /// the node, every shard gets the same `Arc` (`pusher::interest`).
+    pub interest: Arc<InterestTable>,
 }
 
 impl Shard {
@@ -179,7 +183,10 @@ impl Shard {
             count,
             nonce,
             config,
-            channels: RefCell::new(ChannelTable::new(apps.len())),
+            channels: RefCell::new(ChannelTable::new(
+                apps.len(),
+                ShardInterest::new(services.interest.clone(), id as usize),
+            )),
             deliveries: RefCell::new(DeliveryQueue::default()),
             reaper: Rc::new(Reaper::default()),
             admission: Admission::new(
