@@ -13,7 +13,7 @@ use std::time::Duration;
 fn config() -> String {
     format!(
         "[server.metrics]\nenabled = true\nport = 0\n{}",
-        dev_app_with("enable_client_messages = true")
+        dev_app_with("enable_client_messages = true\nmax_client_events_per_second = 100000")
     )
 }
 
