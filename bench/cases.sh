@@ -1,6 +1,9 @@
 # Benchmark cases shared by scripts/bench.sh and scripts/flamegraph.sh (sourced).
 # case_args CASE QUICK prints the loadgen arguments of CASE (QUICK=1: smoke-test sizes).
 BENCH_CASES="fanout-1ch fanout-100ch latency connections trigger churn"
+# The cases the sharding-overhead target (shardcast2: two shards on one CPU)
+# runs: fan-out across both shards, and triggers nobody subscribes to.
+SHARDING_CASES="fanout-1ch fanout-100ch trigger"
 
 case_args() {
   local c=$1 quick=${2:-0}

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks shardcast against the raw floor (and, with --peers, soketi and
-# sockudo; with --cluster, a two-node shardcast cluster).
+# sockudo; with --cluster, a two-node shardcast cluster; with --sharding,
+# two shards on one CPU).
 #
-#   scripts/bench.sh [--peers] [--cluster] [--runs N] [--quick] [--targets "shardcast floor ..."] [--cases "..."]
+#   scripts/bench.sh [--peers] [--cluster] [--sharding] [--runs N] [--quick] [--targets "shardcast floor ..."] [--cases "..."]
 #
-# Targets: shardcast, floor (default); soketi, sockudo (--peers); cluster2 (--cluster).
+# Targets: shardcast, floor (default); soketi, sockudo (--peers); cluster2
+# (--cluster); shardcast2 (--sharding).
 # Builds the release binaries, then for each run, each case and each target:
 # starts the server pinned to CPU $BENCH_SERVER_CPU (default 0) on a free
 # loopback port, runs the load generator pinned to CPU $BENCH_GEN_CPU
@@ -20,6 +22,14 @@
 # and memory are the sums over the three processes. It runs only the fan-out
 # cases (fanout-1ch, fanout-100ch, latency): connections, trigger and churn
 # involve no delivery across nodes and are skipped.
+#
+# shardcast2 (the sharding overhead): one shardcast with two shards on the
+# server CPU (`--cpus 0,0`), against shardcast with one shard on the same
+# CPU: the cost of a second shard with no second core to run it. It runs
+# fanout-1ch and fanout-100ch (the subscribers land on both shards, so each
+# event crosses to the other one) and trigger (nobody subscribed: sparse
+# routing posts nothing to the other shard); the summary shows
+# shardcast2 / shardcast per case (goals: trigger >= 0.9, fan-out >= 0.95).
 #
 # Cases (full size, defined in bench/cases.sh; --quick shrinks them for a smoke test):
 #   fanout-1ch    1000 subscribers on 1 channel, 4 publishers, max rate, 100-byte events, 10 s
@@ -41,6 +51,7 @@ runs=3
 quick=0
 peers=0
 cluster=0
+sharding=0
 targets=""
 # shellcheck source=../bench/cases.sh
 . bench/cases.sh
@@ -53,6 +64,7 @@ while [ $# -gt 0 ]; do
     --targets) targets=$2; shift ;;
     --cases) cases=$2; shift ;;
     --cluster) cluster=1 ;;
+    --sharding) sharding=1 ;;
     -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -61,6 +73,7 @@ done
 if [ -z "$targets" ]; then
   targets="shardcast floor"
   [ "$cluster" = 1 ] && targets="$targets cluster2"
+  [ "$sharding" = 1 ] && targets="$targets shardcast2"
   [ "$peers" = 1 ] && targets="$targets soketi sockudo"
 fi
 server_cpu=${BENCH_SERVER_CPU:-0}
@@ -89,7 +102,7 @@ for t in $targets; do
       } ;;
     cluster2)
       command -v redis-server >/dev/null || { echo "cluster2 needs redis-server" >&2; exit 2; } ;;
-    shardcast|floor) ;;
+    shardcast|shardcast2|floor) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
 done
@@ -120,6 +133,12 @@ stop_server() {
 }
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
+
+# in_list WORD "LIST": whether WORD is one of LIST's words.
+in_list() {
+  case " $2 " in *" $1 "*) return 0 ;; esac
+  return 1
+}
 
 # wait_port PORT PID: until PORT accepts connections (false if PID exits or 30 s pass).
 wait_port() {
@@ -174,6 +193,7 @@ start_server() {
     url="ws://127.0.0.1:$port"
     case "$target" in
       shardcast) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu" >"$log" 2>&1 & ;;
+      shardcast2) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu,$server_cpu" >"$log" 2>&1 & ;;
       floor) taskset -c "$server_cpu" "$bin/floor" --host 127.0.0.1 --port "$port" >"$log" 2>&1 & ;;
       soketi) taskset -c "$server_cpu" scripts/peers/start-soketi.sh "$peer_dir/soketi" "$port" >"$log" 2>&1 & ;;
       sockudo) taskset -c "$server_cpu" scripts/peers/start-sockudo.sh "$peer_dir/sockudo" "$port" >"$log" 2>&1 & ;;
@@ -194,6 +214,10 @@ for run in $(seq "$runs"); do
     for t in $targets; do
       if [ "$t" = cluster2 ] && [[ "$(case_args "$c" "$quick")" != fanout* ]]; then
         echo "== run $run/$runs  $c  $t: skipped (not a fan-out case)"
+        continue
+      fi
+      if [ "$t" = shardcast2 ] && ! in_list "$c" "$SHARDING_CASES"; then
+        echo "== run $run/$runs  $c  $t: skipped (not a sharding-overhead case)"
         continue
       fi
       log=$logs/$t-$c-$run.log
