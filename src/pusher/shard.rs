@@ -8,8 +8,12 @@
 //! - Shard state is never `Send`: it lives in an `Rc<Shard>` on its own
 //!   executor thread. The only values that cross cores are [`ShardMsg`]s in
 //!   the mesh, the read-only `Arc<Config>`, the app registry snapshots the
-//!   app store sends (`pusher::apps`), and the process-wide shutdown flag
-//!   set by the signal handler.
+//!   app store sends (`pusher::apps`), the process-wide shutdown flag
+//!   set by the signal handler, and the node's interest table
+//!   (`pusher::interest`), where each shard writes only its own bits.
+//! - A publication is posted to exactly the other shards whose bit is set
+//!   for one of its channels when it is published; a shard's bit for a
+//!   channel is set before any of its subscriptions to it is confirmed.
 //! - No `RefCell` borrow is held across an `.await`.
 //! - Each connection has exactly one task that owns its socket and writes its
 //!   queue; frames are immutable once built and shared between recipients.
