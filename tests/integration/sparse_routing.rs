@@ -24,7 +24,9 @@ fn value(m: &HashMap<String, u64>, key: &str) -> u64 {
 
 /// Events requests a shard handled, by the metrics.
 fn events_handled(mport: u16, shard: u64) -> u64 {
-    let key = format!("shardcast_http_requests_total{{shard=\"{shard}\",route=\"events\",status=\"200\"}}");
+    let key = format!(
+        "shardcast_http_requests_total{{shard=\"{shard}\",route=\"events\",status=\"200\"}}"
+    );
     scrape(mport).get(&key).copied().unwrap_or(0)
 }
 
@@ -66,7 +68,10 @@ fn expect_both(ws: &mut Ws, a: &str, b: &str, round: usize) {
 fn triggers_are_posted_only_to_shards_with_subscribers() {
     let server = Server::start_with(&config());
     let mport = metrics_port(&server);
-    let mut http = [http_on(server.port, mport, 0), http_on(server.port, mport, 1)];
+    let mut http = [
+        http_on(server.port, mport, 0),
+        http_on(server.port, mport, 1),
+    ];
     // "both" has a subscriber on each shard; "one" only on shard 1; a third
     // channel had one on shard 0 that left; "nobody" never had any.
     let mut subs = connect_spread(server.port, 1);
@@ -91,8 +96,11 @@ fn triggers_are_posted_only_to_shards_with_subscribers() {
                     .expect_ok_json();
             }
             // From shard 0, "one" must go to shard 1; from shard 1 it stays.
-            h.trigger(&DEV, &json!({"name":"e","channel":"one","data":round.to_string()}))
-                .expect_ok_json();
+            h.trigger(
+                &DEV,
+                &json!({"name":"e","channel":"one","data":round.to_string()}),
+            )
+            .expect_ok_json();
             subs[1].expect_text(&event_text("e", "one", &round.to_string()));
             let m = marker(h, "both", &format!("{round}-{from}"));
             for ws in subs.iter_mut() {
@@ -157,8 +165,14 @@ fn an_event_published_right_after_subscription_succeeded_always_arrives() {
 fn presence_and_cache_joins_through_the_owner_are_routed_before_confirmation() {
     let server = Server::start_with(&config());
     let mport = metrics_port(&server);
-    let mut http = [http_on(server.port, mport, 0), http_on(server.port, mport, 1)];
-    let mut on = [Ws::connect_on(server.port, 0), Ws::connect_on(server.port, 1)];
+    let mut http = [
+        http_on(server.port, mport, 0),
+        http_on(server.port, mport, 1),
+    ];
+    let mut on = [
+        Ws::connect_on(server.port, 0),
+        Ws::connect_on(server.port, 1),
+    ];
     for round in 0..60 {
         // The joiner on shard b, the channel owned by the other shard a, a
         // second member joining from shard a at the same moment.
@@ -194,9 +208,9 @@ fn presence_and_cache_joins_through_the_owner_are_routed_before_confirmation() {
                     want_added = false;
                 }
                 Some("after") if want_event => want_event = false,
-                _ => panic!(
-                    "round {round}: x on shard {b} got {v} (y in snapshot: {y_in_snapshot})"
-                ),
+                _ => {
+                    panic!("round {round}: x on shard {b} got {v} (y in snapshot: {y_in_snapshot})")
+                }
             }
         }
         // y: its snapshot has x, or it gets x's member_added; then the event.
@@ -295,7 +309,10 @@ fn last_subscriber_leaving_while_events_are_in_flight_is_harmless() {
             let v: Value = serde_json::from_str(&t).unwrap();
             assert_eq!(v["event"], "e", "round {round}: {t}");
             let k: usize = v["data"].as_str().unwrap().parse().unwrap();
-            assert!(last.map_or(true, |l| k > l), "round {round}: out of order: {t}");
+            assert!(
+                last.is_none_or(|l| k > l),
+                "round {round}: out of order: {t}"
+            );
             last = Some(k);
         }
         for k in 0..total {
