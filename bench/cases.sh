@@ -5,6 +5,9 @@
 BENCH_CASES="fanout-1ch fanout-100ch latency connections connections-tls trigger churn"
 # Cases only the cluster target runs (scripts/bench.sh --cluster).
 BENCH_CLUSTER_CASES="routing"
+# The cases the sharding-overhead target (shardcast2: two shards on one CPU)
+# runs: fan-out across both shards, and triggers nobody subscribes to.
+SHARDING_CASES="fanout-1ch fanout-100ch trigger"
 
 case_args() {
   local c=$1 quick=${2:-0}

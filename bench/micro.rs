@@ -8,8 +8,10 @@ use shardcast::auth;
 use shardcast::http::parse_event;
 use shardcast::pusher::channels::ChannelTable;
 use shardcast::pusher::conns::ConnTable;
+use shardcast::pusher::interest::{InterestTable, ShardInterest, ShardSet};
 use shardcast::pusher::{inbound, messages};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Runs `op` (which does `per_call` operations) and prints ns per operation.
@@ -101,12 +103,42 @@ fn main() {
         ));
     });
 
+    // Sparse routing: what a publication pays to learn which shards want
+    // it (a table of 64 shards holding 10,000 channels), and what a
+    // channel's first subscriber and last unsubscriber on a shard pay.
+    {
+        let table = Arc::new(InterestTable::new(64));
+        let mut holders: Vec<ShardInterest> = (0..64)
+            .map(|s| ShardInterest::new(table.clone(), s))
+            .collect();
+        for i in 0..10_000 {
+            let key = table.key(AppIdx(0), &format!("private-user-{i}"));
+            holders[i % 64].hold(key);
+        }
+        let names: Vec<String> = (0..1024)
+            .map(|i| format!("private-user-{}", i * 7))
+            .collect();
+        let mut i = 0;
+        bench("interest: shards to post one channel's event to", 1, || {
+            let mut set = ShardSet::default();
+            table.add_to(table.key(AppIdx(0), black_box(&names[i & 1023])), &mut set);
+            i += 1;
+            black_box(set);
+        });
+        let mut mine = ShardInterest::new(table.clone(), 3);
+        bench("interest: first subscriber + last unsubscriber", 1, || {
+            let key = table.key(AppIdx(0), black_box("private-new"));
+            mine.hold(key);
+            mine.release(key);
+        });
+    }
+
     // The per-subscriber loop of deliver_local: look up the channel, queue
     // the shared frame for each subscriber, then drain the queues as the
     // writers would.
     for subscribers in [1_000u32, 10_000] {
         let mut conns = ConnTable::default();
-        let mut channels = ChannelTable::new(1);
+        let mut channels = ChannelTable::new(1, ShardInterest::alone());
         for _ in 0..subscribers {
             let (key, _) = conns.insert(AppIdx(0), -1, 0);
             let subs = &mut conns.get_mut(key).expect("just inserted").subs;

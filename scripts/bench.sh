@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks shardcast against the raw floor (and, with --peers, soketi and
-# sockudo; with --cluster, a two-node shardcast cluster).
+# sockudo; with --cluster, a two-node shardcast cluster; with --sharding,
+# two shards on one CPU).
 #
-#   scripts/bench.sh [--peers] [--cluster] [--runs N] [--quick] [--targets "shardcast floor ..."] [--cases "..."]
+#   scripts/bench.sh [--peers] [--cluster] [--sharding] [--runs N] [--quick] [--targets "shardcast floor ..."] [--cases "..."]
 #
-# Targets: shardcast, floor (default); soketi, sockudo (--peers); cluster2 (--cluster).
+# Targets: shardcast, floor (default); soketi, sockudo (--peers); cluster2
+# (--cluster); shardcast2 (--sharding).
 # Builds the release binaries, then for each run, each case and each target:
 # starts the server pinned to CPU $BENCH_SERVER_CPU (default 0) on a free
 # loopback port, runs the load generator pinned to CPU $BENCH_GEN_CPU
@@ -26,6 +28,14 @@
 # has no subscriber of the channel. Reports, per run, B's
 # cluster_messages_received_total growth per trigger (goal: < 0.01; before
 # sparse routing it was 1) in routing.jsonl and in summary.md.
+#
+# shardcast2 (the sharding overhead): one shardcast with two shards on the
+# server CPU (`--cpus 0,0`), against shardcast with one shard on the same
+# CPU: the cost of a second shard with no second core to run it. It runs
+# fanout-1ch and fanout-100ch (the subscribers land on both shards, so each
+# event crosses to the other one) and trigger (nobody subscribed: sparse
+# routing posts nothing to the other shard); the summary shows
+# shardcast2 / shardcast per case (goals: trigger >= 0.9, fan-out >= 0.95).
 #
 # Cases (full size, defined in bench/cases.sh; --quick shrinks them for a smoke test):
 #   fanout-1ch    1000 subscribers on 1 channel, 4 publishers, max rate, 100-byte events, 10 s
@@ -49,6 +59,7 @@ runs=3
 quick=0
 peers=0
 cluster=0
+sharding=0
 targets=""
 # shellcheck source=../bench/cases.sh
 . bench/cases.sh
@@ -61,6 +72,7 @@ while [ $# -gt 0 ]; do
     --targets) targets=$2; shift ;;
     --cases) cases=$2; shift ;;
     --cluster) cluster=1 ;;
+    --sharding) sharding=1 ;;
     -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -70,6 +82,7 @@ if [ -z "$targets" ]; then
   targets="shardcast floor"
   [ "$cluster" = 1 ] && targets="$targets cluster2"
   [ "$cluster" = 1 ] && [ "$cases" = "$BENCH_CASES" ] && cases="$cases $BENCH_CLUSTER_CASES"
+  [ "$sharding" = 1 ] && targets="$targets shardcast2"
   [ "$peers" = 1 ] && targets="$targets soketi sockudo"
 fi
 server_cpu=${BENCH_SERVER_CPU:-0}
@@ -98,7 +111,7 @@ for t in $targets; do
       } ;;
     cluster2)
       command -v redis-server >/dev/null || { echo "cluster2 needs redis-server" >&2; exit 2; } ;;
-    shardcast|floor) ;;
+    shardcast|shardcast2|floor) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
 done
@@ -131,6 +144,12 @@ stop_server() {
 remove_tls_dir() { [ -z "${tls_dir:-}" ] || rm -rf "$tls_dir"; }
 trap 'stop_server; remove_tls_dir' EXIT
 trap 'stop_server; remove_tls_dir; exit 130' INT TERM
+
+# in_list WORD "LIST": whether WORD is one of LIST's words.
+in_list() {
+  case " $2 " in *" $1 "*) return 0 ;; esac
+  return 1
+}
 
 # wait_port PORT PID: until PORT accepts connections (false if PID exits or 30 s pass).
 wait_port() {
@@ -231,6 +250,8 @@ start_server() {
     case "$target" in
       # shellcheck disable=SC2086
       shardcast) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu" $tls_args >"$log" 2>&1 & ;;
+      # shellcheck disable=SC2086
+      shardcast2) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu,$server_cpu" $tls_args >"$log" 2>&1 & ;;
       floor) taskset -c "$server_cpu" "$bin/floor" --host 127.0.0.1 --port "$port" >"$log" 2>&1 & ;;
       soketi) taskset -c "$server_cpu" scripts/peers/start-soketi.sh "$peer_dir/soketi" "$port" >"$log" 2>&1 & ;;
       sockudo) taskset -c "$server_cpu" scripts/peers/start-sockudo.sh "$peer_dir/sockudo" "$port" >"$log" 2>&1 & ;;
@@ -251,6 +272,10 @@ for run in $(seq "$runs"); do
     for t in $targets; do
       if [ "$t" = cluster2 ] && [[ "$(case_args "$c" "$quick")" != fanout* ]]; then
         echo "== run $run/$runs  $c  $t: skipped (not a fan-out case)"
+        continue
+      fi
+      if [ "$t" = shardcast2 ] && ! in_list "$c" "$SHARDING_CASES"; then
+        echo "== run $run/$runs  $c  $t: skipped (not a sharding-overhead case)"
         continue
       fi
       if [[ " $BENCH_CLUSTER_CASES " == *" $c "* ]] && [ "$t" != cluster2 ]; then

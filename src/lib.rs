@@ -9,11 +9,12 @@
 //! ([`pusher::channels::ChannelTable`]), the state it owns for channels and
 //! users hashed to it ([`pusher::owned`]), admission ([`pusher::admission`]:
 //! leased connection quotas, per-address counts, API rates) and deliveries
-//! in slices ([`pusher::delivery`]). Nothing mutable is shared between
-//! cores: shards talk only through a full mesh of bounded lock-free
-//! mailboxes ([`runtime::Mesh`]) carrying one enum,
+//! in slices ([`pusher::delivery`]). Shards talk only through a full mesh
+//! of bounded lock-free mailboxes ([`runtime::Mesh`]) carrying one enum,
 //! [`pusher::shard_msg::ShardMsg`]; a message to one's own shard is queued
-//! like any other. [`config::Config`] is read-only after start; the apps
+//! like any other. The one mutable thing the shards share is the node's
+//! interest table ([`pusher::interest`]: which shards have subscribers of
+//! which channel), so a publication is posted only to those shards. [`config::Config`] is read-only after start; the apps
 //! change while the server runs: the app store ([`app_store`], a thread
 //! beside the shards) queues each new [`apps::AppRegistry`] snapshot to
 //! every shard, which swaps it in ([`pusher::apps`]).
@@ -56,8 +57,9 @@
 //!             (subscribe → ChannelTable)   pusher::broadcast::publish
 //!                                              │ deliver_local: each subscriber's
 //!                                              │   queue gets the same Frame (skip except)
-//!                                              │ ShardMsg::Publish(Arc) ─► every other shard
-//!                                              │   (mesh; peer runs deliver_local)
+//!                                              │ ShardMsg::Publish(Arc) ─► each other shard
+//!                                              │   with subscribers (pusher::interest;
+//!                                              │   mesh; peer runs deliver_local)
 //!                                              │ cluster::NodeMsg ─► cluster link thread
 //!                                              │   ─► Redis/NATS (the channel's event subject)
 //!                                              │   ─► links of nodes with its subscribers

@@ -40,6 +40,11 @@ pub struct Counters {
     pub requests_timed_out: Cell<u64>,
     /// Cached events evicted before their TTL because the cache was full.
     pub cache_evictions: Cell<u64>,
+    /// Publications another shard of this node posted here.
+    pub publications_received: Cell<u64>,
+    /// Publications not posted to another shard, one per shard left out,
+    /// because it had no subscribers of their channels (sparse routing).
+    pub publications_skipped: Cell<u64>,
 }
 
 fn bump(cell: &Cell<u64>, by: u64) {
@@ -79,6 +84,14 @@ impl Counters {
         bump(&self.bytes_in, bytes as u64);
     }
 
+    pub fn publication_received(&self) {
+        bump(&self.publications_received, 1);
+    }
+
+    pub fn publications_skipped(&self, shards: u64) {
+        bump(&self.publications_skipped, shards);
+    }
+
     pub fn cache_evicted(&self, entries: usize) {
         bump(&self.cache_evictions, entries as u64);
     }
@@ -104,6 +117,8 @@ impl Counters {
             http_requests: self.http_requests.borrow().clone(),
             shard_requests_timed_out: self.requests_timed_out.get(),
             cache_evictions: self.cache_evictions.get(),
+            shard_publications_received: self.publications_received.get(),
+            shard_publications_skipped: self.publications_skipped.get(),
             ..Snapshot::default()
         }
     }
@@ -128,6 +143,8 @@ pub struct Snapshot {
     /// Messages waiting in the shard's outboxes to other shards.
     pub outbox_messages: u64,
     pub cache_evictions: u64,
+    pub shard_publications_received: u64,
+    pub shard_publications_skipped: u64,
 }
 
 impl Snapshot {
@@ -153,6 +170,8 @@ impl Snapshot {
         self.over_budget_closes += other.over_budget_closes;
         self.outbox_messages += other.outbox_messages;
         self.cache_evictions += other.cache_evictions;
+        self.shard_publications_received += other.shard_publications_received;
+        self.shard_publications_skipped += other.shard_publications_skipped;
     }
 }
 
@@ -199,7 +218,7 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             format!("{a},{b}")
         }
     };
-    let plain: [(&str, &str, &str, Getter); 13] = [
+    let plain: [(&str, &str, &str, Getter); 15] = [
         ("connections", "gauge", "Open WebSocket connections.", |s| {
             s.connections_current
         }),
@@ -274,6 +293,18 @@ pub fn render(shards: &[Snapshot], process: &[Figure]) -> String {
             "counter",
             "Cached events evicted before their TTL because the cache was at its limits.",
             |s| s.cache_evictions,
+        ),
+        (
+            "shard_publications_received_total",
+            "counter",
+            "Publications another shard of this node posted to this one.",
+            |s| s.shard_publications_received,
+        ),
+        (
+            "shard_publications_skipped_total",
+            "counter",
+            "Publications not posted to another shard (counted once per shard left out) because it had no subscribers of their channels.",
+            |s| s.shard_publications_skipped,
         ),
     ];
     for (name, kind, help, get) in plain {

@@ -2,13 +2,16 @@
 //! shard, skipping the one excluded socket.
 //!
 //! A [`Publication`] is built once (each frame encoded once), delivered to
-//! the local subscribers, and the same `Arc` is handed to every other shard
-//! once through the mailboxes; each shard runs [`deliver_local`] itself.
+//! the local subscribers, and the same `Arc` is handed once through the
+//! mailboxes to each other shard that has subscribers of one of its
+//! channels (the node's interest table: [`super::interest`], which says
+//! why no subscriber is missed); each shard runs [`deliver_local`] itself.
 //! In a cluster, node-level events ([`publish`], [`publish_now`]) also go
 //! once to the cluster link, which carries the encoded frames to the other
 //! nodes; owner announcements ([`publish_on_node`]) stay on this node,
 //! because every node's owners make their own.
 
+use super::interest::ShardSet;
 use super::shard::Shard;
 use super::shard_msg::ShardMsg;
 use crate::apps::AppIdx;
@@ -52,14 +55,32 @@ impl Publication {
 }
 
 /// Delivers on this shard and posts the publication to every other shard
-/// of this node, without waiting (owner announcements).
+/// of this node with subscribers of one of its channels, without waiting
+/// (owner announcements).
 pub fn publish_on_node(shard: &Shard, publication: Publication) -> Arc<Publication> {
     let publication = Arc::new(publication);
     deliver_local(shard, &publication);
-    for peer in shard.peers() {
-        shard.post(peer, ShardMsg::Publish(publication.clone()));
+    if shard.count > 1 {
+        let targets = interested(shard, &publication);
+        for peer in targets.iter() {
+            shard.post(peer, ShardMsg::Publish(publication.clone()));
+        }
+        let skipped = shard.count as usize - 1 - targets.len();
+        shard.counters.publications_skipped(skipped as u64);
     }
     publication
+}
+
+/// The other shards that hold one of the publication's channels now.
+fn interested(shard: &Shard, publication: &Publication) -> ShardSet {
+    let channels = shard.channels.borrow();
+    let table = channels.interest();
+    let mut targets = ShardSet::default();
+    for (name, _) in &publication.frames {
+        table.add_to(table.key(publication.app, name), &mut targets);
+    }
+    targets.remove(shard.id as usize);
+    targets
 }
 
 /// Delivers on every shard of every node, without waiting (client events).

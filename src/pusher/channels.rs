@@ -13,7 +13,15 @@
 //! leaving and "is it subscribed?" are hash lookups and `swap_remove`s: no
 //! operation scans a list whose length a client controls.
 //!
+//! The table also keeps this shard's side of the node's interest table
+//! ([`ShardInterest`]): a channel holds its key there while it exists, so
+//! other shards post its publications here exactly while it has local
+//! subscribers (and while joins to it are in flight: [`ChannelTable::hold`]).
+//!
 //! # Invariants
+//! - Every channel in `channels` holds its `key` in `interest` once; the
+//!   hold is taken when the channel is created and released when it is
+//!   freed.
 //! - For every `(id, conn)` in `memberships` with value `m`:
 //!   `channels[id].subscribers[m.in_channel] == conn` and
 //!   `subs_of(conn)[m.in_conn] == id`; and there is no other pair.
@@ -21,6 +29,7 @@
 
 use crate::apps::AppIdx;
 use crate::pusher::conns::{ChannelId, ConnKey};
+use crate::pusher::interest::{InterestTable, ShardInterest};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use smallvec::SmallVec;
@@ -32,6 +41,8 @@ pub type SubList = SmallVec<[ChannelId; 4]>;
 pub struct Channel {
     pub app: AppIdx,
     pub name: Box<str>,
+    /// Its key in the interest table.
+    pub key: u64,
     pub subscribers: Vec<ConnKey>,
 }
 
@@ -51,15 +62,37 @@ pub struct ChannelTable {
     /// (channel, connection) → positions; keys are server-assigned slots,
     /// never client strings, so a fast non-keyed hash is safe.
     memberships: FxHashMap<(ChannelId, ConnKey), Membership>,
+    /// This shard's holds in the node's interest table.
+    interest: ShardInterest,
 }
 
 impl ChannelTable {
-    pub fn new(apps: usize) -> ChannelTable {
+    pub fn new(apps: usize, interest: ShardInterest) -> ChannelTable {
         ChannelTable {
             by_name: (0..apps).map(|_| HashMap::new()).collect(),
             channels: Slab::new(),
             memberships: FxHashMap::default(),
+            interest,
         }
+    }
+
+    /// The node's interest table (read when publishing).
+    pub fn interest(&self) -> &InterestTable {
+        self.interest.table()
+    }
+
+    /// Holds the channel's interest on this shard without a subscriber (a
+    /// join in flight to its owner), so publications come here before the
+    /// join is confirmed; each hold is released once ([`ChannelTable::release`]).
+    pub fn hold(&mut self, app: AppIdx, name: &str) {
+        let key = self.interest.table().key(app, name);
+        self.interest.hold(key);
+    }
+
+    /// Releases a hold taken by [`ChannelTable::hold`].
+    pub fn release(&mut self, app: AppIdx, name: &str) {
+        let key = self.interest.table().key(app, name);
+        self.interest.release(key);
     }
 
     /// Makes room for apps added to the registry (`apps` slots in all).
@@ -84,9 +117,13 @@ impl ChannelTable {
         let id = match map.get(name) {
             Some(&id) => id,
             None => {
+                // Interest first: it is set before the caller confirms.
+                let key = self.interest.table().key(app, name);
+                self.interest.hold(key);
                 let id = self.channels.insert(Channel {
                     app,
                     name: name.into(),
+                    key,
                     subscribers: Vec::new(),
                 }) as ChannelId;
                 map.insert(name.into(), id);
@@ -132,6 +169,7 @@ impl ChannelTable {
         if channel.subscribers.is_empty() {
             let channel = self.channels.remove(id as usize);
             self.by_name[channel.app.0 as usize].remove(&channel.name);
+            self.interest.release(channel.key);
         }
         // The connection's side: its last channel moves into the hole.
         subs.swap_remove(m.in_conn as usize);
@@ -203,6 +241,7 @@ impl ChannelTable {
                 map.shrink_to_fit();
             }
         }
+        self.interest.shrink();
     }
 }
 
@@ -210,9 +249,13 @@ impl ChannelTable {
 mod tests {
     use super::*;
 
+    fn table(apps: usize) -> ChannelTable {
+        ChannelTable::new(apps, ShardInterest::alone())
+    }
+
     #[test]
     fn subscribe_is_idempotent_and_last_unsubscribe_frees() {
-        let mut t = ChannelTable::new(2);
+        let mut t = table(2);
         let (mut s1, mut s2) = (SubList::new(), SubList::new());
         let (a, new) = t.subscribe(AppIdx(0), "c", 1, &mut s1, None);
         assert!(new);
@@ -231,6 +274,21 @@ mod tests {
         assert!(t.is_empty());
         assert_eq!(t.subscriptions(), 0);
         assert_eq!(t.find(AppIdx(0), "c"), None);
+        assert!(t.interest().is_empty(), "the last unsubscribe releases");
+    }
+
+    #[test]
+    fn a_join_hold_keeps_interest_until_released() {
+        let mut t = table(1);
+        let mut s = SubList::new();
+        let key = t.interest().key(AppIdx(0), "presence-p");
+        t.hold(AppIdx(0), "presence-p");
+        assert!(t.interest().holds(key, 0), "held before any subscriber");
+        let (id, _) = t.subscribe(AppIdx(0), "presence-p", 1, &mut s, None);
+        t.release(AppIdx(0), "presence-p");
+        assert!(t.interest().holds(key, 0), "the channel still holds it");
+        t.unsubscribe(id, 1, &mut s);
+        assert!(t.interest().is_empty());
     }
 
     /// Checks the invariant written at the top of this file.
@@ -250,12 +308,16 @@ mod tests {
         assert_eq!(pairs, t.memberships.len());
         for (_, ch) in t.channels.iter() {
             assert!(!ch.subscribers.is_empty());
+            assert!(t.interest().holds(ch.key, 0), "a channel holds its key");
         }
+        // Nothing else is held (12 names: their keys do not collide).
+        assert_eq!(t.interest.len(), t.channels.len());
+        assert_eq!(t.interest().len(), t.channels.len());
     }
 
     #[test]
     fn positions_stay_exact_under_mixed_joins_and_leaves() {
-        let mut t = ChannelTable::new(1);
+        let mut t = table(1);
         let mut lists: Vec<(ConnKey, SubList)> = (0..8).map(|k| (k, SubList::new())).collect();
         // A small deterministic pseudo-random walk over 8 connections × 12 channels.
         let mut x: u32 = 12345;
@@ -280,7 +342,7 @@ mod tests {
     fn leaving_every_channel_from_the_end_frees_all() {
         // 50,000 channels on one connection, left from the end as a closing
         // connection leaves them.
-        let mut t = ChannelTable::new(1);
+        let mut t = table(1);
         let mut subs = SubList::new();
         for i in 0..50_000 {
             t.subscribe(AppIdx(0), &format!("c{i}"), 7, &mut subs, None);

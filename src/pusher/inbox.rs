@@ -16,7 +16,10 @@ use std::sync::Arc;
 /// Handles a protocol message. Called with no borrow of shard state held.
 pub fn handle(shard: &Shard, msg: ShardMsg) {
     match msg {
-        ShardMsg::Publish(publication) => broadcast::deliver_local(shard, &publication),
+        ShardMsg::Publish(publication) => {
+            shard.counters.publication_received();
+            broadcast::deliver_local(shard, &publication)
+        }
         ShardMsg::ToSocket { socket, frame } => {
             let mut conns = shard.conns.borrow_mut();
             if let Some(key) = conns.find(socket, shard.nonce, shard.id) {

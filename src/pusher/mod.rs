@@ -1,7 +1,8 @@
 //! The Pusher Channels protocol (version 7): socket ids, channel names,
 //! server messages, per-shard connection and channel tables, the session
 //! logic for client messages, owner-held state (presence, cache, users,
-//! counts), queries, and broadcast delivery.
+//! counts), queries, and broadcast delivery, posted only to the shards
+//! that have subscribers ([`interest`]).
 
 pub mod admission;
 pub mod apps;
@@ -16,6 +17,7 @@ pub mod delivery;
 pub mod flusher;
 pub mod inbound;
 pub mod inbox;
+pub mod interest;
 pub mod messages;
 pub mod node_interest;
 pub mod owned;

@@ -8,8 +8,12 @@
 //! - Shard state is never `Send`: it lives in an `Rc<Shard>` on its own
 //!   executor thread. The only values that cross cores are [`ShardMsg`]s in
 //!   the mesh, the read-only `Arc<Config>`, the app registry snapshots the
-//!   app store sends (`pusher::apps`), and the process-wide shutdown flag
-//!   set by the signal handler.
+//!   app store sends (`pusher::apps`), the process-wide shutdown flag
+//!   set by the signal handler, and the node's interest table
+//!   (`pusher::interest`), where each shard writes only its own bits.
+//! - A publication is posted to exactly the other shards whose bit is set
+//!   for one of its channels when it is published; a shard's bit for a
+//!   channel is set before any of its subscriptions to it is confirmed.
 //! - No `RefCell` borrow is held across an `.await`.
 //! - Each connection has exactly one task that owns its socket and writes its
 //!   queue; frames are immutable once built and shared between recipients.
@@ -41,6 +45,7 @@ use super::channels::ChannelTable;
 use super::conns::ConnTable;
 use super::delivery::{DeliveryQueue, Source};
 use super::inbox;
+use super::interest::{InterestTable, ShardInterest};
 use super::owned::{self, Owned};
 use super::query::{self, QueryAnswer, QueryAsk};
 use super::shard_msg::{Reply, Request, ShardMsg};
@@ -173,6 +178,9 @@ pub struct Services {
     /// The keys of the hash that picks each client address's owner shard:
     /// drawn once at start; every shard gets a clone (same keys).
     pub ip_hasher: RandomState,
+    /// Which shards have subscribers of which channels: one table for
+    /// the node, every shard gets the same `Arc` (`pusher::interest`).
+    pub interest: Arc<InterestTable>,
 }
 
 impl Shard {
@@ -193,7 +201,10 @@ impl Shard {
             count,
             nonce,
             config,
-            channels: RefCell::new(ChannelTable::new(apps.len())),
+            channels: RefCell::new(ChannelTable::new(
+                apps.len(),
+                ShardInterest::new(services.interest.clone(), id as usize),
+            )),
             deliveries: RefCell::new(DeliveryQueue::default()),
             reaper: Rc::new(Reaper::default()),
             admission: Admission::new(

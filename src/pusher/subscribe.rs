@@ -12,6 +12,14 @@
 //! opened on the engine goes on once it has (marked pending on the
 //! connection meanwhile, like a join), so `subscription_succeeded` is
 //! never sent before events from other nodes can arrive.
+//!
+//! Interest between shards (`pusher::interest`): a subscription makes this
+//! shard hold the channel in the node's interest table before it is
+//! confirmed: a plain channel when it is added to the channel table, in the
+//! step that queues `subscription_succeeded`; a join through the owner from
+//! the moment its `Join` is posted until its `Joined` is handled (exactly
+//! one per `Join`), by when the channel table holds it if the join
+//! succeeded.
 
 use super::node_interest;
 use super::shard::Shard;
@@ -152,6 +160,10 @@ fn proceed(
         if let Some(conn) = shard.conns.borrow_mut().get_mut(key) {
             conn.extra_mut().pending.push(channel.into());
         }
+        // Interest before the join leaves: events published once it is
+        // confirmed, and the owner's own announcements after the snapshot,
+        // must come here. Released in `on_joined`.
+        shard.channels.borrow_mut().hold(app, channel);
         let owner = owner_of(app, channel, shard.count);
         shard.post(
             owner,
@@ -365,6 +377,7 @@ pub fn on_joined(
     });
     let (Some(key), true) = (key, wanted) else {
         node_interest::release(shard, app, &channel);
+        shard.channels.borrow_mut().release(app, &channel);
         // Gone or unsubscribed meanwhile: undo the membership the owner added.
         if let Some((member, _)) = outcome.presence {
             let owner = owner_of(app, &channel, shard.count);
@@ -381,10 +394,14 @@ pub fn on_joined(
     };
     if let Some(r) = outcome.refused {
         node_interest::release(shard, app, &channel);
+        shard.channels.borrow_mut().release(app, &channel);
         return reply_refusal(shard, key, &channel, r.kind, &r.message, r.status);
     }
     let user = outcome.presence.as_ref().map(|(m, _)| m.user_id.clone());
     let (_, added) = add_local(shard, key, app, &channel, user);
+    // The channel holds the interest now (the hold ends after the channel's
+    // own began, so the bit never drops in between).
+    shard.channels.borrow_mut().release(app, &channel);
     let mut conns = shard.conns.borrow_mut();
     match outcome.presence {
         Some((_, snapshot)) => {

@@ -104,6 +104,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         shutdown: shutdown.clone(),
         app_store: Some(store_health),
         app_admin: Some(store.admin.clone()),
+        interest: Arc::new(crate::pusher::interest::InterestTable::new(count)),
         ..Services::default()
     };
     if with_webhooks {

@@ -779,12 +779,14 @@ pub mod channel_index {
     //! the touched channel and connection agree with the model (subscribers
     //! as a set, the connection's list as a set, `is_member`,
     //! `presence_user`, ids stable while a channel lives, a channel freed
-    //! when its last subscriber leaves) and so do `len` and
-    //! `subscriptions`; a full check compares everything.
+    //! when its last subscriber leaves) and so do `len`, `subscriptions`
+    //! and the interest the table holds (one key per live channel); a full
+    //! check compares everything.
 
     use shardcast::apps::AppIdx;
     use shardcast::pusher::channels::{ChannelTable, SubList};
     use shardcast::pusher::conns::{ChannelId, ConnKey};
+    use shardcast::pusher::interest::ShardInterest;
     use std::collections::{BTreeMap, BTreeSet};
 
     const APPS: u32 = 3;
@@ -841,7 +843,7 @@ pub mod channel_index {
     }
 
     pub fn run(data: &[u8]) {
-        let mut table = ChannelTable::new(APPS as usize);
+        let mut table = ChannelTable::new(APPS as usize, ShardInterest::alone());
         let mut lists: Vec<SubList> = (0..CONNS).map(|_| SubList::new()).collect();
         let mut model = Model {
             by_conn: vec![BTreeMap::new(); CONNS],
@@ -1005,6 +1007,9 @@ pub mod channel_index {
     fn check_counts(table: &ChannelTable, model: &Model) {
         assert_eq!(table.len(), model.by_chan.len());
         assert_eq!(table.is_empty(), model.by_chan.is_empty());
+        // Interest is held exactly while a channel lives (72 names: no
+        // two keys collide).
+        assert_eq!(table.interest().len(), model.by_chan.len());
         let pairs: usize = model.by_conn.iter().map(|c| c.len()).sum();
         assert_eq!(table.subscriptions(), pairs);
     }

@@ -35,6 +35,7 @@ mod private;
 mod protocol;
 mod queries;
 mod signin;
+mod sparse_routing;
 mod startup;
 mod tls;
 mod webhooks;

@@ -130,6 +130,10 @@ struct FanoutArgs {
     /// Events per request (more than 1 uses /batch_events).
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Channel names are PREFIX-0, PREFIX-1, ... (several load generators
+    /// on one server each need their own).
+    #[arg(long, default_value = "bench")]
+    channel_prefix: String,
     /// Longest wait for outstanding deliveries after publishing stops.
     #[arg(long, default_value_t = 10.0)]
     drain: f64,
@@ -166,6 +170,9 @@ struct TriggerArgs {
     /// Distinct (empty) channels the events go to.
     #[arg(long, default_value_t = 1)]
     channels: usize,
+    /// Channel names are PREFIX-0, PREFIX-1, ...
+    #[arg(long, default_value = "nobody")]
+    channel_prefix: String,
 }
 
 #[derive(Args)]
@@ -516,7 +523,9 @@ fn fanout(a: FanoutArgs, nofile: u64) -> Res {
         ));
     }
     let (mut eng, host) = new_engine(c, a.subscribers)?;
-    let channels: Vec<String> = (0..a.channels).map(|i| format!("bench-{i}")).collect();
+    let channels: Vec<String> = (0..a.channels)
+        .map(|i| format!("{}-{i}", a.channel_prefix))
+        .collect();
     let on = if c.sub_urls.is_empty() {
         c.url.clone()
     } else {
@@ -906,7 +915,9 @@ fn trigger(a: TriggerArgs) -> Res {
         return Err("publishers, batch and channels must be at least 1".into());
     }
     let (mut eng, host) = new_engine(c, 0)?;
-    let channels: Vec<String> = (0..a.channels).map(|i| format!("nobody-{i}")).collect();
+    let channels: Vec<String> = (0..a.channels)
+        .map(|i| format!("{}-{i}", a.channel_prefix))
+        .collect();
     let signer = Signer::new(&c.app_id, &c.key, &c.secret, &host);
     let cfg = PubConfig {
         publishers: a.publishers,

@@ -3,8 +3,8 @@
 //! Each line of raw.jsonl is one scenario result with `case`, `target` and
 //! `run`. For every case the headline metric is reported as the median over
 //! runs per target, and every comparison is a ratio taken within the same
-//! run (target / floor, shardcast / peer, cluster2 / shardcast) whose median
-//! is reported.
+//! run (target / floor, shardcast / peer, cluster2 / shardcast, shardcast2 /
+//! shardcast) whose median is reported.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,7 +70,7 @@ fn fmt_num(x: f64) -> String {
 fn target_rank(t: &str) -> (usize, String) {
     let r = match t {
         "shardcast" => 0,
-        "cluster2" => 1,
+        "cluster2" | "shardcast2" => 1,
         "floor" => 2,
         "soketi" => 3,
         "sockudo" => 4,
@@ -227,9 +227,10 @@ pub fn summarize(path: &std::path::Path, note: &str) -> Result<String, String> {
     // shardcast against each other server, and a two-node cluster against one node.
     let sc = target_rank("shardcast");
     let cluster = target_rank("cluster2");
+    let sharded = target_rank("shardcast2");
     let others: Vec<&(usize, String)> = targets
         .iter()
-        .filter(|t| **t != sc && **t != cluster)
+        .filter(|t| **t != sc && **t != cluster && **t != sharded)
         .collect();
     if targets.contains(&sc) && !others.is_empty() {
         ratio_table(
@@ -252,6 +253,18 @@ pub fn summarize(path: &std::path::Path, note: &str) -> Result<String, String> {
             "cluster2 (two shardcast nodes and Redis sharing the server CPU, subscribers split \
              over both, triggers to one) / shardcast (one node), per-run ratio of the headline \
              metric (median; the cost of clustering: 1 would be free):",
+        );
+    }
+    if targets.contains(&sc) && targets.contains(&sharded) {
+        ratio_table(
+            &mut md,
+            &by,
+            &case_order,
+            &sharded,
+            &[&sc],
+            "shardcast2 (two shards sharing the server CPU) / shardcast (one shard on it), \
+             per-run ratio of the headline metric (median; the sharding overhead: 1 would be \
+             free; goals: trigger, nobody subscribed, >= 0.9; fan-out >= 0.95):",
         );
     }
     // Details.
