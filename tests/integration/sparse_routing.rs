@@ -191,7 +191,10 @@ fn presence_and_cache_joins_through_the_owner_are_routed_before_confirmation() {
             .unwrap()
             .iter()
             .any(|v| v.as_str() == Some(y_id.as_str()));
-        // An HTTP event from the owner's shard right after the confirmation.
+        // y's own confirmation too (y's join may be handled after x's, and
+        // an event published before it succeeded need not reach y).
+        let q = on[a].expect_presence_succeeded(&ch);
+        // An HTTP event from the owner's shard right after the confirmations.
         http[a]
             .trigger(&DEV, &json!({"name":"after","channel":ch,"data":"t"}))
             .expect_ok_json();
@@ -214,7 +217,6 @@ fn presence_and_cache_joins_through_the_owner_are_routed_before_confirmation() {
             }
         }
         // y: its snapshot has x, or it gets x's member_added; then the event.
-        let q = on[a].expect_presence_succeeded(&ch);
         let x_id = format!("x{round}");
         if !q["ids"]
             .as_array()
