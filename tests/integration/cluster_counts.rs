@@ -289,6 +289,21 @@ fn watchlists_see_users_on_every_node_once() {
     });
 }
 
+/// Subscribes `ws` to every room at once and waits for every confirmation
+/// (count events in between are skipped).
+fn join_all(ws: &mut Ws, rooms: &[String]) {
+    for room in rooms {
+        ws.send_json(&json!({"event":"pusher:subscribe","data":{"channel":room}}));
+    }
+    let mut succeeded = 0;
+    while succeeded < rooms.len() {
+        let v: serde_json::Value = serde_json::from_str(&ws.recv_within(WAIT).text()).unwrap();
+        if v["event"] == "pusher_internal:subscription_succeeded" {
+            succeeded += 1;
+        }
+    }
+}
+
 /// A node whose link queue is far too small for a burst of count changes
 /// drops messages (counted) and repairs the other node's counts with a
 /// full sync: the other node's subscribers are told the true counts, when
@@ -318,20 +333,6 @@ fn counts_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
         for room in &rooms {
             watcher.send_json(&json!({"event":"pusher:subscribe","data":{"channel":room}}));
         }
-        // One connection on B joins all 40 at once: 40 count messages into
-        // a queue of 2.
-        let mut burst = Ws::connect(b.port);
-        for room in &rooms {
-            burst.send_json(&json!({"event":"pusher:subscribe","data":{"channel":room}}));
-        }
-        let mut succeeded = 0;
-        while succeeded < rooms.len() {
-            let v: serde_json::Value =
-                serde_json::from_str(&burst.recv_within(WAIT).text()).unwrap();
-            if v["event"] == "pusher_internal:subscription_succeeded" {
-                succeeded += 1;
-            }
-        }
         let settle =
             |ws: &mut Ws,
              last: &mut HashMap<String, u64>,
@@ -346,7 +347,17 @@ fn counts_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
                     }
                 }
             };
+        // A holder on B subscribes first, so B's engine subscriptions for
+        // the rooms are open (a node's first subscriber of a channel waits
+        // for the engine, which would spread the burst out).
+        let mut holder = Ws::connect(b.port);
+        join_all(&mut holder, &rooms);
         settle(&mut watcher, &mut last, 2, &mut note);
+        // One connection on B joins all 40 at once: 40 count changes in one
+        // tick, 40 messages into a queue of 2.
+        let mut burst = Ws::connect(b.port);
+        join_all(&mut burst, &rooms);
+        settle(&mut watcher, &mut last, 3, &mut note);
         let m = scrape(metrics_port(&b));
         assert!(
             m["shardcast_cluster_messages_dropped_total"] > 0,
@@ -355,7 +366,7 @@ fn counts_lost_by_an_overflowing_link_queue_are_repaired_by_a_full_sync() {
         // And all leave at once.
         burst.send_close(1000);
         burst.shutdown();
-        settle(&mut watcher, &mut last, 1, &mut note);
+        settle(&mut watcher, &mut last, 2, &mut note);
     });
 }
 

@@ -255,10 +255,21 @@ impl Mariadb {
     pub fn start() -> Mariadb {
         let root = unsafe { libc::geteuid() } == 0;
         let dir = temp_dir("mariadb", None);
+        // Its own temporary directory: installs and servers running at the
+        // same time otherwise share /tmp for their temporary tables (one
+        // install was seen failing on a temporary table it could not remove).
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("mariadb tmpdir");
+        if root {
+            let c = std::ffi::CString::new(tmp.to_str().unwrap()).unwrap();
+            let (uid, gid) = run_as("mysql").unwrap();
+            unsafe { libc::chown(c.as_ptr(), uid, gid) };
+        }
         let mut install = Command::new(find_sbin(&["mariadb-install-db", "mysql_install_db"]));
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             // Kernel AIO contexts are a machine-wide pool (fs.aio-max-nr)
             // that parallel tests can use up: plain I/O is enough here.
@@ -300,6 +311,7 @@ impl Mariadb {
             .arg(format!("--datadir={}", self.dir.join("data").display()))
             .arg(format!("--socket={}", self.dir.join("sock").display()))
             .arg(format!("--pid-file={}", self.dir.join("pid").display()))
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             .arg(format!("--port={}", self.port))
             .args([
                 "--bind-address=127.0.0.1",

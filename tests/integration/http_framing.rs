@@ -196,8 +196,10 @@ fn slow_bodies_count_against_max_pending_heads() {
     let mut slow: Vec<TcpStream> = (0..16)
         .map(|_| {
             let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.write_all(&post_head("Content-Length: 1000\r\n")).unwrap();
-            s.write_all(&body[..10]).unwrap();
+            // Past the cap the server answers 503 and closes at once, so a
+            // write may find the connection gone (EPIPE): that is expected.
+            let _ = s.write_all(&post_head("Content-Length: 1000\r\n"));
+            let _ = s.write_all(&body[..10]);
             s
         })
         .collect();
