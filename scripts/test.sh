@@ -71,7 +71,9 @@ cargo build --locked --all-targets
 cargo build --locked --profile attack --bin shardcast
 
 stage "cargo test (unit + integration)"
-cargo test --locked --lib --bins --tests -- --skip hostile::
+# Three at a time on two CPUs: most tests wait (timeouts, engines, databases)
+# rather than compute, and the ones that judge timing run alone below.
+cargo test --locked --lib --bins --tests -- --skip hostile:: --test-threads=3
 # The hostile-client tests time other clients' answers: alone, one at a time.
 cargo test --locked --test integration hostile:: -- --test-threads=1
 
