@@ -121,6 +121,24 @@ fn wait_users(port: u16, channel: &str, want: &[&str], within: Duration) {
     );
 }
 
+/// Two nodes that have heard each other, B reaching the engine through a
+/// proxy the test can cut; both say not ready 1 s after their link is cut.
+pub(crate) fn nodes_with_b_behind_a_proxy(
+    engine: &crate::cluster::EngineProcess,
+) -> (Server, Proxy, Server) {
+    let timing = "[cluster]\nengine_timeout_secs = 1\n";
+    let a = Server::start_with(&engine.config("").replace("[cluster]\n", timing));
+    let proxy = Proxy::start(engine.port);
+    let b = Server::start_with(
+        &engine
+            .config_via(proxy.port, "")
+            .replace("[cluster]\n", timing),
+    );
+    wait_log(&a, "is up", 1, Duration::from_secs(10));
+    wait_log(&b, "is up", 1, Duration::from_secs(10));
+    (a, proxy, b)
+}
+
 pub(crate) fn ready(port: u16) -> u16 {
     Http::connect(port).request("GET", "/ready", b"").status
 }
@@ -166,16 +184,7 @@ fn member_events_until(ws: &mut Ws, channel: &str, barriers: &[&str]) -> Vec<Str
 fn a_partitioned_node_serves_its_clients_and_converges_when_the_link_heals() {
     for_each_plain_engine(|engine| {
         let room = "presence-part";
-        let timing = "[cluster]\nengine_timeout_secs = 1\n";
-        let a = Server::start_with(&engine.config("").replace("[cluster]\n", timing));
-        let proxy = Proxy::start(engine.port);
-        let b = Server::start_with(
-            &engine
-                .config_via(proxy.port, "")
-                .replace("[cluster]\n", timing),
-        );
-        wait_log(&a, "is up", 1, Duration::from_secs(10));
-        wait_log(&b, "is up", 1, Duration::from_secs(10));
+        let (a, proxy, b) = nodes_with_b_behind_a_proxy(engine);
         let mut wa = join(a.port, room, "wa");
         let _a1 = join(a.port, room, "a1");
         let mut wb = join(b.port, room, "wb");

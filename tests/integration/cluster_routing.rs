@@ -6,7 +6,7 @@
 //! lost and restored. Every test runs on Redis and on NATS.
 
 use crate::cluster::{for_each_plain_engine, two_nodes, wait_log, EngineProcess};
-use crate::cluster_loss::{ready, Proxy};
+use crate::cluster_loss::{nodes_with_b_behind_a_proxy, ready};
 use crate::metrics::{metrics_port, scrape};
 use crate::support::*;
 use serde_json::json;
@@ -194,16 +194,7 @@ fn subscribers_leaving_and_coming_back_lose_nothing() {
 #[test]
 fn subscriptions_are_restored_when_the_engine_connection_comes_back() {
     for_each_plain_engine(|engine| {
-        let timing = "[cluster]\nengine_timeout_secs = 1\n";
-        let a = Server::start_with(&engine.config("").replace("[cluster]\n", timing));
-        let proxy = Proxy::start(engine.port);
-        let b = Server::start_with(
-            &engine
-                .config_via(proxy.port, "")
-                .replace("[cluster]\n", timing),
-        );
-        wait_log(&a, "is up", 1, Duration::from_secs(10));
-        wait_log(&b, "is up", 1, Duration::from_secs(10));
+        let (a, proxy, b) = nodes_with_b_behind_a_proxy(engine);
         let mut http = Http::connect(a.port);
         let mut before = Ws::connect(b.port);
         before.subscribe("before-cut");
