@@ -6,7 +6,11 @@
 #   scripts/bench.sh [--peers] [--cluster] [--sharding] [--runs N] [--quick] [--targets "shardcast floor ..."] [--cases "..."]
 #
 # Targets: shardcast, floor (default); soketi, sockudo (--peers); cluster2
-# (--cluster); shardcast2 (--sharding).
+# (--cluster); shardcast2 (--sharding); floor-glommio and floor-glommio2 (by
+# name in --targets, trigger case only: the trigger floor on glommio's
+# sockets with one executor, and with two executors sharing the server CPU
+# like shardcast2's shards; they split shardcast's distance from the floor into
+# glommio's I/O model and shardcast's own work).
 # Builds the release binaries, then for each run, each case and each target:
 # starts the server pinned to CPU $BENCH_SERVER_CPU (default 0) on a free
 # loopback port, runs the load generator pinned to CPU $BENCH_GEN_CPU
@@ -111,7 +115,7 @@ for t in $targets; do
       } ;;
     cluster2)
       command -v redis-server >/dev/null || { echo "cluster2 needs redis-server" >&2; exit 2; } ;;
-    shardcast|shardcast2|floor) ;;
+    shardcast|shardcast2|floor|floor-glommio|floor-glommio2) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
 done
@@ -253,6 +257,8 @@ start_server() {
       # shellcheck disable=SC2086
       shardcast2) taskset -c "$server_cpu" "$bin/shardcast" --host 127.0.0.1 --port "$port" --cpus "$server_cpu,$server_cpu" $tls_args >"$log" 2>&1 & ;;
       floor) taskset -c "$server_cpu" "$bin/floor" --host 127.0.0.1 --port "$port" >"$log" 2>&1 & ;;
+      floor-glommio) taskset -c "$server_cpu" "$bin/floor-glommio" --host 127.0.0.1 --port "$port" >"$log" 2>&1 & ;;
+      floor-glommio2) taskset -c "$server_cpu" "$bin/floor-glommio" --executors 2 --host 127.0.0.1 --port "$port" >"$log" 2>&1 & ;;
       soketi) taskset -c "$server_cpu" scripts/peers/start-soketi.sh "$peer_dir/soketi" "$port" >"$log" 2>&1 & ;;
       sockudo) taskset -c "$server_cpu" scripts/peers/start-sockudo.sh "$peer_dir/sockudo" "$port" >"$log" 2>&1 & ;;
     esac
@@ -280,6 +286,10 @@ for run in $(seq "$runs"); do
       fi
       if [[ " $BENCH_CLUSTER_CASES " == *" $c "* ]] && [ "$t" != cluster2 ]; then
         echo "== run $run/$runs  $c  $t: skipped (a cluster case)"
+        continue
+      fi
+      if [[ "$t" == floor-glommio* ]] && [ "$c" != trigger ]; then
+        echo "== run $run/$runs  $c  $t: skipped (HTTP triggers only)"
         continue
       fi
       if [ "$t" != shardcast ] && [[ "$c" == *-tls ]]; then

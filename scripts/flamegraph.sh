@@ -101,6 +101,8 @@ name="$stamp-$case_name"
 [ "$quick" = 1 ] && name="$name-quick"
 svg="flamegraphs/$name.svg"
 perf script -i "$work/perf.data" 2>/dev/null | "$tools/bin/inferno-collapse-perf" > "$work/folded"
+# FLAMEGRAPH_FOLDED=path keeps the folded stacks (one line per stack) for a closer look.
+[ -n "${FLAMEGRAPH_FOLDED:-}" ] && cp "$work/folded" "$FLAMEGRAPH_FOLDED"
 "$tools/bin/inferno-flamegraph" --title "$target: $case_name ($stamp)" \
   --subtitle "loadgen $args" < "$work/folded" > "$svg"
 echo "== wrote $svg"
