@@ -12,21 +12,20 @@
 //!
 //! `floor --host 127.0.0.1 --port P` logs `listening on HOST:PORT` on stderr.
 
+mod floor_api;
 mod sys;
 mod wsframe;
 
 use base64::Engine as _;
 use clap::Parser;
+use floor_api::{Batch, Event};
 use memchr::memmem;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use slab::Slab;
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 
 #[derive(Parser)]
 #[command(
@@ -34,10 +33,8 @@ use std::net::SocketAddr;
     about = "Raw-socket floor server for Pusher benchmarks"
 )]
 struct Cli {
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    #[arg(long, default_value_t = 6001)]
-    port: u16,
+    #[command(flatten)]
+    listen: floor_api::Listen,
 }
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -51,24 +48,6 @@ struct Client {
     channels: Vec<u32>,
 }
 
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    channel: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    channels: Option<Vec<Cow<'a, str>>>,
-    #[serde(borrow)]
-    data: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct Batch<'a> {
-    #[serde(borrow)]
-    batch: Vec<Event<'a>>,
-}
-
 struct Server {
     poll: Poll,
     clients: Slab<Client>,
@@ -80,9 +59,7 @@ struct Server {
 fn main() -> io::Result<()> {
     let cli = Cli::parse();
     sys::raise_nofile();
-    let addr: SocketAddr = format!("{}:{}", cli.host, cli.port)
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let addr = cli.listen.addr()?;
     let raw = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,

@@ -16,12 +16,13 @@
 //!
 //! `floor-glommio --host 127.0.0.1 --port P` logs `listening on HOST:PORT`.
 
+mod floor_api;
+
 use clap::Parser;
+use floor_api::Event;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::LocalExecutorBuilder;
-use serde::Deserialize;
-use std::borrow::Cow;
 use std::os::unix::io::{FromRawFd, IntoRawFd};
 
 #[derive(Parser)]
@@ -30,10 +31,8 @@ use std::os::unix::io::{FromRawFd, IntoRawFd};
     about = "HTTP trigger floor on glommio sockets"
 )]
 struct Cli {
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    #[arg(long, default_value_t = 6001)]
-    port: u16,
+    #[command(flatten)]
+    listen: floor_api::Listen,
     /// Executors (threads) sharing the port (SO_REUSEPORT), all on the CPUs
     /// the process may use: with `taskset -c 0 ... --executors 2` the same
     /// two-threads-on-one-CPU shape as `shardcast --cpus 0,0`.
@@ -45,46 +44,47 @@ struct Cli {
     hand_over: bool,
 }
 
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(borrow)]
-    #[allow(dead_code)]
-    name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    #[allow(dead_code)]
-    channel: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    #[allow(dead_code)]
-    data: Cow<'a, str>,
-}
-
 const OK: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
 const BAD: &[u8] =
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
 
-/// Parses one request at the start of `b`: Some(Some((used, ok))) when
-/// complete, Some(None) when more bytes are needed, None to close.
-fn parse(b: &[u8]) -> Option<Option<(usize, bool)>> {
+/// What the bytes at the start of the read buffer hold.
+enum Request {
+    /// A whole request of `len` bytes; `event` says whether its body parsed.
+    Complete { len: usize, event: bool },
+    /// Not all of it yet.
+    Partial,
+    /// Not HTTP: close.
+    Bad,
+}
+
+fn parse(b: &[u8]) -> Request {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(b) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Some(None),
-        Err(_) => return None,
+        Ok(httparse::Status::Partial) => return Request::Partial,
+        Err(_) => return Request::Bad,
     };
     let mut content_length = 0usize;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            content_length = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+            match std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+            {
+                Some(n) => content_length = n,
+                None => return Request::Bad,
+            }
         }
     }
-    if b.len() < head_len + content_length {
-        return Some(None);
+    let len = head_len + content_length;
+    if b.len() < len {
+        return Request::Partial;
     }
-    let body = &b[head_len..head_len + content_length];
-    let ok = serde_json::from_slice::<Event>(body).is_ok();
-    Some(Some((head_len + content_length, ok)))
+    let event = serde_json::from_slice::<Event>(&b[head_len..len]).is_ok();
+    Request::Complete { len, event }
 }
 
 /// Set by `--hand-over`: yield the CPU after each response.
@@ -111,10 +111,14 @@ async fn serve(mut stream: TcpStream) {
         let mut used = 0;
         loop {
             match parse(&buf[used..filled]) {
-                None => return,
-                Some(None) => break,
-                Some(Some((len, ok))) => {
-                    if stream.write_all(if ok { OK } else { BAD }).await.is_err() {
+                Request::Bad => return,
+                Request::Partial => break,
+                Request::Complete { len, event } => {
+                    if stream
+                        .write_all(if event { OK } else { BAD })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     used += len;
@@ -132,18 +136,24 @@ async fn serve(mut stream: TcpStream) {
 
 fn main() {
     let cli = Cli::parse();
-    let addr = format!("{}:{}", cli.host, cli.port);
+    let addr = cli
+        .listen
+        .addr()
+        .expect("--host and --port make an address");
     HAND_OVER.store(cli.hand_over, std::sync::atomic::Ordering::Relaxed);
     // Every listener is bound before any accepts, so the kernel spreads
     // connections over all of them from the first one.
     let listeners: Vec<std::net::TcpListener> = (0..cli.executors.max(1))
         .map(|_| {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .expect("socket");
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                None,
+            )
+            .expect("socket");
             socket.set_reuse_port(true).expect("SO_REUSEPORT");
             socket.set_reuse_address(true).expect("SO_REUSEADDR");
-            let sa: std::net::SocketAddr = addr.parse().expect("address");
-            socket.bind(&sa.into()).expect("bind");
+            socket.bind(&addr.into()).expect("bind");
             socket.listen(1024).expect("listen");
             socket.into()
         })
