@@ -3,14 +3,17 @@
 //! # Architecture
 //!
 //! One pinned glommio executor per configured CPU ([`runtime::start_cores`])
-//! runs one Pusher shard ([`pusher::shard::Shard`]). A shard owns its
+//! runs one Pusher shard ([`pusher::shard::Shard`]), or several when the
+//! CPU is listed more than once (they take turns as tasks of that one
+//! executor instead of as threads at the kernel's tick). A shard owns its
 //! SO_REUSEPORT listener and its state, kept in per-shard services with
 //! their own methods: connections ([`pusher::conns::ConnTable`]), channels
 //! ([`pusher::channels::ChannelTable`]), the state it owns for channels and
 //! users hashed to it ([`pusher::owned`]), admission ([`pusher::admission`]:
 //! leased connection quotas, per-address counts, API rates) and deliveries
 //! in slices ([`pusher::delivery`]). Shards talk only through a full mesh
-//! of bounded lock-free mailboxes ([`runtime::Mesh`]) carrying one enum,
+//! of bounded lock-free mailboxes ([`runtime::Mesh`]; in-thread queues
+//! between shards of one executor) carrying one enum,
 //! [`pusher::shard_msg::ShardMsg`]; a message to one's own shard is queued
 //! like any other. The one mutable thing the shards share is the node's
 //! interest table ([`pusher::interest`]: which shards have subscribers of

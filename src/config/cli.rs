@@ -32,7 +32,7 @@ pub struct Cli {
         value_name = "LIST",
         help = help(
             &CPUS,
-            "CPUs to run one pinned shard each on, e.g. `0,2-3`; a CPU listed twice runs two shards"
+            "CPUs to run one pinned shard each on, e.g. `0,2-3`; a CPU listed twice runs two shards on its one executor"
         )
     )]
     pub cpus: Option<String>,

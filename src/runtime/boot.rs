@@ -1,14 +1,21 @@
 //! Starting the cores: check the environment, then run one pinned glommio
-//! executor per configured CPU, each joined to the others by the mailbox
-//! mesh, and report when each is up.
+//! executor per distinct configured CPU, each joined to the others by the
+//! mailbox mesh, and report when each shard is up.
 //!
-//! What runs on each core is the caller's: it gets a [`Seat`] (its index,
+//! A CPU listed more than once runs that many shards on its one executor,
+//! as tasks that take turns cooperatively and reach each other through
+//! in-thread queues. Two executors on one CPU would instead take turns at
+//! the kernel's tick (4 ms with HZ=250), because a loaded executor almost
+//! never blocks: every message between them would wait for the other's
+//! slice to end.
+//!
+//! What runs for each shard is the caller's: it gets a [`Seat`] (its index,
 //! the shard count, its ends of the mesh) and whatever per-shard payload it
 //! prepared, and says through [`Ready`] when it is serving or why it could
 //! not start.
 
 use super::env_check;
-use super::mailbox::{build_mesh, Inbox, Mesh, MeshEnds};
+use super::mailbox::{build_local, build_mesh, Inbox, LocalEnds, Mesh, MeshEnds};
 use crate::errors::StartupError;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::future::Future;
@@ -24,22 +31,38 @@ const PREEMPT_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 /// writes sockets into its own buffers, so glommio's pool stays small.
 const IO_MEMORY: usize = 64 * 1024;
 
-/// One core's place in the set: its index, the count, its mesh ends.
+/// One shard's place in the set: its index, the count, its mesh ends.
 pub struct Seat<M: Send + Sized> {
     pub index: usize,
     pub count: usize,
     pub cpu: usize,
     mesh: MeshEnds<M>,
+    local: LocalEnds<M>,
 }
 
 impl<M: Send + Sized + 'static> Seat<M> {
-    /// Connects this core's mesh ends (waits for every peer to connect).
+    /// Connects this shard's mesh ends (waits for every peer on another
+    /// executor to connect).
     pub async fn connect(self) -> (Mesh<M>, Vec<Inbox<M>>) {
-        Mesh::connect(self.mesh).await
+        Mesh::connect(self.mesh, self.local).await
     }
 }
 
-/// How a core reports that it started (or why it could not).
+/// The shards one executor will run, on its CPU.
+struct ExecutorPlan<M: Send + Sized, P> {
+    cpu: usize,
+    shards: Vec<ShardPlan<M, P>>,
+}
+
+/// One shard before its executor starts: its index, its ring ends, the
+/// caller's payload for it.
+struct ShardPlan<M: Send + Sized, P> {
+    index: usize,
+    mesh: MeshEnds<M>,
+    payload: P,
+}
+
+/// How a shard reports that it started (or why it could not).
 pub struct Ready(mpsc::Sender<Result<(), StartupError>>);
 
 impl Ready {
@@ -71,9 +94,10 @@ pub fn check_environment(cpus: &[usize]) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// Runs `body(seat, payload, ready)` on one pinned executor per CPU of
-/// `cpus` (one payload each, in order) and returns their threads once
-/// every core reported [`Ready::up`]; the first failure is returned instead.
+/// Runs `body(seat, payload, ready)` for each shard of `cpus` (one payload
+/// each, in order) on one pinned executor per distinct CPU, and returns
+/// their threads once every shard reported [`Ready::up`]; the first failure
+/// is returned instead.
 pub fn start_cores<M, P, F, Fut>(
     cpus: &[usize],
     payloads: Vec<P>,
@@ -87,40 +111,77 @@ where
 {
     let count = cpus.len();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartupError>>();
+    // Shards grouped by CPU, in order of first appearance.
+    let mut executors: Vec<ExecutorPlan<M, P>> = Vec::new();
+    for (index, (mesh, payload)) in build_mesh::<M>(cpus).into_iter().zip(payloads).enumerate() {
+        let cpu = cpus[index];
+        let shard = ShardPlan {
+            index,
+            mesh,
+            payload,
+        };
+        match executors.iter_mut().find(|e| e.cpu == cpu) {
+            Some(executor) => executor.shards.push(shard),
+            None => executors.push(ExecutorPlan {
+                cpu,
+                shards: vec![shard],
+            }),
+        }
+    }
     let mut threads = Vec::new();
-    for (index, ((mesh, &cpu), payload)) in build_mesh::<M>(count)
-        .into_iter()
-        .zip(cpus)
-        .zip(payloads)
-        .enumerate()
-    {
+    for ExecutorPlan { cpu, shards } in executors {
+        let indices: Vec<usize> = shards.iter().map(|s| s.index).collect();
+        let name = match indices.as_slice() {
+            [one] => format!("shard-{one}"),
+            many => format!("shards-{}", join(many)),
+        };
         let ready = Ready(ready_tx.clone());
         let body = body.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("shard-{index}"))
+            .name(name.clone())
             .spawn(move || {
                 let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-                    .name(&format!("shard-{index}"))
+                    .name(&name)
                     .io_memory(IO_MEMORY)
                     // Long work yields (`yield_now`) once it has run this
                     // long, so the reactor polls sockets at least this often.
                     .preempt_timer(PREEMPT_AFTER)
                     .make();
-                match executor {
-                    Ok(executor) => {
-                        let seat = Seat {
-                            index,
-                            count,
+                let executor = match executor {
+                    Ok(executor) => executor,
+                    Err(e) => {
+                        return ready.failed(StartupError::Shard {
                             cpu,
-                            mesh,
-                        };
-                        executor.run(body(seat, payload, ready));
+                            why: e.to_string(),
+                        })
                     }
-                    Err(e) => ready.failed(StartupError::Shard {
-                        cpu,
-                        why: e.to_string(),
-                    }),
-                }
+                };
+                executor.run(async move {
+                    let locals = build_local::<M>(&indices);
+                    let tasks: Vec<_> = shards
+                        .into_iter()
+                        .zip(locals)
+                        .map(|(shard, local)| {
+                            let ShardPlan {
+                                index,
+                                mesh,
+                                payload,
+                            } = shard;
+                            let seat = Seat {
+                                index,
+                                count,
+                                cpu,
+                                mesh,
+                                local,
+                            };
+                            let ready = Ready(ready.0.clone());
+                            glommio::spawn_local(body.clone()(seat, payload, ready))
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await;
+                    }
+                });
             })
             .map_err(|e| StartupError::Shard {
                 cpu,
@@ -141,4 +202,10 @@ where
         }
     }
     Ok(threads)
+}
+
+/// `1-2-5` for shards 1, 2 and 5.
+fn join(indices: &[usize]) -> String {
+    let names: Vec<String> = indices.iter().map(usize::to_string).collect();
+    names.join("-")
 }

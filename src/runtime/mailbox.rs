@@ -1,7 +1,10 @@
-//! Cross-core mailboxes: a full mesh of bounded lock-free SPSC rings
-//! (glommio shared channels), one per ordered pair of shards, created before
-//! the executors start, carrying one message type `M` chosen by the layer
-//! above (the protocol's shard messages). Nothing else crosses cores.
+//! Mailboxes between shards: a full mesh carrying one message type `M`
+//! chosen by the layer above (the protocol's shard messages). Between shards
+//! on different executors the mesh is a bounded lock-free SPSC ring (glommio
+//! shared channel) per ordered pair, created before the executors start;
+//! nothing else crosses cores. Shards that share an executor (their CPU is
+//! listed more than once, see `boot`) reach each other through in-thread
+//! [`LocalQueue`]s instead, made on that executor's thread.
 //!
 //! Sending never blocks the caller's logic: [`Mesh::post`] appends to a
 //! shard-local FIFO outbox per peer, and one pump task per peer moves the
@@ -10,9 +13,10 @@
 //! posted them, and only the pump ever waits on a ring (glommio's `send`
 //! assumes a single waiter).
 //!
-//! A message a shard posts to itself is queued like any other: it goes to
-//! the shard's own FIFO and is handled by the same receiving loop, after
-//! whatever the poster is doing now, never inline inside `post`.
+//! A message a shard posts to itself or to a shard on its own executor is
+//! queued like any other: it goes to that pair's local FIFO and is handled
+//! by the receiver's loop for it, after whatever the poster is doing now,
+//! never inline inside `post`.
 //!
 //! # Bounds
 //! An outbox above [`OUTBOX_HIGH_WATER`] messages makes its producers wait:
@@ -42,30 +46,67 @@ pub const OUTBOX_HIGH_WATER: usize = 4096;
 /// Outbox length under which waiting producers resume.
 pub const OUTBOX_LOW_WATER: usize = 1024;
 
-/// One shard's unconnected ends of the mesh, movable to its thread.
+/// One shard's unconnected ring ends, movable to its thread: a sender to
+/// and a receiver from every shard on another executor.
 pub struct MeshEnds<M: Send + Sized> {
-    me: usize,
     senders: Vec<Option<SharedSender<M>>>,
-    /// Receivers in peer order, this shard left out.
-    receivers: Vec<SharedReceiver<M>>,
+    /// Receivers with the shard each comes from.
+    receivers: Vec<(usize, SharedReceiver<M>)>,
 }
 
-/// Builds the N×(N−1) rings and hands each shard its ends.
-pub fn build_mesh<M: Send + Sized>(shards: usize) -> Vec<MeshEnds<M>> {
+/// Builds a ring for every ordered pair of shards on different executors
+/// (`executor_of[shard]`) and hands each shard its ends.
+pub fn build_mesh<M: Send + Sized>(executor_of: &[usize]) -> Vec<MeshEnds<M>> {
+    let shards = executor_of.len();
     let mut ends: Vec<MeshEnds<M>> = (0..shards)
-        .map(|me| MeshEnds {
-            me,
+        .map(|_| MeshEnds {
             senders: (0..shards).map(|_| None).collect(),
             receivers: Vec::new(),
         })
         .collect();
     for from in 0..shards {
         for to in 0..shards {
-            if from != to {
+            if executor_of[from] != executor_of[to] {
                 let (tx, rx) = shared_channel::new_bounded(MAILBOX_CAPACITY);
                 ends[from].senders[to] = Some(tx);
-                ends[to].receivers.push(rx);
+                ends[to].receivers.push((from, rx));
             }
+        }
+    }
+    ends
+}
+
+/// One shard's ends of the local queues of its executor: to and from each
+/// shard there, itself included. Made on the executor's thread
+/// ([`build_local`]); never leaves it.
+pub struct LocalEnds<M> {
+    /// The shard's producers waiting for its outboxes and queues to drain.
+    waiters: Rc<RefCell<Vec<Waker>>>,
+    outgoing: Vec<(usize, Rc<LocalQueue<M>>)>,
+    incoming: Vec<(usize, Rc<LocalQueue<M>>)>,
+}
+
+/// Makes a local queue for every ordered pair of `shards` (the shards of
+/// one executor, each paired with itself too), one [`LocalEnds`] per shard
+/// in the order given.
+pub fn build_local<M>(shards: &[usize]) -> Vec<LocalEnds<M>> {
+    let mut ends: Vec<LocalEnds<M>> = shards
+        .iter()
+        .map(|_| LocalEnds {
+            waiters: Rc::new(RefCell::new(Vec::new())),
+            outgoing: Vec::new(),
+            incoming: Vec::new(),
+        })
+        .collect();
+    for (f, &from) in shards.iter().enumerate() {
+        for (t, &to) in shards.iter().enumerate() {
+            let queue = Rc::new(LocalQueue {
+                queue: RefCell::new(VecDeque::new()),
+                waker: RefCell::new(None),
+                waiters: ends[f].waiters.clone(),
+            });
+            ends[f].outgoing.push((to, queue.clone()));
+            ends[t].incoming.push((from, queue));
         }
     }
     ends
@@ -77,33 +118,43 @@ struct Peer<M: Send + Sized> {
     pumping: Cell<bool>,
 }
 
-/// Messages a shard posted to itself, waiting for its receiving loop.
-pub struct OwnQueue<M> {
+/// Messages one shard posted to another on the same executor (or to
+/// itself), waiting for the receiver's loop. Unbounded by type; its sender's
+/// producers wait above [`OUTBOX_HIGH_WATER`] like for a ring's outbox.
+pub struct LocalQueue<M> {
     queue: RefCell<VecDeque<M>>,
+    /// The receiver's loop, when it waits for a message.
     waker: RefCell<Option<Waker>>,
-    /// The mesh's waiting producers, woken when this queue drains.
+    /// The sender's waiting producers, woken when this queue drains.
     waiters: Rc<RefCell<Vec<Waker>>>,
 }
 
-/// A shard's connected senders (one per peer, `None` for itself) and its
-/// own queue.
+/// How a shard reaches one other shard (or itself).
+enum Route<M: Send + Sized> {
+    /// A shard on another executor: its ring and our outbox for it.
+    Ring(Rc<Peer<M>>),
+    /// A shard on this executor, or this shard.
+    Local(Rc<LocalQueue<M>>),
+}
+
+/// A shard's connected routes, one per shard of the set (itself included).
 pub struct Mesh<M: Send + Sized> {
-    me: usize,
-    peers: Vec<Option<Rc<Peer<M>>>>,
-    own: Rc<OwnQueue<M>>,
-    /// Producers waiting for the outboxes to drain.
+    /// Indexed by shard; `None` only for a ring that failed to connect.
+    routes: Vec<Option<Route<M>>>,
+    /// Producers waiting for the outboxes and local queues to drain.
     waiters: Rc<RefCell<Vec<Waker>>>,
 }
 
-/// Where a shard's messages come from: one ring per peer, and its own queue.
+/// Where a shard's messages come from: a ring from each shard on another
+/// executor, a local queue from each on its own (itself included).
 pub enum Inbox<M: Send + Sized> {
     Peer {
         from: usize,
         ring: ConnectedReceiver<M>,
     },
-    Own {
-        me: usize,
-        queue: Rc<OwnQueue<M>>,
+    Local {
+        from: usize,
+        queue: Rc<LocalQueue<M>>,
     },
 }
 
@@ -111,17 +162,16 @@ impl<M: Send + Sized> Inbox<M> {
     /// The shard the messages come from.
     pub fn from(&self) -> usize {
         match self {
-            Inbox::Peer { from, .. } => *from,
-            Inbox::Own { me, .. } => *me,
+            Inbox::Peer { from, .. } | Inbox::Local { from, .. } => *from,
         }
     }
 
-    /// The next message; `None` once the peer is gone (the own queue never
+    /// The next message; `None` once the peer is gone (a local queue never
     /// ends).
     pub async fn recv(&self) -> Option<M> {
         match self {
             Inbox::Peer { ring, .. } => ring.recv().await,
-            Inbox::Own { queue, .. } => {
+            Inbox::Local { queue, .. } => {
                 futures_lite::future::poll_fn(|cx| {
                     let mut q = queue.queue.borrow_mut();
                     match q.pop_front() {
@@ -144,11 +194,10 @@ impl<M: Send + Sized> Inbox<M> {
 }
 
 impl<M: Send + Sized + 'static> Mesh<M> {
-    /// Connects this shard's ends; returns the senders and the inboxes to
-    /// drain (every peer's ring, then the own queue). Each connect waits for
-    /// the peer's, so all run concurrently.
-    pub async fn connect(ends: MeshEnds<M>) -> (Mesh<M>, Vec<Inbox<M>>) {
-        let me = ends.me;
+    /// Connects this shard's ring ends and takes its local ends; returns
+    /// the routes and the inboxes to drain. Each ring connect waits for the
+    /// peer's, so all run concurrently.
+    pub async fn connect(ends: MeshEnds<M>, local: LocalEnds<M>) -> (Mesh<M>, Vec<Inbox<M>>) {
         // A pending connect is re-polled only when this executor's reactor
         // wakes, and a peer's connect sends no wake-up (glommio 0.9
         // `Reactor::process_shared_channels`): an executor asleep before
@@ -179,22 +228,20 @@ impl<M: Send + Sized + 'static> Mesh<M> {
         let receivers: Vec<_> = ends
             .receivers
             .into_iter()
-            .map(|r| glommio::spawn_local(r.connect()))
+            .map(|(from, r)| (from, glommio::spawn_local(r.connect())))
             .collect();
-        let mut peers = Vec::with_capacity(senders.len());
+        let mut routes = Vec::with_capacity(senders.len());
         for task in senders {
-            peers.push(task.await.map(|sender| {
-                Rc::new(Peer {
+            routes.push(task.await.map(|sender| {
+                Route::Ring(Rc::new(Peer {
                     sender,
                     outbox: RefCell::new(VecDeque::new()),
                     pumping: Cell::new(false),
-                })
+                }))
             }));
         }
-        let mut inboxes = Vec::with_capacity(receivers.len() + 1);
-        for (i, task) in receivers.into_iter().enumerate() {
-            // Receivers come in peer order, this shard left out.
-            let from = if i < me { i } else { i + 1 };
+        let mut inboxes = Vec::with_capacity(receivers.len() + local.incoming.len());
+        for (from, task) in receivers {
             inboxes.push(Inbox::Peer {
                 from,
                 ring: task.await,
@@ -202,21 +249,18 @@ impl<M: Send + Sized + 'static> Mesh<M> {
         }
         connected.set(true);
         ticker.await;
-        let waiters = Rc::new(RefCell::new(Vec::new()));
-        let own = Rc::new(OwnQueue {
-            queue: RefCell::new(VecDeque::new()),
-            waker: RefCell::new(None),
-            waiters: waiters.clone(),
-        });
-        inboxes.push(Inbox::Own {
-            me,
-            queue: own.clone(),
-        });
+        for (to, queue) in local.outgoing {
+            routes[to] = Some(Route::Local(queue));
+        }
+        inboxes.extend(
+            local
+                .incoming
+                .into_iter()
+                .map(|(from, queue)| Inbox::Local { from, queue }),
+        );
         let mesh = Mesh {
-            me,
-            peers,
-            own,
-            waiters,
+            routes,
+            waiters: local.waiters,
         };
         (mesh, inboxes)
     }
@@ -224,14 +268,17 @@ impl<M: Send + Sized + 'static> Mesh<M> {
     /// Queues `msg` for `peer` (possibly this shard itself) in FIFO order;
     /// never waits and never handles it inline.
     pub fn post(&self, peer: usize, msg: M) {
-        if peer == self.me {
-            self.own.queue.borrow_mut().push_back(msg);
-            if let Some(w) = self.own.waker.borrow_mut().take() {
-                w.wake();
+        let p = match &self.routes[peer] {
+            Some(Route::Ring(p)) => p,
+            Some(Route::Local(queue)) => {
+                queue.queue.borrow_mut().push_back(msg);
+                if let Some(w) = queue.waker.borrow_mut().take() {
+                    w.wake();
+                }
+                return;
             }
-            return;
-        }
-        let Some(p) = &self.peers[peer] else { return };
+            None => return, // never connected: shutting down
+        };
         // Fast path: nothing queued ahead and room in the ring.
         if p.outbox.borrow().is_empty() && !p.pumping.get() {
             match p.sender.try_send(msg) {
@@ -268,25 +315,20 @@ impl<M: Send + Sized + 'static> Mesh<M> {
         }
     }
 
-    /// Messages waiting in all outboxes and the own queue (metrics).
+    /// Messages waiting in all outboxes and outgoing local queues
+    /// (metrics).
     pub fn queued(&self) -> usize {
-        self.peers
-            .iter()
-            .flatten()
-            .map(|p| p.outbox.borrow().len())
-            .sum::<usize>()
-            + self.own.queue.borrow().len()
+        self.routes.iter().flatten().map(Route::waiting).sum()
     }
 
     /// Ready when every outbox is under its high-water mark; otherwise registers `cx`'s waker to be woken
     /// once it drains under the low-water mark.
     pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
         let congested = self
-            .peers
+            .routes
             .iter()
             .flatten()
-            .any(|p| p.outbox.borrow().len() > OUTBOX_HIGH_WATER)
-            || self.own.queue.borrow().len() > OUTBOX_HIGH_WATER;
+            .any(|r| r.waiting() > OUTBOX_HIGH_WATER);
         if !congested {
             return Poll::Ready(());
         }
@@ -295,6 +337,17 @@ impl<M: Send + Sized + 'static> Mesh<M> {
             waiters.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+impl<M: Send + Sized> Route<M> {
+    /// Messages posted on this route and not yet handed on (an outbox) or
+    /// taken by the receiver (a local queue).
+    fn waiting(&self) -> usize {
+        match self {
+            Route::Ring(p) => p.outbox.borrow().len(),
+            Route::Local(q) => q.queue.borrow().len(),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The thread-per-core runtime: one pinned glommio executor per configured
-//! CPU ([`start_cores`]), joined by a full mesh of bounded lock-free
-//! mailboxes ([`Mesh`]) that carry one message type chosen by the layer
-//! above, plus what every core needs to run work fairly: task queues and
+//! CPU ([`start_cores`]) running the shards listed on that CPU, joined by a
+//! full mesh of bounded lock-free mailboxes ([`Mesh`]; in-thread queues
+//! between shards of one executor) that carry one message type chosen by
+//! the layer above, plus what every core needs to run work fairly: task queues and
 //! timers ([`spawn`], [`sleep`], [`Queue`]), coarse deadlines, the reaper
 //! for teardown in slices, questions to other cores with a time limit
 //! ([`Requests`]) and the allocator's housekeeping.

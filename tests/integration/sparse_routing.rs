@@ -3,12 +3,40 @@
 //! stays exact under races: an event published after `subscription_succeeded`
 //! reaches the subscriber, from any shard; a shard's last subscriber
 //! leaving while events are on their way is harmless.
+//!
+//! Each test runs twice: with the shards on two executors (rings between
+//! them) and on one executor (`--cpus` naming one CPU twice: in-thread
+//! queues between them).
 
 use crate::metrics::{metrics_port, scrape};
 use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// Runs the test `$name(layout)` once per [`Layout`], as
+/// `$name::apart` and `$name::co_hosted`.
+macro_rules! in_both_layouts {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn apart() {
+                super::$name(crate::support::Layout::Apart)
+            }
+            #[test]
+            fn co_hosted() {
+                super::$name(crate::support::Layout::CoHosted)
+            }
+        }
+    )*};
+}
+
+in_both_layouts!(
+    triggers_are_posted_only_to_shards_with_subscribers,
+    an_event_published_right_after_subscription_succeeded_always_arrives,
+    presence_and_cache_joins_through_the_owner_are_routed_before_confirmation,
+    last_subscriber_leaving_while_events_are_in_flight_is_harmless,
+);
 
 fn config() -> String {
     format!(
@@ -64,9 +92,8 @@ fn expect_both(ws: &mut Ws, a: &str, b: &str, round: usize) {
     }
 }
 
-#[test]
-fn triggers_are_posted_only_to_shards_with_subscribers() {
-    let server = Server::start_with(&config());
+fn triggers_are_posted_only_to_shards_with_subscribers(layout: Layout) {
+    let server = Server::start_laid_out(&config(), layout);
     let mport = metrics_port(&server);
     let mut http = [
         http_on(server.port, mport, 0),
@@ -129,9 +156,8 @@ fn triggers_are_posted_only_to_shards_with_subscribers() {
     assert_eq!(skipped(1), 3 * rounds as u64, "skipped by shard 1");
 }
 
-#[test]
-fn an_event_published_right_after_subscription_succeeded_always_arrives() {
-    let server = Server::start_with(&config());
+fn an_event_published_right_after_subscription_succeeded_always_arrives(layout: Layout) {
+    let server = Server::start_laid_out(&config(), layout);
     let mport = metrics_port(&server);
     // Publishers on one shard, the subscriber on the other, both ways.
     for (a, b) in [(0u64, 1u64), (1, 0)] {
@@ -161,9 +187,8 @@ fn an_event_published_right_after_subscription_succeeded_always_arrives() {
     }
 }
 
-#[test]
-fn presence_and_cache_joins_through_the_owner_are_routed_before_confirmation() {
-    let server = Server::start_with(&config());
+fn presence_and_cache_joins_through_the_owner_are_routed_before_confirmation(layout: Layout) {
+    let server = Server::start_laid_out(&config(), layout);
     let mport = metrics_port(&server);
     let mut http = [
         http_on(server.port, mport, 0),
@@ -252,9 +277,8 @@ fn presence_and_cache_joins_through_the_owner_are_routed_before_confirmation() {
     }
 }
 
-#[test]
-fn last_subscriber_leaving_while_events_are_in_flight_is_harmless() {
-    let server = Server::start_with(&config());
+fn last_subscriber_leaving_while_events_are_in_flight_is_harmless(layout: Layout) {
+    let server = Server::start_laid_out(&config(), layout);
     let mport = metrics_port(&server);
     let total = 400;
     for round in 0..3 {

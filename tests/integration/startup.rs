@@ -1,6 +1,7 @@
 //! Start-up: a port another process listens on stops the server with a
 //! message naming it (instead of sharing it through SO_REUSEPORT), and the
-//! development app listens on loopback only unless a host is given.
+//! development app listens on loopback only unless a host is given; a CPU
+//! listed twice runs both its shards on one executor thread.
 
 use crate::support::*;
 use serde_json::json;
@@ -80,4 +81,59 @@ fn the_dev_app_without_a_host_listens_on_loopback_and_says_so() {
     assert!(log.contains(&format!("listening on 127.0.0.1:{}", server.port)));
     let mut ws = Ws::connect(server.port);
     ws.ping();
+}
+
+/// The names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn a_cpu_listed_twice_runs_both_shards_on_one_executor() {
+    for (layout, present, absent) in [
+        (
+            Layout::CoHosted,
+            &["shards-0-1"][..],
+            &["shard-0", "shard-1"][..],
+        ),
+        (
+            Layout::Apart,
+            &["shard-0", "shard-1"][..],
+            &["shards-0-1"][..],
+        ),
+    ] {
+        let cpus = layout.cpus();
+        if matches!(layout, Layout::Apart)
+            && cpus
+                .split(',')
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w[0] == w[1])
+        {
+            continue; // a one-CPU machine has no apart layout
+        }
+        let server = Server::start_args(&["--host", "127.0.0.1", "--port", "0", "--cpus", &cpus]);
+        let names = thread_names(server.pid());
+        for name in present {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{layout:?}: no thread {name} in {names:?}"
+            );
+        }
+        for name in absent {
+            assert!(
+                !names.iter().any(|n| n == name),
+                "{layout:?}: thread {name} in {names:?}"
+            );
+        }
+        assert!(server
+            .log_text()
+            .contains(&format!("2 shards on CPUs {cpus}")));
+        // Both shards accept and serve, and reach each other.
+        still_serves(server.port);
+    }
 }

@@ -46,6 +46,30 @@ pub struct Server {
     config_path: Option<PathBuf>,
 }
 
+/// How a test's two shards are laid out on the CPUs.
+#[derive(Clone, Copy, Debug)]
+pub enum Layout {
+    /// `--cpus` of [`two_cpus`]: two executors (on one CPU only on a
+    /// one-CPU machine).
+    Apart,
+    /// One CPU listed twice: both shards on its one executor, reaching
+    /// each other through in-thread queues.
+    CoHosted,
+}
+
+impl Layout {
+    pub fn cpus(self) -> String {
+        match self {
+            Layout::Apart => two_cpus(),
+            Layout::CoHosted => {
+                let cpus = two_cpus();
+                let first = cpus.split(',').next().expect("a CPU").to_string();
+                format!("{first},{first}")
+            }
+        }
+    }
+}
+
 /// Two CPUs this process may run on (the same one twice on a one-CPU machine).
 pub fn two_cpus() -> String {
     let allowed = std::fs::read_to_string("/proc/self/status")
@@ -159,6 +183,19 @@ impl Server {
         ));
         std::fs::write(&path, toml).expect("write config file");
         path
+    }
+
+    /// Starts the server with `toml` as its config file and its two shards
+    /// laid out as `layout` says.
+    pub fn start_laid_out(toml: &str, layout: Layout) -> Server {
+        let path = Self::write_config(toml);
+        let cpus = layout.cpus();
+        Self::launch_args(
+            Path::new(env!("CARGO_BIN_EXE_shardcast")),
+            &["--host", "127.0.0.1", "--port", "0", "--cpus", &cpus],
+            Some(path),
+            &[],
+        )
     }
 
     fn launch(config_path: Option<PathBuf>, env: &[(&str, &str)]) -> Server {
