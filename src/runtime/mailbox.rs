@@ -355,3 +355,105 @@ fn wake_all(waiters: &RefCell<Vec<Waker>>) {
     let woken = std::mem::take(&mut *waiters.borrow_mut());
     woken.into_iter().for_each(Waker::wake);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    /// A waker that remembers it was woken.
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Two shards on one executor, connected: their meshes and inboxes.
+    async fn co_hosted() -> Vec<(Mesh<usize>, Vec<Inbox<usize>>)> {
+        let mut pairs = Vec::new();
+        for (ends, local) in build_mesh::<usize>(&[0, 0])
+            .into_iter()
+            .zip(build_local::<usize>(&[0, 1]))
+        {
+            pairs.push(Mesh::connect(ends, local).await);
+        }
+        pairs
+    }
+
+    fn inbox_from(inboxes: &[Inbox<usize>], from: usize) -> &Inbox<usize> {
+        inboxes.iter().find(|i| i.from() == from).expect("an inbox")
+    }
+
+    /// Runs the future `test` makes on a fresh executor.
+    fn run<F, Fut>(test: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(test)
+            .expect("an executor")
+            .join()
+            .expect("the test ran");
+    }
+
+    #[test]
+    fn shards_of_one_executor_get_no_rings_and_one_inbox_per_sender() {
+        run(|| async {
+            let shards = co_hosted().await;
+            for (mesh, inboxes) in &shards {
+                assert!(mesh
+                    .routes
+                    .iter()
+                    .all(|r| matches!(r, Some(Route::Local(_)))));
+                let mut from: Vec<usize> = inboxes.iter().map(Inbox::from).collect();
+                from.sort();
+                assert_eq!(from, [0, 1]);
+                assert!(inboxes.iter().all(|i| matches!(i, Inbox::Local { .. })));
+            }
+        });
+    }
+
+    #[test]
+    fn a_local_queue_keeps_order_and_holds_producers_above_high_water() {
+        run(|| async {
+            let shards = co_hosted().await;
+            let (mesh0, inboxes0) = &shards[0];
+            let (mesh1, inboxes1) = &shards[1];
+            // To itself and to its neighbour, in order, never inline.
+            mesh0.post(0, 42);
+            assert_eq!(inbox_from(inboxes0, 0).recv().await, Some(42));
+            mesh1.post(0, 7);
+            assert_eq!(inbox_from(inboxes0, 1).recv().await, Some(7));
+
+            let flag = Arc::new(Flag(AtomicBool::new(false)));
+            let waker = Waker::from(flag.clone());
+            let mut cx = Context::from_waker(&waker);
+            for n in 0..=OUTBOX_HIGH_WATER {
+                mesh0.post(1, n);
+            }
+            assert_eq!(mesh0.queued(), OUTBOX_HIGH_WATER + 1);
+            assert!(mesh0.poll_room(&mut cx).is_pending(), "above high water");
+            // The neighbour's own producers are not held by it.
+            assert!(mesh1.poll_room(&mut cx).is_ready());
+            let from0 = inbox_from(inboxes1, 0);
+            let mut next = 0;
+            while mesh0.queued() > OUTBOX_LOW_WATER {
+                assert!(!flag.0.load(Ordering::SeqCst), "woken above low water");
+                assert_eq!(from0.recv().await, Some(next), "FIFO");
+                next += 1;
+            }
+            assert!(flag.0.load(Ordering::SeqCst), "woken at low water");
+            assert!(mesh0.poll_room(&mut cx).is_ready());
+            while next <= OUTBOX_HIGH_WATER {
+                assert_eq!(from0.recv().await, Some(next), "FIFO");
+                next += 1;
+            }
+            assert_eq!(mesh0.queued(), 0);
+        });
+    }
+}
