@@ -9,7 +9,7 @@
 # (--cluster); shardcast2 (--sharding); floor-glommio and floor-glommio2 (by
 # name in --targets, trigger case only: the trigger floor on glommio's
 # sockets with one executor, and with two executors sharing the server CPU
-# like shardcast2's shards; they split shardcast's distance from the floor into
+# (as shardcast2's shards did before they shared one executor); they split shardcast's distance from the floor into
 # glommio's I/O model and shardcast's own work).
 # Builds the release binaries, then for each run, each case and each target:
 # starts the server pinned to CPU $BENCH_SERVER_CPU (default 0) on a free
@@ -34,8 +34,8 @@
 # sparse routing it was 1) in routing.jsonl and in summary.md.
 #
 # shardcast2 (the sharding overhead): one shardcast with two shards on the
-# server CPU (`--cpus 0,0`), against shardcast with one shard on the same
-# CPU: the cost of a second shard with no second core to run it. It runs
+# server CPU (`--cpus 0,0`: both on that CPU's one executor), against
+# shardcast with one shard on the same CPU: the cost of a second shard with no second core to run it. It runs
 # fanout-1ch and fanout-100ch (the subscribers land on both shards, so each
 # event crosses to the other one) and trigger (nobody subscribed: sparse
 # routing posts nothing to the other shard); the summary shows
