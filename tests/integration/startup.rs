@@ -1,7 +1,8 @@
 //! Start-up: a port another process listens on stops the server with a
 //! message naming it (instead of sharing it through SO_REUSEPORT), and the
 //! development app listens on loopback only unless a host is given; a CPU
-//! listed twice runs both its shards on one executor thread.
+//! listed twice runs both its shards on one executor thread, and a mixed
+//! layout (two CPUs, two shards each) joins rings and in-thread queues.
 
 use crate::support::*;
 use serde_json::json;
@@ -135,5 +136,47 @@ fn a_cpu_listed_twice_runs_both_shards_on_one_executor() {
             .contains(&format!("2 shards on CPUs {cpus}")));
         // Both shards accept and serve, and reach each other.
         still_serves(server.port);
+    }
+}
+
+#[test]
+fn four_shards_two_per_cpu_reach_each_other_over_rings_and_queues() {
+    let two = two_cpus();
+    let (a, b) = two.split_once(',').expect("two CPUs");
+    let cpus = format!("{a},{a},{b},{b}");
+    let server = Server::start_args(&["--host", "127.0.0.1", "--port", "0", "--cpus", &cpus]);
+    if a != b {
+        let names = thread_names(server.pid());
+        for name in ["shards-0-1", "shards-2-3"] {
+            assert!(
+                names.iter().any(|n| n == name),
+                "no thread {name} in {names:?}"
+            );
+        }
+    }
+    let mut subs: Vec<Ws> = (0..4).map(|s| Ws::connect_on(server.port, s)).collect();
+    for ws in subs.iter_mut() {
+        ws.subscribe("mixed");
+    }
+    // Each trigger on a fresh HTTP connection, so they land on various
+    // shards; every subscriber gets every event (in any order: events
+    // published on different shards take different routes).
+    for n in 0..12 {
+        trigger(
+            server.port,
+            &DEV,
+            &json!({"name":"e","channel":"mixed","data":n.to_string()}),
+        );
+    }
+    let mut want: Vec<String> = (0..12)
+        .map(|n| event_text("e", "mixed", &n.to_string()))
+        .collect();
+    want.sort();
+    for ws in subs.iter_mut() {
+        let mut got: Vec<String> = (0..12)
+            .map(|_| ws.recv_within(Duration::from_secs(5)).text())
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "shard {}", ws.shard());
     }
 }
