@@ -18,8 +18,8 @@
 #   the n = N efficiency drops while the load CPUs are busy (loadgen CPU %
 #   near 100 in raw.jsonl), the curve measures the load, not the server.
 # - same-cpu (automatic with 2 or 3 usable CPUs, or --same-cpu): every
-#   shard on one server CPU, one load generator on another, 1, 2 and 4
-#   shards. Nothing can scale; this measures what sharding itself costs
+#   shard on one server CPU (so on its one executor), one load generator
+#   on another, 1, 2 and 4 shards. Nothing can scale; this measures what sharding itself costs
 #   (mesh messages, routing): efficiency = rate(n) / rate(1), ideal 1.00.
 # With fewer than 2 usable CPUs it refuses: server and load would share
 # a core, and the figures would say nothing.
