@@ -77,6 +77,12 @@ cargo test --locked --lib --bins --tests -- --skip hostile:: --test-threads=3
 # The hostile-client tests time other clients' answers: alone, one at a time.
 cargo test --locked --test integration hostile:: -- --test-threads=1
 
+stage "integration tests with co-hosted shards"
+# The same integration tests with each server's two shards on one CPU's one
+# executor (`--cpus 0,0`: in-thread queues between them, not rings).
+SHARDCAST_TEST_CO_HOSTED=1 cargo test --locked --test integration -- --skip hostile:: --test-threads=3
+SHARDCAST_TEST_CO_HOSTED=1 cargo test --locked --test integration hostile:: -- --test-threads=1
+
 stage "real clients (pusher-js, pusher)"
 (
   cd tests/clients
