@@ -58,8 +58,8 @@ use crate::errors::{ApiError, ClientError};
 use crate::metrics::{Counters, Snapshot};
 use crate::net::TlsAcceptor;
 use crate::runtime::{
-    collect_thread_heap, sleep, spawn, spawn_bulk, yield_now, Deadlines, Inbox, Mesh, Reaper,
-    Requests, Signal, COLLECT_EVERY_SECS,
+    collect_thread_heap, sleep, spawn, spawn_bulk, spawn_in, yield_now, Deadlines, Inbox, Mesh,
+    Queue, Reaper, Requests, Signal, COLLECT_EVERY_SECS,
 };
 use crate::webhooks::{DeliveryStats, WebhookQueue};
 use futures_util::future::join_all;
@@ -444,7 +444,7 @@ impl Shard {
         }
         for messages in inboxes {
             let shard = self.clone();
-            spawn(async move {
+            spawn_in(Queue::Mailboxes, async move {
                 let from = messages.from();
                 while let Some(msg) = messages.recv().await {
                     shard.handle_msg(from, msg);

@@ -27,7 +27,9 @@
 //! receiving loop itself (answers and announcements caused by a peer's
 //! message): waiting there could deadlock two shards, and what it posts is
 //! bounded by what its paused producers sent. Nothing in an outbox is ever
-//! dropped.
+//! dropped. A local queue counts as its sender's outbox: its length is what
+//! the sender's producers wait on, and the receiver taking it down to the
+//! low-water mark wakes them.
 
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,

@@ -27,6 +27,12 @@ pub enum Queue {
     /// their frames, tearing down closed connections): a tenth of the time
     /// when others have work.
     Bulk,
+    /// The loops that take other shards' messages (and a shard's own): a
+    /// queue of their own, so a shard's answer to another (a connection
+    /// lease, a rate check) waits at most one run of whatever else is
+    /// busy, not behind every task a flood of sockets put in the default
+    /// queue.
+    Mailboxes,
 }
 
 impl Queue {
@@ -34,14 +40,15 @@ impl Queue {
         match self {
             Queue::Connections => 1000,
             Queue::Bulk => 100,
+            Queue::Mailboxes => 1000,
         }
     }
 }
 
 thread_local! {
     /// This executor's queues, made on first use.
-    static QUEUES: [std::cell::OnceCell<glommio::TaskQueueHandle>; 2] =
-        const { [std::cell::OnceCell::new(), std::cell::OnceCell::new()] };
+    static QUEUES: [std::cell::OnceCell<glommio::TaskQueueHandle>; 3] =
+        const { [std::cell::OnceCell::new(), std::cell::OnceCell::new(), std::cell::OnceCell::new()] };
 }
 
 /// Runs `fut` on the current shard in the background, in `queue`.

@@ -16,7 +16,7 @@ pub mod quota;
 pub use ip_quota::{IpCounts, IpOwners, IpSlot};
 pub use quota::{Quota, Quotas};
 
-use super::shard::Shard;
+use super::shard::{Shard, REQUEST_TIMEOUT};
 use super::shard_msg::{Reply, Request, ShardMsg};
 use crate::apps::{AppIdx, AppRegistry};
 use crate::errors::ClientError;
@@ -86,6 +86,17 @@ impl Admission {
     }
 }
 
+/// What taking a connection slot came to.
+enum Slot {
+    Taken,
+    /// The quota's limit is reached (its home reclaimed every spare slot).
+    Full,
+    /// The quota's home did not answer within [`REQUEST_TIMEOUT`].
+    NoAnswer {
+        home: usize,
+    },
+}
+
 impl Shard {
     /// The home shard of `quota`.
     pub(crate) fn home_of(&self, quota: Quota) -> usize {
@@ -97,9 +108,9 @@ impl Shard {
 
     /// Takes a slot of `quota`: from the local lease, else after asking
     /// its home for another chunk.
-    async fn take_slot(&self, quota: Quota) -> bool {
+    async fn take_slot(&self, quota: Quota) -> Slot {
         if self.admission.quotas.borrow_mut().take(quota) {
-            return true;
+            return Slot::Taken;
         }
         let want = self.admission.quotas.borrow().chunk(quota);
         let home = self.home_of(quota);
@@ -108,12 +119,17 @@ impl Shard {
         } else {
             match self.request(home, Request::Lease { quota, want }).await {
                 Some(Reply::Leased { n, .. }) => n,
-                _ => 0,
+                Some(_) => 0,
+                None => return Slot::NoAnswer { home },
             }
         };
         let mut quotas = self.admission.quotas.borrow_mut();
         quotas.absorb(quota, granted);
-        quotas.take(quota)
+        if quotas.take(quota) {
+            Slot::Taken
+        } else {
+            Slot::Full
+        }
     }
 
     /// At a quota's home: lends up to `want` slots to shard `to`. When the
@@ -170,27 +186,52 @@ impl Shard {
 
     /// Takes a node slot and, when the app has a limit, an app slot (true).
     async fn admit_node_and_app(&self, app: AppIdx) -> Result<bool, ClientError> {
-        if !self.take_slot(Quota::Node).await {
-            crate::warn_limited!(
-                "shard {}: connection refused, node is at max_connections {}",
-                self.id,
-                self.config.limits.max_connections
-            );
-            return Err(ClientError::OverCapacity);
+        match self.take_slot(Quota::Node).await {
+            Slot::Taken => {}
+            Slot::Full => {
+                crate::warn_limited!(
+                    "shard {}: connection refused, node is at max_connections {}",
+                    self.id,
+                    self.config.limits.max_connections
+                );
+                return Err(ClientError::OverCapacity);
+            }
+            Slot::NoAnswer { home } => {
+                self.refused_unanswered(home, "the node's");
+                return Err(ClientError::OverCapacity);
+            }
         }
         if self.apps.get(app).limits.max_connections.is_none() {
             return Ok(false);
         }
-        if !self.take_slot(Quota::App(app)).await {
-            self.release_slot(Quota::Node);
-            crate::warn_limited!(
-                "shard {}: connection refused, app {} is at its max_connections",
-                self.id,
-                self.apps.get(app).id
-            );
-            return Err(ClientError::OverQuota);
+        match self.take_slot(Quota::App(app)).await {
+            Slot::Taken => Ok(true),
+            Slot::Full => {
+                self.release_slot(Quota::Node);
+                crate::warn_limited!(
+                    "shard {}: connection refused, app {} is at its max_connections",
+                    self.id,
+                    self.apps.get(app).id
+                );
+                Err(ClientError::OverQuota)
+            }
+            Slot::NoAnswer { home } => {
+                self.release_slot(Quota::Node);
+                self.refused_unanswered(home, "the app's");
+                Err(ClientError::OverCapacity)
+            }
         }
-        Ok(true)
+    }
+
+    /// Logs a connection refused because a quota's home did not answer
+    /// in time (the client is told to retry: 4100).
+    fn refused_unanswered(&self, home: usize, whose: &str) {
+        crate::warn_limited!(
+            "shard {}: connection refused (4100, retry): shard {home}, which holds {whose} \
+             connection quota, did not answer within {} ms",
+            self.id,
+            REQUEST_TIMEOUT.as_millis()
+        );
     }
 
     /// Gives back the slots taken by [`Shard::admit_connection`].
