@@ -133,7 +133,10 @@ where
         let indices: Vec<usize> = shards.iter().map(|s| s.index).collect();
         let name = match indices.as_slice() {
             [one] => format!("shard-{one}"),
-            many => format!("shards-{}", join(many)),
+            many => {
+                let many: Vec<String> = many.iter().map(usize::to_string).collect();
+                format!("shards-{}", many.join("-"))
+            }
         };
         let ready = Ready(ready_tx.clone());
         let body = body.clone();
@@ -161,22 +164,26 @@ where
                     let tasks: Vec<_> = shards
                         .into_iter()
                         .zip(locals)
-                        .map(|(shard, local)| {
-                            let ShardPlan {
-                                index,
-                                mesh,
-                                payload,
-                            } = shard;
-                            let seat = Seat {
-                                index,
-                                count,
-                                cpu,
-                                mesh,
+                        .map(
+                            |(
+                                ShardPlan {
+                                    index,
+                                    mesh,
+                                    payload,
+                                },
                                 local,
-                            };
-                            let ready = Ready(ready.0.clone());
-                            glommio::spawn_local(body.clone()(seat, payload, ready))
-                        })
+                            )| {
+                                let seat = Seat {
+                                    index,
+                                    count,
+                                    cpu,
+                                    mesh,
+                                    local,
+                                };
+                                let ready = Ready(ready.0.clone());
+                                glommio::spawn_local(body.clone()(seat, payload, ready))
+                            },
+                        )
                         .collect();
                     for task in tasks {
                         task.await;
@@ -202,10 +209,4 @@ where
         }
     }
     Ok(threads)
-}
-
-/// `1-2-5` for shards 1, 2 and 5.
-fn join(indices: &[usize]) -> String {
-    let names: Vec<String> = indices.iter().map(usize::to_string).collect();
-    names.join("-")
 }

@@ -13,10 +13,10 @@ pub fn spawn(fut: impl Future<Output = ()> + 'static) {
 
 /// A task queue of the shard besides glommio's default one (which runs
 /// accepts, HTTP requests, the flusher and the housekeeping tick, with 1000
-/// shares). Shards on one executor share its queues. glommio gives each queue with work a share of the time
-/// in proportion to its shares, in runs that end at the executor's
-/// preemption tick; so no queue's backlog can hold up another's for longer
-/// than one run.
+/// shares). Shards on one executor share its queues. glommio gives each
+/// queue with work a share of the time in proportion to its shares, in runs
+/// that end at the executor's preemption tick; so no queue's backlog can
+/// hold up another's for longer than one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queue {
     /// The connections' own tasks (reading client messages): many of them
