@@ -203,20 +203,66 @@ fn slow_bodies_count_against_max_pending_heads() {
             s
         })
         .collect();
-    // Two connections a shard hold the cap with their unfinished bodies.
-    expect_refused_as_pending(port);
-    // The bodies finish: the four holders are answered (401, unsigned) and
-    // the cap frees; the other twelve were refused with 503 at once.
-    for s in &mut slow {
-        let _ = s.write_all(&body[10..]);
+    // Two connections a shard hold the cap with their unfinished bodies;
+    // the server refuses the other twelve as it accepts them (a 503, or a
+    // reset when it closes over their unread bytes). Those twelve endings
+    // are the barrier: once they are in, every connection was accepted and
+    // the four left are the holders (finishing bodies before that would
+    // free a slot for a connection not yet accepted).
+    let mut ended = vec![false; slow.len()];
+    let deadline = Instant::now() + WAIT;
+    while ended.iter().filter(|e| **e).count() < 12 {
+        assert!(Instant::now() < deadline, "fewer than twelve refusals");
+        for (s, done) in slow.iter_mut().zip(&mut ended) {
+            if !*done {
+                *done = has_ended(s);
+            }
+        }
     }
-    let answered = slow
+    expect_refused_as_pending(port);
+    // The bodies finish: the four holders are answered (401, unsigned).
+    let mut holders: Vec<&mut TcpStream> = slow
         .iter_mut()
-        .map(read_first_response)
+        .zip(&ended)
+        .filter(|(_, e)| !**e)
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(holders.len(), 4, "connections holding the cap");
+    for s in &mut holders {
+        s.write_all(&body[10..]).unwrap();
+    }
+    let answered = holders
+        .iter_mut()
+        .map(|s| read_first_response(s))
         .filter(|text| text.starts_with("HTTP/1.1 401 "))
         .count();
     assert_eq!(answered, 4, "connections whose body was served");
     wait_until_served(port);
+}
+
+/// Whether the server has answered `s` with its 503 refusal or closed it;
+/// waits at most 20 ms for either.
+fn has_ended(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut buf = [0u8; 4096];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(text.starts_with("HTTP/1.1 503 "), "{text:?}");
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            false
+        }
+        Err(e) => panic!("read failed: {e}"),
+    }
 }
 
 /// The first response head on `s`; empty if the server reset the
