@@ -215,7 +215,7 @@ fn slow_bodies_count_against_max_pending_heads() {
         assert!(Instant::now() < deadline, "fewer than twelve refusals");
         for (s, done) in slow.iter_mut().zip(&mut ended) {
             if !*done {
-                *done = has_ended(s);
+                *done = refused_or_closed(s);
             }
         }
     }
@@ -238,31 +238,6 @@ fn slow_bodies_count_against_max_pending_heads() {
         .count();
     assert_eq!(answered, 4, "connections whose body was served");
     wait_until_served(port);
-}
-
-/// Whether the server has answered `s` with its 503 refusal or closed it;
-/// waits at most 20 ms for either.
-fn has_ended(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-    let mut buf = [0u8; 4096];
-    match s.read(&mut buf) {
-        Ok(0) => true,
-        Ok(n) => {
-            let text = String::from_utf8_lossy(&buf[..n]);
-            assert!(text.starts_with("HTTP/1.1 503 "), "{text:?}");
-            true
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            false
-        }
-        Err(e) => panic!("read failed: {e}"),
-    }
 }
 
 /// The first response head on `s`; empty if the server reset the

@@ -2063,3 +2063,28 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
         .read_to_string(&mut log);
     (status, log)
 }
+
+/// Whether the server has answered `s` with its 503 refusal or closed it;
+/// waits at most 20 ms for either.
+pub fn refused_or_closed(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut buf = [0u8; 4096];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(text.starts_with("HTTP/1.1 503 "), "{text:?}");
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            false
+        }
+        Err(e) => panic!("read failed: {e}"),
+    }
+}
