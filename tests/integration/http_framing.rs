@@ -209,16 +209,7 @@ fn slow_bodies_count_against_max_pending_heads() {
     // are the barrier: once they are in, every connection was accepted and
     // the four left are the holders (finishing bodies before that would
     // free a slot for a connection not yet accepted).
-    let mut ended = vec![false; slow.len()];
-    let deadline = Instant::now() + WAIT;
-    while ended.iter().filter(|e| **e).count() < 12 {
-        assert!(Instant::now() < deadline, "fewer than twelve refusals");
-        for (s, done) in slow.iter_mut().zip(&mut ended) {
-            if !*done {
-                *done = refused_or_closed(s);
-            }
-        }
-    }
+    let ended = wait_for_refusals(&mut slow, 12);
     expect_refused_as_pending(port);
     // The bodies finish: the four holders are answered (401, unsigned).
     let mut holders: Vec<&mut TcpStream> = slow

@@ -142,16 +142,7 @@ fn unfinished_request_heads_over_the_limit_get_503() {
     // Two a shard hold the cap; the other twelve are refused as the server
     // accepts them. Their endings are the barrier: after them both shards
     // are full, whichever way the kernel spread the sixteen.
-    let mut ended = vec![false; held.len()];
-    let deadline = Instant::now() + WAIT;
-    while ended.iter().filter(|e| **e).count() < 12 {
-        assert!(Instant::now() < deadline, "fewer than twelve refusals");
-        for (s, done) in held.iter_mut().zip(&mut ended) {
-            if !*done {
-                *done = refused_or_closed(s);
-            }
-        }
-    }
+    wait_for_refusals(&mut held, 12);
     for _ in 0..4 {
         let r = Http::connect(server.port).request("GET", "/", b"");
         let message = r.expect_error(503);

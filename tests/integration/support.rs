@@ -2064,6 +2064,22 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
     (status, log)
 }
 
+/// Waits until `count` of `streams` were refused (503) or closed by the
+/// server; which ones, by index. Panics after `WAIT`.
+pub fn wait_for_refusals(streams: &mut [TcpStream], count: usize) -> Vec<bool> {
+    let mut ended = vec![false; streams.len()];
+    let deadline = Instant::now() + WAIT;
+    while ended.iter().filter(|e| **e).count() < count {
+        assert!(Instant::now() < deadline, "fewer than {count} refusals");
+        for (s, done) in streams.iter_mut().zip(&mut ended) {
+            if !*done {
+                *done = refused_or_closed(s);
+            }
+        }
+    }
+    ended
+}
+
 /// Whether the server has answered `s` with its 503 refusal or closed it;
 /// waits at most 20 ms for either.
 pub fn refused_or_closed(s: &mut TcpStream) -> bool {
