@@ -281,11 +281,33 @@ fn a_node_whose_link_queue_overflowed_repairs_the_others_view() {
         wait_log(&b, "is up", 1, Duration::from_secs(10));
         let rooms: Vec<String> = (0..40).map(|i| format!("presence-burst-{i}")).collect();
         let mut watcher = join(a.port, &rooms[0], "watcher");
-        // B knows the watcher before the burst joins (else a member_added
-        // could come between the burst's subscription_succeeded answers).
+        // B knows the watcher before anyone on B joins (else a member_added
+        // could come between the joins' subscription_succeeded answers).
         wait_users(b.port, &rooms[0], &["watcher"], Duration::from_secs(5));
-        // One connection on B joins all 40 at once: 40 member and 40
-        // occupancy messages into a queue of 2.
+        // A holder on B joins every room first, so B's engine subscriptions
+        // for the rooms are open before the burst: a node's first
+        // subscriber of a channel waits for the engine, which would spread
+        // the burst out over 40 round trips and let the link keep up.
+        let mut holder = Ws::connect(b.port);
+        let holder_data = r#"{"user_id":"holder"}"#;
+        for room in &rooms {
+            let auth = presence_auth(&holder.socket_id, room, holder_data);
+            holder.send_subscribe(room, Some(&auth), Some(holder_data));
+            holder.expect_event("pusher_internal:subscription_succeeded");
+        }
+        // A knows the holder everywhere before the burst joins.
+        wait_users(
+            a.port,
+            &rooms[0],
+            &["holder", "watcher"],
+            Duration::from_secs(15),
+        );
+        for room in &rooms[1..] {
+            wait_users(a.port, room, &["holder"], Duration::from_secs(15));
+        }
+        // One connection on B joins all 40 at once: 40 member messages into
+        // a queue of 2.
+        let dropped_before = scrape(metrics_port(&b))["shardcast_cluster_messages_dropped_total"];
         let mut burst = Ws::connect(b.port);
         let data = r#"{"user_id":"u"}"#;
         for room in &rooms {
@@ -301,29 +323,33 @@ fn a_node_whose_link_queue_overflowed_repairs_the_others_view() {
         assert_eq!(joined, rooms.iter().cloned().collect());
         for room in &rooms {
             let want: &[&str] = if room == &rooms[0] {
-                &["u", "watcher"]
+                &["holder", "u", "watcher"]
             } else {
-                &["u"]
+                &["holder", "u"]
             };
             wait_users(a.port, room, want, Duration::from_secs(15));
         }
         let m = scrape(metrics_port(&b));
         assert!(
-            m["shardcast_cluster_messages_dropped_total"] > 0,
-            "the queue never overflowed: {m:?}"
+            m["shardcast_cluster_messages_dropped_total"] > dropped_before,
+            "the burst never overflowed the queue ({dropped_before} dropped before it): {m:?}"
         );
         assert!(b.log_text().contains("a full sync follows"));
         // And all leave at once.
         burst.send_close(1000);
         burst.shutdown();
         for room in &rooms {
-            let want: &[&str] = if room == &rooms[0] { &["watcher"] } else { &[] };
+            let want: &[&str] = if room == &rooms[0] {
+                &["holder", "watcher"]
+            } else {
+                &["holder"]
+            };
             wait_users(a.port, room, want, Duration::from_secs(15));
         }
         let _late = join(b.port, &rooms[0], "late");
         assert_eq!(
             member_events_until(&mut watcher, &rooms[0], &["late"]),
-            ["added u", "removed u"]
+            ["added holder", "added u", "removed u"]
         );
     });
 }
