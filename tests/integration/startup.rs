@@ -93,6 +93,43 @@ fn thread_names(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// Every io_uring ring of the server is 4096 entries deep (the kernel's
+/// poll table then has its most buckets, so the cancel glommio makes each
+/// reactor turn walks 1/256 of the open connections, not 1/8: README,
+/// "The reactor's ring"). Read from `/proc/{pid}/fdinfo`.
+#[test]
+fn io_uring_rings_are_4096_entries_deep() {
+    let server = Server::start();
+    let pid = server.pid();
+    let mut masks = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let fd = fd.unwrap();
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue; // closed meanwhile
+        };
+        if target.to_string_lossy() != "anon_inode:[io_uring]" {
+            continue;
+        }
+        let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+        let Ok(info) = std::fs::read_to_string(info) else {
+            continue;
+        };
+        let mask = info
+            .lines()
+            .find_map(|l| l.strip_prefix("SqMask:"))
+            .unwrap_or_else(|| panic!("no SqMask in {info}"))
+            .trim()
+            .to_string();
+        masks.push(mask);
+    }
+    // Three rings (main, latency, poll) for each of the two executors.
+    assert!(masks.len() >= 3, "io_uring rings found: {masks:?}");
+    assert!(
+        masks.iter().all(|m| m == "0xfff"),
+        "SqMask per ring: {masks:?}"
+    );
+}
+
 #[test]
 fn a_cpu_listed_twice_runs_both_shards_on_one_executor() {
     for (layout, present, absent) in [
