@@ -40,7 +40,9 @@ const IO_MEMORY: usize = 64 * 1024;
 /// 10,000 connections each turn walked ~1,250 polls (3.5% of the server's
 /// time under fan-out, 69% at 19,000); 4096 entries give the kernel's
 /// maximum of 256 buckets (0.2% and 10%; README, "The reactor's ring").
-/// The rings then take ~1.2 MiB per executor. Where the kernel cannot give
+/// The depth is also glommio's throughput-preemption count (a task queue
+/// is asked to yield after that many completions); `PREEMPT_AFTER` still
+/// bounds a queue's run in time. The rings then take ~1.2 MiB per executor. Where the kernel cannot give
 /// that (before Linux 5.12 rings count against the locked-memory limit),
 /// the executor starts with glommio's default and says so.
 const RING_DEPTHS: [usize; 2] = [4096, 128];
