@@ -769,7 +769,10 @@ fn thousands_of_connections_opened_and_reset_at_once() {
     // limit and turn HTTP queries away) arrive: the check after the reset
     // cannot pass because a subscription was never made.
     const BATCH: usize = 100;
-    const _: () = assert!((N / 3) % BATCH == 0, "the last batch is checked too");
+    const _: () = assert!(
+        (N / 3).is_multiple_of(BATCH),
+        "the last batch is checked too"
+    );
     let mut streams = Vec::with_capacity(N);
     for i in 0..N {
         let mut s = connect_for_reset(port).expect("connect");
@@ -797,7 +800,7 @@ fn thousands_of_connections_opened_and_reset_at_once() {
             }
         }
         streams.push(s);
-        if i < N / 3 && (i + 1) % BATCH == 0 {
+        if i < N / 3 && (i + 1).is_multiple_of(BATCH) {
             let mut seen = serde_json::Value::Null;
             let all_in = wait_until(Duration::from_secs(10), || {
                 seen = get_json(
