@@ -813,8 +813,32 @@ fn thousands_of_connections_opened_and_reset_at_once() {
             assert!(all_in, "{} subscribers expected: {seen}", i + 1);
         }
     }
-    // Let the server take them all in, then reset every one.
-    std::thread::sleep(Duration::from_millis(500));
+    // The server has taken every one in before the reset: each of the
+    // others was refused (503, closed) or holds one of the server's fds.
+    let others = &mut streams[N / 3..];
+    for s in others.iter_mut() {
+        s.set_nonblocking(true).unwrap();
+    }
+    let mut refused = vec![false; others.len()];
+    let mut fds = 0;
+    let all_in = wait_until(Duration::from_secs(10), || {
+        for (s, r) in others.iter_mut().zip(refused.iter_mut()) {
+            if !*r {
+                *r = refused_or_closed(s);
+            }
+        }
+        let held = refused.iter().filter(|r| !**r).count();
+        fds = fd_count(pid);
+        fds >= base_fds + N / 3 + held
+    });
+    let held = refused.iter().filter(|r| !**r).count();
+    assert!(
+        all_in,
+        "the server holds {fds} fds, not the {base_fds} it started with plus {} WebSockets \
+         and the {held} others it did not refuse",
+        N / 3
+    );
+    // Then every one is reset.
     drop(streams);
     wait_fds_at_most(&server, base_fds + 4, Duration::from_secs(10));
     assert!(
