@@ -42,9 +42,10 @@ const IO_MEMORY: usize = 64 * 1024;
 /// maximum of 256 buckets (0.2% and 10%; README, "The reactor's ring").
 /// The depth is also glommio's throughput-preemption count (a task queue
 /// is asked to yield after that many completions); `PREEMPT_AFTER` still
-/// bounds a queue's run in time. The rings then take ~1.2 MiB per executor. Where the kernel cannot give
-/// that (before Linux 5.12 rings count against the locked-memory limit),
-/// the executor starts with glommio's default and says so.
+/// bounds a queue's run in time. The rings then take ~1.2 MiB per
+/// executor. Where the kernel cannot give that (before Linux 5.12 rings
+/// count against the locked-memory limit), the executor starts with
+/// glommio's default and says so.
 const RING_DEPTHS: [usize; 2] = [4096, 128];
 
 /// One shard's place in the set: its index, the count, its mesh ends.

@@ -820,18 +820,12 @@ fn thousands_of_connections_opened_and_reset_at_once() {
         s.set_nonblocking(true).unwrap();
     }
     let mut refused = vec![false; others.len()];
-    let mut fds = 0;
+    let (mut fds, mut held) = (0, 0);
     let all_in = wait_until(Duration::from_secs(10), || {
-        for (s, r) in others.iter_mut().zip(refused.iter_mut()) {
-            if !*r {
-                *r = refused_or_closed(s);
-            }
-        }
-        let held = refused.iter().filter(|r| !**r).count();
+        held = others.len() - note_refusals(others, &mut refused);
         fds = fd_count(pid);
         fds >= base_fds + N / 3 + held
     });
-    let held = refused.iter().filter(|r| !**r).count();
     assert!(
         all_in,
         "the server holds {fds} fds, not the {base_fds} it started with plus {} WebSockets \

@@ -2069,15 +2069,21 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
 pub fn wait_for_refusals(streams: &mut [TcpStream], count: usize) -> Vec<bool> {
     let mut ended = vec![false; streams.len()];
     let deadline = Instant::now() + WAIT;
-    while ended.iter().filter(|e| **e).count() < count {
+    while note_refusals(streams, &mut ended) < count {
         assert!(Instant::now() < deadline, "fewer than {count} refusals");
-        for (s, done) in streams.iter_mut().zip(&mut ended) {
-            if !*done {
-                *done = refused_or_closed(s);
-            }
-        }
     }
     ended
+}
+
+/// One look at each of `streams` not yet marked in `ended`: marks the ones
+/// the server refused (503) or closed since; how many are marked now.
+pub fn note_refusals(streams: &mut [TcpStream], ended: &mut [bool]) -> usize {
+    for (s, done) in streams.iter_mut().zip(ended.iter_mut()) {
+        if !*done {
+            *done = refused_or_closed(s);
+        }
+    }
+    ended.iter().filter(|e| **e).count()
 }
 
 /// Whether the server has answered `s` with its 503 refusal or closed it;
